@@ -1,0 +1,125 @@
+/**
+ * Every failure tcpkit reports is a `TcpkitError` with a stable `code`.
+ * Match on `code` (or `instanceof` a subclass), never on the message.
+ */
+
+/** Stable error codes. */
+export type ErrorCode =
+  | 'ERR_FRAME_TOO_LARGE'
+  | 'ERR_FRAME_INVALID'
+  | 'ERR_FIRST_BYTE_TIMEOUT'
+  | 'ERR_IDLE_TIMEOUT'
+  | 'ERR_FRAME_TIMEOUT'
+  | 'ERR_WRITE_TIMEOUT'
+  | 'ERR_LIFETIME_EXCEEDED'
+  | 'ERR_SLOW_CONSUMER'
+  | 'ERR_SERVER_CLOSING'
+  | 'ERR_CONNECTION_CLOSED'
+  | 'ERR_INVALID_OPTION';
+
+/** Base class of every error tcpkit throws or rejects with. */
+export class TcpkitError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** The byte stream cannot be decoded: the connection is corrupt and ends. */
+export class FrameError extends TcpkitError {}
+
+/** A frame is longer than the codec's `maxLength`; detected as early as the codec can tell. */
+export class FrameTooLargeError extends FrameError {
+  constructor(message: string) {
+    super('ERR_FRAME_TOO_LARGE', message);
+  }
+}
+
+/** The bytes do not form a valid frame (bad length, bad syntax, truncated at end of stream, ...). */
+export class FrameInvalidError extends FrameError {
+  constructor(message: string) {
+    super('ERR_FRAME_INVALID', message);
+  }
+}
+
+/** A deadline fired. The subclass and `code` say which. */
+export class TimeoutError extends TcpkitError {
+  /** The limit that fired, in milliseconds. */
+  readonly timeout: number;
+  constructor(code: ErrorCode, message: string, timeout: number) {
+    super(code, message);
+    this.timeout = timeout;
+  }
+}
+
+/** No byte arrived within `firstByteTimeout` of the accept. */
+export class FirstByteTimeoutError extends TimeoutError {
+  constructor(timeout: number) {
+    super('ERR_FIRST_BYTE_TIMEOUT', `no data within firstByteTimeout (${timeout} ms) of connecting`, timeout);
+  }
+}
+
+/** The peer sent nothing for `idleTimeout` while the connection waited for input. */
+export class IdleTimeoutError extends TimeoutError {
+  constructor(timeout: number) {
+    super('ERR_IDLE_TIMEOUT', `connection idle for idleTimeout (${timeout} ms)`, timeout);
+  }
+}
+
+/** A frame's bytes did not all arrive within `frameTimeout` of its first byte. */
+export class FrameTimeoutError extends TimeoutError {
+  constructor(timeout: number) {
+    super('ERR_FRAME_TIMEOUT', `frame not complete within frameTimeout (${timeout} ms) of its first byte`, timeout);
+  }
+}
+
+/** Data written was not flushed to the kernel within `writeTimeout`: the peer is not reading. */
+export class WriteTimeoutError extends TimeoutError {
+  constructor(timeout: number) {
+    super('ERR_WRITE_TIMEOUT', `write not flushed within writeTimeout (${timeout} ms)`, timeout);
+  }
+}
+
+/** The connection lived longer than `maxLifetime`. */
+export class LifetimeExceededError extends TimeoutError {
+  constructor(timeout: number) {
+    super('ERR_LIFETIME_EXCEEDED', `connection exceeded maxLifetime (${timeout} ms)`, timeout);
+  }
+}
+
+/** More than `maxQueuedBytes` were queued for a peer that does not read fast enough. */
+export class SlowConsumerError extends TcpkitError {
+  readonly queuedBytes: number;
+  constructor(queuedBytes: number, maxQueuedBytes: number) {
+    super(
+      'ERR_SLOW_CONSUMER',
+      `slow consumer: ${queuedBytes} bytes queued exceeds maxQueuedBytes (${maxQueuedBytes}); await conn.write() to respect backpressure`,
+    );
+    this.queuedBytes = queuedBytes;
+  }
+}
+
+/** The server is shutting down. */
+export class ServerClosingError extends TcpkitError {
+  constructor(message = 'server is shutting down') {
+    super('ERR_SERVER_CLOSING', message);
+  }
+}
+
+/** The connection is closed or was reset; the socket error, if any, is the `cause`. */
+export class ConnectionClosedError extends TcpkitError {
+  constructor(message = 'connection closed', cause?: unknown) {
+    super('ERR_CONNECTION_CLOSED', message, cause === undefined ? undefined : { cause });
+  }
+}
+
+/** An option passed to tcpkit is of the wrong type or out of range; the message names it. */
+export class InvalidOptionError extends TcpkitError {
+  readonly option: string;
+  constructor(option: string, message: string) {
+    super('ERR_INVALID_OPTION', `${option}: ${message}`);
+    this.option = option;
+  }
+}
