@@ -1,0 +1,718 @@
+import type { Socket } from 'node:net';
+import { defaultPool } from './buffer-pool.js';
+import { ByteQueue } from './byte-queue.js';
+import { type DeadlineEntry, deadlines } from './deadlines.js';
+import {
+  ConnectionClosedError,
+  FirstByteTimeoutError,
+  FrameInvalidError,
+  FrameTimeoutError,
+  IdleTimeoutError,
+  LifetimeExceededError,
+  SlowConsumerError,
+  type TimeoutError,
+  WriteTimeoutError,
+} from './errors.js';
+import type { Decoder, Encoder, FrameSink } from './framing/types.js';
+import { type ConnTimeouts, type ResolvedOptions, validateTimeouts } from './options.js';
+
+/** @internal what a connection needs from its server. */
+export interface ConnHost {
+  readonly options: ResolvedOptions;
+  onTimeout(conn: Conn, error: TimeoutError): void;
+  onSlowConsumer(conn: Conn, error: SlowConsumerError): void;
+  onSocketClosed(conn: Conn): void;
+}
+
+/** Data `conn.write()` accepts. Strings are sent as UTF-8. */
+export type WriteData = Uint8Array | string;
+
+const RESOLVED = Promise.resolve();
+const kConn = Symbol('tcpkit.conn');
+/** Batches up to this size are copied into one pooled buffer; larger ones go out with writev. */
+const COALESCE_LIMIT = 16 * 1024;
+
+type SocketWithConn = Socket & { [kConn]: Conn };
+
+// Every connection that wrote this turn; flushed once, after the I/O phase, so writes issued
+// while handling one read batch (pipelined requests) leave in one syscall per connection.
+let dirty: Conn[] = [];
+let flushScheduled = false;
+function flushAll(): void {
+  flushScheduled = false;
+  const list = dirty;
+  dirty = [];
+  for (let i = 0; i < list.length; i++) list[i]!._flush();
+}
+
+let nextId = 1;
+
+/**
+ * One accepted connection, handed to the handler. Reads are pulled (`read`, `readExactly`,
+ * `frames`, `for await`), writes respect backpressure (`await write`), every deadline of the
+ * server applies, and `signal` aborts when the connection ends, times out or the server drains.
+ */
+export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
+  /** Process-unique connection number. */
+  readonly id: number;
+  /** The peer's IP address (IPv4-mapped IPv6 addresses are given as IPv4). */
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly localAddress: string;
+  readonly localPort: number;
+  /** @internal DeadlineEntry slot. */
+  tick = -1;
+  /** @internal settles when the handler has settled (set by the server). */
+  _handlerSettled: Promise<void> = RESOLVED;
+
+  #socket: Socket;
+  #host: ConnHost;
+  #inbound = new ByteQueue();
+  #wake: (() => void) | null = null;
+  #eof = false;
+  #draining = false;
+  #paused = false;
+  /** Why the connection failed (timeout, reset, slow consumer); pending and later operations reject with it. */
+  #error: Error | null = null;
+  #closed = false;
+  #ended = false;
+  #lingering = false;
+
+  #pending: WriteData[] = [];
+  #pendingBytes = 0;
+  #scheduled = false;
+  /** Start times of socket writes not yet flushed, oldest first (the write deadline is the first's). */
+  #inflight: number[] = [];
+  #inflightBufs: (Buffer | null)[] = [];
+  #onWritten: ((err?: Error | null) => void) | null = null;
+  #writeWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  #endPromise: Promise<void> | null = null;
+  #closePromise: Promise<void> | null = null;
+  #closeResolve: (() => void) | null = null;
+
+  #firstByteTimeout: number;
+  #idleTimeout: number;
+  #frameTimeout: number;
+  #writeTimeout: number;
+  #maxLifetime: number;
+  #startedAt: number;
+  #lastReadAt = 0;
+  #frameStartAt = 0;
+  #lingerUntil = 0;
+
+  #abort: AbortController | null = null;
+  #abortReason: Error | null = null;
+
+  /** @internal created by the server when the handler is admitted. */
+  constructor(socket: Socket, host: ConnHost, remoteAddress: string) {
+    this.id = nextId++;
+    this.#socket = socket;
+    this.#host = host;
+    this.remoteAddress = remoteAddress;
+    this.remotePort = socket.remotePort ?? 0;
+    this.localAddress = normalizeAddress(socket.localAddress ?? '');
+    this.localPort = socket.localPort ?? 0;
+    const o = host.options;
+    this.#firstByteTimeout = o.firstByteTimeout;
+    this.#idleTimeout = o.idleTimeout;
+    this.#frameTimeout = o.frameTimeout;
+    this.#writeTimeout = o.writeTimeout;
+    this.#maxLifetime = o.maxLifetime;
+    this.#startedAt = deadlines.now();
+    (socket as SocketWithConn)[kConn] = this;
+    socket.on('data', onData);
+    socket.on('end', onEnd);
+    socket.on('error', onError);
+    socket.on('close', onClose);
+    this.#arm();
+    socket.resume();
+  }
+
+  /** Aborts when the connection fails, closes, or the server starts draining; `reason` is a TcpkitError. */
+  get signal(): AbortSignal {
+    if (this.#abort === null) {
+      this.#abort = new AbortController();
+      if (this.#abortReason !== null) this.#abort.abort(this.#abortReason);
+    }
+    return this.#abort.signal;
+  }
+
+  /** Bytes received from the peer. */
+  get bytesRead(): number {
+    return this.#socket.bytesRead;
+  }
+
+  /** Bytes handed to the kernel for the peer. */
+  get bytesWritten(): number {
+    return this.#socket.bytesWritten;
+  }
+
+  /** Bytes accepted by `write()` and not yet handed to the kernel. */
+  get queuedBytes(): number {
+    return this.#pendingBytes + this.#socket.writableLength;
+  }
+
+  /** True once the socket is closed. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  // ---- reading -------------------------------------------------------------------------------
+
+  /**
+   * The next chunk of input, or `null` at end of stream (the peer's FIN, or the server draining
+   * once buffered input is consumed). Rejects with the connection's error after a timeout or reset.
+   */
+  read(): Promise<Buffer | null> {
+    if (this.#inbound.length > 0) return Promise.resolve(this.#takeChunk());
+    if (this.#error !== null) return Promise.reject(this.#error);
+    if (this.#eof || this.#draining || this.#closed) return Promise.resolve(null);
+    return new Promise((resolve, reject) => {
+      this.#waitForData(() => {
+        if (this.#inbound.length > 0) resolve(this.#takeChunk());
+        else if (this.#error !== null) reject(this.#error);
+        else resolve(null);
+      });
+    });
+  }
+
+  /**
+   * Exactly `n` bytes. Rejects with `ERR_FRAME_INVALID` if the stream ends first, and with the
+   * connection's error on timeout or reset. Input is buffered until `n` bytes are there, so
+   * bound `n` yourself when it comes from the peer.
+   */
+  async readExactly(n: number): Promise<Buffer> {
+    if (!Number.isInteger(n) || n < 0) throw new RangeError(`readExactly: n must be a non-negative integer, got ${n}`);
+    while (this.#inbound.length < n) {
+      if (this.#error !== null) throw this.#error;
+      if (this.#eof || this.#draining || this.#closed) {
+        throw new FrameInvalidError(`truncated: stream ended after ${this.#inbound.length} of ${n} bytes`);
+      }
+      await new Promise<void>((resolve) => this.#waitForData(resolve));
+    }
+    const out = this.#inbound.take(n);
+    this.#afterConsume();
+    return out;
+  }
+
+  /** Chunks of input until end of stream. */
+  [Symbol.asyncIterator](): AsyncIterator<Buffer> {
+    return {
+      next: async (): Promise<IteratorResult<Buffer>> => {
+        const chunk = await this.read();
+        return chunk === null ? { value: undefined, done: true } : { value: chunk, done: false };
+      },
+    };
+  }
+
+  /**
+   * Decoded frames until end of stream. A decoder's `FrameError` rejects the iteration (the
+   * connection stays open so the handler may answer, e.g. with a protocol error, before it ends).
+   * While the server drains, frames already received are delivered, then the iteration ends.
+   * `frameTimeout` bounds the time from a frame's first byte to its last.
+   */
+  frames<T>(decoder: Decoder<T>): AsyncIterableIterator<T> {
+    return new FrameIterator(this, decoder);
+  }
+
+  /** @internal one step of frame decoding for FrameIterator; returns undefined when it must wait. */
+  _decode<T>(decoder: Decoder<T>): IteratorResult<T> | undefined {
+    const q = this.#inbound;
+    if (q.length > 0) {
+      const frame = decoder.decode(q);
+      if (frame !== undefined) {
+        this.#frameStartAt = 0;
+        this.#afterConsume();
+        if (q.length > 0 && this.#frameTimeout > 0) {
+          // The next frame has begun already.
+          this.#frameStartAt = deadlines.now();
+          this.#armAt(this.#frameStartAt + this.#frameTimeout);
+        }
+        return { value: frame, done: false };
+      }
+    }
+    if (this.#error !== null) throw this.#error;
+    if (this.#draining || this.#closed) return { value: undefined, done: true };
+    if (this.#eof) {
+      if (q.length === 0) return { value: undefined, done: true };
+      const last = decoder.decodeEnd?.(q);
+      if (last !== undefined) return { value: last, done: false };
+      if (q.length === 0) return { value: undefined, done: true };
+      throw new FrameInvalidError(`truncated frame: stream ended with ${q.length} bytes of an incomplete frame`);
+    }
+    if (q.length > 0 && this.#frameStartAt === 0 && this.#frameTimeout > 0) {
+      this.#frameStartAt = deadlines.now();
+      this.#armAt(this.#frameStartAt + this.#frameTimeout);
+    }
+    return undefined;
+  }
+
+  /** @internal */
+  _waitForData(wake: () => void): void {
+    this.#waitForData(wake);
+  }
+
+  #waitForData(wake: () => void): void {
+    this.#wake = wake;
+    if (this.#paused) {
+      this.#paused = false;
+      this.#socket.resume();
+    }
+  }
+
+  #takeChunk(): Buffer {
+    const chunk = this.#inbound.shift()!;
+    this.#afterConsume();
+    return chunk;
+  }
+
+  #afterConsume(): void {
+    if (this.#inbound.length === 0) {
+      // The handler caught up: from here on, silence is the peer's.
+      if (this.#lastReadAt !== 0) this.#lastReadAt = deadlines.now();
+      this.#frameStartAt = 0;
+    }
+    if (this.#paused && this.#inbound.length < this.#host.options.maxReadBuffer && !this.#draining) {
+      this.#paused = false;
+      this.#socket.resume();
+    }
+  }
+
+  /** @internal socket 'data' */
+  _onData(chunk: Buffer): void {
+    if (this.#lingering) return;
+    this.#lastReadAt = deadlines.now();
+    this.#inbound.push(chunk);
+    const wake = this.#wake;
+    if (wake !== null) {
+      this.#wake = null;
+      wake();
+    } else if (!this.#paused && this.#inbound.length >= this.#host.options.maxReadBuffer) {
+      this.#paused = true;
+      this.#socket.pause();
+    }
+  }
+
+  /** @internal socket 'end' */
+  _onEnd(): void {
+    this.#eof = true;
+    this.#notify();
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    if (wake !== null) {
+      this.#wake = null;
+      wake();
+    }
+  }
+
+  // ---- writing -------------------------------------------------------------------------------
+
+  /**
+   * Queues `data` for the peer. Resolves at once while fewer than `maxWriteBuffer` bytes are
+   * queued, else once the queue drains below it. Rejects with `ERR_WRITE_TIMEOUT` if the peer
+   * does not take the data in time, `ERR_CONNECTION_CLOSED` if the connection closed, and
+   * destroys the connection with `ERR_SLOW_CONSUMER` if more than `maxQueuedBytes` pile up.
+   * Writes issued in the same event-loop turn leave together in one syscall.
+   */
+  write(data: WriteData): Promise<void> {
+    const failed = this.#writeState();
+    if (failed !== null) return Promise.reject(failed);
+    this.#enqueue(data);
+    if (this.#error !== null) return Promise.reject(this.#error);
+    if (this.#pendingBytes + this.#socket.writableLength < this.#host.options.maxWriteBuffer) return RESOLVED;
+    return new Promise((resolve, reject) => this.#writeWaiters.push({ resolve, reject }));
+  }
+
+  /** Encodes `item` with `encoder` and writes its chunks as one write (see `write`). */
+  writeFrame<T>(encoder: Encoder<T>, item: T): Promise<void> {
+    const failed = this.#writeState();
+    if (failed !== null) return Promise.reject(failed);
+    encoder.encode(item, this.#sink);
+    if (this.#error !== null) return Promise.reject(this.#error);
+    if (this.#pendingBytes + this.#socket.writableLength < this.#host.options.maxWriteBuffer) return RESOLVED;
+    return new Promise((resolve, reject) => this.#writeWaiters.push({ resolve, reject }));
+  }
+
+  #sink: FrameSink = {
+    push: (...chunks: WriteData[]): number => {
+      for (const c of chunks) this.#enqueue(c);
+      return this.#pending.length;
+    },
+  };
+
+  #writeState(): Error | null {
+    if (this.#error !== null) return this.#error;
+    if (this.#ended || this.#closed) return new ConnectionClosedError('write after end');
+    return null;
+  }
+
+  #enqueue(data: WriteData): void {
+    if (this.#error !== null || this.#ended) return;
+    const len = typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength;
+    if (len === 0) return;
+    this.#pending.push(data);
+    this.#pendingBytes += len;
+    const queued = this.#pendingBytes + this.#socket.writableLength;
+    if (queued > this.#host.options.maxQueuedBytes) {
+      const err = new SlowConsumerError(queued, this.#host.options.maxQueuedBytes);
+      this.#host.onSlowConsumer(this, err);
+      this.#fail(err);
+      return;
+    }
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      dirty.push(this);
+      if (!flushScheduled) {
+        flushScheduled = true;
+        setImmediate(flushAll);
+      }
+    }
+  }
+
+  /** @internal hands the queued writes to the socket in one write (or one writev). */
+  _flush(): void {
+    this.#scheduled = false;
+    const pending = this.#pending;
+    const n = pending.length;
+    if (n === 0 || this.#error !== null || this.#closed) return;
+    const socket = this.#socket;
+    const bytes = this.#pendingBytes;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    if (this.#onWritten === null) this.#onWritten = (err) => this.#written(err);
+    let pooled: Buffer | null = null;
+    if (n === 1) {
+      socket.write(pending[0]!, this.#onWritten);
+    } else if (bytes <= COALESCE_LIMIT) {
+      pooled = defaultPool.acquire(bytes);
+      let off = 0;
+      for (let i = 0; i < n; i++) {
+        const c = pending[i]!;
+        if (typeof c === 'string') off += pooled.write(c, off);
+        else {
+          pooled.set(c, off);
+          off += c.byteLength;
+        }
+      }
+      socket.write(pooled.length === bytes ? pooled : pooled.subarray(0, bytes), this.#onWritten);
+    } else {
+      socket.cork();
+      for (let i = 0; i < n - 1; i++) socket.write(pending[i]!);
+      socket.write(pending[n - 1]!, this.#onWritten);
+      socket.uncork();
+    }
+    const now = deadlines.now();
+    this.#inflight.push(now);
+    this.#inflightBufs.push(pooled);
+    if (this.#writeTimeout > 0 && this.#inflight.length === 1) this.#armAt(now + this.#writeTimeout);
+  }
+
+  #written(err?: Error | null): void {
+    this.#inflight.shift();
+    const buf = this.#inflightBufs.shift();
+    // A failed write may still be referenced by libuv: let the GC have it rather than reuse it.
+    if (buf && !err) defaultPool.release(buf);
+    if (err) {
+      if (this.#error === null && !this.#closed) this.#fail(new ConnectionClosedError('write failed', err));
+      return;
+    }
+    if (this.#writeWaiters.length > 0 && this.queuedBytes < this.#host.options.maxWriteBuffer) {
+      const waiters = this.#writeWaiters;
+      this.#writeWaiters = [];
+      for (const w of waiters) w.resolve();
+    }
+  }
+
+  /** Flushes queued writes and sends FIN. Reading may go on (half-close). Resolves once flushed. */
+  end(data?: WriteData): Promise<void> {
+    if (this.#endPromise !== null) return this.#endPromise;
+    if (this.#error !== null) return Promise.reject(this.#error);
+    if (this.#closed) return Promise.reject(new ConnectionClosedError());
+    if (data !== undefined) this.#enqueue(data);
+    this.#ended = true;
+    this._flush();
+    this.#endPromise = new Promise<void>((resolve, reject) => {
+      this.#socket.end(() => (this.#error === null ? resolve() : reject(this.#error)));
+    });
+    this.#endPromise.catch(() => {});
+    return this.#endPromise;
+  }
+
+  /**
+   * Closes gracefully, as when the handler returns: flushes, sends FIN, then reads and discards
+   * input until the peer's FIN or `lingerTimeout`, so the peer never sees a reset for data it sent.
+   * Resolves when the socket is closed.
+   */
+  close(): Promise<void> {
+    if (this.#closePromise === null) {
+      this.#closePromise = new Promise((resolve) => {
+        this.#closeResolve = resolve;
+      });
+      if (this.#closed) this.#closeResolve!();
+      else if (this.#error !== null) this.#socket.destroy();
+      else {
+        this.end().catch(() => {});
+        this.#linger();
+      }
+    }
+    return this.#closePromise;
+  }
+
+  /** Destroys the socket at once (no flush). With `error`, pending operations reject with it. */
+  destroy(error?: Error): void {
+    if (this.#closed) return;
+    this.#fail(error ?? new ConnectionClosedError('connection destroyed'));
+  }
+
+  /** Changes this connection's timeouts (milliseconds, 0 = no limit); unspecified ones stay. */
+  setTimeouts(timeouts: ConnTimeouts): void {
+    validateTimeouts(timeouts);
+    if (timeouts.firstByteTimeout !== undefined) this.#firstByteTimeout = timeouts.firstByteTimeout;
+    if (timeouts.idleTimeout !== undefined) this.#idleTimeout = timeouts.idleTimeout;
+    if (timeouts.frameTimeout !== undefined) this.#frameTimeout = timeouts.frameTimeout;
+    if (timeouts.writeTimeout !== undefined) this.#writeTimeout = timeouts.writeTimeout;
+    if (timeouts.maxLifetime !== undefined) this.#maxLifetime = timeouts.maxLifetime;
+    if (!this.#closed && !this.#lingering) this.#arm();
+  }
+
+  #linger(): void {
+    if (this.#lingering || this.#closed) return;
+    this.#lingering = true;
+    this.#wake = null;
+    this.#inbound.clear();
+    const linger = this.#host.options.lingerTimeout;
+    if (this.#eof) {
+      // The peer already sent FIN: once ours is flushed the socket closes by itself.
+    } else if (linger === 0) {
+      this.#socket.destroySoon();
+    }
+    if (this.#paused || this.#draining) {
+      this.#paused = false;
+      this.#socket.resume();
+    }
+    // Lingering starts once our data is out: allow the write timeout for what is still queued.
+    const flushTime = this.queuedBytes > 0 ? this.#writeTimeout || 30_000 : 0;
+    this.#lingerUntil = deadlines.now() + Math.max(linger, flushTime);
+    deadlines.schedule(this, this.#lingerUntil);
+  }
+
+  // ---- lifecycle (called by the server) ------------------------------------------------------
+
+  /** @internal the server is draining: deliver what was received, then end reads. */
+  _drain(reason: Error): void {
+    if (this.#draining || this.#closed) return;
+    this.#draining = true;
+    this.#abortWith(reason);
+    if (!this.#lingering) {
+      // Pull anything the stream buffered while we were paused, then stop reading.
+      const socket = this.#socket;
+      while (socket.readableLength > 0 && socket.read() !== null) {}
+      this.#paused = true;
+      socket.pause();
+    }
+    this.#notify();
+  }
+
+  /** @internal the handler settled without throwing. */
+  _handlerDone(): void {
+    if (this.#closed) return;
+    if (this.#error !== null) {
+      this.#socket.destroy();
+      return;
+    }
+    this.close().catch(() => {});
+  }
+
+  /** @internal waits for the socket to close. */
+  _closed(): Promise<void> {
+    if (this.#closed) return RESOLVED;
+    if (this.#closePromise === null) {
+      this.#closePromise = new Promise((resolve) => {
+        this.#closeResolve = resolve;
+      });
+    }
+    return this.#closePromise;
+  }
+
+  #fail(error: Error): void {
+    if (this.#error === null) this.#error = error;
+    this.#abortWith(error);
+    deadlines.cancel(this);
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    this.#socket.destroy();
+    this.#notify();
+    this.#rejectWriters(this.#error);
+  }
+
+  #rejectWriters(error: Error): void {
+    const waiters = this.#writeWaiters;
+    this.#writeWaiters = [];
+    for (const w of waiters) w.reject(error);
+  }
+
+  #abortWith(reason: Error): void {
+    if (this.#abortReason !== null) return;
+    this.#abortReason = reason;
+    this.#abort?.abort(reason);
+  }
+
+  /** @internal socket 'error' (a reset, EPIPE, ...). */
+  _onError(err: Error): void {
+    if (this.#error === null) this.#error = new ConnectionClosedError(`connection closed: ${err.message}`, err);
+  }
+
+  /** @internal socket 'close' */
+  _onClose(): void {
+    this.#closed = true;
+    deadlines.cancel(this);
+    if (this.#error === null && !this.#eof && !this.#lingering && !this.#draining) {
+      // Closed without FIN or error (destroyed locally): pending reads see the closure.
+      this.#error = new ConnectionClosedError();
+    }
+    this.#abortWith(this.#error ?? new ConnectionClosedError());
+    this.#notify();
+    this.#rejectWriters(this.#error ?? new ConnectionClosedError());
+    this.#closeResolve?.();
+    this.#host.onSocketClosed(this);
+  }
+
+  // ---- deadlines -----------------------------------------------------------------------------
+
+  /** Files the wheel entry no later than the earliest deadline now in force. */
+  #arm(): void {
+    const at = this.#nextDeadline();
+    if (at === Number.POSITIVE_INFINITY) deadlines.cancel(this);
+    else deadlines.schedule(this, at);
+  }
+
+  /** Makes sure the entry fires no later than `at`. */
+  #armAt(at: number): void {
+    if (this.tick === -1 || this.tick * deadlines.resolution > at) deadlines.schedule(this, at);
+  }
+
+  #nextDeadline(): number {
+    let at = Number.POSITIVE_INFINITY;
+    if (this.#lingering) return this.#lingerUntil;
+    if (this.#maxLifetime > 0) at = this.#startedAt + this.#maxLifetime;
+    if (this.#writeTimeout > 0 && this.#inflight.length > 0) at = Math.min(at, this.#inflight[0]! + this.#writeTimeout);
+    if (this.#lastReadAt === 0) {
+      if (this.#firstByteTimeout > 0) at = Math.min(at, this.#startedAt + this.#firstByteTimeout);
+    } else if (this.#idleTimeout > 0) {
+      at = Math.min(at, this.#lastReadAt + this.#idleTimeout);
+    }
+    if (this.#frameTimeout > 0 && this.#frameStartAt > 0) at = Math.min(at, this.#frameStartAt + this.#frameTimeout);
+    return at;
+  }
+
+  /** @internal DeadlineEntry: check which deadline, if any, has really passed. */
+  onDeadline(now: number): void {
+    if (this.#closed) return;
+    if (this.#lingering) {
+      if (now >= this.#lingerUntil) this.#socket.destroy();
+      else deadlines.schedule(this, this.#lingerUntil);
+      return;
+    }
+    let error: TimeoutError | null = null;
+    if (this.#maxLifetime > 0 && now >= this.#startedAt + this.#maxLifetime) {
+      error = new LifetimeExceededError(this.#maxLifetime);
+    } else if (this.#writeTimeout > 0 && this.#inflight.length > 0 && now >= this.#inflight[0]! + this.#writeTimeout) {
+      error = new WriteTimeoutError(this.#writeTimeout);
+    } else if (this.#lastReadAt === 0) {
+      if (this.#firstByteTimeout > 0 && now >= this.#startedAt + this.#firstByteTimeout && !this.#eof) {
+        error = new FirstByteTimeoutError(this.#firstByteTimeout);
+      }
+    } else if (
+      this.#idleTimeout > 0 &&
+      now >= this.#lastReadAt + this.#idleTimeout &&
+      this.#inbound.length === 0 &&
+      this.#inflight.length === 0 &&
+      !this.#eof &&
+      !this.#draining
+    ) {
+      error = new IdleTimeoutError(this.#idleTimeout);
+    }
+    if (error === null && this.#frameTimeout > 0 && this.#frameStartAt > 0) {
+      if (now >= this.#frameStartAt + this.#frameTimeout) error = new FrameTimeoutError(this.#frameTimeout);
+    }
+    if (error !== null) {
+      this.#host.onTimeout(this, error);
+      this.#fail(error);
+      return;
+    }
+    const at = this.#nextDeadline();
+    if (at !== Number.POSITIVE_INFINITY) {
+      // A deadline that is not yet due because the peer is not at fault (the handler holds unread input, a
+      // write is in flight, the peer half-closed) is checked again one idle period later.
+      deadlines.schedule(this, at > now ? at : now + Math.max(this.#idleTimeout, deadlines.resolution));
+    }
+  }
+}
+
+class FrameIterator<T> implements AsyncIterableIterator<T> {
+  #conn: Conn;
+  #decoder: Decoder<T>;
+  #done = false;
+
+  constructor(conn: Conn, decoder: Decoder<T>) {
+    this.#conn = conn;
+    this.#decoder = decoder;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<T> {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<T>> {
+    if (this.#done) return Promise.resolve({ value: undefined, done: true });
+    try {
+      const r = this.#conn._decode(this.#decoder);
+      if (r !== undefined) {
+        if (r.done) this.#done = true;
+        return Promise.resolve(r);
+      }
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise((resolve, reject) => {
+      const step = (): void => {
+        try {
+          const r = this.#conn._decode(this.#decoder);
+          if (r === undefined) this.#conn._waitForData(step);
+          else {
+            if (r.done) this.#done = true;
+            resolve(r);
+          }
+        } catch (err) {
+          reject(err);
+        }
+      };
+      this.#conn._waitForData(step);
+    });
+  }
+
+  return(): Promise<IteratorResult<T>> {
+    this.#done = true;
+    return Promise.resolve({ value: undefined, done: true });
+  }
+}
+
+function onData(this: SocketWithConn, chunk: Buffer): void {
+  this[kConn]._onData(chunk);
+}
+function onEnd(this: SocketWithConn): void {
+  this[kConn]._onEnd();
+}
+function onError(this: SocketWithConn, err: Error): void {
+  this[kConn]._onError(err);
+}
+function onClose(this: SocketWithConn): void {
+  this[kConn]._onClose();
+}
+
+/** `::ffff:1.2.3.4` -> `1.2.3.4`, so IPv4 peers look the same on dual-stack listeners. */
+export function normalizeAddress(address: string): string {
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+}

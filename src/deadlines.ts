@@ -1,0 +1,100 @@
+/**
+ * One coarse timer for every connection's deadlines: a hashed timing wheel.
+ *
+ * Thousands of connections each with a per-socket `setTimeout` mean thousands of live timer
+ * objects, re-armed on every read. Here a connection owns one `DeadlineEntry`; refreshing an
+ * idle deadline is a plain field write by the owner (no timer call), and the entry fires at its
+ * scheduled tick, where the owner checks its real deadlines and re-arms if none has passed
+ * (the lazy re-check of Netty's IdleStateHandler). One `setInterval` drives all of it and runs
+ * only while entries exist.
+ */
+
+/** A scheduled callback; owned by one connection and re-armed with `Deadlines#schedule`. */
+export interface DeadlineEntry {
+  /** Called once the tick at or after `at` is reached. */
+  onDeadline(now: number): void;
+  /** @internal absolute tick the entry is filed under, or -1 when not scheduled. */
+  tick: number;
+}
+
+const SLOTS = 512; // power of two; one round = SLOTS * resolution (51.2 s at 100 ms)
+
+export class Deadlines {
+  readonly resolution: number;
+  #slots: Set<DeadlineEntry>[] = Array.from({ length: SLOTS }, () => new Set());
+  #size = 0;
+  #tick = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #now = 0;
+
+  /** @param resolution milliseconds per tick (deadlines fire up to this late). */
+  constructor(resolution = 100) {
+    this.resolution = resolution;
+  }
+
+  /** A coarse monotonic clock (ms, `performance.now()`): exact when idle, updated every tick while running. */
+  now(): number {
+    return this.#timer === undefined ? performance.now() : this.#now;
+  }
+
+  /** Number of scheduled entries. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Files `entry` to fire at time `at` (ms, on the `now()` clock); re-files it if already scheduled. */
+  schedule(entry: DeadlineEntry, at: number): void {
+    if (this.#timer === undefined) this.#start();
+    let tick = Math.ceil(at / this.resolution);
+    if (tick <= this.#tick) tick = this.#tick + 1;
+    if (entry.tick === tick) return;
+    if (entry.tick !== -1) this.#slots[entry.tick & (SLOTS - 1)]!.delete(entry);
+    else this.#size++;
+    entry.tick = tick;
+    this.#slots[tick & (SLOTS - 1)]!.add(entry);
+  }
+
+  /** Removes `entry` if scheduled. */
+  cancel(entry: DeadlineEntry): void {
+    if (entry.tick === -1) return;
+    this.#slots[entry.tick & (SLOTS - 1)]!.delete(entry);
+    entry.tick = -1;
+    if (--this.#size === 0) this.#stop();
+  }
+
+  #start(): void {
+    this.#now = performance.now();
+    this.#tick = Math.floor(this.#now / this.resolution);
+    this.#timer = setInterval(this.#onTick, this.resolution);
+    this.#timer.unref();
+  }
+
+  #stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #onTick = (): void => {
+    this.#now = performance.now();
+    const target = Math.floor(this.#now / this.resolution);
+    // After a very long block, one full round visits every slot: no need to replay the rest.
+    if (target - this.#tick > SLOTS) this.#tick = target - SLOTS;
+    // Catch up tick by tick if the loop was blocked, so no slot is skipped.
+    while (this.#tick < target && this.#timer !== undefined) {
+      const tick = ++this.#tick;
+      const slot = this.#slots[tick & (SLOTS - 1)]!;
+      if (slot.size === 0) continue;
+      for (const entry of slot) {
+        if (entry.tick > tick) continue; // a later round
+        slot.delete(entry);
+        entry.tick = -1;
+        this.#size--;
+        entry.onDeadline(this.#now);
+      }
+    }
+    if (this.#size === 0) this.#stop();
+  };
+}
+
+/** The wheel shared by every server in the process. */
+export const deadlines = new Deadlines();

@@ -1,0 +1,16 @@
+export { BufferPool, type BufferPoolOptions, defaultPool } from './buffer-pool.js';
+export { ByteQueue } from './byte-queue.js';
+export { Conn, type WriteData } from './conn.js';
+export * from './errors.js';
+export type { Codec, Decoder, Encoder, FrameSink } from './framing/types.js';
+export type { RejectReason } from './gate.js';
+export type { ConnTimeouts, ServeOptions } from './options.js';
+export { DEFAULTS } from './options.js';
+export {
+  type Handler,
+  Server,
+  type ServerAddress,
+  type ServerStats,
+  type ShutdownResult,
+  serve,
+} from './server.js';

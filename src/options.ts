@@ -1,0 +1,233 @@
+import type { BlockList } from 'node:net';
+import { InvalidOptionError } from './errors.js';
+
+/**
+ * Options of {@link serve}. Every option is optional. Durations are in milliseconds and `0`
+ * means "no limit"; sizes are in bytes.
+ */
+export interface ServeOptions {
+  /** TCP port to listen on; `0` picks an ephemeral port (read it from `server.address`). Default 0. */
+  port?: number;
+  /** Address to listen on. Default: Node's default (all interfaces, `::` with IPv4 mapped). */
+  host?: string;
+  /** Listen on this unix socket path instead of TCP (`port` and `host` are then ignored). */
+  path?: string;
+  /** Length of the kernel's accept queue (`listen(2)` backlog). Default 511. */
+  backlog?: number;
+  /** Most handlers running at once: the semaphore. Default 10000. */
+  maxConnections?: number;
+  /** What to do with a connection accepted at the cap: hold it unread in a FIFO (`'wait'`) or close it (`'reject'`). Default `'wait'`. */
+  whenFull?: 'wait' | 'reject';
+  /** Most connections held in the wait queue; beyond it a connection is rejected (`rejected.full`). Default `maxConnections`. */
+  maxWaiting?: number;
+  /** Longest a connection waits in the queue before it is rejected (`rejected.waitTimeout`). Default 10000 (10 s); 0 = no limit. */
+  waitTimeout?: number;
+  /** Most connections, running or waiting, from one remote IP address. Default 0 (no limit). */
+  maxConnectionsPerPeer?: number;
+  /** Addresses whose connections are closed at accept (`rejected.blocked`), enforced by tcpkit on every Node version. */
+  blockList?: BlockList;
+  /** Longest time from admission to the first byte from the peer (`ERR_FIRST_BYTE_TIMEOUT`). Default 10000 (10 s). */
+  firstByteTimeout?: number;
+  /** Longest the connection may wait for input with no byte arriving, after the first byte (`ERR_IDLE_TIMEOUT`). Default 60000 (60 s). */
+  idleTimeout?: number;
+  /** Longest a frame may take from its first byte to its last in `conn.frames()` (`ERR_FRAME_TIMEOUT`): stops slowloris trickles. Default 30000 (30 s). */
+  frameTimeout?: number;
+  /** Longest written data may wait unflushed because the peer does not read (`ERR_WRITE_TIMEOUT`). Default 30000 (30 s). */
+  writeTimeout?: number;
+  /** Longest a connection may live, whatever it does (`ERR_LIFETIME_EXCEEDED`). Default 0 (no limit). */
+  maxLifetime?: number;
+  /** Bytes of unread input buffered before the socket is paused (the read high-water mark). Default 65536 (64 KiB). */
+  maxReadBuffer?: number;
+  /** Bytes queued for the peer below which `conn.write()` resolves at once; above it, `write()` waits for the drain. Default 65536 (64 KiB). */
+  maxWriteBuffer?: number;
+  /** Hard cap on bytes queued for the peer; above it the connection is a slow consumer and is destroyed (`ERR_SLOW_CONSUMER`). Default 4194304 (4 MiB). */
+  maxQueuedBytes?: number;
+  /** After the handler ends and FIN is sent, how long input is read and discarded while waiting for the peer's FIN (a lingering close). Default 2000 (2 s). */
+  lingerTimeout?: number;
+  /** Disable Nagle's algorithm (`TCP_NODELAY`). Default true. */
+  noDelay?: boolean;
+  /** TCP keep-alive: `false`/`0` off, `true` on with the OS delay, a number = initial delay in ms. Default false. */
+  keepAlive?: boolean | number;
+  /** Shut the server down (as `server.shutdown()`) when this signal aborts. */
+  signal?: AbortSignal;
+  /** Process signals that start a graceful shutdown; a second signal forces it. Default `[]` (none installed). */
+  shutdownOn?: NodeJS.Signals[];
+  /** Default time `shutdown()` waits for handlers before destroying the rest. Default 30000 (30 s). */
+  drainTimeout?: number;
+}
+
+/** Per-connection timeouts that `conn.setTimeouts()` may change. */
+export interface ConnTimeouts {
+  firstByteTimeout?: number;
+  idleTimeout?: number;
+  frameTimeout?: number;
+  writeTimeout?: number;
+  maxLifetime?: number;
+}
+
+/** @internal options after defaults and validation. */
+export interface ResolvedOptions {
+  port: number;
+  host: string | undefined;
+  path: string | undefined;
+  backlog: number;
+  maxConnections: number;
+  whenFull: 'wait' | 'reject';
+  maxWaiting: number;
+  waitTimeout: number;
+  maxConnectionsPerPeer: number;
+  blockList: BlockList | undefined;
+  firstByteTimeout: number;
+  idleTimeout: number;
+  frameTimeout: number;
+  writeTimeout: number;
+  maxLifetime: number;
+  maxReadBuffer: number;
+  maxWriteBuffer: number;
+  maxQueuedBytes: number;
+  lingerTimeout: number;
+  noDelay: boolean;
+  keepAlive: boolean | number;
+  signal: AbortSignal | undefined;
+  shutdownOn: NodeJS.Signals[];
+  drainTimeout: number;
+}
+
+/** Largest duration accepted: what `setTimeout` can represent (about 24.8 days). */
+const MAX_DURATION = 2 ** 31 - 1;
+
+export const DEFAULTS = {
+  port: 0,
+  backlog: 511,
+  maxConnections: 10_000,
+  whenFull: 'wait',
+  waitTimeout: 10_000,
+  maxConnectionsPerPeer: 0,
+  firstByteTimeout: 10_000,
+  idleTimeout: 60_000,
+  frameTimeout: 30_000,
+  writeTimeout: 30_000,
+  maxLifetime: 0,
+  maxReadBuffer: 64 * 1024,
+  maxWriteBuffer: 64 * 1024,
+  maxQueuedBytes: 4 * 1024 * 1024,
+  lingerTimeout: 2_000,
+  noDelay: true,
+  keepAlive: false,
+  drainTimeout: 30_000,
+} as const;
+
+const KNOWN = new Set<string>([
+  ...Object.keys(DEFAULTS),
+  'host',
+  'path',
+  'maxWaiting',
+  'blockList',
+  'signal',
+  'shutdownOn',
+]);
+
+function describe(v: unknown): string {
+  return typeof v === 'string' ? JSON.stringify(v) : String(v);
+}
+
+export function integer(name: string, v: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new InvalidOptionError(name, `must be an integer from ${min} to ${max}, got ${describe(v)}`);
+  }
+  return v;
+}
+
+export function duration(name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > MAX_DURATION) {
+    throw new InvalidOptionError(
+      name,
+      `must be a whole number of milliseconds from 0 (no limit) to ${MAX_DURATION}, got ${describe(v)}`,
+    );
+  }
+  return v;
+}
+
+/** Validates per-connection timeouts (for `conn.setTimeouts`). */
+export function validateTimeouts(t: ConnTimeouts): ConnTimeouts {
+  if (t === null || typeof t !== 'object') throw new InvalidOptionError('timeouts', 'must be an object');
+  for (const key of Object.keys(t)) {
+    if (!['firstByteTimeout', 'idleTimeout', 'frameTimeout', 'writeTimeout', 'maxLifetime'].includes(key)) {
+      throw new InvalidOptionError(key, 'is not a per-connection timeout');
+    }
+    duration(key, (t as Record<string, unknown>)[key]);
+  }
+  return t;
+}
+
+/** Applies defaults and validates; throws `InvalidOptionError` naming the first bad option. */
+export function resolveOptions(options: ServeOptions): ResolvedOptions {
+  if (options === null || typeof options !== 'object') throw new InvalidOptionError('options', 'must be an object');
+  for (const key of Object.keys(options)) {
+    if (!KNOWN.has(key)) throw new InvalidOptionError(key, 'is not a known option');
+  }
+  const o = { ...DEFAULTS, ...stripUndefined(options) } as Record<string, unknown>;
+  const maxConnections = integer('maxConnections', o.maxConnections, 1);
+  if (o.whenFull !== 'wait' && o.whenFull !== 'reject') {
+    throw new InvalidOptionError('whenFull', `must be 'wait' or 'reject', got ${describe(o.whenFull)}`);
+  }
+  if (o.host !== undefined && typeof o.host !== 'string') throw new InvalidOptionError('host', 'must be a string');
+  if (o.path !== undefined && (typeof o.path !== 'string' || o.path === '')) {
+    throw new InvalidOptionError('path', 'must be a non-empty string');
+  }
+  if (o.blockList !== undefined && typeof (o.blockList as BlockList)?.check !== 'function') {
+    throw new InvalidOptionError('blockList', 'must be a net.BlockList');
+  }
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
+    throw new InvalidOptionError('signal', 'must be an AbortSignal');
+  }
+  const shutdownOn = o.shutdownOn ?? [];
+  if (!Array.isArray(shutdownOn) || !shutdownOn.every((s) => typeof s === 'string' && /^SIG[A-Z0-9]+$/.test(s))) {
+    throw new InvalidOptionError(
+      'shutdownOn',
+      `must be an array of signal names such as 'SIGTERM', got ${describe(shutdownOn)}`,
+    );
+  }
+  for (const name of ['noDelay'] as const) {
+    if (typeof o[name] !== 'boolean') throw new InvalidOptionError(name, `must be a boolean, got ${describe(o[name])}`);
+  }
+  if (typeof o.keepAlive !== 'boolean') duration('keepAlive', o.keepAlive);
+  const maxWriteBuffer = integer('maxWriteBuffer', o.maxWriteBuffer, 1);
+  const maxQueuedBytes = integer('maxQueuedBytes', o.maxQueuedBytes, 1);
+  if (maxQueuedBytes < maxWriteBuffer) {
+    throw new InvalidOptionError(
+      'maxQueuedBytes',
+      `must be >= maxWriteBuffer (${maxWriteBuffer}), got ${maxQueuedBytes}`,
+    );
+  }
+  return {
+    port: integer('port', o.port, 0, 65535),
+    host: o.host as string | undefined,
+    path: o.path as string | undefined,
+    backlog: integer('backlog', o.backlog, 1),
+    maxConnections,
+    whenFull: o.whenFull,
+    maxWaiting: integer('maxWaiting', o.maxWaiting ?? maxConnections, 0),
+    waitTimeout: duration('waitTimeout', o.waitTimeout),
+    maxConnectionsPerPeer: integer('maxConnectionsPerPeer', o.maxConnectionsPerPeer, 0),
+    blockList: o.blockList as BlockList | undefined,
+    firstByteTimeout: duration('firstByteTimeout', o.firstByteTimeout),
+    idleTimeout: duration('idleTimeout', o.idleTimeout),
+    frameTimeout: duration('frameTimeout', o.frameTimeout),
+    writeTimeout: duration('writeTimeout', o.writeTimeout),
+    maxLifetime: duration('maxLifetime', o.maxLifetime),
+    maxReadBuffer: integer('maxReadBuffer', o.maxReadBuffer, 1),
+    maxWriteBuffer,
+    maxQueuedBytes,
+    lingerTimeout: duration('lingerTimeout', o.lingerTimeout),
+    noDelay: o.noDelay as boolean,
+    keepAlive: o.keepAlive as boolean | number,
+    signal: o.signal as AbortSignal | undefined,
+    shutdownOn: shutdownOn as NodeJS.Signals[],
+    drainTimeout: duration('drainTimeout', o.drainTimeout),
+  };
+}
+
+function stripUndefined(o: object): object {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+}

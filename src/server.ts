@@ -1,0 +1,311 @@
+import diagnostics_channel from 'node:diagnostics_channel';
+import net, { type Socket } from 'node:net';
+import { Conn, type ConnHost, normalizeAddress } from './conn.js';
+import { ServerClosingError, type SlowConsumerError, type TimeoutError } from './errors.js';
+import { Gate, type GateHost, type RejectReason } from './gate.js';
+import { type ResolvedOptions, resolveOptions, type ServeOptions } from './options.js';
+
+/** A connection handler: the connection's life. When its promise settles the connection is closed. */
+export type Handler = (conn: Conn) => Promise<void> | void;
+
+/** Counters of a server, from `server.stats()`. */
+export interface ServerStats {
+  /** Handlers running now. */
+  active: number;
+  /** Connections queued at the cap. */
+  waiting: number;
+  /** Sockets the listener accepted. */
+  accepted: number;
+  /** Handlers started. */
+  served: number;
+  /** Connections turned away, by reason. */
+  rejected: Record<RejectReason, number>;
+  /** Connections ended by a deadline, by deadline. */
+  timeouts: { firstByte: number; idle: number; frame: number; write: number; lifetime: number };
+  /** Connections destroyed for queueing more than `maxQueuedBytes`. */
+  slowConsumers: number;
+  /** Handlers that ended by throwing, whatever the cause. */
+  errors: number;
+  /** Accept errors (EMFILE, ENFILE, ...) survived by the listener. */
+  acceptErrors: number;
+  bytesRead: number;
+  bytesWritten: number;
+}
+
+/** What `shutdown()` resolves to. */
+export interface ShutdownResult {
+  /** Handlers that finished by themselves while draining. */
+  graceful: number;
+  /** Handlers destroyed at the deadline. */
+  forced: number;
+  durationMs: number;
+}
+
+/** The address a server listens on. */
+export interface ServerAddress {
+  address: string;
+  family: string;
+  port: number;
+}
+
+const channels = {
+  open: diagnostics_channel.channel('tcpkit:connection:open'),
+  close: diagnostics_channel.channel('tcpkit:connection:close'),
+  reject: diagnostics_channel.channel('tcpkit:connection:reject'),
+  timeout: diagnostics_channel.channel('tcpkit:connection:timeout'),
+  error: diagnostics_channel.channel('tcpkit:connection:error'),
+  acceptError: diagnostics_channel.channel('tcpkit:server:accept-error'),
+};
+
+const TIMEOUT_KEYS = {
+  ERR_FIRST_BYTE_TIMEOUT: 'firstByte',
+  ERR_IDLE_TIMEOUT: 'idle',
+  ERR_FRAME_TIMEOUT: 'frame',
+  ERR_WRITE_TIMEOUT: 'write',
+  ERR_LIFETIME_EXCEEDED: 'lifetime',
+} as const;
+
+function swallow(): void {}
+
+/** A listening tcpkit server. Create it with {@link serve}. */
+export class Server implements ConnHost, GateHost, AsyncDisposable {
+  /** @internal */
+  readonly options: ResolvedOptions;
+  #handler: Handler;
+  #listener: net.Server;
+  #gate: Gate;
+  #conns = new Set<Conn>();
+  #peers = new WeakMap<Conn, string>();
+  #abort = new AbortController();
+  #shutdown: Promise<ShutdownResult> | null = null;
+  #closedResolve!: () => void;
+  #forceNow: (() => void) | null = null;
+  #signalHandlers: [NodeJS.Signals, () => void][] = [];
+  #stats = {
+    accepted: 0,
+    served: 0,
+    rejected: { full: 0, perPeer: 0, blocked: 0, waitTimeout: 0, shutdown: 0 },
+    timeouts: { firstByte: 0, idle: 0, frame: 0, write: 0, lifetime: 0 },
+    slowConsumers: 0,
+    errors: 0,
+    acceptErrors: 0,
+    bytesRead: 0,
+    bytesWritten: 0,
+  };
+
+  /** Resolves once the server has shut down and every socket is closed. */
+  readonly closed: Promise<void>;
+
+  /** @internal use `serve()`. */
+  constructor(options: ResolvedOptions, handler: Handler) {
+    this.options = options;
+    this.#handler = handler;
+    this.#gate = new Gate(options, this);
+    this.closed = new Promise((resolve) => {
+      this.#closedResolve = resolve;
+    });
+    const keepAlive = options.keepAlive !== false && options.keepAlive !== 0;
+    this.#listener = net.createServer({
+      pauseOnConnect: true,
+      allowHalfOpen: true,
+      noDelay: options.noDelay,
+      keepAlive,
+      keepAliveInitialDelay: typeof options.keepAlive === 'number' ? options.keepAlive : 0,
+    });
+    this.#listener.on('connection', (socket: Socket) => this.#onConnection(socket));
+  }
+
+  /** @internal */
+  async _listen(): Promise<void> {
+    const o = this.options;
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error): void => reject(err);
+      this.#listener.once('error', onError);
+      const done = (): void => {
+        this.#listener.off('error', onError);
+        resolve();
+      };
+      if (o.path !== undefined) this.#listener.listen({ path: o.path, backlog: o.backlog }, done);
+      else this.#listener.listen({ port: o.port, host: o.host, backlog: o.backlog }, done);
+    });
+    // After listen, errors are accept errors (EMFILE, ENFILE, ...): libuv keeps the listener
+    // alive and backs off, so count them and go on serving.
+    this.#listener.on('error', (error: Error) => {
+      this.#stats.acceptErrors++;
+      if (channels.acceptError.hasSubscribers) channels.acceptError.publish({ server: this, error });
+    });
+    for (const sig of o.shutdownOn) {
+      const onSignal = (): void => {
+        if (this.#shutdown === null) this.shutdown().catch(swallow);
+        else this.#forceNow?.();
+      };
+      process.on(sig, onSignal);
+      this.#signalHandlers.push([sig, onSignal]);
+    }
+    if (o.signal !== undefined) {
+      o.signal.addEventListener('abort', () => this.shutdown().catch(swallow), { once: true });
+    }
+  }
+
+  /** Where the server listens: `{ address, family, port }`, or the unix socket path. */
+  get address(): ServerAddress | string {
+    const a = this.#listener.address();
+    if (a === null) return this.options.path ?? '';
+    return typeof a === 'string' ? a : { address: a.address, family: a.family, port: a.port };
+  }
+
+  /** Aborts (with `ERR_SERVER_CLOSING`) when shutdown begins; every `conn.signal` follows. */
+  get signal(): AbortSignal {
+    return this.#abort.signal;
+  }
+
+  /** A snapshot of the counters. */
+  stats(): ServerStats {
+    const s = this.#stats;
+    let bytesRead = s.bytesRead;
+    let bytesWritten = s.bytesWritten;
+    for (const c of this.#allSockets) {
+      bytesRead += c.bytesRead;
+      bytesWritten += c.bytesWritten;
+    }
+    return {
+      active: this.#gate.active,
+      waiting: this.#gate.waiting,
+      accepted: s.accepted,
+      served: s.served,
+      rejected: { ...s.rejected },
+      timeouts: { ...s.timeouts },
+      slowConsumers: s.slowConsumers,
+      errors: s.errors,
+      acceptErrors: s.acceptErrors,
+      bytesRead,
+      bytesWritten,
+    };
+  }
+
+  /**
+   * Graceful shutdown: stop listening, reject waiting connections, abort `signal` and every
+   * `conn.signal`, let reads end at the input already received, wait up to `timeout` ms
+   * (default `drainTimeout`; 0 = no limit) for handlers, then destroy the rest.
+   */
+  shutdown(options: { timeout?: number } = {}): Promise<ShutdownResult> {
+    if (this.#shutdown === null) this.#shutdown = this.#doShutdown(options.timeout ?? this.options.drainTimeout);
+    return this.#shutdown;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.shutdown();
+  }
+
+  async #doShutdown(timeout: number): Promise<ShutdownResult> {
+    const start = performance.now();
+    const reason = new ServerClosingError();
+    this.#listener.close();
+    this.#gate.close();
+    this.#abort.abort(reason);
+    const draining = [...this.#conns];
+    for (const c of draining) c._drain(reason);
+    const handlersDone = Promise.all(draining.map((c) => c._handlerSettled));
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      this.#forceNow = resolve;
+      if (timeout > 0) timer = setTimeout(resolve, timeout);
+    });
+    await Promise.race([handlersDone, deadline]);
+    clearTimeout(timer);
+    let forced = 0;
+    for (const c of draining) {
+      if (this.#conns.has(c)) {
+        forced++;
+        c.destroy(new ServerClosingError('server shut down: drain timeout reached'));
+      }
+    }
+    // Lingering closes of finished handlers are bounded by lingerTimeout.
+    const open = [...this.#allSockets];
+    await Promise.all(open.map((c) => c._closed()));
+    for (const [sig, fn] of this.#signalHandlers) process.off(sig, fn);
+    this.#closedResolve();
+    return { graceful: draining.length - forced, forced, durationMs: Math.round(performance.now() - start) };
+  }
+
+  /** Every connection whose socket is not yet closed (running or lingering). */
+  #allSockets = new Set<Conn>();
+
+  #onConnection(socket: Socket): void {
+    this.#stats.accepted++;
+    socket.on('error', swallow);
+    const address = socket.remoteAddress;
+    if (address === undefined) {
+      socket.destroy();
+      return;
+    }
+    this.#gate.offer(socket, normalizeAddress(address));
+  }
+
+  /** @internal GateHost: start the handler. */
+  admit(socket: Socket, peer: string): void {
+    socket.off('error', swallow);
+    const conn = new Conn(socket, this, peer);
+    this.#stats.served++;
+    this.#conns.add(conn);
+    this.#allSockets.add(conn);
+    this.#peers.set(conn, peer);
+    if (this.#abort.signal.aborted) conn._drain(this.#abort.signal.reason as Error);
+    if (channels.open.hasSubscribers) channels.open.publish({ conn });
+    conn._handlerSettled = this.#run(conn);
+  }
+
+  async #run(conn: Conn): Promise<void> {
+    try {
+      await this.#handler(conn);
+      conn._handlerDone();
+    } catch (error) {
+      this.#stats.errors++;
+      if (channels.error.hasSubscribers) channels.error.publish({ conn, error });
+      conn.destroy(error instanceof Error ? error : new Error(String(error)));
+    }
+    this.#conns.delete(conn);
+    this.#gate.release(this.#peers.get(conn)!);
+  }
+
+  /** @internal GateHost: turn a connection away. */
+  reject(socket: Socket, peer: string, reason: RejectReason): void {
+    this.#stats.rejected[reason]++;
+    if (channels.reject.hasSubscribers) channels.reject.publish({ remoteAddress: peer, reason });
+    socket.destroy();
+  }
+
+  /** @internal ConnHost */
+  onTimeout(conn: Conn, error: TimeoutError): void {
+    const key = TIMEOUT_KEYS[error.code as keyof typeof TIMEOUT_KEYS];
+    if (key !== undefined) this.#stats.timeouts[key]++;
+    if (channels.timeout.hasSubscribers) channels.timeout.publish({ conn, error });
+  }
+
+  /** @internal ConnHost */
+  onSlowConsumer(conn: Conn, error: SlowConsumerError): void {
+    this.#stats.slowConsumers++;
+    if (channels.error.hasSubscribers) channels.error.publish({ conn, error });
+  }
+
+  /** @internal ConnHost */
+  onSocketClosed(conn: Conn): void {
+    this.#allSockets.delete(conn);
+    this.#stats.bytesRead += conn.bytesRead;
+    this.#stats.bytesWritten += conn.bytesWritten;
+    if (channels.close.hasSubscribers) channels.close.publish({ conn });
+  }
+}
+
+/**
+ * Starts a server that runs `handler` for every admitted connection. Resolves once listening.
+ * @throws InvalidOptionError (`ERR_INVALID_OPTION`) naming the first invalid option.
+ */
+export async function serve(options: ServeOptions, handler: Handler): Promise<Server> {
+  const resolved = resolveOptions(options);
+  if (typeof handler !== 'function') throw new TypeError('serve: handler must be a function');
+  if (resolved.signal?.aborted) throw new ServerClosingError('serve: signal already aborted');
+  const server = new Server(resolved, handler);
+  await server._listen();
+  return server;
+}
