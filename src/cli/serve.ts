@@ -1,0 +1,118 @@
+import { BlockList } from 'node:net';
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import type { Conn } from '../conn.js';
+import { TcpkitError } from '../errors.js';
+import type { ServeOptions } from '../options.js';
+import { serve } from '../server.js';
+import { parseBoolean, parseCount, parseDuration, parseSize } from './parse.js';
+
+/** An app the CLI can serve: a handler plus a cleanup for its own timers. */
+export interface App {
+  handler: (conn: Conn) => Promise<void>;
+  close(): void;
+}
+
+/** Apps shipped with tcpkit, by name: the module and its default port. */
+const APPS: Record<string, { module: string; port: number }> = {
+  echo: { module: '../../examples/echo.js', port: 7000 },
+  kv: { module: '../../examples/kv/index.js', port: 6380 },
+};
+
+/** ServeOptions limits and timeouts as kebab-case flags: [flag, option key, parser, description]. */
+const FLAGS: [string, keyof ServeOptions, (v: string) => unknown, string][] = [
+  ['--backlog <n>', 'backlog', parseCount, 'kernel accept queue length (default 511)'],
+  ['--max-connections <n>', 'maxConnections', parseCount, 'handlers running at once (default 10000)'],
+  ['--when-full <mode>', 'whenFull', parseWhenFull, "at the cap: 'wait' or 'reject' (default wait)"],
+  ['--max-waiting <n>', 'maxWaiting', parseCount, 'connections queued at the cap (default max-connections)'],
+  ['--wait-timeout <duration>', 'waitTimeout', parseDuration, 'longest wait in the queue (default 10s, 0 = none)'],
+  ['--max-connections-per-peer <n>', 'maxConnectionsPerPeer', parseCount, 'per remote IP (default 0 = none)'],
+  ['--first-byte-timeout <duration>', 'firstByteTimeout', parseDuration, 'accept to first byte (default 10s)'],
+  ['--idle-timeout <duration>', 'idleTimeout', parseDuration, 'no input while waiting for it (default 60s)'],
+  ['--frame-timeout <duration>', 'frameTimeout', parseDuration, "a frame's first to last byte (default 30s)"],
+  ['--write-timeout <duration>', 'writeTimeout', parseDuration, 'unflushed output (default 30s)'],
+  ['--max-lifetime <duration>', 'maxLifetime', parseDuration, 'connection lifetime (default 0 = none)'],
+  ['--max-read-buffer <size>', 'maxReadBuffer', parseSize, 'unread input before pausing (default 64KiB)'],
+  ['--max-write-buffer <size>', 'maxWriteBuffer', parseSize, 'queued output before write() waits (default 64KiB)'],
+  ['--max-queued-bytes <size>', 'maxQueuedBytes', parseSize, 'queued output before slow-consumer kill (default 4MiB)'],
+  ['--linger-timeout <duration>', 'lingerTimeout', parseDuration, 'lingering close after FIN (default 2s)'],
+  ['--drain-timeout <duration>', 'drainTimeout', parseDuration, 'graceful shutdown budget (default 30s)'],
+  ['--keep-alive <duration>', 'keepAlive', parseDuration, 'TCP keep-alive initial delay (default 0 = off)'],
+  ['--nodelay <on|off>', 'noDelay', parseBoolean, 'TCP_NODELAY (default on)'],
+];
+
+function parseWhenFull(v: string): 'wait' | 'reject' {
+  if (v !== 'wait' && v !== 'reject') throw new InvalidArgumentError(`expected wait or reject, got "${v}"`);
+  return v;
+}
+
+function camel(flag: string): string {
+  return flag
+    .replace(/^--/, '')
+    .replace(/ .*$/, '')
+    .replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+export function registerServe(program: Command): void {
+  const cmd = program
+    .command('serve')
+    .description(`serve an app: ${Object.keys(APPS).join(', ')}`)
+    .argument('<app>', `the app to serve (${Object.keys(APPS).join(' | ')})`)
+    .option('--host <address>', 'address to listen on', '127.0.0.1')
+    .option('--port <n>', "port to listen on (default: the app's, echo 7000, kv 6380)", parseCount)
+    .option('--path <socket>', 'listen on a unix socket instead')
+    .addOption(
+      new Option('--block <cidr...>', 'refuse these addresses or subnets (e.g. 10.0.0.0/8), repeatable').default([]),
+    );
+  for (const [flag, , parser, description] of FLAGS) cmd.option(flag, description, parser);
+  cmd.action(async (appName: string, flags: Record<string, unknown>) => {
+    const spec = APPS[appName];
+    if (spec === undefined) {
+      cmd.error(`unknown app "${appName}"; choose one of ${Object.keys(APPS).join(', ')}`);
+      return;
+    }
+    const options: ServeOptions = {
+      host: flags.host as string,
+      port: (flags.port as number | undefined) ?? spec.port,
+      shutdownOn: ['SIGINT', 'SIGTERM'],
+    };
+    if (flags.path !== undefined) options.path = flags.path as string;
+    for (const [flag, key] of FLAGS) {
+      const v = flags[camel(flag)];
+      if (v !== undefined) (options as Record<string, unknown>)[key] = v;
+    }
+    const blocked = flags.block as string[];
+    if (blocked.length > 0) options.blockList = parseBlockList(blocked);
+    const mod = (await import(new URL(spec.module, import.meta.url).href)) as { createApp(): App };
+    const app = mod.createApp();
+    try {
+      const server = await serve(options, app.handler);
+      const a = server.address;
+      const where = typeof a === 'string' ? a : `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+      console.log(`tcpkit ${appName} listening on ${where}`);
+      process.once('SIGINT', () => console.log('draining (send the signal again to force)'));
+      process.once('SIGTERM', () => console.log('draining (send the signal again to force)'));
+      await server.closed;
+      // shutdown() was started by the signal; calling it again returns the same result.
+      const result = await server.shutdown();
+      app.close();
+      console.log(`shut down: ${result.graceful} graceful, ${result.forced} forced, ${result.durationMs} ms`);
+    } catch (err) {
+      app.close();
+      if (err instanceof TcpkitError || (err as NodeJS.ErrnoException).code !== undefined) {
+        cmd.error(`tcpkit: ${(err as Error).message}`);
+      }
+      throw err;
+    }
+  });
+}
+
+function parseBlockList(entries: string[]): BlockList {
+  const list = new BlockList();
+  for (const entry of entries) {
+    const [address, prefix] = entry.split('/');
+    const type = address!.includes(':') ? 'ipv6' : 'ipv4';
+    if (prefix === undefined) list.addAddress(address!, type);
+    else list.addSubnet(address!, Number(prefix), type);
+  }
+  return list;
+}
