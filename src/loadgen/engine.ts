@@ -1,0 +1,461 @@
+/**
+ * The load engine: drives one share of the connections in the current thread. The main thread
+ * (or a worker wrapper) calls `start()`, then `interval()` once per reporting interval, then `stop()`.
+ *
+ * The hot path allocates nothing per message: every socket reads into one shared buffer through
+ * `onread` (no Buffer per chunk), sends pre-built payload slices, and keeps send times in a
+ * preallocated ring. Timestamps are `performance.now()` doubles, not bigints.
+ */
+import { randomFillSync } from 'node:crypto';
+import net from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { createLatencyHistogram, encodeHistogram, type Histogram } from './histogram.js';
+import type { BenchMode, PayloadKind } from './options.js';
+
+/** The share of a run one engine drives. */
+export interface EngineConfig {
+  mode: BenchMode;
+  host: string;
+  port: number;
+  size: number;
+  depth: number;
+  /** Connections this engine drives. */
+  connections: number;
+  /** Global index of this engine's first connection: spreads source addresses and payload offsets. */
+  firstConnection: number;
+  /** This engine's share of the open-loop rate, messages/s; null in other modes. */
+  rate: number | null;
+  payload: PayloadKind;
+  verify: boolean;
+  sourceAddresses: string[];
+  rampUpMs: number;
+  connectTimeoutMs: number;
+}
+
+/** What happened since the previous report. Connection counts are cumulative. */
+export interface IntervalReport {
+  messages: number;
+  bytesSent: number;
+  bytesReceived: number;
+  errors: Record<string, number>;
+  /** Latencies recorded in the interval, encoded with `encodeHistogram`. */
+  histogram: string;
+  /** Connections open now. */
+  open: number;
+  /** Connections established since the start. */
+  established: number;
+  /** Connect attempts that failed since the start. */
+  failed: number;
+}
+
+const READ_BUFFER_BYTES = 64 * 1024;
+/** Connect attempts in flight at once: more would overflow the server's accept backlog into SYN retries. */
+const MAX_PENDING_CONNECTS = 128;
+/** Delay before a dropped connection is reopened, so a dead server is not hammered. */
+const RECONNECT_DELAY_MS = 100;
+/** Distinct payload offsets, so that connections carry different bytes and a crossed stream fails `verify`. */
+const PAYLOAD_OFFSETS = 251;
+
+export class LoadEngine {
+  readonly config: EngineConfig;
+  /** One read buffer for every socket of this thread: `onread` callbacks run synchronously, one at a time. */
+  readonly readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+  readonly t0 = performance.now();
+  running = false;
+
+  messages = 0;
+  bytesSent = 0;
+  bytesReceived = 0;
+  open = 0;
+  established = 0;
+  failed = 0;
+  histogram: Histogram = createLatencyHistogram();
+  readonly #errors = new Map<string, number>();
+
+  readonly #clients: Client[] = [];
+  readonly #payloadPool: Buffer;
+  #nextToLaunch = 0;
+  #pendingConnects = 0;
+  #settled = 0;
+  #launchTimer: NodeJS.Timeout | null = null;
+  #tickTimer: NodeJS.Timeout | null = null;
+  #nextScheduled = 0;
+  #startResolve: (() => void) | null = null;
+
+  constructor(config: EngineConfig) {
+    this.config = config;
+    this.#payloadPool = Buffer.alloc(config.size + PAYLOAD_OFFSETS);
+    if (config.payload === 'random') randomFillSync(this.#payloadPool);
+    for (let i = 0; i < config.connections; i++) this.#clients.push(new Client(this, i));
+  }
+
+  /** The payload of the connection with this local index. */
+  payloadFor(index: number): Buffer {
+    const offset = (this.config.firstConnection + index) % PAYLOAD_OFFSETS;
+    return this.#payloadPool.subarray(offset, offset + this.config.size);
+  }
+
+  /** Local address for the connection with this local index, round-robin over the configured ones. */
+  sourceAddressFor(index: number): string | undefined {
+    const list = this.config.sourceAddresses;
+    return list.length === 0 ? undefined : list[(this.config.firstConnection + index) % list.length];
+  }
+
+  /** Opens the connections (spread over `rampUpMs`); resolves once each has connected or failed once. */
+  start(): Promise<void> {
+    this.running = true;
+    const done = new Promise<void>((resolve) => {
+      this.#startResolve = resolve;
+    });
+    this.#launch();
+    if (this.config.mode === 'open-loop') this.#tick();
+    return done;
+  }
+
+  /** Called once per client when its first connect attempt settles. */
+  settled(): void {
+    this.#settled++;
+    if (this.#settled === this.#clients.length) {
+      this.#startResolve?.();
+      this.#startResolve = null;
+    }
+  }
+
+  connectAttemptDone(): void {
+    this.#pendingConnects--;
+    if (this.#nextToLaunch < this.#clients.length && this.#launchTimer === null) this.#launch();
+  }
+
+  connectAttemptStarted(): void {
+    this.#pendingConnects++;
+  }
+
+  #launch = (): void => {
+    this.#launchTimer = null;
+    if (!this.running) return;
+    const { rampUpMs } = this.config;
+    const count = this.#clients.length;
+    const elapsed = performance.now() - this.t0;
+    while (this.#nextToLaunch < count && this.#pendingConnects < MAX_PENDING_CONNECTS) {
+      const due = (rampUpMs * this.#nextToLaunch) / count;
+      if (due > elapsed) {
+        this.#launchTimer = setTimeout(this.#launch, Math.max(1, due - elapsed));
+        return;
+      }
+      this.#clients[this.#nextToLaunch++]!.connect();
+    }
+  };
+
+  /** Intended send time (ms, performance.now() scale) of the open-loop message with this engine-wide index. */
+  intendedTime(sequence: number): number {
+    return this.t0 + (sequence * 1000) / this.config.rate!;
+  }
+
+  /**
+   * Open-loop pacing: message k of this engine is due at t0 + k/rate and belongs to connection
+   * k mod n. A connection that is behind owes messages and sends them as soon as it may; their
+   * latency still counts from the intended time, which is what corrects coordinated omission.
+   */
+  #tick = (): void => {
+    this.#tickTimer = null;
+    if (!this.running) return;
+    const count = this.#clients.length;
+    const due = Math.floor(((performance.now() - this.t0) * this.config.rate!) / 1000);
+    for (let k = this.#nextScheduled; k < due; k++) this.#clients[k % count]!.owe();
+    this.#nextScheduled = Math.max(this.#nextScheduled, due);
+    // 1 ms is the timer resolution; a message is sent at most ~1 ms after its intended time.
+    this.#tickTimer = setTimeout(this.#tick, 1);
+  };
+
+  /** Open-loop messages scheduled so far (for tests of the pacing). */
+  get scheduled(): number {
+    return this.#nextScheduled;
+  }
+
+  recordLatency(ms: number): void {
+    const us = Math.round(ms * 1000);
+    this.histogram.recordValue(Math.max(us, 1));
+  }
+
+  error(kind: string): void {
+    this.#errors.set(kind, (this.#errors.get(kind) ?? 0) + 1);
+  }
+
+  /** Returns and resets the interval's counters. */
+  interval(): IntervalReport {
+    const report: IntervalReport = {
+      messages: this.messages,
+      bytesSent: this.bytesSent,
+      bytesReceived: this.bytesReceived,
+      errors: Object.fromEntries(this.#errors),
+      histogram: encodeHistogram(this.histogram),
+      open: this.open,
+      established: this.established,
+      failed: this.failed,
+    };
+    this.messages = 0;
+    this.bytesSent = 0;
+    this.bytesReceived = 0;
+    this.#errors.clear();
+    this.histogram.reset();
+    return report;
+  }
+
+  /** Stops sending, closes every connection, and returns the last interval. */
+  stop(): IntervalReport {
+    this.running = false;
+    if (this.#launchTimer) clearTimeout(this.#launchTimer);
+    if (this.#tickTimer) clearTimeout(this.#tickTimer);
+    this.#launchTimer = null;
+    this.#tickTimer = null;
+    const report = this.interval();
+    for (const client of this.#clients) client.close();
+    this.#startResolve?.();
+    this.#startResolve = null;
+    return report;
+  }
+}
+
+/** One connection slot. In `churn` it reconnects after every message; elsewhere only after a failure. */
+class Client {
+  readonly #engine: LoadEngine;
+  readonly #index: number;
+  readonly #payload: Buffer;
+  /** batches[k] is k payloads back to back, so k messages leave in one write without copying. */
+  readonly #batches: Buffer[] = [];
+  readonly #sendTimes: Float64Array;
+  readonly #size: number;
+  readonly #depth: number;
+  #socket: net.Socket | null = null;
+  #connected = false;
+  #firstAttempt = true;
+  #errored = false;
+  #reconnectTimer: NodeJS.Timeout | null = null;
+  #inflight = 0;
+  #ringHead = 0;
+  #ringTail = 0;
+  /** Bytes of the current (partial) message received so far. */
+  #received = 0;
+  #connectStartedAt = 0;
+  // open-loop state
+  #owed = 0;
+  #sentIndex = 0;
+  #receivedIndex = 0;
+
+  constructor(engine: LoadEngine, index: number) {
+    this.#engine = engine;
+    this.#index = index;
+    this.#payload = engine.payloadFor(index);
+    this.#size = engine.config.size;
+    this.#depth = engine.config.mode === 'echo' || engine.config.mode === 'open-loop' ? engine.config.depth : 1;
+    this.#sendTimes = new Float64Array(this.#depth);
+    this.#batches.push(this.#payload.subarray(0, 0), this.#payload);
+    if (this.#depth > 1) {
+      const all = Buffer.allocUnsafe(this.#size * this.#depth);
+      for (let k = 0; k < this.#depth; k++) this.#payload.copy(all, k * this.#size);
+      for (let k = 2; k <= this.#depth; k++) this.#batches.push(all.subarray(0, k * this.#size));
+    }
+  }
+
+  connect(): void {
+    const engine = this.#engine;
+    const { host, port, connectTimeoutMs } = engine.config;
+    this.#connected = false;
+    this.#errored = false;
+    this.#inflight = 0;
+    this.#ringHead = 0;
+    this.#ringTail = 0;
+    this.#received = 0;
+    this.#receivedIndex = this.#sentIndex;
+    this.#connectStartedAt = performance.now();
+    engine.connectAttemptStarted();
+    const socket = net.connect({
+      host,
+      port,
+      localAddress: engine.sourceAddressFor(this.#index),
+      noDelay: true,
+      onread: { buffer: engine.readBuffer, callback: this.#onRead },
+    });
+    this.#socket = socket;
+    if (connectTimeoutMs > 0) socket.setTimeout(connectTimeoutMs);
+    socket.on('connect', this.#onConnect);
+    socket.on('timeout', this.#onTimeout);
+    socket.on('error', this.#onError);
+    socket.on('close', this.#onClose);
+  }
+
+  #settleAttempt(): void {
+    this.#engine.connectAttemptDone();
+    if (this.#firstAttempt) {
+      this.#firstAttempt = false;
+      this.#engine.settled();
+    }
+  }
+
+  #onConnect = (): void => {
+    const engine = this.#engine;
+    const socket = this.#socket!;
+    socket.setTimeout(0);
+    this.#connected = true;
+    engine.established++;
+    engine.open++;
+    this.#settleAttempt();
+    if (!engine.running) return;
+    if (engine.config.mode === 'open-loop') this.#pump();
+    else this.#send(this.#depth);
+  };
+
+  #onTimeout = (): void => {
+    // Only armed while connecting: the attempt took longer than connectTimeoutMs.
+    this.#fail('connect ETIMEDOUT');
+    this.#socket?.destroy();
+  };
+
+  #onError = (error: NodeJS.ErrnoException): void => {
+    this.#fail(`${this.#connected ? '' : 'connect '}${error.code ?? error.name}`);
+  };
+
+  #fail(kind: string): void {
+    if (this.#errored) return;
+    this.#errored = true;
+    if (this.#engine.running) this.#engine.error(kind);
+  }
+
+  #onClose = (): void => {
+    const engine = this.#engine;
+    const wasConnected = this.#connected;
+    this.#connected = false;
+    this.#socket = null;
+    if (wasConnected) engine.open--;
+    else {
+      engine.failed++;
+      this.#settleAttempt();
+    }
+    if (!engine.running) return;
+    // The server closed a connection we still meant to use.
+    if (!this.#errored) engine.error(wasConnected ? 'closed by server' : 'connect closed');
+    this.#reconnectTimer = setTimeout(this.#reconnect, RECONNECT_DELAY_MS);
+  };
+
+  #reconnect = (): void => {
+    this.#reconnectTimer = null;
+    if (this.#engine.running) this.connect();
+  };
+
+  /** Sends `count` messages in one write, stamping their send times. */
+  #send(count: number): void {
+    const now = performance.now();
+    for (let i = 0; i < count; i++) {
+      this.#sendTimes[this.#ringTail] = now;
+      this.#ringTail = this.#ringTail + 1 === this.#depth ? 0 : this.#ringTail + 1;
+    }
+    this.#inflight += count;
+    this.#engine.bytesSent += count * this.#size;
+    this.#socket!.write(this.#batches[count]!);
+  }
+
+  /** Open-loop: one more message is due on this connection. */
+  owe(): void {
+    this.#owed++;
+    if (this.#connected) this.#pump();
+  }
+
+  #pump(): void {
+    const count = Math.min(this.#owed, this.#depth - this.#inflight);
+    if (count <= 0) return;
+    this.#owed -= count;
+    this.#sentIndex += count;
+    this.#inflight += count;
+    this.#engine.bytesSent += count * this.#size;
+    this.#socket!.write(this.#batches[count]!);
+  }
+
+  #onRead = (nread: number, buf: Uint8Array): boolean => {
+    const engine = this.#engine;
+    if (!this.#connected) return true;
+    const size = this.#size;
+    engine.bytesReceived += nread;
+    if (engine.config.verify && !this.#verify(nread, buf as Buffer)) {
+      this.#fail('verify');
+      this.#socket?.destroy();
+      return false;
+    }
+    const total = this.#received + nread;
+    const completed = Math.floor(total / size);
+    this.#received = total - completed * size;
+    if (completed === 0) return true;
+    if (completed > this.#inflight) {
+      this.#fail('unexpected data');
+      this.#socket?.destroy();
+      return false;
+    }
+    this.#inflight -= completed;
+    const now = performance.now();
+    const mode = engine.config.mode;
+    if (mode === 'open-loop') {
+      const stride = engine.config.connections;
+      for (let i = 0; i < completed; i++) {
+        engine.recordLatency(now - engine.intendedTime(this.#index + this.#receivedIndex * stride));
+        this.#receivedIndex++;
+      }
+      engine.messages += completed;
+      if (engine.running) this.#pump();
+      return true;
+    }
+    if (mode === 'churn') {
+      engine.recordLatency(now - this.#connectStartedAt);
+      engine.messages++;
+      this.#closeAndCycle();
+      return true;
+    }
+    for (let i = 0; i < completed; i++) {
+      engine.recordLatency(now - this.#sendTimes[this.#ringHead]!);
+      this.#ringHead = this.#ringHead + 1 === this.#depth ? 0 : this.#ringHead + 1;
+    }
+    engine.messages += completed;
+    // idle mode exchanges one message and then holds the connection.
+    if (mode === 'echo' && engine.running) this.#send(completed);
+    return true;
+  };
+
+  /** Every connection's stream is its payload repeated; compare the chunk with it piece by piece. */
+  #verify(nread: number, buf: Buffer): boolean {
+    const size = this.#size;
+    let position = this.#received;
+    let offset = 0;
+    while (offset < nread) {
+      const take = Math.min(nread - offset, size - position);
+      if (buf.compare(this.#payload, position, position + take, offset, offset + take) !== 0) return false;
+      offset += take;
+      position = position + take === size ? 0 : position + take;
+    }
+    return true;
+  }
+
+  /** Churn: the echo arrived; close and start the next connection at once. */
+  #closeAndCycle(): void {
+    const socket = this.#socket!;
+    const engine = this.#engine;
+    socket.removeListener('close', this.#onClose);
+    socket.removeListener('error', this.#onError);
+    // A late error on a socket we are discarding is not the server's fault.
+    socket.on('error', ignore);
+    socket.destroy();
+    this.#socket = null;
+    this.#connected = false;
+    engine.open--;
+    if (engine.running) this.connect();
+  }
+
+  /** Closes the connection on purpose (end of run). */
+  close(): void {
+    if (this.#reconnectTimer) clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = null;
+    const socket = this.#socket;
+    if (!socket) return;
+    socket.on('error', ignore);
+    socket.destroy();
+  }
+}
+
+function ignore(): void {}

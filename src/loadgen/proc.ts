@@ -1,0 +1,55 @@
+/**
+ * Samples another process's CPU time and resident memory from Linux's /proc, so the server's cost
+ * can be reported per message and per connection without instrumenting the server.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+
+/** One reading of a process. */
+export interface ProcSample {
+  /** User plus system CPU time of all its threads, in microseconds. */
+  cpuUs: number;
+  /** Resident set size, in bytes. */
+  rssBytes: number;
+}
+
+let ticksPerSecond: number | undefined;
+
+/** The kernel's clock tick (USER_HZ): /proc/PID/stat counts CPU time in these. Almost always 100. */
+function clockTicks(): number {
+  if (ticksPerSecond === undefined) {
+    try {
+      ticksPerSecond = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      ticksPerSecond = 100;
+    }
+  }
+  return ticksPerSecond;
+}
+
+/** Parses the text of /proc/PID/stat; returns user+system CPU time in microseconds. */
+export function parseStatCpuUs(stat: string, ticks = clockTicks()): number {
+  // The command name (field 2) may contain spaces and parentheses: split after its last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+  const utime = Number(fields[11]);
+  const stime = Number(fields[12]);
+  return ((utime + stime) * 1_000_000) / ticks;
+}
+
+/** Parses the text of /proc/PID/status; returns VmRSS in bytes. */
+export function parseStatusRssBytes(status: string): number {
+  const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
+  return match ? Number(match[1]) * 1024 : 0;
+}
+
+/** Reads a process; undefined if it does not exist (or /proc is not there). */
+export function sampleProcess(pid: number): ProcSample | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    return { cpuUs: parseStatCpuUs(stat), rssBytes: parseStatusRssBytes(status) };
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,78 @@
+/** Human-readable output of `tcpkit bench`: the progress line and the final summary. */
+import type { BenchResult, TimelinePoint } from './result.js';
+
+/** Formats microseconds as µs, ms or s with three significant digits. */
+export function formatLatency(us: number): string {
+  if (us < 1000) return `${us} µs`;
+  if (us < 1_000_000) return `${(us / 1000).toPrecision(3)} ms`;
+  return `${(us / 1_000_000).toPrecision(3)} s`;
+}
+
+/** Formats bytes as B, KiB or MiB. */
+export function formatBytes(bytes: number): string {
+  const sign = bytes < 0 ? '-' : '';
+  const value = Math.abs(bytes);
+  if (value < 1024) return `${sign}${Math.round(value)} B`;
+  if (value < 1024 * 1024) return `${sign}${(value / 1024).toFixed(2)} KiB`;
+  return `${sign}${(value / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+const integer = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
+
+export function formatCount(value: number): string {
+  return integer.format(value);
+}
+
+/** One progress line: elapsed, phase, rate, p99, errors, open connections. */
+export function progressLine(point: TimelinePoint): string {
+  return [
+    `${point.t.toFixed(1).padStart(6)}s`,
+    point.phase.padEnd(7),
+    `${formatCount(point.messagesPerSec).padStart(10)} msg/s`,
+    `${point.mibPerSec.toFixed(1).padStart(7)} MiB/s`,
+    `p99 ${formatLatency(point.p99Us).padStart(9)}`,
+    `errors ${point.errors}`,
+    `conns ${formatCount(point.openConnections)}`,
+  ].join('  ');
+}
+
+/** The final summary, as printed without `--json`. */
+export function formatSummary(result: BenchResult): string {
+  const { options, latencyUs: l } = result;
+  const lines: string[] = [];
+  const target = `${options.host}:${options.port}`;
+  const load =
+    options.mode === 'open-loop'
+      ? `rate ${formatCount(options.rate ?? 0)}/s, depth ${options.depth}`
+      : options.mode === 'echo'
+        ? `depth ${options.depth}`
+        : '';
+  lines.push(
+    `tcpkit bench ${options.mode} -> ${target}: ${formatCount(options.connections)} connections, ${options.size} B messages${load ? `, ${load}` : ''}, ${options.workers} worker(s)`,
+  );
+  lines.push(
+    `measured ${(result.measuredMs / 1000).toFixed(2)} s${result.interrupted ? ' (interrupted)' : ''}, after ${options.warmupMs / 1000} s warm-up`,
+  );
+  lines.push('');
+  const unit = options.mode === 'churn' ? 'connections' : 'messages';
+  lines.push(`  ${unit}     ${formatCount(result.messages)} (${formatCount(result.messagesPerSec)}/s)`);
+  lines.push(`  throughput   ${result.mibPerSec.toFixed(2)} MiB/s received`);
+  lines.push(
+    `  latency      p50 ${formatLatency(l.p50)}  p90 ${formatLatency(l.p90)}  p99 ${formatLatency(l.p99)}  p99.9 ${formatLatency(l.p999)}  max ${formatLatency(l.max)}`,
+  );
+  lines.push(
+    `  connections  ${formatCount(result.connections.established)} established, ${formatCount(result.connections.failed)} failed, ${formatCount(result.connections.open)} open at end`,
+  );
+  const kinds = Object.entries(result.errors);
+  lines.push(
+    `  errors       ${result.errorsTotal}${kinds.length ? ` (${kinds.map(([k, n]) => `${k}: ${n}`).join(', ')})` : ''}`,
+  );
+  lines.push(`  generator    ${result.generatorCpuPercent}% CPU of one core`);
+  if (result.server) {
+    const s = result.server;
+    lines.push(
+      `  server       pid ${s.pid}: ${s.cpuPercent}% CPU, ${s.cpuUsPerMessage ?? '-'} µs CPU per ${options.mode === 'churn' ? 'connection' : 'message'}, RSS ${formatBytes(s.rssEndBytes)} (baseline ${formatBytes(s.rssBaselineBytes)})${s.rssPerConnectionBytes === null ? '' : `, ${formatBytes(s.rssPerConnectionBytes)} per connection`}`,
+    );
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,75 @@
+/** The shape of a finished run, as printed by `tcpkit bench --json`. */
+import type { LatencySummary, PercentilePoint } from './histogram.js';
+import type { ResolvedBenchOptions } from './options.js';
+
+/** The run's phases: connections opening, unmeasured warm-up, the measured window. */
+export type Phase = 'connect' | 'warmup' | 'measure';
+
+/** One reporting interval, for the progress line and the throughput-over-time chart. */
+export interface TimelinePoint {
+  /** Seconds since the run started, at the end of the interval. */
+  t: number;
+  phase: Phase;
+  messagesPerSec: number;
+  mibPerSec: number;
+  /** Latency of the interval, microseconds. */
+  p50Us: number;
+  p99Us: number;
+  /** Errors in the interval. */
+  errors: number;
+  openConnections: number;
+}
+
+/** Server-side cost, when `serverPid` was given. */
+export interface ServerCost {
+  pid: number;
+  /** Server CPU time (user+system) during the measured window, microseconds. */
+  cpuUs: number;
+  /** Server CPU time per message (per connection cycle in churn); null without messages. */
+  cpuUsPerMessage: number | null;
+  /** Server CPU use during the window, percent of one core. */
+  cpuPercent: number;
+  /** RSS before the first connection, at the end of the window, and the highest sampled. */
+  rssBaselineBytes: number;
+  rssEndBytes: number;
+  rssPeakBytes: number;
+  /** (RSS at end - baseline) / connections open at the end; null without open connections. */
+  rssPerConnectionBytes: number | null;
+}
+
+export interface BenchResult {
+  tool: 'tcpkit bench';
+  startedAt: string;
+  options: ResolvedBenchOptions;
+  /** True if the run was stopped early (Ctrl-C); the figures cover what was measured. */
+  interrupted: boolean;
+  /** Actual length of the measured window, ms. */
+  measuredMs: number;
+  /** Completed messages in the window (completed connect-send-receive-close cycles in churn). */
+  messages: number;
+  messagesPerSec: number;
+  /** Connection cycles per second in churn mode; null in other modes. */
+  connectionsPerSec: number | null;
+  bytesSent: number;
+  bytesReceived: number;
+  /** Received MiB/s in the window. */
+  mibPerSec: number;
+  /** Latency in microseconds: send to full echo; connect to echo in churn; intended send time to echo in open-loop. */
+  latencyUs: LatencySummary;
+  percentiles: PercentilePoint[];
+  /** Errors of the whole run (all phases) by kind, e.g. `ECONNRESET`, `connect ECONNREFUSED`, `verify`. */
+  errors: Record<string, number>;
+  errorsTotal: number;
+  connections: {
+    target: number;
+    /** Established over the whole run (every cycle in churn). */
+    established: number;
+    failed: number;
+    /** Open at the end of the window. */
+    open: number;
+  };
+  /** The generator's own CPU during the window, percent of one core (all threads). Near 100 x cores used = generator-bound. */
+  generatorCpuPercent: number;
+  server: ServerCost | null;
+  timeline: TimelinePoint[];
+}

@@ -1,0 +1,312 @@
+/**
+ * `runBench()`: splits the connections over engines (this thread, or worker threads), walks the
+ * phases connect -> warmup -> measure, collects one report per interval from every engine, merges
+ * them, samples the server, and returns a `BenchResult`. Every run ends by itself.
+ */
+import { performance } from 'node:perf_hooks';
+import { Worker } from 'node:worker_threads';
+import { type EngineConfig, type IntervalReport, LoadEngine } from './engine.js';
+import { createLatencyHistogram, decodeHistogram, percentileCurve, summarize } from './histogram.js';
+import { type BenchOptions, type ResolvedBenchOptions, resolveBenchOptions } from './options.js';
+import { type ProcSample, sampleProcess } from './proc.js';
+import type { BenchResult, Phase, ServerCost, TimelinePoint } from './result.js';
+import type { WorkerRequest, WorkerResponse } from './worker.js';
+
+/** Hooks into a run. */
+export interface RunHooks {
+  /** Aborting stops the run early; the result covers what was measured (`interrupted: true`). */
+  signal?: AbortSignal;
+  /** Called after every interval (progress line). */
+  onInterval?: (point: TimelinePoint) => void;
+}
+
+interface EngineHandle {
+  start(): Promise<void>;
+  interval(): Promise<IntervalReport>;
+  stop(): Promise<IntervalReport>;
+}
+
+class LocalHandle implements EngineHandle {
+  readonly #engine: LoadEngine;
+  constructor(config: EngineConfig) {
+    this.#engine = new LoadEngine(config);
+  }
+  start(): Promise<void> {
+    return this.#engine.start();
+  }
+  async interval(): Promise<IntervalReport> {
+    return this.#engine.interval();
+  }
+  async stop(): Promise<IntervalReport> {
+    return this.#engine.stop();
+  }
+}
+
+class ThreadHandle implements EngineHandle {
+  readonly #worker: Worker;
+  readonly #pending = new Map<number, { resolve: (r: WorkerResponse) => void; reject: (e: Error) => void }>();
+  #nextId = 0;
+
+  constructor(config: EngineConfig) {
+    const url = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js', import.meta.url);
+    if (url.pathname.endsWith('.ts')) {
+      // Running from source under tsx: Node 20 workers do not inherit tsx's loader hooks, so the
+      // worker registers them itself before importing the TypeScript entry.
+      const tsxApi = import.meta.resolve('tsx/esm/api');
+      const code = `import(${JSON.stringify(tsxApi)}).then((api) => { api.register(); return import(${JSON.stringify(url.href)}); });`;
+      this.#worker = new Worker(code, { eval: true, workerData: config });
+    } else {
+      this.#worker = new Worker(url, { workerData: config });
+    }
+    this.#worker.on('message', (response: WorkerResponse) => {
+      const pending = this.#pending.get(response.id);
+      this.#pending.delete(response.id);
+      pending?.resolve(response);
+    });
+    const failAll = (error: Error) => {
+      for (const pending of this.#pending.values()) pending.reject(error);
+      this.#pending.clear();
+    };
+    this.#worker.on('error', failAll);
+    this.#worker.on('exit', () => failAll(new Error('bench: worker thread exited')));
+  }
+
+  #request(op: WorkerRequest['op']): Promise<WorkerResponse> {
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      this.#worker.postMessage({ id, op } satisfies WorkerRequest);
+    });
+  }
+  async start(): Promise<void> {
+    await this.#request('start');
+  }
+  async interval(): Promise<IntervalReport> {
+    return (await this.#request('interval')).report!;
+  }
+  async stop(): Promise<IntervalReport> {
+    const response = await this.#request('stop');
+    await this.#worker.terminate();
+    return response.report!;
+  }
+}
+
+/** Splits connections (and the open-loop rate, in proportion) over `workers` engines. */
+export function splitConfig(options: ResolvedBenchOptions): EngineConfig[] {
+  const configs: EngineConfig[] = [];
+  let first = 0;
+  for (let w = 0; w < options.workers; w++) {
+    const share =
+      Math.floor(options.connections / options.workers) + (w < options.connections % options.workers ? 1 : 0);
+    configs.push({
+      mode: options.mode,
+      host: options.host,
+      port: options.port,
+      size: options.size,
+      depth: options.depth,
+      connections: share,
+      firstConnection: first,
+      rate: options.rate === null ? null : (options.rate * share) / options.connections,
+      payload: options.payload,
+      verify: options.verify,
+      sourceAddresses: options.sourceAddresses,
+      rampUpMs: options.rampUpMs,
+      connectTimeoutMs: options.connectTimeoutMs,
+    });
+    first += share;
+  }
+  return configs;
+}
+
+const MIB = 1024 * 1024;
+
+/** Runs a load test; see `BenchOptions`. Rejects only on invalid options or a crashed worker. */
+export async function runBench(input: BenchOptions, hooks: RunHooks = {}): Promise<BenchResult> {
+  const options = resolveBenchOptions(input);
+  const startedAt = new Date().toISOString();
+  const t0 = performance.now();
+  const elapsed = () => performance.now() - t0;
+  const pid = options.serverPid;
+  const baseline = pid === null ? undefined : sampleProcess(pid);
+  let rssPeak = baseline?.rssBytes ?? 0;
+
+  const handles: EngineHandle[] = splitConfig(options).map((config) =>
+    options.workers === 1 ? new LocalHandle(config) : new ThreadHandle(config),
+  );
+
+  const total = createLatencyHistogram();
+  const errors: Record<string, number> = {};
+  const timeline: TimelinePoint[] = [];
+  let messages = 0;
+  let bytesSent = 0;
+  let bytesReceived = 0;
+  let established = 0;
+  let failed = 0;
+  let open = 0;
+  let lastCollect = t0;
+
+  /** Pulls one report from every engine and books it to `phase`. */
+  const book = (reports: IntervalReport[], phase: Phase) => {
+    const now = performance.now();
+    const seconds = Math.max(1e-3, (now - lastCollect) / 1000);
+    lastCollect = now;
+    const interval = createLatencyHistogram();
+    let intervalMessages = 0;
+    let intervalBytes = 0;
+    let intervalErrors = 0;
+    established = 0;
+    failed = 0;
+    open = 0;
+    for (const report of reports) {
+      interval.add(decodeHistogram(report.histogram));
+      intervalMessages += report.messages;
+      intervalBytes += report.bytesReceived;
+      for (const [kind, count] of Object.entries(report.errors)) {
+        errors[kind] = (errors[kind] ?? 0) + count;
+        intervalErrors += count;
+      }
+      established += report.established;
+      failed += report.failed;
+      open += report.open;
+      if (phase === 'measure') {
+        messages += report.messages;
+        bytesSent += report.bytesSent;
+        bytesReceived += report.bytesReceived;
+      }
+    }
+    if (phase === 'measure') total.add(interval);
+    // A phase change right after a tick leaves a sliver of an interval whose rate is noise: book
+    // its counts (above) but draw no point for it.
+    if (seconds * 1000 < options.intervalMs / 4) return;
+    const point: TimelinePoint = {
+      t: Math.round((now - t0) / 10) / 100,
+      phase,
+      messagesPerSec: Math.round(intervalMessages / seconds),
+      mibPerSec: Math.round((intervalBytes / MIB / seconds) * 100) / 100,
+      p50Us: interval.totalCount ? interval.getValueAtPercentile(50) : 0,
+      p99Us: interval.totalCount ? interval.getValueAtPercentile(99) : 0,
+      errors: intervalErrors,
+      openConnections: open,
+    };
+    timeline.push(point);
+    if (pid !== null) {
+      const sample = sampleProcess(pid);
+      if (sample && sample.rssBytes > rssPeak) rssPeak = sample.rssBytes;
+    }
+    hooks.onInterval?.(point);
+  };
+
+  let aborted = hooks.signal?.aborted ?? false;
+  let wake: (() => void) | null = null;
+  const onAbort = () => {
+    aborted = true;
+    wake?.();
+  };
+  hooks.signal?.addEventListener('abort', onAbort, { once: true });
+  /** Sleeps until `ms` have passed, the start promise settles, or the run is aborted. */
+  const sleep = (ms: number, alsoWakeOn?: Promise<void>) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(done, Math.max(0, ms));
+      function done() {
+        clearTimeout(timer);
+        wake = null;
+        resolve();
+      }
+      wake = done;
+      alsoWakeOn?.then(done);
+    });
+
+  let connectDone = false;
+  const started = Promise.all(handles.map((h) => h.start())).then(() => {
+    connectDone = true;
+  });
+  // A connect attempt can take connectTimeoutMs after the last one is launched; past that, go on.
+  const connectDeadline = options.rampUpMs + options.connectTimeoutMs + 1000;
+  let phase: Phase = 'connect';
+  let phaseEnd = connectDeadline;
+  let nextTick = options.intervalMs;
+  let measureStart = 0;
+  let cpuStart: ProcSample | undefined;
+  let generatorCpuStart = process.cpuUsage();
+  let measureEnd = 0;
+
+  try {
+    while (!aborted) {
+      const now = elapsed();
+      if (phase === 'connect' && (connectDone || now >= phaseEnd)) {
+        book(await Promise.all(handles.map((h) => h.interval())), phase);
+        phase = 'warmup';
+        phaseEnd = elapsed() + options.warmupMs;
+        continue;
+      }
+      if (phase === 'warmup' && now >= phaseEnd) {
+        book(await Promise.all(handles.map((h) => h.interval())), phase);
+        phase = 'measure';
+        measureStart = elapsed();
+        phaseEnd = measureStart + options.durationMs;
+        cpuStart = pid === null ? undefined : sampleProcess(pid);
+        generatorCpuStart = process.cpuUsage();
+        nextTick = measureStart + options.intervalMs;
+        continue;
+      }
+      if (phase === 'measure' && now >= phaseEnd) break;
+      if (now >= nextTick) {
+        book(await Promise.all(handles.map((h) => h.interval())), phase);
+        nextTick += options.intervalMs;
+        continue;
+      }
+      await sleep(Math.min(nextTick, phaseEnd) - now, phase === 'connect' ? started : undefined);
+    }
+  } finally {
+    hooks.signal?.removeEventListener('abort', onAbort);
+  }
+
+  // Read the server before closing the connections: idle RSS must be measured while they are open.
+  const cpuEnd = pid === null ? undefined : sampleProcess(pid);
+  const generatorCpu = process.cpuUsage(generatorCpuStart);
+  measureEnd = elapsed();
+  const finals = await Promise.all(handles.map((h) => h.stop()));
+  book(finals, phase);
+  const measuredMs = phase === 'measure' ? measureEnd - measureStart : 0;
+
+  let server: ServerCost | null = null;
+  if (pid !== null && baseline && cpuEnd) {
+    if (cpuEnd.rssBytes > rssPeak) rssPeak = cpuEnd.rssBytes;
+    const cpuUs = cpuStart ? cpuEnd.cpuUs - cpuStart.cpuUs : 0;
+    server = {
+      pid,
+      cpuUs,
+      cpuUsPerMessage: messages > 0 ? Math.round((cpuUs / messages) * 100) / 100 : null,
+      cpuPercent: measuredMs > 0 ? Math.round((cpuUs / 1000 / measuredMs) * 1000) / 10 : 0,
+      rssBaselineBytes: baseline.rssBytes,
+      rssEndBytes: cpuEnd.rssBytes,
+      rssPeakBytes: rssPeak,
+      rssPerConnectionBytes: open > 0 ? Math.round((cpuEnd.rssBytes - baseline.rssBytes) / open) : null,
+    };
+  }
+  const seconds = measuredMs / 1000;
+  const messagesPerSec = seconds > 0 ? Math.round(messages / seconds) : 0;
+  const openAtEnd = finals.reduce((sum, report) => sum + report.open, 0);
+  return {
+    tool: 'tcpkit bench',
+    startedAt,
+    options,
+    interrupted: aborted,
+    measuredMs: Math.round(measuredMs),
+    messages,
+    messagesPerSec,
+    connectionsPerSec: options.mode === 'churn' ? messagesPerSec : null,
+    bytesSent,
+    bytesReceived,
+    mibPerSec: seconds > 0 ? Math.round((bytesReceived / MIB / seconds) * 100) / 100 : 0,
+    latencyUs: summarize(total),
+    percentiles: percentileCurve(total),
+    errors,
+    errorsTotal: Object.values(errors).reduce((sum, count) => sum + count, 0),
+    connections: { target: options.connections, established, failed, open: openAtEnd },
+    generatorCpuPercent:
+      measuredMs > 0 ? Math.round(((generatorCpu.user + generatorCpu.system) / 1000 / measuredMs) * 1000) / 10 : 0,
+    server,
+    timeline,
+  };
+}
