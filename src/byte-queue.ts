@@ -2,18 +2,24 @@ import type { BufferPool } from './buffer-pool.js';
 
 const EMPTY = Buffer.alloc(0);
 
+/** Text encodings a frame can be decoded to without an intermediate Buffer. */
+export type TextEncoding = 'utf8' | 'latin1';
+
 /**
  * A queue of bytes received from a socket: chunks go in without copying, frames come out.
  *
  * Offsets passed to the peek methods (`byteAt`, `indexOf`, `u8`, `u16be`, ...) count from the
  * first unconsumed byte. They read across chunk boundaries without concatenating.
  *
- * Complexity (k = number of chunks held, usually 1-3):
- * - `push`: O(1). `length`: O(1).
- * - `byteAt`, `u8` ... `u64le`: O(k) to find the chunk, O(1) in the common one-chunk case.
- * - `indexOf`: O(n) in the bytes searched (native `Buffer#indexOf` per chunk).
- * - `take(n)`: O(1) and zero-copy when the n bytes lie in the first chunk; otherwise O(n) copy.
- * - `skip(n)`, `shift()`: O(chunks dropped).
+ * Complexity (k = number of chunks held, usually 1-3; n = bytes involved):
+ * - `push`, `length`: O(1).
+ * - `byteAt`, `u8` ... `u64le`: O(1) when the bytes lie in the first chunk, else O(k).
+ * - `indexOf`: O(n) in the bytes searched (native `Buffer#indexOf` inside each chunk, plus at
+ *   most `sequence.length - 1` byte compares at each chunk boundary).
+ * - `take(n)`: O(1) and zero-copy when the n bytes lie in the first chunk; otherwise one O(n) copy.
+ * - `takeString(n)`: decodes straight from the chunk when the n bytes lie in it; otherwise
+ *   copies them once into a scratch buffer (from the pool, when the queue has one).
+ * - `skip(n)`, `shift()`, `clear()`: O(chunks dropped).
  */
 export class ByteQueue {
   #chunks: Buffer[] = [];
@@ -23,18 +29,26 @@ export class ByteQueue {
   #offset = 0;
   #length = 0;
   #pool: BufferPool | undefined;
+  /**
+   * The last chunk `#locate` found (index, and queue offset of its first live byte), so that a
+   * decoder resuming its search at `scanned` over thousands of tiny chunks does not walk them
+   * all again on every call. -1 when unknown; consuming bytes forgets it.
+   */
+  #cacheIndex = -1;
+  #cacheBase = 0;
 
   /**
    * Where a delimiter search may resume: a decoder that scanned `n` bytes without finding its
-   * delimiter stores `n` here so the next `decode` does not rescan them. Reset to 0 whenever
-   * bytes are consumed. Decoders own its meaning; the queue only resets it.
+   * delimiter stores `n` here so the next `decode` does not rescan them (which would make a
+   * line arriving in many small chunks cost O(n²)). Reset to 0 whenever bytes are consumed.
+   * Decoders own its meaning; the queue only resets it.
    */
   scanned = 0;
 
-  /** Number of copies made by `take()` for frames that straddled chunks (for benchmarks). */
+  /** Number of copies made because a frame straddled chunks (`take`, `takeString`); for benchmarks. */
   copies = 0;
 
-  /** @param pool where `take()` gets buffers when it must copy; omitted: `Buffer.allocUnsafe`. */
+  /** @param pool where `takeString()` borrows its scratch buffer when it must copy; omitted: a fresh buffer. */
   constructor(pool?: BufferPool) {
     this.#pool = pool;
   }
@@ -42,6 +56,11 @@ export class ByteQueue {
   /** Bytes held. */
   get length(): number {
     return this.#length;
+  }
+
+  /** The pool given to the constructor, if any (codecs may borrow scratch buffers from it). */
+  get pool(): BufferPool | undefined {
+    return this.#pool;
   }
 
   /** Appends a chunk without copying it. The queue keeps a reference: do not reuse the buffer. */
@@ -69,7 +88,8 @@ export class ByteQueue {
 
   /**
    * Removes and returns the next `n` bytes. Zero-copy (a view of the socket's chunk) when they
-   * lie in one chunk; copied into a fresh buffer when they straddle chunks.
+   * lie in one chunk; copied into a fresh buffer when they straddle chunks. The copy is not
+   * taken from a pool on purpose: the caller owns the frame and nobody would give it back.
    * @throws RangeError when fewer than `n` bytes are held.
    */
   take(n: number): Buffer {
@@ -77,16 +97,60 @@ export class ByteQueue {
     if (n === 0) return EMPTY;
     this.scanned = 0;
     const first = this.#chunks[this.#head]!;
-    const avail = first.length - this.#offset;
+    const start = this.#offset;
+    const avail = first.length - start;
     if (n <= avail) {
-      const out = first.subarray(this.#offset, this.#offset + n);
-      if (n === avail) this.#dropHead();
-      else this.#offset += n;
       this.#length -= n;
-      return out;
+      if (n === avail) {
+        this.#dropHead();
+        return start === 0 ? first : first.subarray(start);
+      }
+      this.#offset = start + n;
+      this.#cacheIndex = -1;
+      return first.subarray(start, start + n);
     }
     this.copies++;
     const out = Buffer.allocUnsafe(n);
+    this.#copyOut(out, n);
+    return out;
+  }
+
+  /**
+   * Removes the next `n` bytes and returns them decoded as text. Decodes straight from the
+   * chunk when the bytes lie in one (no intermediate Buffer object at all); otherwise copies
+   * them once into a scratch buffer borrowed from the pool and gives it back.
+   * A UTF-8 sequence split by chunk boundaries is decoded whole because the copy joins it.
+   * @throws RangeError when fewer than `n` bytes are held.
+   */
+  takeString(n: number, encoding: TextEncoding): string {
+    if (n > this.#length) throw new RangeError(`takeString(${n}) with only ${this.#length} bytes queued`);
+    if (n === 0) return '';
+    this.scanned = 0;
+    const first = this.#chunks[this.#head]!;
+    const start = this.#offset;
+    const avail = first.length - start;
+    if (n <= avail) {
+      const text = first.toString(encoding, start, start + n);
+      this.#length -= n;
+      if (n === avail) this.#dropHead();
+      else {
+        this.#offset = start + n;
+        this.#cacheIndex = -1;
+      }
+      return text;
+    }
+    this.copies++;
+    const pool = this.#pool;
+    const scratch = pool !== undefined && n <= pool.maxSize ? pool.acquire(n) : Buffer.allocUnsafe(n);
+    this.#copyOut(scratch, n);
+    const text = scratch.toString(encoding, 0, n);
+    pool?.release(scratch);
+    return text;
+  }
+
+  /** Moves the next `n` bytes (more than the first chunk holds) into `out` and consumes them. */
+  #copyOut(out: Buffer, n: number): void {
+    this.#cacheIndex = -1;
     let filled = 0;
     while (filled < n) {
       const chunk = this.#chunks[this.#head]!;
@@ -103,13 +167,13 @@ export class ByteQueue {
       }
     }
     this.#length -= n;
-    return out;
   }
 
   /** Discards the next `n` bytes. @throws RangeError when fewer than `n` are held. */
   skip(n: number): void {
     if (n > this.#length) throw new RangeError(`skip(${n}) with only ${this.#length} bytes queued`);
     this.scanned = 0;
+    this.#cacheIndex = -1;
     this.#length -= n;
     while (n > 0) {
       const chunk = this.#chunks[this.#head]!;
@@ -131,19 +195,40 @@ export class ByteQueue {
     this.#offset = 0;
     this.#length = 0;
     this.scanned = 0;
+    this.#cacheIndex = -1;
   }
 
   /** The byte at `offset`. @throws RangeError when out of range. */
   byteAt(offset: number): number {
     if (offset < 0 || offset >= this.#length) throw new RangeError(`offset ${offset} out of range`);
+    const pos = this.#offset + offset;
+    const first = this.#chunks[this.#head]!;
+    if (pos < first.length) return first[pos]!;
+    const i = this.#locate(offset);
+    return this.#chunks[i]![offset - this.#cacheBase + (i === this.#head ? this.#offset : 0)]!;
+  }
+
+  /**
+   * Index in #chunks of the chunk holding queue offset `offset` (< length); leaves the queue
+   * offset of that chunk's first live byte in #cacheBase. Amortised O(1) for offsets that only
+   * grow between consumptions, as a resumed search's do.
+   */
+  #locate(offset: number): number {
     let i = this.#head;
-    let pos = offset + this.#offset;
-    let chunk = this.#chunks[i]!;
-    while (pos >= chunk.length) {
-      pos -= chunk.length;
-      chunk = this.#chunks[++i]!;
+    let base = 0;
+    if (this.#cacheIndex !== -1 && offset >= this.#cacheBase) {
+      i = this.#cacheIndex;
+      base = this.#cacheBase;
     }
-    return chunk[pos]!;
+    for (;;) {
+      const live = this.#chunks[i]!.length - (i === this.#head ? this.#offset : 0);
+      if (offset < base + live) break;
+      base += live;
+      i++;
+    }
+    this.#cacheIndex = i;
+    this.#cacheBase = base;
+    return i;
   }
 
   /**
@@ -159,78 +244,121 @@ export class ByteQueue {
   }
 
   #indexOfByte(byte: number, from: number): number {
-    let base = 0; // queue offset of the start of the current chunk's live bytes
-    for (let i = this.#head; i < this.#chunks.length; i++) {
+    if (from >= this.#length) return -1;
+    const head = this.#head;
+    let i = head;
+    let base = 0; // queue offset of the first live byte of chunk i
+    if (from > 0) {
+      i = this.#locate(from);
+      base = this.#cacheBase;
+    }
+    for (; i < this.#chunks.length; i++) {
       const chunk = this.#chunks[i]!;
-      const start = i === this.#head ? this.#offset : 0;
-      const live = chunk.length - start;
-      if (from < base + live) {
-        const at = chunk.indexOf(byte, start + Math.max(0, from - base));
-        if (at !== -1) return base + at - start;
-      }
-      base += live;
+      const start = i === head ? this.#offset : 0;
+      const at = chunk.indexOf(byte, start + (from > base ? from - base : 0));
+      if (at !== -1) return base + at - start;
+      base += chunk.length - start;
     }
     return -1;
   }
 
+  /**
+   * Searches each chunk natively, then the few positions where the sequence could straddle the
+   * boundary to the next chunk. Matches inside chunk i all start before any straddling one, so
+   * the first match found this way is the first match in the queue.
+   */
   #indexOfSequence(seq: Uint8Array, from: number): number {
-    const first = seq[0]!;
-    let at = this.#indexOfByte(first, from);
-    while (at !== -1) {
-      if (at + seq.length > this.#length) return -1;
-      let match = true;
-      for (let j = 1; j < seq.length; j++) {
-        if (this.byteAt(at + j) !== seq[j]) {
-          match = false;
-          break;
-        }
+    if (from >= this.#length) return -1;
+    const m = seq.length;
+    const head = this.#head;
+    let i = head;
+    let base = 0;
+    if (from > 0) {
+      i = this.#locate(from);
+      base = this.#cacheBase;
+    }
+    for (; i < this.#chunks.length; i++) {
+      const chunk = this.#chunks[i]!;
+      const start = i === head ? this.#offset : 0;
+      const end = base + chunk.length - start; // queue offset just past this chunk
+      const at = chunk.indexOf(seq, start + (from > base ? from - base : 0));
+      if (at !== -1) return base + at - start;
+      for (let p = Math.max(from, end - m + 1); p < end && p + m <= this.#length; p++) {
+        if (this.#matchesAt(seq, p)) return p;
       }
-      if (match) return at;
-      at = this.#indexOfByte(first, at + 1);
+      base = end;
     }
     return -1;
   }
 
-  /** Copies `n` bytes at `offset` into a small scratch buffer for integer reads across chunks. */
-  #peek(offset: number, n: number): Buffer {
+  #matchesAt(seq: Uint8Array, at: number): boolean {
+    for (let j = 0; j < seq.length; j++) if (this.byteAt(at + j) !== seq[j]) return false;
+    return true;
+  }
+
+  /**
+   * Reads `n` (<= 4) bytes at `offset` as an unsigned big-endian integer without allocating;
+   * byte by byte only when they straddle chunks.
+   */
+  #uintBE(offset: number, n: number): number {
     if (offset < 0 || offset + n > this.#length) throw new RangeError(`read of ${n} bytes at ${offset} out of range`);
     const first = this.#chunks[this.#head]!;
-    const start = this.#offset + offset;
-    if (start + n <= first.length) return start === 0 && n === first.length ? first : first.subarray(start, start + n);
-    const out = SCRATCH.subarray(0, n);
-    for (let j = 0; j < n; j++) out[j] = this.byteAt(offset + j);
-    return out;
+    const p = this.#offset + offset;
+    let v = 0;
+    if (p + n <= first.length) for (let j = 0; j < n; j++) v = v * 256 + first[p + j]!;
+    else for (let j = 0; j < n; j++) v = v * 256 + this.byteAt(offset + j);
+    return v;
   }
 
+  #uintLE(offset: number, n: number): number {
+    if (offset < 0 || offset + n > this.#length) throw new RangeError(`read of ${n} bytes at ${offset} out of range`);
+    const first = this.#chunks[this.#head]!;
+    const p = this.#offset + offset;
+    let v = 0;
+    if (p + n <= first.length) for (let j = n - 1; j >= 0; j--) v = v * 256 + first[p + j]!;
+    else for (let j = n - 1; j >= 0; j--) v = v * 256 + this.byteAt(offset + j);
+    return v;
+  }
+
+  /** Unsigned 8-bit integer at `offset`. */
   u8(offset = 0): number {
     return this.byteAt(offset);
   }
+  /** Unsigned 16-bit big-endian integer at `offset`. */
   u16be(offset = 0): number {
-    return this.#peek(offset, 2).readUInt16BE(0);
+    return this.#uintBE(offset, 2);
   }
+  /** Unsigned 16-bit little-endian integer at `offset`. */
   u16le(offset = 0): number {
-    return this.#peek(offset, 2).readUInt16LE(0);
+    return this.#uintLE(offset, 2);
   }
+  /** Unsigned 24-bit big-endian integer at `offset`. */
   u24be(offset = 0): number {
-    return this.#peek(offset, 3).readUIntBE(0, 3);
+    return this.#uintBE(offset, 3);
   }
+  /** Unsigned 24-bit little-endian integer at `offset`. */
   u24le(offset = 0): number {
-    return this.#peek(offset, 3).readUIntLE(0, 3);
+    return this.#uintLE(offset, 3);
   }
+  /** Unsigned 32-bit big-endian integer at `offset`. */
   u32be(offset = 0): number {
-    return this.#peek(offset, 4).readUInt32BE(0);
+    return this.#uintBE(offset, 4);
   }
+  /** Unsigned 32-bit little-endian integer at `offset`. */
   u32le(offset = 0): number {
-    return this.#peek(offset, 4).readUInt32LE(0);
+    return this.#uintLE(offset, 4);
   }
+  /** Unsigned 64-bit big-endian integer at `offset`, as a bigint. */
   u64be(offset = 0): bigint {
-    return this.#peek(offset, 8).readBigUInt64BE(0);
+    return (BigInt(this.u32be(offset)) << 32n) | BigInt(this.u32be(offset + 4));
   }
+  /** Unsigned 64-bit little-endian integer at `offset`, as a bigint. */
   u64le(offset = 0): bigint {
-    return this.#peek(offset, 8).readBigUInt64LE(0);
+    return (BigInt(this.u32le(offset + 4)) << 32n) | BigInt(this.u32le(offset));
   }
 
   #dropHead(): void {
+    this.#cacheIndex = -1;
     this.#chunks[this.#head] = EMPTY;
     this.#head++;
     this.#offset = 0;
@@ -238,15 +366,9 @@ export class ByteQueue {
       this.#chunks.length = 0;
       this.#head = 0;
     } else if (this.#head >= 32 && this.#head * 2 >= this.#chunks.length) {
+      // Compact now and then so a long run of small chunks does not grow the array forever.
       this.#chunks = this.#chunks.slice(this.#head);
       this.#head = 0;
     }
   }
-
-  /** @internal the pool used for straddling copies (exposed for codecs). */
-  get pool(): BufferPool | undefined {
-    return this.#pool;
-  }
 }
-
-const SCRATCH = Buffer.alloc(8);
