@@ -1,0 +1,305 @@
+// Unit tests of the load generator's accounting: options, histogram merging across workers,
+// open-loop pacing and coordinated-omission correction, --verify, /proc sampling, the HTML report.
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import {
+  createLatencyHistogram,
+  encodeHistogram,
+  mergeEncoded,
+  percentileCurve,
+  summarize,
+} from '../src/loadgen/histogram.js';
+import { renderHtml } from '../src/loadgen/html.js';
+import { parseDuration, parseSourceAddresses, resolveBenchOptions } from '../src/loadgen/options.js';
+import { parseStatCpuUs, parseStatusRssBytes, sampleProcess } from '../src/loadgen/proc.js';
+import { runBench, splitConfig } from '../src/loadgen/runner.js';
+
+/** Starts a server on 127.0.0.1 with the given per-socket behaviour. */
+async function listen(onSocket: (socket: net.Socket) => void): Promise<{ port: number; close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    onSocket(socket);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+const plainEcho = (socket: net.Socket) => socket.on('data', (d) => socket.write(d));
+
+describe('loadgen options', () => {
+  it('parses durations', () => {
+    assert.equal(parseDuration('10s'), 10_000);
+    assert.equal(parseDuration('1.5s'), 1_500);
+    assert.equal(parseDuration('250ms'), 250);
+    assert.equal(parseDuration('2m'), 120_000);
+    assert.equal(parseDuration('3'), 3_000);
+    assert.throws(() => parseDuration('soon'), /cannot parse duration/);
+  });
+
+  it('expands source address ranges and lists', () => {
+    assert.deepEqual(parseSourceAddresses('127.0.0.1-127.0.0.3'), ['127.0.0.1', '127.0.0.2', '127.0.0.3']);
+    assert.deepEqual(parseSourceAddresses('127.0.0.255-127.0.1.0,::1'), ['127.0.0.255', '127.0.1.0', '::1']);
+    assert.equal(parseSourceAddresses('127.0.0.1-127.0.0.16').length, 16);
+    assert.throws(() => parseSourceAddresses('127.0.0.9-127.0.0.1'), /bad source address range/);
+    assert.throws(() => parseSourceAddresses('127.0.0-127.0.0.3'), /not an IPv4 address/);
+  });
+
+  it('applies defaults and names the bad option', () => {
+    const options = resolveBenchOptions();
+    assert.equal(options.host, '127.0.0.1');
+    assert.equal(options.port, 7000);
+    assert.equal(options.mode, 'echo');
+    assert.equal(options.workers, 1);
+    assert.throws(() => resolveBenchOptions({ mode: 'open-loop' }), /open-loop mode needs rate/);
+    assert.throws(() => resolveBenchOptions({ connections: 0 }), /connections must be an integer >= 1/);
+    assert.equal(resolveBenchOptions({ connections: 3, workers: 8 }).workers, 3);
+  });
+
+  it('splits connections and the open-loop rate over workers', () => {
+    const configs = splitConfig(resolveBenchOptions({ mode: 'open-loop', rate: 1000, connections: 10, workers: 3 }));
+    assert.deepEqual(
+      configs.map((c) => c.connections),
+      [4, 3, 3],
+    );
+    assert.deepEqual(
+      configs.map((c) => c.firstConnection),
+      [0, 4, 7],
+    );
+    assert.equal(
+      configs.reduce((sum, c) => sum + c.rate!, 0),
+      1000,
+    );
+  });
+});
+
+describe('loadgen histogram', () => {
+  it('merges serialized histograms into the distribution of all values', () => {
+    const all = createLatencyHistogram();
+    const parts = [createLatencyHistogram(), createLatencyHistogram(), createLatencyHistogram()];
+    for (let value = 1; value <= 30_000; value++) {
+      all.recordValue(value);
+      parts[value % 3]!.recordValue(value);
+    }
+    const merged = mergeEncoded(parts.map(encodeHistogram));
+    // Serialization keeps each value's bucket (3 significant digits), so compare with the whole
+    // distribution after the same round trip, and with the raw one within that precision.
+    const roundTrip = mergeEncoded([encodeHistogram(all)]);
+    assert.deepEqual(summarize(merged), summarize(roundTrip));
+    assert.deepEqual(percentileCurve(merged), percentileCurve(roundTrip));
+    assert.equal(merged.totalCount, 30_000);
+    assert.ok(Math.abs(merged.maxValue - 30_000) <= 30, `max ${merged.maxValue}`);
+    assert.ok(Math.abs(merged.getValueAtPercentile(50) - 15_000) <= 15);
+  });
+
+  it('summarizes an empty histogram as zeros', () => {
+    assert.equal(summarize(createLatencyHistogram()).p99, 0);
+    assert.deepEqual(percentileCurve(createLatencyHistogram()), []);
+  });
+});
+
+describe('loadgen accounting against real sockets', () => {
+  let echo: Awaited<ReturnType<typeof listen>>;
+  before(async () => {
+    echo = await listen(plainEcho);
+  });
+  after(() => echo.close());
+
+  it('records every message exactly once across worker threads', async () => {
+    const result = await runBench({
+      port: echo.port,
+      connections: 6,
+      workers: 2,
+      depth: 4,
+      durationMs: 600,
+      warmupMs: 100,
+      intervalMs: 200,
+    });
+    assert.equal(result.errorsTotal, 0, JSON.stringify(result.errors));
+    assert.ok(result.messages > 0);
+    // The merged histogram holds one latency per completed message of the window.
+    assert.equal(result.latencyUs.count, result.messages);
+    assert.equal(result.bytesReceived, result.messages * 64);
+    assert.equal(result.connections.established, 6);
+  });
+
+  it('paces open-loop sends at the rate, not faster', async () => {
+    const rate = 400;
+    const connections = 4;
+    const result = await runBench({
+      port: echo.port,
+      mode: 'open-loop',
+      rate,
+      connections,
+      durationMs: 800,
+      warmupMs: 200,
+      intervalMs: 200,
+    });
+    assert.equal(result.errorsTotal, 0, JSON.stringify(result.errors));
+    assert.ok(result.messages > 0);
+    // Messages completed in the window can only be those scheduled in it, plus those in flight at its start.
+    const scheduledInWindow = (rate * result.measuredMs) / 1000;
+    assert.ok(
+      result.messages <= Math.ceil(scheduledInWindow) + connections + 1,
+      `${result.messages} > ${scheduledInWindow}`,
+    );
+  });
+
+  it('measures open-loop latency from the intended send time (coordinated omission)', async () => {
+    // A server that stops echoing for a while, then answers everything it holds.
+    let stalled = false;
+    const held: Array<[net.Socket, Buffer]> = [];
+    let firstHeldAt = 0;
+    const stalling = await listen((socket) =>
+      socket.on('data', (d) => {
+        if (!stalled) return void socket.write(d);
+        if (held.length === 0) firstHeldAt = performance.now();
+        held.push([socket, d]);
+      }),
+    );
+    const controller = new AbortController();
+    let stallMs = 0;
+    const run = runBench(
+      {
+        port: stalling.port,
+        mode: 'open-loop',
+        rate: 1000,
+        connections: 1,
+        durationMs: 5_000,
+        warmupMs: 0,
+        intervalMs: 200,
+      },
+      {
+        signal: controller.signal,
+        onInterval: (point) => {
+          if (point.phase !== 'measure' || stalled) return;
+          stalled = true;
+          // The stall itself is the stimulus: its length is what the generator must report.
+          void delay(400).then(() => {
+            stallMs = performance.now() - firstHeldAt;
+            stalled = false;
+            for (const [socket, data] of held.splice(0)) socket.write(data);
+            // Stop once the backlog owed during the stall has had a chance to drain.
+            void delay(200).then(() => controller.abort());
+          });
+        },
+      },
+    );
+    const result = await run;
+    await stalling.close();
+    assert.equal(result.errorsTotal, 0, JSON.stringify(result.errors));
+    assert.ok(stallMs > 0, 'the stall happened');
+    // The held message was intended before it reached the server, so its latency covers the stall.
+    assert.ok(result.latencyUs.max >= stallMs * 1000, `max ${result.latencyUs.max} µs < stall ${stallMs} ms`);
+    // Messages due during the stall could not be sent (depth 1), yet their latency still counts from
+    // their intended times, spread evenly over 0..stall: they are a large share of the window, so
+    // p90 lands among them. A closed-loop generator would record one slow sample and a fast p90.
+    assert.ok(result.latencyUs.p90 >= stallMs * 100, `p90 ${result.latencyUs.p90} µs, stall ${stallMs} ms`);
+  });
+
+  it('counts corrupted echoes as verify errors', async () => {
+    // Flips one byte in every 1000th chunk it echoes.
+    let chunks = 0;
+    const corrupting = await listen((socket) =>
+      socket.on('data', (d) => {
+        if (++chunks % 1000 === 0) d[d.length >> 1]! ^= 0xff;
+        socket.write(d);
+      }),
+    );
+    try {
+      const checked = await runBench({
+        port: corrupting.port,
+        connections: 2,
+        durationMs: 500,
+        warmupMs: 0,
+        verify: true,
+        intervalMs: 100,
+      });
+      assert.ok(checked.messages > 2000, `too few messages to corrupt one: ${checked.messages}`);
+      assert.ok((checked.errors.verify ?? 0) >= 1, JSON.stringify(checked.errors));
+      const unchecked = await runBench({ port: corrupting.port, connections: 2, durationMs: 300, warmupMs: 0 });
+      assert.equal(unchecked.errors.verify, undefined);
+    } finally {
+      await corrupting.close();
+    }
+  });
+
+  it('passes --verify against a correct server', async () => {
+    const result = await runBench({
+      port: echo.port,
+      connections: 3,
+      size: 1000,
+      depth: 3,
+      durationMs: 300,
+      warmupMs: 0,
+      verify: true,
+    });
+    assert.equal(result.errorsTotal, 0, JSON.stringify(result.errors));
+    assert.ok(result.messages > 0);
+  });
+
+  it('reports a server that sends more than was asked as an error', async () => {
+    const chatty = await listen((socket) => socket.on('data', (d) => socket.write(Buffer.concat([d, d]))));
+    try {
+      const result = await runBench({ port: chatty.port, connections: 1, durationMs: 200, warmupMs: 0 });
+      assert.ok((result.errors['unexpected data'] ?? 0) >= 1, JSON.stringify(result.errors));
+    } finally {
+      await chatty.close();
+    }
+  });
+
+  it('counts refused connections as failed', async () => {
+    const gone = await listen(plainEcho);
+    const port = gone.port;
+    await gone.close();
+    const result = await runBench({ port, connections: 2, durationMs: 100, warmupMs: 0 });
+    assert.equal(result.connections.established, 0);
+    assert.ok(result.connections.failed >= 2);
+    assert.ok((result.errors['connect ECONNREFUSED'] ?? 0) >= 2, JSON.stringify(result.errors));
+  });
+});
+
+describe('loadgen /proc sampling', () => {
+  it('parses /proc/PID/stat and /proc/PID/status', () => {
+    const stat = '1234 (node (x) y) S 1 1234 1234 0 -1 4194304 100 0 0 0 250 50 0 0 20 0 11 0 123 456 789';
+    assert.equal(parseStatCpuUs(stat, 100), 3_000_000);
+    assert.equal(parseStatusRssBytes('Name:\tnode\nVmRSS:\t   51200 kB\nVmHWM:\t1 kB\n'), 51200 * 1024);
+  });
+
+  it('samples a live process and reports a missing one as undefined', () => {
+    const sample = sampleProcess(process.pid);
+    assert.ok(sample && sample.rssBytes > 0 && sample.cpuUs > 0);
+    assert.equal(sampleProcess(2 ** 30), undefined);
+  });
+});
+
+describe('loadgen HTML report', () => {
+  it('is self-contained: two inline SVG charts, no script, nothing fetched', async () => {
+    const server = await listen(plainEcho);
+    const result = await runBench({
+      port: server.port,
+      connections: 2,
+      durationMs: 300,
+      warmupMs: 100,
+      intervalMs: 100,
+    });
+    await server.close();
+    const html = renderHtml(result);
+    assert.equal(html.match(/<svg /g)?.length, 2);
+    assert.match(html, /Latency by percentile/);
+    assert.match(html, /Throughput over time/);
+    assert.doesNotMatch(html, /<script|<link|<img|src=|url\(/i);
+  });
+});
