@@ -60,6 +60,12 @@ function slice(bytes: Buffer, sizes: number[]): Buffer[] {
   return out;
 }
 
+function portOf(server: Server): number {
+  const address = server.address;
+  assert.ok(typeof address !== 'string', 'a TCP server');
+  return address.port;
+}
+
 /** An echo server for `codec`: every frame is written back through the codec's encoder. */
 async function echoServer<T>(codec: Codec<T, T>): Promise<Server> {
   return serve({ host: '127.0.0.1', port: 0 }, async (conn: Conn) => {
@@ -92,7 +98,7 @@ describe('framing over a socket: conn.frames() and conn.writeFrame()', () => {
       const server = await echoServer(codec);
       try {
         const sent = encodeAll(codec, items);
-        const { data, error } = await exchange(server.address.port, slice(sent, [1, 3, 700, 2, 9000]));
+        const { data, error } = await exchange(portOf(server), slice(sent, [1, 3, 700, 2, 9000]));
         assert.equal(error, undefined);
         assert.deepEqual(decodeAll(codec, data), items);
       } finally {
@@ -107,7 +113,7 @@ describe('framing over a socket: end of stream', () => {
     const codec = lines();
     const server = await echoServer(codec);
     try {
-      const { data } = await exchange(server.address.port, [Buffer.from('a\r\nb')]);
+      const { data } = await exchange(portOf(server), [Buffer.from('a\r\nb')]);
       assert.deepEqual(decodeAll(codec, data), ['a', 'b']);
     } finally {
       await server.shutdown({ timeout: 2000 });
@@ -146,7 +152,7 @@ describe('framing over a socket: corrupt streams', () => {
     it(`${name}; other connections go on`, TEST, async () => {
       errors.length = 0;
       // A healthy connection opened first and used on both sides of the bad one.
-      const healthy = net.connect({ host: '127.0.0.1', port: server.address.port });
+      const healthy = net.connect({ host: '127.0.0.1', port: portOf(server) });
       const healthyReplies = new ByteQueue();
       healthy.on('data', (d: Buffer) => healthyReplies.push(d));
       const replyTo = async (payload: string): Promise<string> => {
@@ -162,7 +168,7 @@ describe('framing over a socket: corrupt streams', () => {
       assert.equal(await replyTo('before'), 'before');
 
       // The bad connection is served until the corruption: it gets its reply, then is closed.
-      const bad = net.connect({ host: '127.0.0.1', port: server.address.port });
+      const bad = net.connect({ host: '127.0.0.1', port: portOf(server) });
       const badReplies = new ByteQueue();
       bad.on('data', (d: Buffer) => badReplies.push(d));
       bad.on('error', () => {}); // a reset is an acceptable way for the server to close it
