@@ -1,0 +1,503 @@
+/**
+ * `npm run bench`: tcpkit's echo server against a plain node:net echo server, same scenarios, same
+ * run. Each run gets a fresh server process (so RSS per connection starts from a clean baseline),
+ * pinned to CPU 0, and a generator process pinned to CPU 1 (`taskset`, when present). Servers
+ * alternate (ABBA) across repeats; the table shows medians with min-max and tcpkit/plain ratios,
+ * and is written into docs/benchmarks.md between the results markers.
+ *
+ *   npm run bench                     full suite, 3 repeats (~10 minutes)
+ *   npm run bench -- --quick          short subset, 1 repeat, under a minute; prints only
+ *   npm run bench -- --repeats 5 --only echo-64-c1000,idle-10000 [--write]
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import type { BenchResult } from '../src/loadgen/result.js';
+
+type ServerKind = 'tcpkit' | 'plain';
+type ScenarioKind = 'ping-pong' | 'pipelined' | 'churn' | 'idle';
+
+interface Scenario {
+  name: string;
+  title: string;
+  kind: ScenarioKind;
+  args: string[];
+}
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const docsFile = `${root}docs/benchmarks.md`;
+const SOURCES = ['--source-addresses', '127.0.0.1-127.0.0.16'];
+
+function pingPong(connections: number, size: number, extra: string[] = []): Scenario {
+  return {
+    name: `echo-${size === 4096 ? '4k' : size}-c${connections}`,
+    title: `${size === 4096 ? '4 KiB' : `${size} B`} ping-pong, ${connections.toLocaleString('en-US')} conns`,
+    kind: 'ping-pong',
+    args: ['--mode', 'echo', '--connections', String(connections), '--size', String(size), ...extra],
+  };
+}
+
+const FULL: Scenario[] = [
+  pingPong(1, 64, ['--duration', '5s']),
+  pingPong(100, 64, ['--duration', '5s']),
+  pingPong(1000, 64, ['--duration', '5s', '--ramp-up', '1s']),
+  pingPong(10_000, 64, ['--duration', '5s', '--ramp-up', '3s', '--warmup', '2s', ...SOURCES]),
+  pingPong(100, 4096, ['--duration', '5s']),
+  {
+    name: 'pipelined-d16-c100',
+    title: '64 B pipelined depth 16, 100 conns',
+    kind: 'pipelined',
+    args: ['--mode', 'echo', '--connections', '100', '--depth', '16', '--duration', '5s'],
+  },
+  {
+    name: 'churn-c50',
+    title: 'churn (connect, 64 B echo, close), 50 loops',
+    kind: 'churn',
+    args: ['--mode', 'churn', '--connections', '50', '--duration', '5s', ...SOURCES],
+  },
+  {
+    name: 'idle-10000',
+    title: 'idle 10,000 conns',
+    kind: 'idle',
+    args: ['--mode', 'idle', '--connections', '10000', '--ramp-up', '3s', '--duration', '2s', ...SOURCES],
+  },
+  {
+    // ulimit -Hn is 20,000 here: 19,000 sockets plus the process's own descriptors fit in each process.
+    name: 'idle-19000',
+    title: 'idle 19,000 conns over 16 source addresses',
+    kind: 'idle',
+    args: ['--mode', 'idle', '--connections', '19000', '--ramp-up', '5s', '--duration', '2s', ...SOURCES],
+  },
+];
+
+const QUICK: Scenario[] = [
+  pingPong(100, 64, ['--duration', '2s', '--warmup', '500ms']),
+  {
+    ...FULL[5]!,
+    args: ['--mode', 'echo', '--connections', '100', '--depth', '16', '--duration', '2s', '--warmup', '500ms'],
+  },
+  {
+    ...FULL[6]!,
+    args: ['--mode', 'churn', '--connections', '50', '--duration', '2s', '--warmup', '500ms', ...SOURCES],
+  },
+  {
+    name: 'idle-2000',
+    title: 'idle 2,000 conns',
+    kind: 'idle',
+    args: ['--mode', 'idle', '--connections', '2000', '--ramp-up', '500ms', '--duration', '1s', '--warmup', '0'],
+  },
+];
+
+/** Generator ceiling: the plain server with deep pipelining, so the generator saturates first. */
+const CEILING: Array<{ label: string; args: string[]; pinned: boolean }> = [
+  {
+    label: '64 B ping-pong, 100 conns, 1 thread pinned to one core',
+    args: ['--connections', '100', '--duration', '4s'],
+    pinned: true,
+  },
+  {
+    label: '64 B pipelined depth 64, 100 conns, 1 thread pinned to one core',
+    args: ['--connections', '100', '--depth', '64', '--duration', '4s'],
+    pinned: true,
+  },
+  {
+    label: '64 B pipelined depth 64, 100 conns, 2 worker threads, unpinned',
+    args: ['--connections', '100', '--depth', '64', '--duration', '4s', '--workers', '2'],
+    pinned: false,
+  },
+];
+
+interface Args {
+  quick: boolean;
+  repeats: number;
+  only: string[] | null;
+  write: boolean;
+  ceiling: boolean;
+}
+
+function parseArgs(argv: string[]): Args {
+  const quick = argv.includes('--quick');
+  const value = (flag: string) => {
+    const i = argv.indexOf(flag);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  const repeats = Number(value('--repeats') ?? (quick ? 1 : 3));
+  if (!Number.isInteger(repeats) || repeats < 1) throw new Error('--repeats must be an integer >= 1');
+  return {
+    quick,
+    repeats,
+    only: value('--only')?.split(',') ?? null,
+    write: argv.includes('--write') || (!quick && !argv.includes('--no-write') && !value('--only')),
+    ceiling: !quick && !argv.includes('--no-ceiling') && !value('--only'),
+  };
+}
+
+const hasTaskset = (() => {
+  try {
+    execFileSync('taskset', ['-c', '0', 'true']);
+    return os.cpus().length >= 2;
+  } catch {
+    return false;
+  }
+})();
+
+function pinned(cpu: number, command: string[]): string[] {
+  return hasTaskset ? ['taskset', '-c', String(cpu), ...command] : command;
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+interface RunningServer {
+  pid: number;
+  port: number;
+  stop(): Promise<void>;
+}
+
+/** Starts a server pinned to CPU 0 and resolves once it has printed its first line (it listens). */
+async function startServer(kind: ServerKind): Promise<RunningServer> {
+  const port = await freePort();
+  const command =
+    kind === 'tcpkit'
+      ? // max-connections above the largest idle run: the default cap (10,000) would queue the rest.
+        [
+          'src/cli/main.ts',
+          'serve',
+          'echo',
+          '--host',
+          '127.0.0.1',
+          '--port',
+          String(port),
+          '--max-connections',
+          '30000',
+        ]
+      : ['bench/plain-echo.ts', String(port), '127.0.0.1'];
+  const [file, ...args] = pinned(0, [process.execPath, '--import', 'tsx', ...command]);
+  const child = spawn(file!, args, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${kind} server did not start within 20 s`)), 20_000);
+    child.stdout!.once('data', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${kind} server exited with ${code}`));
+    });
+  });
+  child.stdout!.resume();
+  return {
+    pid: child.pid!,
+    port,
+    async stop() {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** Runs the generator (pinned to CPU 1 unless told otherwise) and parses its JSON. */
+function runGenerator(port: number, serverPid: number, args: string[], pin = true): Promise<BenchResult> {
+  const command = [
+    process.execPath,
+    '--import',
+    'tsx',
+    'bench/loadgen.ts',
+    'bench',
+    '--port',
+    String(port),
+    '--server-pid',
+    String(serverPid),
+    '--json',
+    '--quiet',
+    ...args,
+  ];
+  const [file, ...rest] = pin ? pinned(1, command) : command;
+  return new Promise((resolve, reject) => {
+    const child = spawn(file!, rest, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+    let stdout = '';
+    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk;
+    });
+    // Every run stops by itself; this only guards against a hung generator.
+    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      try {
+        resolve(JSON.parse(stdout) as BenchResult);
+      } catch {
+        reject(new Error(`generator exited with ${code} and no JSON`));
+      }
+    });
+  });
+}
+
+interface Sample {
+  rate: number;
+  p99Us: number;
+  cpuPerMessage: number | null;
+  rssPerConnection: number | null;
+  generatorCpu: number;
+  serverCpu: number;
+  errors: number;
+  established: number;
+}
+
+function toSample(result: BenchResult): Sample {
+  return {
+    rate: result.messagesPerSec,
+    p99Us: result.latencyUs.p99,
+    cpuPerMessage: result.server?.cpuUsPerMessage ?? null,
+    rssPerConnection: result.server?.rssPerConnectionBytes ?? null,
+    generatorCpu: result.generatorCpuPercent,
+    serverCpu: result.server?.cpuPercent ?? 0,
+    errors: result.errorsTotal,
+    established: result.connections.open,
+  };
+}
+
+interface Stat {
+  median: number;
+  min: number;
+  max: number;
+}
+
+function stat(values: Array<number | null>): Stat | null {
+  const present = values.filter((v): v is number => v !== null).sort((a, b) => a - b);
+  if (present.length === 0) return null;
+  const mid = present.length >> 1;
+  const median = present.length % 2 ? present[mid]! : (present[mid - 1]! + present[mid]!) / 2;
+  return { median, min: present[0]!, max: present[present.length - 1]! };
+}
+
+type Fmt = (v: number) => string;
+const fmtRate: Fmt = (v) => Math.round(v).toLocaleString('en-US');
+const fmtMs: Fmt = (v) => (v / 1000).toFixed(2);
+const fmtUs: Fmt = (v) => v.toFixed(2);
+const fmtKiB: Fmt = (v) => (v / 1024).toFixed(2);
+
+function cell(s: Stat | null, fmt: Fmt, repeats: number): string {
+  if (!s) return '–';
+  return repeats > 1 ? `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})` : fmt(s.median);
+}
+
+interface MetricRow {
+  label: string;
+  pick: (s: Sample) => number | null;
+  fmt: Fmt;
+  /** Goal on the tcpkit/plain ratio (or difference), and whether it is met. */
+  goal?: (t: Stat, p: Stat) => { text: string; met: boolean };
+}
+
+function metricsFor(kind: ScenarioKind): MetricRow[] {
+  const perMessage = kind === 'churn' ? 'conn' : 'msg';
+  const rate: MetricRow = {
+    label: kind === 'churn' ? 'connections/s' : 'messages/s',
+    pick: (s) => s.rate,
+    fmt: fmtRate,
+    goal:
+      kind === 'ping-pong' || kind === 'churn'
+        ? (t, p) => ({ text: '≥ 0.9', met: t.median >= 0.9 * p.median })
+        : undefined,
+  };
+  const p99: MetricRow = { label: 'p99 latency (ms)', pick: (s) => s.p99Us, fmt: fmtMs };
+  const cpu: MetricRow = {
+    label: `server CPU µs/${perMessage}`,
+    pick: (s) => s.cpuPerMessage,
+    fmt: fmtUs,
+    goal: kind === 'ping-pong' ? (t, p) => ({ text: '≤ 1.15', met: t.median <= 1.15 * p.median }) : undefined,
+  };
+  if (kind === 'idle') {
+    return [
+      {
+        label: 'server RSS KiB/conn',
+        pick: (s) => s.rssPerConnection,
+        fmt: fmtKiB,
+        goal: (t, p) => ({ text: '≤ plain + 1 KiB', met: t.median <= p.median + 1024 }),
+      },
+    ];
+  }
+  return [rate, p99, cpu];
+}
+
+interface ScenarioOutcome {
+  scenario: Scenario;
+  samples: Record<ServerKind, Sample[]>;
+}
+
+function resultsTable(outcomes: ScenarioOutcome[], repeats: number): string {
+  const lines = [
+    '| Scenario | Metric | tcpkit | plain node:net | tcpkit/plain | Goal |',
+    '|---|---|---:|---:|---:|---|',
+  ];
+  for (const { scenario, samples } of outcomes) {
+    for (const metric of metricsFor(scenario.kind)) {
+      const t = stat(samples.tcpkit.map(metric.pick));
+      const p = stat(samples.plain.map(metric.pick));
+      const ratio = t && p && p.median !== 0 ? (t.median / p.median).toFixed(2) : '–';
+      const goal = metric.goal && t && p ? metric.goal(t, p) : null;
+      const goalText = goal ? `${goal.text} ${goal.met ? '✅ met' : '❌ short'}` : '';
+      lines.push(
+        `| ${scenario.title} | ${metric.label} | ${cell(t, metric.fmt, repeats)} | ${cell(p, metric.fmt, repeats)} | ${ratio} | ${goalText} |`,
+      );
+    }
+  }
+  return lines.join('\n');
+}
+
+/** Which side ran out of CPU: the one near 100% of its core. Neither: latency-bound (round trips). */
+function boundBy(generatorCpu: number, serverCpu: number): string {
+  if (generatorCpu >= 90 && serverCpu < 90) return 'generator';
+  if (serverCpu >= 90 && generatorCpu < 90) return 'server';
+  if (serverCpu >= 90 && generatorCpu >= 90) return 'both';
+  return 'neither (round-trip bound)';
+}
+
+function cpuTable(outcomes: ScenarioOutcome[]): string {
+  const lines = [
+    '| Scenario | Server | generator CPU % | server CPU % | bound by | errors | conns open at end |',
+    '|---|---|---:|---:|---|---:|---:|',
+  ];
+  for (const { scenario, samples } of outcomes) {
+    for (const kind of ['tcpkit', 'plain'] as const) {
+      const g = stat(samples[kind].map((s) => s.generatorCpu));
+      const s = stat(samples[kind].map((x) => x.serverCpu));
+      const errors = samples[kind].reduce((sum, x) => sum + x.errors, 0);
+      const open = stat(samples[kind].map((x) => x.established));
+      const bound = scenario.kind === 'idle' ? 'n/a (idle)' : g && s ? boundBy(g.median, s.median) : '–';
+      lines.push(
+        `| ${scenario.title} | ${kind} | ${g ? g.median.toFixed(0) : '–'} | ${s ? s.median.toFixed(0) : '–'} | ${bound} | ${errors} | ${open ? fmtRate(open.median) : '–'} |`,
+      );
+    }
+  }
+  return lines.join('\n');
+}
+
+function machine(): string {
+  const cpus = os.cpus();
+  let hardLimit = '?';
+  try {
+    hardLimit = execFileSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim();
+  } catch {}
+  return [
+    `- CPU: ${cpus[0]?.model ?? 'unknown'}, ${cpus.length} cores; ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM`,
+    `- OS: ${os.type()} ${os.release()}; open-file hard limit ${hardLimit}`,
+    `- Node.js ${process.version} (servers and generator run from source under tsx)`,
+    `- Pinning: ${hasTaskset ? 'server on CPU 0, generator on CPU 1 (taskset)' : 'none (taskset missing or one core)'}`,
+  ].join('\n');
+}
+
+const START = '<!-- bench:results (written by npm run bench; edit outside these markers) -->';
+const END = '<!-- /bench:results -->';
+
+function writeDocs(block: string): void {
+  const current = existsSync(docsFile) ? readFileSync(docsFile, 'utf8') : '';
+  const begin = current.indexOf(START);
+  const end = current.indexOf(END);
+  if (begin < 0 || end < begin) {
+    console.error(`docs/benchmarks.md has no results markers; printing only.`);
+    return;
+  }
+  writeFileSync(docsFile, `${current.slice(0, begin + START.length)}\n${block}\n${current.slice(end)}`);
+  console.log('wrote docs/benchmarks.md');
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  if (!existsSync(`${root}src/cli/main.ts`)) throw new Error('src/cli/main.ts is missing: no tcpkit server to measure');
+  const all = args.quick ? QUICK : FULL;
+  const scenarios = args.only ? all.filter((s) => args.only!.includes(s.name)) : all;
+  if (scenarios.length === 0)
+    throw new Error(`no scenario matches --only; known: ${all.map((s) => s.name).join(', ')}`);
+  const began = Date.now();
+  const loadBefore = os.loadavg();
+  console.log(`${machine()}\n- load average before: ${loadBefore.map((v) => v.toFixed(2)).join(' ')}\n`);
+
+  const outcomes: ScenarioOutcome[] = [];
+  const totalRuns = scenarios.length * args.repeats * 2;
+  let runIndex = 0;
+  for (const scenario of scenarios) {
+    const outcome: ScenarioOutcome = { scenario, samples: { tcpkit: [], plain: [] } };
+    for (let rep = 0; rep < args.repeats; rep++) {
+      // ABBA: alternate which server goes first, so drift in the machine hits both alike.
+      const order: ServerKind[] = rep % 2 === 0 ? ['tcpkit', 'plain'] : ['plain', 'tcpkit'];
+      for (const kind of order) {
+        runIndex++;
+        const server = await startServer(kind);
+        try {
+          const result = await runGenerator(server.port, server.pid, scenario.args);
+          const sample = toSample(result);
+          outcome.samples[kind].push(sample);
+          const extra =
+            scenario.kind === 'idle'
+              ? `${fmtKiB(sample.rssPerConnection ?? 0)} KiB/conn, ${fmtRate(sample.established)} open`
+              : `${fmtRate(sample.rate)}/s  p99 ${fmtMs(sample.p99Us)} ms  ${sample.cpuPerMessage ?? '–'} µs CPU/msg`;
+          console.log(
+            `[${runIndex}/${totalRuns}] ${scenario.name} ${kind.padEnd(6)} rep ${rep + 1}: ${extra}  gen ${sample.generatorCpu}%  srv ${sample.serverCpu}%  errors ${sample.errors}${sample.errors ? ` ${JSON.stringify(result.errors)}` : ''}`,
+          );
+        } finally {
+          await server.stop();
+        }
+      }
+    }
+    outcomes.push(outcome);
+  }
+
+  const ceilingLines: string[] = [];
+  if (args.ceiling) {
+    ceilingLines.push(
+      '| Generator setup | messages/s | generator CPU % | plain server CPU % |',
+      '|---|---:|---:|---:|',
+    );
+    for (const probe of CEILING) {
+      const server = await startServer('plain');
+      try {
+        const result = await runGenerator(server.port, server.pid, ['--mode', 'echo', ...probe.args], probe.pinned);
+        ceilingLines.push(
+          `| ${probe.label} | ${fmtRate(result.messagesPerSec)} | ${result.generatorCpuPercent} | ${result.server?.cpuPercent ?? '–'} |`,
+        );
+        console.log(`[ceiling] ${probe.label}: ${fmtRate(result.messagesPerSec)}/s gen ${result.generatorCpuPercent}%`);
+      } finally {
+        await server.stop();
+      }
+    }
+  }
+
+  const loadAfter = os.loadavg();
+  const minutes = ((Date.now() - began) / 60_000).toFixed(1);
+  const repeatsNote =
+    args.repeats > 1 ? `median of ${args.repeats} runs (min–max)` : 'single run (use the full suite for medians)';
+  const block = [
+    `Measured ${new Date().toISOString().slice(0, 10)} in ${minutes} min; each cell is the ${repeatsNote}.`,
+    '',
+    machine(),
+    `- Load average before / after the run: ${loadBefore.map((v) => v.toFixed(2)).join(' ')} / ${loadAfter.map((v) => v.toFixed(2)).join(' ')}`,
+    '',
+    '### tcpkit against plain node:net',
+    '',
+    resultsTable(outcomes, args.repeats),
+    '',
+    '### Where each run was bound',
+    '',
+    'CPU use of each side during the measured window, in percent of one core (medians). A side near 100% is the bottleneck; when it is the generator, messages/s and p99 measure the generator, and server CPU per message is the fair comparison.',
+    '',
+    cpuTable(outcomes),
+    ...(ceilingLines.length
+      ? ['', '### Generator ceiling (against the plain server)', '', ceilingLines.join('\n')]
+      : []),
+  ].join('\n');
+  console.log(`\n${block}`);
+  if (args.write) writeDocs(block);
+}
+
+await main();
