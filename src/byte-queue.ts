@@ -1,6 +1,19 @@
 import type { BufferPool } from './buffer-pool.js';
+import { InvalidOptionError } from './errors.js';
 
 const EMPTY = Buffer.alloc(0);
+
+const ARENA_SIZE = 4096;
+
+/** Options of a {@link ByteQueue}. */
+export interface ByteQueueOptions {
+  /**
+   * Chunks of at most this many bytes are copied into an arena on push and queued as one
+   * chunk, so that a peer sending a byte at a time cannot make each decode walk thousands of
+   * chunks. 0 queues every chunk as is. Default 128; at most 4096.
+   */
+  coalesceMax?: number;
+}
 
 /** Text encodings a frame can be decoded to without an intermediate Buffer. */
 export type TextEncoding = 'utf8' | 'latin1';
@@ -29,6 +42,7 @@ export class ByteQueue {
   #offset = 0;
   #length = 0;
   #pool: BufferPool | undefined;
+  readonly #coalesceMax: number;
   /**
    * The last chunk `#locate` found (index, and queue offset of its first live byte), so that a
    * decoder resuming its search at `scanned` over thousands of tiny chunks does not walk them
@@ -36,6 +50,15 @@ export class ByteQueue {
    */
   #cacheIndex = -1;
   #cacheBase = 0;
+  /**
+   * Tiny chunks (a slow or hostile peer sending a byte at a time) are appended to an arena and
+   * queued as one growing view of it, so decoders see a few chunks rather than thousands. The
+   * arena is append-only, never reused: frames handed out as views of it stay valid.
+   */
+  #arena: Buffer = EMPTY;
+  #arenaUsed = 0;
+  /** The arena view that is the last queued chunk, which the next tiny chunk may extend. */
+  #arenaView: Buffer = EMPTY;
 
   /**
    * Where a delimiter search may resume: a decoder that scanned `n` bytes without finding its
@@ -48,9 +71,23 @@ export class ByteQueue {
   /** Number of copies made because a frame straddled chunks (`take`, `takeString`); for benchmarks. */
   copies = 0;
 
-  /** @param pool where `takeString()` borrows its scratch buffer when it must copy; omitted: a fresh buffer. */
-  constructor(pool?: BufferPool) {
+  /** Bytes copied in all: straddling frames, and tiny chunks gathered on push; for benchmarks. */
+  copiedBytes = 0;
+
+  /**
+   * @param pool where `takeString()` borrows its scratch buffer when it must copy; omitted: a fresh buffer.
+   * @param options see {@link ByteQueueOptions}.
+   */
+  constructor(pool?: BufferPool, options: ByteQueueOptions = {}) {
+    const { coalesceMax = 128 } = options;
+    if (!Number.isInteger(coalesceMax) || coalesceMax < 0 || coalesceMax > ARENA_SIZE) {
+      throw new InvalidOptionError(
+        'coalesceMax',
+        `must be an integer from 0 to ${ARENA_SIZE}, got ${String(coalesceMax)}`,
+      );
+    }
     this.#pool = pool;
+    this.#coalesceMax = coalesceMax;
   }
 
   /** Bytes held. */
@@ -63,11 +100,43 @@ export class ByteQueue {
     return this.#pool;
   }
 
-  /** Appends a chunk without copying it. The queue keeps a reference: do not reuse the buffer. */
+  /**
+   * Appends a chunk. The queue keeps a reference: do not reuse the buffer. Chunks of up to
+   * `coalesceMax` bytes are copied into an arena instead (O(chunk length)), so that a peer
+   * trickling bytes cannot make every later operation walk thousands of chunks.
+   */
   push(chunk: Buffer): void {
-    if (chunk.length === 0) return;
-    this.#chunks.push(chunk);
-    this.#length += chunk.length;
+    const n = chunk.length;
+    if (n === 0) return;
+    this.#length += n;
+    if (n > this.#coalesceMax) {
+      this.#chunks.push(chunk);
+      return;
+    }
+    this.copiedBytes += n;
+    const chunks = this.#chunks;
+    const last = chunks.length - 1;
+    if (this.#arenaUsed + n <= this.#arena.length) {
+      chunk.copy(this.#arena, this.#arenaUsed);
+      this.#arenaUsed += n;
+      const view = this.#arenaView;
+      if (
+        last >= this.#head &&
+        chunks[last] === view &&
+        view.byteOffset + view.length === this.#arena.byteOffset + this.#arenaUsed - n
+      ) {
+        // The same start, so offsets into this chunk (#offset, the cursor) stay valid.
+        this.#arenaView = this.#arena.subarray(view.byteOffset - this.#arena.byteOffset, this.#arenaUsed);
+        chunks[last] = this.#arenaView;
+        return;
+      }
+    } else {
+      this.#arena = Buffer.allocUnsafeSlow(ARENA_SIZE);
+      chunk.copy(this.#arena, 0);
+      this.#arenaUsed = n;
+    }
+    this.#arenaView = this.#arena.subarray(this.#arenaUsed - n, this.#arenaUsed);
+    chunks.push(this.#arenaView);
   }
 
   /** Removes and returns the bytes of the first chunk (zero-copy), or undefined when empty. */
@@ -110,6 +179,7 @@ export class ByteQueue {
       return first.subarray(start, start + n);
     }
     this.copies++;
+    this.copiedBytes += n;
     const out = Buffer.allocUnsafe(n);
     this.#copyOut(out, n);
     return out;
@@ -140,6 +210,7 @@ export class ByteQueue {
       return text;
     }
     this.copies++;
+    this.copiedBytes += n;
     const pool = this.#pool;
     const scratch = pool !== undefined && n <= pool.maxSize ? pool.acquire(n) : Buffer.allocUnsafe(n);
     this.#copyOut(scratch, n);

@@ -6,7 +6,7 @@ import { ByteQueue } from '../src/byte-queue.js';
 
 /** A queue holding `parts` as separate chunks. */
 function queueOf(...parts: Array<string | number[]>): ByteQueue {
-  const q = new ByteQueue();
+  const q = new ByteQueue(undefined, { coalesceMax: 0 }); // keep the chunking under test
   for (const p of parts) q.push(typeof p === 'string' ? Buffer.from(p, 'latin1') : Buffer.from(p));
   return q;
 }
@@ -18,17 +18,62 @@ describe('ByteQueue#push/length/shift', () => {
   });
 
   it('shift returns the live bytes of the first chunk without copying', () => {
-    const a = Buffer.from('hello');
+    const a = Buffer.from(`hello${'.'.repeat(200)}`);
     const q = new ByteQueue();
     q.push(a);
     q.push(Buffer.from('world'));
     q.skip(2);
     const s = q.shift()!;
-    assert.equal(s.toString(), 'llo');
+    assert.equal(s.toString(), `llo${'.'.repeat(200)}`);
     assert.equal(s.buffer, a.buffer);
     assert.equal(q.shift()!.toString(), 'world');
     assert.equal(q.shift(), undefined);
     assert.equal(q.length, 0);
+  });
+});
+
+/** `s` with every character repeated 130 times: chunks above the 128-byte arena threshold. */
+const wide = (s: string) => s.replace(/./g, (c) => c.repeat(130));
+
+describe('ByteQueue#push (tiny chunks)', () => {
+  it('gathers chunks of up to 128 bytes into one chunk, copying each once', () => {
+    const q = new ByteQueue();
+    for (const c of 'abcdef') q.push(Buffer.from(c));
+    assert.equal(q.copiedBytes, 6);
+    assert.equal(q.take(6).toString(), 'abcdef');
+    assert.equal(q.copies, 0, 'a frame inside the arena is a view of it');
+  });
+
+  it('never rewrites arena bytes a frame still views', () => {
+    const q = new ByteQueue();
+    const frames: Buffer[] = [];
+    for (let i = 0; i < 3000; i++) {
+      q.push(Buffer.from([i & 0xff, (i >> 8) & 0xff]));
+      frames.push(q.take(2));
+    }
+    frames.forEach((f, i) => assert.deepEqual([...f], [i & 0xff, (i >> 8) & 0xff]));
+  });
+
+  it('coalesceMax 0 queues every chunk as is', () => {
+    const q = new ByteQueue(undefined, { coalesceMax: 0 });
+    const a = Buffer.from('ab');
+    q.push(a);
+    q.push(Buffer.from('c'));
+    assert.equal(q.copiedBytes, 0);
+    assert.equal(q.take(2).buffer, a.buffer);
+  });
+
+  it('rejects a bad coalesceMax', () => {
+    assert.throws(() => new ByteQueue(undefined, { coalesceMax: 5000 }), { code: 'ERR_INVALID_OPTION' });
+  });
+
+  it('mixes tiny and large chunks in order', () => {
+    const q = new ByteQueue();
+    const parts = ['ab', 'x'.repeat(300), 'c', 'd', 'y'.repeat(129), 'e'];
+    for (const p of parts) q.push(Buffer.from(p));
+    assert.equal(q.length, parts.join('').length);
+    assert.equal(q.indexOf(Buffer.from('cd')), 302);
+    assert.equal(q.takeAll().toString(), parts.join(''));
   });
 });
 
@@ -43,10 +88,10 @@ describe('ByteQueue#take', () => {
   ];
   for (const [name, chunks, sizes, expected, copies] of cases) {
     it(name, () => {
-      const q = queueOf(...chunks);
+      const q = queueOf(...chunks.map(wide));
       assert.deepEqual(
-        sizes.map((n) => q.take(n).toString()),
-        expected,
+        sizes.map((n) => q.take(n * 130).toString()),
+        expected.map(wide),
       );
       assert.equal(q.copies, copies);
       assert.equal(q.length, 0);
@@ -54,7 +99,7 @@ describe('ByteQueue#take', () => {
   }
 
   it('returns a view of the socket chunk when the bytes lie in one', () => {
-    const chunk = Buffer.from('xxabcxx');
+    const chunk = Buffer.from(wide('xxabcxx'));
     const q = new ByteQueue();
     q.push(chunk);
     q.skip(2);
@@ -88,13 +133,16 @@ describe('ByteQueue#takeString', () => {
   });
 
   it('joins a UTF-8 sequence split across chunks, borrowing from the pool', () => {
-    const bytes = Buffer.from('aé€b');
-    const pool = new BufferPool({ minSize: 256 });
+    const text = `${'a'.repeat(150)}é€${'b'.repeat(150)}`;
+    const bytes = Buffer.from(text);
+    const pool = new BufferPool({ minSize: 512 });
     const q = new ByteQueue(pool);
-    for (const b of bytes) q.push(Buffer.from([b]));
-    assert.equal(q.takeString(bytes.length, 'utf8'), 'aé€b');
+    q.push(bytes.subarray(0, 151)); // cuts é in two
+    q.push(bytes.subarray(151, 153)); // cuts € (gathered in the arena)
+    q.push(bytes.subarray(153));
+    assert.equal(q.takeString(bytes.length, 'utf8'), text);
     assert.equal(q.copies, 1);
-    assert.equal(pool.pooledBytes, 256, 'the scratch buffer went back to the pool');
+    assert.equal(pool.pooledBytes, 512, 'the scratch buffer went back to the pool');
   });
 });
 
@@ -174,7 +222,7 @@ describe('ByteQueue#indexOf', () => {
         fc.nat(70),
         (bytes, needle, cuts, from) => {
           const whole = Buffer.from(bytes);
-          const q = new ByteQueue();
+          const q = new ByteQueue(undefined, { coalesceMax: 0 }); // keep the chunking under test
           const points = [...new Set(cuts.filter((c) => c < whole.length))].sort((a, b) => a - b);
           let prev = 0;
           for (const c of [...points, whole.length]) {
@@ -214,7 +262,7 @@ describe('ByteQueue integer reads', () => {
           assert.equal(read(q, at), reference(whole, at), `at ${at}, cut ${cut}`);
         }
       }
-      const one = new ByteQueue();
+      const one = new ByteQueue(undefined, { coalesceMax: 0 });
       for (const b of bytes) one.push(Buffer.from([b]));
       assert.equal(read(one, 0), reference(whole, 0), '1-byte chunks');
     });

@@ -123,8 +123,9 @@ describe('lengthPrefixed#decode', () => {
 
   it('payloads are zero-copy views, also when the header sits in the previous chunk', () => {
     const codec = lengthPrefixed({ width: 1 });
-    const a = Buffer.from('\x02ab\x03');
-    const b = Buffer.from('cde');
+    // Chunks longer than 128 bytes, so the queue keeps them rather than gathering them.
+    const a = Buffer.concat([Buffer.from([200]), Buffer.alloc(200, 1), Buffer.from([3])]);
+    const b = Buffer.concat([Buffer.from('cde'), Buffer.alloc(200, 0xff)]);
     const q = new ByteQueue();
     q.push(a);
     q.push(b);

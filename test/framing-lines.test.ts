@@ -85,7 +85,8 @@ describe('lines#decode', () => {
 
   it('encoding null gives zero-copy Buffers for lines inside one chunk', () => {
     const codec = lines({ encoding: null });
-    const chunk = Buffer.from('ab\r\ncd\n');
+    // Longer than 128 bytes, so the queue keeps it rather than gathering it into its arena.
+    const chunk = Buffer.concat([Buffer.from('ab\r\ncd\n'), Buffer.alloc(200, 0x2e)]);
     const q = new ByteQueue();
     q.push(chunk);
     const a = codec.decode(q)!;

@@ -14,6 +14,8 @@ const RUNS = { numRuns: Number(process.env.FC_RUNS ?? 300) };
 
 /** How the encoded stream is cut into socket chunks. */
 const splits = fc.record({
+  /** 0: every chunk queued as is; 128: tiny chunks gathered into the queue's arena. */
+  coalesceMax: fc.constantFrom(0, 128),
   oneByte: fc.boolean(),
   cuts: fc.array(fc.nat({ max: 2000 }), { maxLength: 12 }),
 });
@@ -40,8 +42,13 @@ function encodeAll<T>(encoder: Encoder<T>, items: T[]): Buffer {
  * Decodes `chunks` as conn.frames() does. After each chunk's decode loop the queue may hold at
  * most `bound` bytes (a partial frame); `check` sees the frames as they come.
  */
-function decodeAll<T>(decoder: Decoder<T>, chunks: Buffer[], bound = Number.POSITIVE_INFINITY): T[] {
-  const q = new ByteQueue();
+function decodeAll<T>(
+  decoder: Decoder<T>,
+  chunks: Buffer[],
+  coalesceMax: number,
+  bound = Number.POSITIVE_INFINITY,
+): T[] {
+  const q = new ByteQueue(undefined, { coalesceMax });
   const frames: T[] = [];
   for (const c of chunks) {
     q.push(c);
@@ -84,11 +91,11 @@ const hostileBytes = fc
 function assertBoundedAndTyped<T>(
   decoder: Decoder<T>,
   bytes: Buffer,
-  split: Parameters<typeof cut>[1],
+  split: { coalesceMax: number; oneByte: boolean; cuts: number[] },
   bound: number,
 ): void {
   try {
-    decodeAll(decoder, cut(bytes, split), bound);
+    decodeAll(decoder, cut(bytes, split), split.coalesceMax, bound);
   } catch (error) {
     if (error instanceof assert.AssertionError) throw error;
     assert.ok(error instanceof FrameError, `not a FrameError: ${String(error)}`);
@@ -105,7 +112,7 @@ describe('lines (property)', () => {
       fc.property(delimiters, fc.array(text, { maxLength: 20 }), splits, (delimiter, raw, split) => {
         const codec = lines({ delimiter, maxLength: 64 });
         const items = encodable(codec, raw);
-        assert.deepEqual(decodeAll(codec, cut(encodeAll(codec, items), split)), items);
+        assert.deepEqual(decodeAll(codec, cut(encodeAll(codec, items), split), split.coalesceMax), items);
       }),
       RUNS,
     );
@@ -120,7 +127,7 @@ describe('lines (property)', () => {
         (delimiter, raw, split) => {
           const codec = lines({ delimiter, encoding: null, maxLength: 64 });
           const items = encodable(codec, raw).map((b) => Buffer.from(b));
-          assert.deepEqual(decodeAll(codec, cut(encodeAll(codec, items), split)), items);
+          assert.deepEqual(decodeAll(codec, cut(encodeAll(codec, items), split), split.coalesceMax), items);
         },
       ),
       RUNS,
@@ -164,7 +171,7 @@ describe('delimited (property)', () => {
           const items = encodable<Buffer>(codec, raw);
           // With keepDelimiter, a frame already ending with the delimiter is written as is.
           const expected = keepDelimiter ? items.map((b) => (endsWith(b, d) ? b : Buffer.concat([b, d]))) : items;
-          assert.deepEqual(decodeAll(codec, cut(encodeAll(codec, items), split)), expected);
+          assert.deepEqual(decodeAll(codec, cut(encodeAll(codec, items), split), split.coalesceMax), expected);
         },
       ),
       RUNS,
@@ -217,7 +224,7 @@ describe('lengthPrefixed (property)', () => {
             const payload = Buffer.from(typeof item === 'object' && 'payload' in item ? item.payload : item);
             return o.stripHeader ? payload : encodeAll(codec, [item]);
           });
-          assert.deepEqual(decodeAll(codec, cut(encodeAll(codec, items), split)), expected);
+          assert.deepEqual(decodeAll(codec, cut(encodeAll(codec, items), split), split.coalesceMax), expected);
         },
       ),
       RUNS,
@@ -251,7 +258,7 @@ describe('fixed (property)', () => {
         ([size, raw], split) => {
           const codec: Codec<Buffer, Uint8Array | string> = fixed(size);
           const items = raw.map((b) => Buffer.from(b));
-          assert.deepEqual(decodeAll(codec, cut(encodeAll(codec, items), split)), items);
+          assert.deepEqual(decodeAll(codec, cut(encodeAll(codec, items), split), split.coalesceMax), items);
         },
       ),
       RUNS,
