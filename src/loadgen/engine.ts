@@ -50,7 +50,7 @@ export interface IntervalReport {
 
 const READ_BUFFER_BYTES = 64 * 1024;
 /** Connect attempts in flight at once: more would overflow the server's accept backlog into SYN retries. */
-const MAX_PENDING_CONNECTS = 128;
+const MAX_PENDING_CONNECTS = 256;
 /** Delay before a dropped connection is reopened, so a dead server is not hammered. */
 const RECONNECT_DELAY_MS = 100;
 /** Distinct payload offsets, so that connections carry different bytes and a crossed stream fails `verify`. */

@@ -208,7 +208,7 @@ export function renderHtml(result: BenchResult): string {
     const s = result.server;
     rows.push([
       'server',
-      `pid ${s.pid}, ${s.cpuPercent}% CPU, ${s.cpuUsPerMessage ?? '-'} µs CPU/message, RSS ${formatBytes(s.rssEndBytes)}${s.rssPerConnectionBytes === null ? '' : `, ${formatBytes(s.rssPerConnectionBytes)}/connection`}`,
+      `pid ${s.pid}, ${s.cpuPercent}% CPU, ${s.cpuUsPerMessage ?? '-'} µs CPU/message, RSS ${formatBytes(s.rssEndBytes)}${o.mode !== 'idle' || s.rssPerConnectionBytes === null ? '' : `, ${formatBytes(s.rssPerConnectionBytes)}/connection`}`,
     ]);
   }
   const table = rows.map(([k, v]) => `<tr><th>${escapeXml(k)}</th><td>${escapeXml(v)}</td></tr>`).join('\n');

@@ -71,7 +71,7 @@ export function formatSummary(result: BenchResult): string {
   if (result.server) {
     const s = result.server;
     lines.push(
-      `  server       pid ${s.pid}: ${s.cpuPercent}% CPU, ${s.cpuUsPerMessage ?? '-'} µs CPU per ${options.mode === 'churn' ? 'connection' : 'message'}, RSS ${formatBytes(s.rssEndBytes)} (baseline ${formatBytes(s.rssBaselineBytes)})${s.rssPerConnectionBytes === null ? '' : `, ${formatBytes(s.rssPerConnectionBytes)} per connection`}`,
+      `  server       pid ${s.pid}: ${s.cpuPercent}% CPU, ${s.cpuUsPerMessage ?? '-'} µs CPU per ${options.mode === 'churn' ? 'connection' : 'message'}, RSS ${formatBytes(s.rssEndBytes)} (baseline ${formatBytes(s.rssBaselineBytes)})${options.mode !== 'idle' || s.rssPerConnectionBytes === null ? '' : `, ${formatBytes(s.rssPerConnectionBytes)} per connection`}`,
     );
   }
   return lines.join('\n');

@@ -33,7 +33,7 @@ export interface ServerCost {
   rssBaselineBytes: number;
   rssEndBytes: number;
   rssPeakBytes: number;
-  /** (RSS at end - baseline) / connections open at the end; null without open connections. */
+  /** (RSS at end - baseline) / connections open at the end; null without open connections. Meaningful in idle mode; elsewhere it also counts buffers and heap grown by the traffic. */
   rssPerConnectionBytes: number | null;
 }
 
