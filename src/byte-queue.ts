@@ -59,12 +59,15 @@ export class ByteQueue {
   #arenaUsed = 0;
   /** The arena view that is the last queued chunk, which the next tiny chunk may extend. */
   #arenaView: Buffer = EMPTY;
+  /** Bytes appended to the arena behind #arenaView and not yet covered by it (see #sync). */
+  #arenaPending = 0;
 
   /**
-   * Where a delimiter search may resume: a decoder that scanned `n` bytes without finding its
-   * delimiter stores `n` here so the next `decode` does not rescan them (which would make a
-   * line arriving in many small chunks cost O(n²)). Reset to 0 whenever bytes are consumed.
-   * Decoders own its meaning; the queue only resets it.
+   * A decoder's progress on the frame at the head of the queue, kept between `decode` calls so
+   * that a frame arriving in many small chunks is not parsed again on each (which would cost
+   * O(n²)). Delimiter codecs store how many bytes they searched without finding the delimiter;
+   * `lengthPrefixed` stores the payload length it read from the header, plus one. 0 means no
+   * progress. The queue resets it to 0 whenever bytes are consumed; decoders own its meaning.
    */
   scanned = 0;
 
@@ -110,38 +113,49 @@ export class ByteQueue {
     if (n === 0) return;
     this.#length += n;
     if (n > this.#coalesceMax) {
+      if (this.#arenaPending !== 0) this.#sync();
       this.#chunks.push(chunk);
       return;
     }
     this.copiedBytes += n;
+    const arena = this.#arena;
+    const used = this.#arenaUsed;
     const chunks = this.#chunks;
     const last = chunks.length - 1;
-    if (this.#arenaUsed + n <= this.#arena.length) {
-      chunk.copy(this.#arena, this.#arenaUsed);
-      this.#arenaUsed += n;
-      const view = this.#arenaView;
-      if (
-        last >= this.#head &&
-        chunks[last] === view &&
-        view.byteOffset + view.length === this.#arena.byteOffset + this.#arenaUsed - n
-      ) {
-        // The same start, so offsets into this chunk (#offset, the cursor) stay valid.
-        this.#arenaView = this.#arena.subarray(view.byteOffset - this.#arena.byteOffset, this.#arenaUsed);
-        chunks[last] = this.#arenaView;
-        return;
-      }
-    } else {
-      this.#arena = Buffer.allocUnsafeSlow(ARENA_SIZE);
-      chunk.copy(this.#arena, 0);
-      this.#arenaUsed = n;
+    if (used + n <= arena.length && last >= this.#head && chunks[last] === this.#arenaView) {
+      // The last chunk is the arena's view and the arena has room: append behind it. The view
+      // is widened lazily (#sync), so a run of tiny pushes allocates no Buffer objects.
+      copySmall(chunk, arena, used);
+      this.#arenaUsed = used + n;
+      this.#arenaPending += n;
+      return;
     }
-    this.#arenaView = this.#arena.subarray(this.#arenaUsed - n, this.#arenaUsed);
+    if (this.#arenaPending !== 0) this.#sync();
+    let start = used;
+    if (used + n > arena.length) {
+      this.#arena = Buffer.allocUnsafeSlow(ARENA_SIZE);
+      start = 0;
+    }
+    copySmall(chunk, this.#arena, start);
+    this.#arenaUsed = start + n;
+    this.#arenaView = this.#arena.subarray(start, start + n);
     chunks.push(this.#arenaView);
+  }
+
+  /** Widens the arena view (the last chunk) over the bytes appended to the arena since. */
+  #sync(): void {
+    const view = this.#arenaView;
+    const start = view.byteOffset - this.#arena.byteOffset;
+    // Same start, so offsets into this chunk (#offset, the cursor) stay valid.
+    this.#arenaView = this.#arena.subarray(start, start + view.length + this.#arenaPending);
+    this.#chunks[this.#chunks.length - 1] = this.#arenaView;
+    this.#arenaPending = 0;
   }
 
   /** Removes and returns the bytes of the first chunk (zero-copy), or undefined when empty. */
   shift(): Buffer | undefined {
     if (this.#length === 0) return undefined;
+    if (this.#arenaPending !== 0) this.#sync();
     const chunk = this.#chunks[this.#head]!;
     const out = this.#offset === 0 ? chunk : chunk.subarray(this.#offset);
     this.#dropHead();
@@ -164,6 +178,7 @@ export class ByteQueue {
   take(n: number): Buffer {
     if (n > this.#length) throw new RangeError(`take(${n}) with only ${this.#length} bytes queued`);
     if (n === 0) return EMPTY;
+    if (this.#arenaPending !== 0) this.#sync();
     this.scanned = 0;
     const first = this.#chunks[this.#head]!;
     const start = this.#offset;
@@ -195,6 +210,7 @@ export class ByteQueue {
   takeString(n: number, encoding: TextEncoding): string {
     if (n > this.#length) throw new RangeError(`takeString(${n}) with only ${this.#length} bytes queued`);
     if (n === 0) return '';
+    if (this.#arenaPending !== 0) this.#sync();
     this.scanned = 0;
     const first = this.#chunks[this.#head]!;
     const start = this.#offset;
@@ -228,7 +244,8 @@ export class ByteQueue {
       const want = n - filled;
       const have = chunk.length - this.#offset;
       if (have <= want) {
-        chunk.copy(out, filled, this.#offset);
+        if (have <= 16) for (let j = 0; j < have; j++) out[filled + j] = chunk[this.#offset + j]!;
+        else chunk.copy(out, filled, this.#offset);
         filled += have;
         this.#dropHead();
       } else {
@@ -243,6 +260,7 @@ export class ByteQueue {
   /** Discards the next `n` bytes. @throws RangeError when fewer than `n` are held. */
   skip(n: number): void {
     if (n > this.#length) throw new RangeError(`skip(${n}) with only ${this.#length} bytes queued`);
+    if (this.#arenaPending !== 0) this.#sync();
     this.scanned = 0;
     this.#cacheIndex = -1;
     this.#length -= n;
@@ -267,11 +285,14 @@ export class ByteQueue {
     this.#length = 0;
     this.scanned = 0;
     this.#cacheIndex = -1;
+    this.#arenaView = EMPTY;
+    this.#arenaPending = 0;
   }
 
   /** The byte at `offset`. @throws RangeError when out of range. */
   byteAt(offset: number): number {
     if (offset < 0 || offset >= this.#length) throw new RangeError(`offset ${offset} out of range`);
+    if (this.#arenaPending !== 0) this.#sync();
     const pos = this.#offset + offset;
     const first = this.#chunks[this.#head]!;
     if (pos < first.length) return first[pos]!;
@@ -308,10 +329,33 @@ export class ByteQueue {
    */
   indexOf(value: number | Uint8Array, from = 0): number {
     if (from < 0) from = 0;
+    if (this.#arenaPending !== 0) {
+      if (typeof value === 'number') return this.#indexOfBytePending(value, from);
+      this.#sync();
+    }
     if (typeof value === 'number') return this.#indexOfByte(value, from);
     if (value.length === 0) return from <= this.#length ? from : -1;
     if (value.length === 1) return this.#indexOfByte(value[0]!, from);
     return this.#indexOfSequence(value, from);
+  }
+
+  /**
+   * #indexOfByte that also searches the arena bytes not yet covered by the last chunk, without
+   * widening it: a trickling peer's bytes are searched as they come, and the view is widened
+   * once per frame (by the take that follows a match) rather than once per byte.
+   */
+  #indexOfBytePending(byte: number, from: number): number {
+    const pending = this.#arenaPending;
+    const covered = this.#length - pending;
+    if (from < covered) {
+      const at = this.#indexOfByte(byte, from);
+      if (at !== -1) return at;
+    }
+    const arena = this.#arena;
+    const first = this.#arenaUsed - pending;
+    for (let p = from > covered ? from - covered : 0; p < pending; p++)
+      if (arena[first + p] === byte) return covered + p;
+    return -1;
   }
 
   #indexOfByte(byte: number, from: number): number {
@@ -326,8 +370,14 @@ export class ByteQueue {
     for (; i < this.#chunks.length; i++) {
       const chunk = this.#chunks[i]!;
       const start = i === head ? this.#offset : 0;
-      const at = chunk.indexOf(byte, start + (from > base ? from - base : 0));
-      if (at !== -1) return base + at - start;
+      const local = start + (from > base ? from - base : 0);
+      if (chunk.length - local <= 16) {
+        // A few fresh bytes (a trickling peer): a loop beats the native call's overhead.
+        for (let p = local; p < chunk.length; p++) if (chunk[p] === byte) return base + p - start;
+      } else {
+        const at = chunk.indexOf(byte, local);
+        if (at !== -1) return base + at - start;
+      }
       base += chunk.length - start;
     }
     return -1;
@@ -373,6 +423,7 @@ export class ByteQueue {
    */
   #uintBE(offset: number, n: number): number {
     if (offset < 0 || offset + n > this.#length) throw new RangeError(`read of ${n} bytes at ${offset} out of range`);
+    if (this.#arenaPending !== 0) this.#sync();
     const first = this.#chunks[this.#head]!;
     const p = this.#offset + offset;
     let v = 0;
@@ -383,6 +434,7 @@ export class ByteQueue {
 
   #uintLE(offset: number, n: number): number {
     if (offset < 0 || offset + n > this.#length) throw new RangeError(`read of ${n} bytes at ${offset} out of range`);
+    if (this.#arenaPending !== 0) this.#sync();
     const first = this.#chunks[this.#head]!;
     const p = this.#offset + offset;
     let v = 0;
@@ -442,4 +494,10 @@ export class ByteQueue {
       this.#head = 0;
     }
   }
+}
+
+/** Copies a small chunk; a plain loop beats Buffer#copy's call overhead for a few bytes. */
+function copySmall(from: Buffer, to: Buffer, at: number): void {
+  if (from.length > 16) from.copy(to, at);
+  else for (let j = 0; j < from.length; j++) to[at + j] = from[j]!;
 }

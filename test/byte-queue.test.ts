@@ -220,9 +220,11 @@ describe('ByteQueue#indexOf', () => {
         fc.uint8Array({ minLength: 1, maxLength: 4 }).map((a) => a.map((b) => b % 4)),
         fc.array(fc.nat(64)),
         fc.nat(70),
-        (bytes, needle, cuts, from) => {
+        fc.constantFrom(0, 128),
+        (bytes, needle, cuts, from, coalesceMax) => {
           const whole = Buffer.from(bytes);
-          const q = new ByteQueue(undefined, { coalesceMax: 0 }); // keep the chunking under test
+          // 0 keeps the chunking under test; 128 gathers it into the arena (searched lazily).
+          const q = new ByteQueue(undefined, { coalesceMax });
           const points = [...new Set(cuts.filter((c) => c < whole.length))].sort((a, b) => a - b);
           let prev = 0;
           for (const c of [...points, whole.length]) {

@@ -105,8 +105,12 @@ class LengthPrefixedCodec implements Codec<Buffer, LengthPrefixedItem> {
 
   decode(queue: ByteQueue): Buffer | undefined {
     const headerLength = this.#headerLength;
+    // A frame whose header was read on an earlier call left its payload length + 1 in
+    // queue.scanned (0 = not read yet), so a frame arriving in many small chunks is parsed once.
+    const known = queue.scanned;
+    if (known > 0 && queue.length < headerLength + known - 1) return undefined;
     if (queue.length < headerLength) return undefined;
-    const payloadLength = this.#readField(queue) + this.#adjustment;
+    const payloadLength = known > 0 ? known - 1 : this.#readField(queue) + this.#adjustment;
     if (payloadLength < 0) {
       throw new FrameInvalidError(`invalid length field: payload length ${payloadLength} after adjustment`);
     }
@@ -115,7 +119,10 @@ class LengthPrefixedCodec implements Codec<Buffer, LengthPrefixedItem> {
         `frame payload of ${payloadLength} bytes is longer than maxLength (${this.#maxLength}); raise lengthPrefixed({ maxLength })`,
       );
     }
-    if (queue.length < headerLength + payloadLength) return undefined;
+    if (queue.length < headerLength + payloadLength) {
+      queue.scanned = payloadLength + 1;
+      return undefined;
+    }
     if (!this.#stripHeader) return queue.take(headerLength + payloadLength);
     queue.skip(headerLength);
     return queue.take(payloadLength);
