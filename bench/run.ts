@@ -43,7 +43,9 @@ const FULL: Scenario[] = [
   pingPong(1, 64, ['--duration', '5s']),
   pingPong(100, 64, ['--duration', '5s']),
   pingPong(1000, 64, ['--duration', '5s', '--ramp-up', '1s']),
-  pingPong(10_000, 64, ['--duration', '5s', '--ramp-up', '3s', '--warmup', '2s', ...SOURCES]),
+  // Connecting 10,000 sockets to a server that is already echoing for the first ones is slow: give
+  // the ramp-up and warm-up room so the window sees all of them.
+  pingPong(10_000, 64, ['--duration', '5s', '--ramp-up', '4s', '--warmup', '3s', ...SOURCES]),
   pingPong(100, 4096, ['--duration', '5s']),
   {
     name: 'pipelined-d16-c100',
@@ -249,6 +251,8 @@ interface Sample {
   rssPerConnection: number | null;
   generatorCpu: number;
   serverCpu: number;
+  /** CPU that other processes on the machine used during the window, percent of one core. */
+  otherCpu: number | null;
   errors: number;
   established: number;
 }
@@ -261,6 +265,10 @@ function toSample(result: BenchResult): Sample {
     rssPerConnection: result.server?.rssPerConnectionBytes ?? null,
     generatorCpu: result.generatorCpuPercent,
     serverCpu: result.server?.cpuPercent ?? 0,
+    otherCpu:
+      result.machineCpuPercent === null
+        ? null
+        : Math.max(0, result.machineCpuPercent - result.generatorCpuPercent - (result.server?.cpuPercent ?? 0)),
     errors: result.errorsTotal,
     established: result.connections.open,
   };
@@ -360,13 +368,13 @@ function boundBy(generatorCpu: number, serverCpu: number): string {
   if (generatorCpu >= 90 && serverCpu < 90) return 'generator';
   if (serverCpu >= 90 && generatorCpu < 90) return 'server';
   if (serverCpu >= 90 && generatorCpu >= 90) return 'both';
-  return 'neither (round-trip bound)';
+  return 'neither (round trips, or CPU taken by other processes)';
 }
 
 function cpuTable(outcomes: ScenarioOutcome[]): string {
   const lines = [
-    '| Scenario | Server | generator CPU % | server CPU % | bound by | errors | conns open at end |',
-    '|---|---|---:|---:|---|---:|---:|',
+    '| Scenario | Server | generator CPU % | server CPU % | other processes CPU % | bound by | errors | conns open at end |',
+    '|---|---|---:|---:|---:|---|---:|---:|',
   ];
   for (const { scenario, samples } of outcomes) {
     for (const kind of ['tcpkit', 'plain'] as const) {
@@ -374,9 +382,10 @@ function cpuTable(outcomes: ScenarioOutcome[]): string {
       const s = stat(samples[kind].map((x) => x.serverCpu));
       const errors = samples[kind].reduce((sum, x) => sum + x.errors, 0);
       const open = stat(samples[kind].map((x) => x.established));
+      const other = stat(samples[kind].map((x) => x.otherCpu));
       const bound = scenario.kind === 'idle' ? 'n/a (idle)' : g && s ? boundBy(g.median, s.median) : '–';
       lines.push(
-        `| ${scenario.title} | ${kind} | ${g ? g.median.toFixed(0) : '–'} | ${s ? s.median.toFixed(0) : '–'} | ${bound} | ${errors} | ${open ? fmtRate(open.median) : '–'} |`,
+        `| ${scenario.title} | ${kind} | ${g ? g.median.toFixed(0) : '–'} | ${s ? s.median.toFixed(0) : '–'} | ${other ? other.median.toFixed(0) : '–'} | ${bound} | ${errors} | ${open ? fmtRate(open.median) : '–'} |`,
       );
     }
   }
@@ -412,8 +421,16 @@ function writeDocs(block: string): void {
   console.log('wrote docs/benchmarks.md');
 }
 
+/** Ctrl-C reaches the servers and the generator too (one process group): the current run ends early. */
+let interrupted = false;
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
+  process.on('SIGINT', () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    console.error('interrupted: finishing with what was measured; docs/benchmarks.md is left as it was');
+  });
   if (!existsSync(`${root}src/cli/main.ts`)) throw new Error('src/cli/main.ts is missing: no tcpkit server to measure');
   const all = args.quick ? QUICK : FULL;
   const scenarios = args.only ? all.filter((s) => args.only!.includes(s.name)) : all;
@@ -432,6 +449,7 @@ async function main(): Promise<void> {
       // ABBA: alternate which server goes first, so drift in the machine hits both alike.
       const order: ServerKind[] = rep % 2 === 0 ? ['tcpkit', 'plain'] : ['plain', 'tcpkit'];
       for (const kind of order) {
+        if (interrupted) break;
         runIndex++;
         const server = await startServer(kind);
         try {
@@ -443,7 +461,12 @@ async function main(): Promise<void> {
               ? `${fmtKiB(sample.rssPerConnection ?? 0)} KiB/conn, ${fmtRate(sample.established)} open`
               : `${fmtRate(sample.rate)}/s  p99 ${fmtMs(sample.p99Us)} ms  ${sample.cpuPerMessage ?? '–'} µs CPU/msg`;
           console.log(
-            `[${runIndex}/${totalRuns}] ${scenario.name} ${kind.padEnd(6)} rep ${rep + 1}: ${extra}  gen ${sample.generatorCpu}%  srv ${sample.serverCpu}%  errors ${sample.errors}${sample.errors ? ` ${JSON.stringify(result.errors)}` : ''}`,
+            `[${runIndex}/${totalRuns}] ${scenario.name} ${kind.padEnd(6)} rep ${rep + 1}: ${extra}  gen ${sample.generatorCpu}%  srv ${sample.serverCpu}%  other ${sample.otherCpu?.toFixed(0) ?? '?'}%  errors ${sample.errors}${sample.errors ? ` ${JSON.stringify(result.errors)}` : ''}`,
+          );
+        } catch (error) {
+          // One failed run leaves a gap in the medians, not a lost suite.
+          console.error(
+            `[${runIndex}/${totalRuns}] ${scenario.name} ${kind} rep ${rep + 1}: ${(error as Error).message}`,
           );
         } finally {
           await server.stop();
@@ -454,12 +477,13 @@ async function main(): Promise<void> {
   }
 
   const ceilingLines: string[] = [];
-  if (args.ceiling) {
+  if (args.ceiling && !interrupted) {
     ceilingLines.push(
       '| Generator setup | messages/s | generator CPU % | plain server CPU % |',
       '|---|---:|---:|---:|',
     );
     for (const probe of CEILING) {
+      if (interrupted) break;
       const server = await startServer('plain');
       try {
         const result = await runGenerator(server.port, server.pid, ['--mode', 'echo', ...probe.args], probe.pinned);
@@ -489,7 +513,7 @@ async function main(): Promise<void> {
     '',
     '### Where each run was bound',
     '',
-    'CPU use of each side during the measured window, in percent of one core (medians). A side near 100% is the bottleneck; when it is the generator, messages/s and p99 measure the generator, and server CPU per message is the fair comparison.',
+    'CPU use of each side during the measured window, in percent of one core (medians; each side is pinned to its own core). A side near 100% is the bottleneck; when it is the generator, messages/s and p99 measure the generator, and server CPU per message is the fair comparison. "Other processes" is the rest of the machine\'s busy CPU in the window: well above zero means the run competed with other work and its messages/s and latency are skewed low and high (CPU per message is the figure least affected).',
     '',
     cpuTable(outcomes),
     ...(ceilingLines.length
@@ -497,7 +521,7 @@ async function main(): Promise<void> {
       : []),
   ].join('\n');
   console.log(`\n${block}`);
-  if (args.write) writeDocs(block);
+  if (args.write && !interrupted) writeDocs(block);
 }
 
 await main();

@@ -14,7 +14,7 @@ import {
 } from '../src/loadgen/histogram.js';
 import { renderHtml } from '../src/loadgen/html.js';
 import { parseDuration, parseSourceAddresses, resolveBenchOptions } from '../src/loadgen/options.js';
-import { parseStatCpuUs, parseStatusRssBytes, sampleProcess } from '../src/loadgen/proc.js';
+import { parseMachineCpu, parseStatCpuUs, parseStatusRssBytes, sampleProcess } from '../src/loadgen/proc.js';
 import { runBench, splitConfig } from '../src/loadgen/runner.js';
 
 /** Starts a server on 127.0.0.1 with the given per-socket behaviour. */
@@ -276,6 +276,11 @@ describe('loadgen /proc sampling', () => {
     const stat = '1234 (node (x) y) S 1 1234 1234 0 -1 4194304 100 0 0 0 250 50 0 0 20 0 11 0 123 456 789';
     assert.equal(parseStatCpuUs(stat, 100), 3_000_000);
     assert.equal(parseStatusRssBytes('Name:\tnode\nVmRSS:\t   51200 kB\nVmHWM:\t1 kB\n'), 51200 * 1024);
+  });
+
+  it('parses the machine line of /proc/stat', () => {
+    const stat = 'cpu  100 5 50 1000 20 3 2 0 0 0\ncpu0 50 2 25 500 10 1 1 0 0 0\n';
+    assert.deepEqual(parseMachineCpu(stat), { busy: 160, total: 1180 });
   });
 
   it('samples a live process and reports a missing one as undefined', () => {

@@ -53,3 +53,27 @@ export function sampleProcess(pid: number): ProcSample | undefined {
     return undefined;
   }
 }
+
+/** Busy and total CPU time of the whole machine, in clock ticks summed over cores. */
+export interface MachineCpu {
+  busy: number;
+  total: number;
+}
+
+/** Parses the aggregate `cpu` line of /proc/stat. */
+export function parseMachineCpu(stat: string): MachineCpu {
+  const line = stat.slice(0, stat.indexOf('\n'));
+  const values = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = values.reduce((sum, v) => sum + v, 0);
+  // idle and iowait are the time no task ran.
+  return { busy: total - values[3]! - (values[4] ?? 0), total };
+}
+
+/** Reads the machine's CPU counters; undefined without /proc. */
+export function sampleMachine(): MachineCpu | undefined {
+  try {
+    return parseMachineCpu(readFileSync('/proc/stat', 'utf8'));
+  } catch {
+    return undefined;
+  }
+}

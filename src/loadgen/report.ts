@@ -67,7 +67,9 @@ export function formatSummary(result: BenchResult): string {
   lines.push(
     `  errors       ${result.errorsTotal}${kinds.length ? ` (${kinds.map(([k, n]) => `${k}: ${n}`).join(', ')})` : ''}`,
   );
-  lines.push(`  generator    ${result.generatorCpuPercent}% CPU of one core`);
+  lines.push(
+    `  generator    ${result.generatorCpuPercent}% CPU of one core${result.machineCpuPercent === null ? '' : `; whole machine ${result.machineCpuPercent}%`}`,
+  );
   if (result.server) {
     const s = result.server;
     lines.push(

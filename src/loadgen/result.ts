@@ -70,6 +70,11 @@ export interface BenchResult {
   };
   /** The generator's own CPU during the window, percent of one core (all threads). Near 100 x cores used = generator-bound. */
   generatorCpuPercent: number;
+  /**
+   * The whole machine's busy CPU during the window, percent of one core (200 = two cores busy); null
+   * without /proc. Well above generator + server means other processes competed for the CPUs.
+   */
+  machineCpuPercent: number | null;
   server: ServerCost | null;
   timeline: TimelinePoint[];
 }

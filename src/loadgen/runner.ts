@@ -3,12 +3,14 @@
  * phases connect -> warmup -> measure, collects one report per interval from every engine, merges
  * them, samples the server, and returns a `BenchResult`. Every run ends by itself.
  */
+
+import { cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { type EngineConfig, type IntervalReport, LoadEngine } from './engine.js';
 import { createLatencyHistogram, decodeHistogram, percentileCurve, summarize } from './histogram.js';
 import { type BenchOptions, type ResolvedBenchOptions, resolveBenchOptions } from './options.js';
-import { type ProcSample, sampleProcess } from './proc.js';
+import { type MachineCpu, type ProcSample, sampleMachine, sampleProcess } from './proc.js';
 import type { BenchResult, Phase, ServerCost, TimelinePoint } from './result.js';
 import type { WorkerRequest, WorkerResponse } from './worker.js';
 
@@ -228,6 +230,7 @@ export async function runBench(input: BenchOptions, hooks: RunHooks = {}): Promi
   let measureStart = 0;
   let cpuStart: ProcSample | undefined;
   let generatorCpuStart = process.cpuUsage();
+  let machineStart: MachineCpu | undefined;
   let measureEnd = 0;
 
   try {
@@ -246,6 +249,7 @@ export async function runBench(input: BenchOptions, hooks: RunHooks = {}): Promi
         phaseEnd = measureStart + options.durationMs;
         cpuStart = pid === null ? undefined : sampleProcess(pid);
         generatorCpuStart = process.cpuUsage();
+        machineStart = sampleMachine();
         nextTick = measureStart + options.intervalMs;
         continue;
       }
@@ -264,6 +268,7 @@ export async function runBench(input: BenchOptions, hooks: RunHooks = {}): Promi
   // Read the server before closing the connections: idle RSS must be measured while they are open.
   const cpuEnd = pid === null ? undefined : sampleProcess(pid);
   const generatorCpu = process.cpuUsage(generatorCpuStart);
+  const machineEnd = sampleMachine();
   measureEnd = elapsed();
   const finals = await Promise.all(handles.map((h) => h.stop()));
   book(finals, phase);
@@ -306,6 +311,12 @@ export async function runBench(input: BenchOptions, hooks: RunHooks = {}): Promi
     connections: { target: options.connections, established, failed, open: openAtEnd },
     generatorCpuPercent:
       measuredMs > 0 ? Math.round(((generatorCpu.user + generatorCpu.system) / 1000 / measuredMs) * 1000) / 10 : 0,
+    machineCpuPercent:
+      machineStart && machineEnd && machineEnd.total > machineStart.total
+        ? Math.round(
+            ((machineEnd.busy - machineStart.busy) / (machineEnd.total - machineStart.total)) * cpus().length * 1000,
+          ) / 10
+        : null,
     server,
     timeline,
   };
