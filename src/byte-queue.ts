@@ -264,6 +264,11 @@ export class ByteQueue {
     this.scanned = 0;
     this.#cacheIndex = -1;
     this.#length -= n;
+    const first = this.#chunks[this.#head];
+    if (first !== undefined && this.#offset + n < first.length) {
+      this.#offset += n;
+      return;
+    }
     while (n > 0) {
       const chunk = this.#chunks[this.#head]!;
       const have = chunk.length - this.#offset;
@@ -465,6 +470,11 @@ export class ByteQueue {
   }
   /** Unsigned 32-bit big-endian integer at `offset`. */
   u32be(offset = 0): number {
+    // The common length-prefix read gets the native reader when the bytes lie in one chunk.
+    const first = this.#chunks[this.#head];
+    const p = this.#offset + offset;
+    if (first !== undefined && offset >= 0 && p + 4 <= first.length && this.#arenaPending === 0)
+      return first.readUInt32BE(p);
     return this.#uintBE(offset, 4);
   }
   /** Unsigned 32-bit little-endian integer at `offset`. */
