@@ -1,0 +1,431 @@
+import { ErrorReply, RawReply, type RespReply } from '../../src/framing/resp.js';
+import { globMatch } from './glob.js';
+import { addInt64, INT64_MAX, INT64_MIN, type Int64, parseInt64 } from './numbers.js';
+import type { Store } from './store.js';
+
+/** What one connection remembers between commands. */
+export interface ClientState {
+  readonly id: number;
+  /** Set by CLIENT SETNAME / HELLO SETNAME; null when unnamed. */
+  name: Buffer | null;
+  /** Set by QUIT: reply, then close. */
+  quit: boolean;
+}
+
+/** What every connection shares. */
+export interface ServerContext {
+  readonly store: Store;
+  /** Unix ms when the app started (INFO uptime). */
+  readonly startedAt: number;
+  /** The version INFO and HELLO report; clients use it to pick features. */
+  readonly version: string;
+  /** Connections being served (INFO connected_clients). */
+  connectedClients(): number;
+}
+
+/** A command's handler: a pure function of the store, the client and the arguments to a reply. */
+export type CommandHandler = (ctx: ServerContext, client: ClientState, args: Buffer[], now: number) => RespReply;
+
+/** Redis 7's command metadata, as COMMAND INFO and COMMAND DOCS report it. */
+export interface CommandSpec {
+  /** Lower case; `parent|sub` for a subcommand, as Redis's error messages name it. */
+  readonly fullName: string;
+  /** Argument count including the name; negative: at least that many. */
+  readonly arity: number;
+  readonly flags: readonly string[];
+  readonly categories: readonly string[];
+  readonly keys: readonly [first: number, last: number, step: number];
+  readonly summary: string;
+  readonly since: string;
+  readonly group: string;
+  readonly run: CommandHandler;
+  readonly subcommands?: ReadonlyMap<string, CommandSpec>;
+}
+
+// Replies sent often enough to encode once.
+export const OK = new RawReply('+OK\r\n');
+export const NULL = new RawReply('$-1\r\n');
+const ZERO = new RawReply(':0\r\n');
+const ONE = new RawReply(':1\r\n');
+const EMPTY_ARRAY = new RawReply('*0\r\n');
+
+/** `-ERR <message>`. */
+export const err = (message: string): ErrorReply => new ErrorReply(`ERR ${message}`);
+const SYNTAX = err('syntax error');
+const NOT_INTEGER = err('value is not an integer or out of range');
+const MAX_STRING = 512 * 1024 * 1024;
+
+/** An argument as C's `%s` prints it: bytes as latin1 chars, cut at the first NUL, at most `max` bytes. */
+export function cstr(arg: Buffer, max = Number.POSITIVE_INFINITY): string {
+  const nul = arg.indexOf(0);
+  const end = Math.min(nul === -1 ? arg.length : nul, max);
+  return arg.toString('latin1', 0, end);
+}
+
+const lower = (arg: Buffer): string => arg.toString('latin1').toLowerCase();
+const keyOf = (arg: Buffer): string => arg.toString('latin1');
+/** The store keeps values; request arguments are views of the socket's chunk and must be copied. */
+const copy = (arg: Buffer): Buffer => Buffer.from(arg);
+const int64Bytes = (n: Int64): Buffer => Buffer.from(String(n), 'latin1');
+
+/** `-ERR wrong number of arguments for '<name>' command`. */
+export const arityError = (fullName: string): ErrorReply => err(`wrong number of arguments for '${fullName}' command`);
+
+const expireError = (fullName: string): ErrorReply => err(`invalid expire time in '${fullName}' command`);
+
+// ---- strings ---------------------------------------------------------------------------------
+
+const get: CommandHandler = (ctx, _c, args, now) => ctx.store.get(keyOf(args[1]!), now) ?? NULL;
+
+const SET_NX = 1;
+const SET_XX = 2;
+const SET_GET = 4;
+const SET_KEEPTTL = 8;
+const SET_EX = 16;
+const SET_PX = 32;
+const SET_EXAT = 64;
+const SET_PXAT = 128;
+const ANY_EXPIRE = SET_EX | SET_PX | SET_EXAT | SET_PXAT;
+
+/** Redis's parseExtendedStringArgumentsOrReply for SET, condition for condition. */
+const set: CommandHandler = (ctx, _c, args, now) => {
+  let flags = 0;
+  let expire: Buffer | undefined;
+  for (let j = 3; j < args.length; j++) {
+    const opt = lower(args[j]!);
+    const next = j === args.length - 1 ? undefined : args[j + 1];
+    if (opt === 'nx' && !(flags & SET_XX)) flags |= SET_NX;
+    else if (opt === 'xx' && !(flags & SET_NX)) flags |= SET_XX;
+    else if (opt === 'get') flags |= SET_GET;
+    else if (opt === 'keepttl' && !(flags & ANY_EXPIRE)) flags |= SET_KEEPTTL;
+    else if (next !== undefined && !(flags & SET_KEEPTTL)) {
+      const unit =
+        opt === 'ex' ? SET_EX : opt === 'px' ? SET_PX : opt === 'exat' ? SET_EXAT : opt === 'pxat' ? SET_PXAT : 0;
+      if (unit === 0 || flags & (ANY_EXPIRE & ~unit)) return SYNTAX;
+      flags |= unit;
+      expire = next;
+      j++;
+    } else return SYNTAX;
+  }
+  let expireAt: number | undefined;
+  if (expire !== undefined) {
+    const n = parseInt64(expire);
+    if (n === undefined) return NOT_INTEGER;
+    const seconds = (flags & (SET_EX | SET_EXAT)) !== 0;
+    let ms = BigInt(n);
+    if (ms <= 0n || (seconds && ms > INT64_MAX / 1000n)) return expireError('set');
+    if (seconds) ms *= 1000n;
+    if (flags & (SET_EX | SET_PX)) ms += BigInt(now);
+    if (ms > INT64_MAX) return expireError('set');
+    expireAt = Number(ms);
+  }
+  const key = keyOf(args[1]!);
+  const old = ctx.store.get(key, now);
+  if ((flags & SET_NX && old !== undefined) || (flags & SET_XX && old === undefined)) {
+    return flags & SET_GET ? (old ?? NULL) : NULL;
+  }
+  ctx.store.set(key, copy(args[2]!), expireAt, (flags & SET_KEEPTTL) !== 0);
+  return flags & SET_GET ? (old ?? NULL) : OK;
+};
+
+const getdel: CommandHandler = (ctx, _c, args, now) => {
+  const key = keyOf(args[1]!);
+  const value = ctx.store.get(key, now);
+  if (value === undefined) return NULL;
+  ctx.store.delete(key);
+  return value;
+};
+
+const incrDecr = (ctx: ServerContext, keyArg: Buffer, by: Int64, now: number): RespReply => {
+  const key = keyOf(keyArg);
+  const current = ctx.store.get(key, now);
+  const value = current === undefined ? 0 : parseInt64(current);
+  if (value === undefined) return NOT_INTEGER;
+  const sum = addInt64(value, by);
+  if (sum === undefined) return err('increment or decrement would overflow');
+  ctx.store.set(key, int64Bytes(sum), undefined, true);
+  return sum;
+};
+
+const incr: CommandHandler = (ctx, _c, args, now) => incrDecr(ctx, args[1]!, 1, now);
+const decr: CommandHandler = (ctx, _c, args, now) => incrDecr(ctx, args[1]!, -1, now);
+const incrby: CommandHandler = (ctx, _c, args, now) => {
+  const by = parseInt64(args[2]!);
+  return by === undefined ? NOT_INTEGER : incrDecr(ctx, args[1]!, by, now);
+};
+const decrby: CommandHandler = (ctx, _c, args, now) => {
+  const by = parseInt64(args[2]!);
+  if (by === undefined) return NOT_INTEGER;
+  if (by === INT64_MIN) return err('decrement would overflow');
+  return incrDecr(ctx, args[1]!, typeof by === 'bigint' ? -by : -by, now);
+};
+
+const append: CommandHandler = (ctx, _c, args, now) => {
+  const key = keyOf(args[1]!);
+  const current = ctx.store.get(key, now);
+  const extra = args[2]!;
+  if (current === undefined) {
+    ctx.store.set(key, copy(extra));
+    return extra.length;
+  }
+  const total = current.length + extra.length;
+  if (total > MAX_STRING) return err('string exceeds maximum allowed size (proto-max-bulk-len)');
+  ctx.store.set(key, Buffer.concat([current, extra], total), undefined, true);
+  return total;
+};
+
+const strlen: CommandHandler = (ctx, _c, args, now) => ctx.store.get(keyOf(args[1]!), now)?.length ?? 0;
+
+const mget: CommandHandler = (ctx, _c, args, now) => {
+  const out: RespReply[] = new Array(args.length - 1);
+  for (let i = 1; i < args.length; i++) out[i - 1] = ctx.store.get(keyOf(args[i]!), now) ?? null;
+  return out;
+};
+
+const mset: CommandHandler = (ctx, _c, args) => {
+  if (args.length % 2 === 0) return arityError('mset');
+  for (let i = 1; i < args.length; i += 2) ctx.store.set(keyOf(args[i]!), copy(args[i + 1]!));
+  return OK;
+};
+
+// ---- keys ------------------------------------------------------------------------------------
+
+const del: CommandHandler = (ctx, _c, args, now) => {
+  let n = 0;
+  for (let i = 1; i < args.length; i++) {
+    const key = keyOf(args[i]!);
+    if (ctx.store.has(key, now)) {
+      ctx.store.delete(key);
+      n++;
+    }
+  }
+  return n;
+};
+
+const exists: CommandHandler = (ctx, _c, args, now) => {
+  let n = 0;
+  for (let i = 1; i < args.length; i++) if (ctx.store.has(keyOf(args[i]!), now)) n++;
+  return n;
+};
+
+const EXPIRE_NX = 1;
+const EXPIRE_XX = 2;
+const EXPIRE_GT = 4;
+const EXPIRE_LT = 8;
+
+/** Redis's expireGenericCommand: option checks, overflow checks, then the key. */
+const expireGeneric =
+  (fullName: string, seconds: boolean): CommandHandler =>
+  (ctx, _c, args, now) => {
+    let flags = 0;
+    for (let j = 3; j < args.length; j++) {
+      const opt = lower(args[j]!);
+      if (opt === 'nx') flags |= EXPIRE_NX;
+      else if (opt === 'xx') flags |= EXPIRE_XX;
+      else if (opt === 'gt') flags |= EXPIRE_GT;
+      else if (opt === 'lt') flags |= EXPIRE_LT;
+      else return err(`Unsupported option ${cstr(args[j]!)}`);
+    }
+    if (flags & EXPIRE_NX && flags & (EXPIRE_XX | EXPIRE_GT | EXPIRE_LT)) {
+      return err('NX and XX, GT or LT options at the same time are not compatible');
+    }
+    if (flags & EXPIRE_GT && flags & EXPIRE_LT) return err('GT and LT options at the same time are not compatible');
+    const n = parseInt64(args[2]!);
+    if (n === undefined) return NOT_INTEGER;
+    let when = BigInt(n);
+    if (seconds) {
+      if (when > INT64_MAX / 1000n || when < INT64_MIN / 1000n) return expireError(fullName);
+      when *= 1000n;
+    }
+    if (when > INT64_MAX - BigInt(now)) return expireError(fullName);
+    when += BigInt(now);
+    const key = keyOf(args[1]!);
+    if (!ctx.store.has(key, now)) return ZERO;
+    if (flags !== 0) {
+      const current = ctx.store.expireAt(key);
+      if (flags & EXPIRE_NX && current !== -1) return ZERO;
+      if (flags & EXPIRE_XX && current === -1) return ZERO;
+      if (flags & EXPIRE_GT && (current === -1 || when <= BigInt(current))) return ZERO;
+      if (flags & EXPIRE_LT && current !== -1 && when >= BigInt(current)) return ZERO;
+    }
+    if (when <= BigInt(now)) ctx.store.delete(key);
+    else ctx.store.setExpire(key, Number(when));
+    return ONE;
+  };
+
+const ttlGeneric =
+  (ms: boolean): CommandHandler =>
+  (ctx, _c, args, now) => {
+    const key = keyOf(args[1]!);
+    if (!ctx.store.has(key, now)) return -2;
+    const at = ctx.store.expireAt(key);
+    if (at === -1) return -1;
+    const ttl = Math.max(0, at - now);
+    return ms ? ttl : Math.floor((ttl + 500) / 1000);
+  };
+
+const persist: CommandHandler = (ctx, _c, args, now) => {
+  const key = keyOf(args[1]!);
+  return ctx.store.has(key, now) && ctx.store.persist(key) ? ONE : ZERO;
+};
+
+const keys: CommandHandler = (ctx, _c, args, now) => {
+  const pattern = args[1]!;
+  const all = pattern.length === 1 && pattern[0] === 0x2a;
+  const out: Buffer[] = [];
+  for (const key of ctx.store.keys(now)) {
+    const bytes = Buffer.from(key, 'latin1');
+    if (all || globMatch(pattern, bytes)) out.push(bytes);
+  }
+  return out;
+};
+
+const dbsize: CommandHandler = (ctx) => ctx.store.size;
+
+const flush: CommandHandler = (ctx, _c, args) => {
+  if (args.length === 2) {
+    const mode = lower(args[1]!);
+    if (mode !== 'sync' && mode !== 'async') return SYNTAX;
+  } else if (args.length !== 1) return SYNTAX;
+  ctx.store.clear();
+  return OK;
+};
+
+// ---- connection ------------------------------------------------------------------------------
+
+const PONG = new RawReply('+PONG\r\n');
+
+const ping: CommandHandler = (_x, _c, args) => {
+  if (args.length > 2) return arityError('ping');
+  return args.length === 1 ? PONG : args[1]!;
+};
+
+const echo: CommandHandler = (_x, _c, args) => args[1]!;
+
+const select: CommandHandler = (_x, _c, args) => {
+  const db = parseInt64(args[1]!);
+  if (db === undefined) return NOT_INTEGER;
+  if (db > 2147483647 || db < -2147483648) {
+    return err('value is out of range, value must between -2147483648 and 2147483647');
+  }
+  // One database, as Redis with `databases 1`: every other index is out of range.
+  return db === 0 ? OK : err('DB index is out of range');
+};
+
+const quit: CommandHandler = (_x, client) => {
+  client.quit = true;
+  return OK;
+};
+
+/** Redis's clientSetNameOrReply; undefined when the name was set. */
+function setName(client: ClientState, name: Buffer): ErrorReply | undefined {
+  for (const byte of name) {
+    if (byte < 0x21 || byte > 0x7e) return err('Client names cannot contain spaces, newlines or special characters.');
+  }
+  client.name = name.length === 0 ? null : copy(name);
+  return undefined;
+}
+
+const clientSetname: CommandHandler = (_x, client, args) => setName(client, args[2]!) ?? OK;
+const clientGetname: CommandHandler = (_x, client) => client.name ?? NULL;
+const clientId: CommandHandler = (_x, client) => client.id;
+
+const hello: CommandHandler = (ctx, client, args) => {
+  let next = 1;
+  if (args.length >= 2) {
+    const version = parseInt64(args[next++]!);
+    if (version === undefined) return err('Protocol version is not an integer or out of range');
+    // RESP3 is not spoken here: clients fall back to RESP2 on NOPROTO, as they do with Redis 5.
+    if (version !== 2) return new ErrorReply('NOPROTO unsupported protocol version');
+  }
+  for (let j = next; j < args.length; j++) {
+    const more = args.length - 1 - j;
+    const opt = lower(args[j]!);
+    if (opt === 'auth' && more >= 2) {
+      // No ACLs: the default user has no password, so any password for it is accepted, as in Redis.
+      if (lower(args[j + 1]!) !== 'default') {
+        return new ErrorReply('WRONGPASS invalid username-password pair or user is disabled.');
+      }
+      j += 2;
+    } else if (opt === 'setname' && more >= 1) {
+      const failed = setName(client, args[j + 1]!);
+      if (failed) return failed;
+      j++;
+    } else return err(`Syntax error in HELLO option '${cstr(args[j]!)}'`);
+  }
+  // Identifies as Redis, as compatible servers do, so clients enable the features they check for.
+  return [
+    'server',
+    'redis',
+    'version',
+    ctx.version,
+    'proto',
+    2,
+    'id',
+    client.id,
+    'mode',
+    'standalone',
+    'role',
+    'master',
+    'modules',
+    EMPTY_ARRAY,
+  ];
+};
+
+const info: CommandHandler = (ctx, _c, args, now) => {
+  const wanted = new Set(args.slice(1).map(lower));
+  const all = wanted.size === 0 || wanted.has('default') || wanted.has('all') || wanted.has('everything');
+  const sections: string[] = [];
+  if (all || wanted.has('server')) {
+    const uptime = Math.floor((now - ctx.startedAt) / 1000);
+    sections.push(
+      [
+        '# Server',
+        `redis_version:${ctx.version}`,
+        'redis_mode:standalone',
+        `os:${process.platform} ${process.arch}`,
+        `process_id:${process.pid}`,
+        `uptime_in_seconds:${uptime}`,
+        `uptime_in_days:${Math.floor(uptime / 86400)}`,
+        `executable:tcpkit kv (Node.js ${process.version})`,
+      ].join('\r\n'),
+    );
+  }
+  if (all || wanted.has('clients')) sections.push(`# Clients\r\nconnected_clients:${ctx.connectedClients()}`);
+  if (all || wanted.has('keyspace')) {
+    const { size, expiresCount } = ctx.store;
+    sections.push(size > 0 ? `# Keyspace\r\ndb0:keys=${size},expires=${expiresCount},avg_ttl=0` : '# Keyspace');
+  }
+  return sections.length === 0 ? '' : `${sections.join('\r\n\r\n')}\r\n`;
+};
+
+export {
+  append,
+  clientGetname,
+  clientId,
+  clientSetname,
+  dbsize,
+  decr,
+  decrby,
+  del,
+  echo,
+  exists,
+  expireGeneric,
+  flush,
+  get,
+  getdel,
+  hello,
+  incr,
+  incrby,
+  info,
+  keys,
+  mget,
+  mset,
+  persist,
+  ping,
+  quit,
+  select,
+  set,
+  strlen,
+  ttlGeneric,
+};

@@ -1,0 +1,408 @@
+import type { ByteQueue } from '../byte-queue.js';
+import { FrameInvalidError, FrameTooLargeError, InvalidOptionError } from '../errors.js';
+import type { Codec, FrameSink } from './types.js';
+
+const CR = 0x0d;
+const LF = 0x0a;
+const STAR = 0x2a; // '*'
+const DOLLAR = 0x24; // '$'
+const CRLF = '\r\n';
+
+/** Options of {@link resp}. Every limit is in bytes unless it says otherwise. */
+export interface RespOptions {
+  /**
+   * Longest bulk string (one argument) accepted. Checked against the `$<length>` header before
+   * any of the body is buffered. Redis's `proto-max-bulk-len`. Default 536870912 (512 MiB).
+   */
+  maxBulkLength?: number;
+  /**
+   * Longest inline command (a request that does not start with `*`), and longest `*<count>` or
+   * `$<length>` header line. Redis's `PROTO_INLINE_MAX_SIZE`. Default 65536 (64 KiB).
+   */
+  maxInlineLength?: number;
+  /**
+   * Most arguments in one request (the `*<count>` header). Redis 6.2 fixed this at 1048576;
+   * Redis 7 accepts up to 2^31 - 1. Default 1048576.
+   */
+  maxArrayLength?: number;
+  /**
+   * Most bytes one request may occupy, headers included: the bound on what a single request can
+   * make a connection buffer. Redis's `client-query-buffer-limit`. Default 1073741824 (1 GiB).
+   */
+  maxLength?: number;
+}
+
+/** A RESP simple string reply: `+<value>\r\n`. The value must not contain CR or LF. */
+export class SimpleString {
+  constructor(readonly value: string) {}
+}
+
+/**
+ * A RESP error reply: `-<message>\r\n`. The message starts with the error code, as in
+ * `new ErrorReply('ERR syntax error')`. CR and LF in it are sent as spaces, as Redis does.
+ */
+export class ErrorReply {
+  constructor(readonly message: string) {}
+}
+
+/** Bytes that are already a complete RESP reply (a preencoded constant such as `+OK\r\n`); sent as is. */
+export class RawReply {
+  readonly bytes: Buffer;
+  constructor(bytes: Buffer | string) {
+    this.bytes = typeof bytes === 'string' ? Buffer.from(bytes, 'latin1') : bytes;
+  }
+}
+
+/**
+ * A reply the `resp` encoder writes:
+ * - `Uint8Array`: bulk string (binary safe); `string`: bulk string of its UTF-8 bytes;
+ * - `null`: the null bulk string `$-1`;
+ * - `number` (an integer) or `bigint`: integer reply;
+ * - an array: array reply of these, recursively;
+ * - {@link SimpleString}, {@link ErrorReply}, {@link RawReply}.
+ */
+export type RespReply =
+  | Uint8Array
+  | string
+  | null
+  | number
+  | bigint
+  | SimpleString
+  | ErrorReply
+  | RawReply
+  | readonly RespReply[];
+
+/**
+ * Where a request that arrives in many chunks was left: the elements already known complete,
+ * so the next `decode` resumes there instead of rewalking every header (which would cost
+ * O(n²) for a large array). Keyed by queue so the codec object itself stays stateless; valid
+ * only while `queue.scanned` still holds `marker` (the queue resets it whenever bytes are consumed).
+ */
+interface Progress {
+  marker: number;
+  /** Offset of the next element header. */
+  at: number;
+  /** Elements still to read. */
+  remaining: number;
+  /** Offset and length of each argument found so far. */
+  starts: number[];
+  lengths: number[];
+  /** The queue must hold at least this many bytes before walking on is worth trying. */
+  need: number;
+}
+
+const progress = new WeakMap<ByteQueue, Progress>();
+
+/**
+ * The RESP2 (Redis protocol) codec for a server: decodes requests, encodes replies.
+ *
+ * Requests are arrays of bulk strings (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`) or inline commands
+ * (`GET k\r\n`, split like Redis's `sdssplitargs`, quotes and escapes included); each decodes to
+ * its arguments as Buffers (zero-copy views of the socket's chunk when they lie in one: copy an
+ * argument you keep). An empty request (`*0`, `*-1`, a blank line) decodes to `[]`, which Redis
+ * ignores and so should the handler.
+ *
+ * A malformed request throws a `FrameError` whose message is the text Redis 7 sends, e.g.
+ * `Protocol error: invalid bulk length`; answer `-ERR <message>\r\n` and close, as Redis does
+ * (see {@link protocolErrorReply}).
+ *
+ * Security: `maxBulkLength` is checked from the `$<length>` header before any body is buffered,
+ * `maxInlineLength` bounds a line without a newline, `maxArrayLength` the argument count and
+ * `maxLength` the whole request, so a peer cannot make one connection buffer without bound.
+ */
+class RespCodec implements Codec<Buffer[], RespReply> {
+  readonly #maxBulkLength: number;
+  readonly #maxInlineLength: number;
+  readonly #maxArrayLength: number;
+  readonly #maxLength: number;
+
+  constructor(options: RespOptions) {
+    const {
+      maxBulkLength = 512 * 1024 * 1024,
+      maxInlineLength = 64 * 1024,
+      maxArrayLength = 1024 * 1024,
+      maxLength = 1024 * 1024 * 1024,
+    } = options;
+    this.#maxBulkLength = positiveInteger('maxBulkLength', maxBulkLength);
+    this.#maxInlineLength = positiveInteger('maxInlineLength', maxInlineLength);
+    this.#maxArrayLength = positiveInteger('maxArrayLength', maxArrayLength);
+    this.#maxLength = positiveInteger('maxLength', maxLength);
+  }
+
+  decode(queue: ByteQueue): Buffer[] | undefined {
+    const length = queue.length;
+    if (length === 0) return undefined;
+    return queue.byteAt(0) === STAR ? this.#multibulk(queue, length) : this.#inline(queue, length);
+  }
+
+  /** Mirrors Redis's processMultibulkBuffer, check for check and message for message. */
+  #multibulk(queue: ByteQueue, length: number): Buffer[] | undefined {
+    let state = progress.get(queue);
+    if (state !== undefined && state.marker === queue.scanned && queue.scanned !== 0) {
+      if (length < state.need) return undefined;
+    } else {
+      const nl = queue.indexOf(CR);
+      if (nl === -1) {
+        if (length > this.#maxInlineLength) throw new FrameTooLargeError('Protocol error: too big mbulk count string');
+        return undefined;
+      }
+      if (nl + 2 > length) return undefined; // the LF after the CR has not arrived yet
+      const count = parseInteger(queue, 1, nl);
+      if (Number.isNaN(count) || count > 2147483647) {
+        throw new FrameInvalidError('Protocol error: invalid multibulk length');
+      }
+      if (count > this.#maxArrayLength) throw new FrameTooLargeError('Protocol error: invalid multibulk length');
+      if (count <= 0) {
+        queue.skip(nl + 2);
+        return [];
+      }
+      state = { marker: 0, at: nl + 2, remaining: count, starts: [], lengths: [], need: 0 };
+    }
+
+    while (state.remaining > 0) {
+      const at = state.at;
+      const nl = at < length ? queue.indexOf(CR, at) : -1;
+      if (nl === -1) {
+        if (length - at > this.#maxInlineLength)
+          throw new FrameTooLargeError('Protocol error: too big bulk count string');
+        return this.#suspend(queue, state, at + 1);
+      }
+      if (nl + 2 > length) return this.#suspend(queue, state, nl + 2);
+      const first = queue.byteAt(at);
+      if (first !== DOLLAR) {
+        // Redis formats this with %c into a C string, so a NUL byte cuts the message short.
+        const got = first === 0 ? "'" : `'${charFor(first)}'`;
+        throw new FrameInvalidError(`Protocol error: expected '$', got ${got}`);
+      }
+      const bulk = parseInteger(queue, at + 1, nl);
+      if (Number.isNaN(bulk) || bulk < 0) throw new FrameInvalidError('Protocol error: invalid bulk length');
+      if (bulk > this.#maxBulkLength) throw new FrameTooLargeError('Protocol error: invalid bulk length');
+      const end = nl + 2 + bulk + 2;
+      if (end > this.#maxLength) {
+        throw new FrameTooLargeError(`Protocol error: request longer than maxLength (${this.#maxLength} bytes)`);
+      }
+      if (end > length) {
+        // The header is known good; only the body is missing. Wait for all of it at once.
+        state.at = at;
+        return this.#suspend(queue, state, end);
+      }
+      state.starts.push(nl + 2);
+      state.lengths.push(bulk);
+      state.at = end;
+      state.remaining--;
+    }
+
+    progress.delete(queue);
+    const { starts, lengths } = state;
+    const args = new Array<Buffer>(starts.length);
+    let consumed = 0;
+    for (let i = 0; i < starts.length; i++) {
+      queue.skip(starts[i]! - consumed);
+      args[i] = queue.take(lengths[i]!);
+      consumed = starts[i]! + lengths[i]!;
+    }
+    // Like Redis, the two bytes after a bulk body are skipped without checking they are CRLF.
+    queue.skip(state.at - consumed);
+    return args;
+  }
+
+  #suspend(queue: ByteQueue, state: Progress, need: number): undefined {
+    state.need = need;
+    state.marker = state.at;
+    queue.scanned = state.at;
+    progress.set(queue, state);
+    return undefined;
+  }
+
+  /** Mirrors Redis's processInlineBuffer. */
+  #inline(queue: ByteQueue, length: number): Buffer[] | undefined {
+    const nl = queue.indexOf(LF);
+    if (nl === -1) {
+      if (length > this.#maxInlineLength) throw new FrameTooLargeError('Protocol error: too big inline request');
+      return undefined;
+    }
+    const lineLength = nl > 0 && queue.byteAt(nl - 1) === CR ? nl - 1 : nl;
+    // Redis notices only when 64 KiB sit in its buffer without a newline, which depends on how
+    // reads are split; a line longer than the limit is refused whatever the chunking.
+    if (lineLength > this.#maxInlineLength) throw new FrameTooLargeError('Protocol error: too big inline request');
+    const line = queue.take(lineLength);
+    queue.skip(nl - lineLength + 1);
+    const args = splitArgs(line);
+    if (args === undefined) throw new FrameInvalidError('Protocol error: unbalanced quotes in request');
+    return args;
+  }
+
+  /**
+   * At end of stream a partial request is dropped without error, as Redis drops it: the peer has
+   * gone, so there is nobody to send a protocol error to.
+   */
+  decodeEnd(queue: ByteQueue): Buffer[] | undefined {
+    const request = this.decode(queue);
+    if (request === undefined) {
+      progress.delete(queue);
+      queue.clear();
+    }
+    return request;
+  }
+
+  /** Writes `reply` as RESP2. @throws FrameInvalidError for a number that is not an integer. */
+  encode(reply: RespReply, out: FrameSink): void {
+    if (reply === null) {
+      out.push('$-1\r\n');
+    } else if (reply instanceof Uint8Array) {
+      out.push(`$${reply.length}\r\n`, reply, CRLF);
+    } else if (typeof reply === 'string') {
+      out.push(`$${Buffer.byteLength(reply)}\r\n${reply}\r\n`);
+    } else if (typeof reply === 'number') {
+      if (!Number.isInteger(reply)) throw new FrameInvalidError(`integer reply expected, got ${reply}`);
+      out.push(`:${reply}\r\n`);
+    } else if (typeof reply === 'bigint') {
+      out.push(`:${reply}\r\n`);
+    } else if (reply instanceof RawReply) {
+      out.push(reply.bytes);
+    } else if (reply instanceof SimpleString) {
+      out.push(lineBytes('+', reply.value));
+    } else if (reply instanceof ErrorReply) {
+      out.push(lineBytes('-', reply.message));
+    } else {
+      out.push(`*${reply.length}\r\n`);
+      for (const item of reply) this.encode(item, out);
+    }
+  }
+}
+
+/** `+`/`-` line, latin1 so each char is one byte (messages quoting binary arguments stay byte-exact). */
+function lineBytes(prefix: string, text: string): Buffer | string {
+  const clean = text.replace(/[\r\n]/g, ' ');
+  return /^[\x20-\x7e]*$/.test(clean) ? `${prefix}${clean}\r\n` : Buffer.from(`${prefix}${clean}\r\n`, 'latin1');
+}
+
+/** One byte as the latin1 char Redis's `%c` prints. CR and LF become spaces, as Redis's error sanitizer does. */
+function charFor(byte: number): string {
+  return byte === CR || byte === LF ? ' ' : String.fromCharCode(byte);
+}
+
+/**
+ * Redis's string2ll over queue bytes [start, end): optional '-', no '+', no leading zeros, no
+ * spaces, at most 20 chars. Returns NaN when invalid; values beyond 2^53 lose precision but
+ * stay beyond every limit they are compared with.
+ */
+function parseInteger(queue: ByteQueue, start: number, end: number): number {
+  const len = end - start;
+  if (len <= 0 || len >= 21) return Number.NaN;
+  let i = start;
+  let negative = false;
+  if (queue.byteAt(i) === 0x2d) {
+    negative = true;
+    i++;
+    if (i === end) return Number.NaN;
+  }
+  const lead = queue.byteAt(i);
+  if (lead === 0x30) return len === 1 ? 0 : Number.NaN;
+  if (lead < 0x31 || lead > 0x39) return Number.NaN;
+  let value = 0;
+  for (; i < end; i++) {
+    const c = queue.byteAt(i);
+    if (c < 0x30 || c > 0x39) return Number.NaN;
+    value = value * 10 + (c - 0x30);
+  }
+  // 19 digits may overflow a signed 64-bit integer, which Redis rejects.
+  if (negative ? value > 2 ** 63 : value >= 2 ** 63) return Number.NaN;
+  return negative ? -value : value;
+}
+
+const isSpace = (c: number): boolean => c === 0x20 || (c >= 0x09 && c <= 0x0d);
+const isHex = (c: number): boolean => (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46);
+const hexValue = (c: number): number => (c <= 0x39 ? c - 0x30 : (c | 0x20) - 0x61 + 10);
+
+/**
+ * Redis's sdssplitargs: blanks separate arguments; "double quotes" take \n \r \t \b \a \xHH and
+ * \<any> escapes; 'single quotes' take \'; a closing quote must be followed by a blank or the
+ * end. Like the C original the line ends at a NUL byte. Returns undefined for unbalanced quotes.
+ */
+export function splitArgs(line: Buffer): Buffer[] | undefined {
+  const zero = line.indexOf(0);
+  const n = zero === -1 ? line.length : zero;
+  const at = (i: number): number => (i < n ? line[i]! : 0);
+  const args: Buffer[] = [];
+  let p = 0;
+  for (;;) {
+    while (p < n && isSpace(line[p]!)) p++;
+    if (p >= n) return args;
+    const current: number[] = [];
+    let inDouble = false;
+    let inSingle = false;
+    let done = false;
+    const tokenStart = p;
+    let plain = true; // no quotes or escapes: the token is a plain slice of the line
+    while (!done) {
+      const c = at(p);
+      if (inDouble) {
+        if (c === 0x5c && at(p + 1) === 0x78 && isHex(at(p + 2)) && isHex(at(p + 3))) {
+          current.push(hexValue(at(p + 2)) * 16 + hexValue(at(p + 3)));
+          p += 3;
+        } else if (c === 0x5c && at(p + 1) !== 0) {
+          p++;
+          const e = at(p);
+          current.push(
+            e === 0x6e ? LF : e === 0x72 ? CR : e === 0x74 ? 0x09 : e === 0x62 ? 0x08 : e === 0x61 ? 0x07 : e,
+          );
+        } else if (c === 0x22) {
+          if (at(p + 1) !== 0 && !isSpace(at(p + 1))) return undefined;
+          done = true;
+        } else if (c === 0) {
+          return undefined;
+        } else {
+          current.push(c);
+        }
+      } else if (inSingle) {
+        if (c === 0x5c && at(p + 1) === 0x27) {
+          p++;
+          current.push(0x27);
+        } else if (c === 0x27) {
+          if (at(p + 1) !== 0 && !isSpace(at(p + 1))) return undefined;
+          done = true;
+        } else if (c === 0) {
+          return undefined;
+        } else {
+          current.push(c);
+        }
+      } else if (c === 0x20 || c === LF || c === CR || c === 0x09 || c === 0) {
+        done = true;
+      } else if (c === 0x22) {
+        inDouble = true;
+        plain = false;
+      } else if (c === 0x27) {
+        inSingle = true;
+        plain = false;
+      } else {
+        current.push(c);
+      }
+      if (p < n) p++;
+    }
+    args.push(plain ? line.subarray(tokenStart, tokenStart + current.length) : Buffer.from(current));
+  }
+}
+
+function positiveInteger(name: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+    throw new InvalidOptionError(name, `must be a positive integer, got ${String(value)}`);
+  }
+  return value;
+}
+
+/**
+ * The bytes Redis sends for a malformed request: `-ERR <message>\r\n`, the message of the
+ * `FrameError` the decoder threw (latin1, so a quoted byte goes back as that byte).
+ */
+export function protocolErrorReply(error: Error): Buffer {
+  return Buffer.from(`-ERR ${error.message.replace(/[\r\n]/g, ' ')}\r\n`, 'latin1');
+}
+
+/**
+ * A codec for RESP2 servers: `conn.frames(resp())` yields each request's arguments,
+ * `conn.writeFrame(codec, reply)` sends a {@link RespReply}. See {@link RespOptions} for limits.
+ */
+export function resp(options: RespOptions = {}): Codec<Buffer[], RespReply> {
+  return new RespCodec(options);
+}
