@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { encodeCommand, exchange, needs, type Running, startKv, startRedis } from './kv-helpers.js';
 
-type Script = Array<string[] | Buffer>;
+type Script = Array<Array<string | Buffer> | Buffer>;
 
 const B = (s: string): Buffer => Buffer.from(s, 'latin1');
 const ESC = (s: string): Buffer => B(s); // readability: a raw inline or malformed request
