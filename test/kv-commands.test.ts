@@ -1,0 +1,166 @@
+/** The kv command executor as a pure function of (store, client, args, now): no sockets, no clock. */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { ClientState, ServerContext } from '../examples/kv/commands.js';
+import { globMatch } from '../examples/kv/glob.js';
+import { addInt64, parseInt64 } from '../examples/kv/numbers.js';
+import { Store } from '../examples/kv/store.js';
+import { COMMANDS, execute } from '../examples/kv/table.js';
+import { type RespReply, resp } from '../src/framing/resp.js';
+
+function session() {
+  const ctx: ServerContext = { store: new Store(), startedAt: 0, version: '7.0.0', connectedClients: () => 1 };
+  const client: ClientState = { id: 7, name: null, quit: false };
+  const codec = resp();
+  /** Runs one command at time `now` and returns the reply as RESP text. */
+  const run = (now: number, ...args: string[]): string => {
+    const reply: RespReply = execute(
+      ctx,
+      client,
+      args.map((a) => Buffer.from(a, 'latin1')),
+      now,
+    );
+    const chunks: Array<Uint8Array | string> = [];
+    codec.encode(reply, { push: (...c) => chunks.push(...c) });
+    return Buffer.concat(chunks.map((c) => (typeof c === 'string' ? Buffer.from(c) : c))).toString('latin1');
+  };
+  return { ctx, client, run };
+}
+
+describe('kv commands', () => {
+  test('SET PX expires lazily at the deadline, not before', () => {
+    const { run } = session();
+    assert.equal(run(1000, 'SET', 'k', 'v', 'PX', '100'), '+OK\r\n');
+    assert.equal(run(1099, 'GET', 'k'), '$1\r\nv\r\n');
+    assert.equal(run(1099, 'PTTL', 'k'), ':1\r\n');
+    assert.equal(run(1100, 'GET', 'k'), '$-1\r\n');
+    assert.equal(run(1100, 'TTL', 'k'), ':-2\r\n');
+  });
+
+  test('TTL rounds to the nearest second as Redis does', () => {
+    const { run } = session();
+    run(0, 'SET', 'k', 'v', 'PX', '1499');
+    assert.equal(run(0, 'TTL', 'k'), ':1\r\n');
+    run(0, 'SET', 'k', 'v', 'PX', '1500');
+    assert.equal(run(0, 'TTL', 'k'), ':2\r\n');
+  });
+
+  test('EXPIRE in the past deletes the key and replies 1', () => {
+    const { run } = session();
+    run(5000, 'SET', 'k', 'v');
+    assert.equal(run(5000, 'EXPIRE', 'k', '-1'), ':1\r\n');
+    assert.equal(run(5000, 'EXISTS', 'k'), ':0\r\n');
+  });
+
+  test('SET without KEEPTTL clears the TTL; INCR and APPEND keep it', () => {
+    const { run } = session();
+    run(0, 'SET', 'n', '1', 'EX', '10');
+    run(0, 'INCR', 'n');
+    run(0, 'APPEND', 'n', '0');
+    assert.equal(run(0, 'TTL', 'n'), ':10\r\n');
+    assert.equal(run(0, 'GET', 'n'), '$2\r\n20\r\n');
+    run(0, 'SET', 'n', '1');
+    assert.equal(run(0, 'TTL', 'n'), ':-1\r\n');
+  });
+
+  test('values are copied out of the request buffer', () => {
+    const { ctx } = session();
+    const client: ClientState = { id: 1, name: null, quit: false };
+    const value = Buffer.from('abc');
+    execute(ctx, client, [Buffer.from('SET'), Buffer.from('k'), value], 0);
+    value.fill(0x78);
+    assert.equal(ctx.store.get('k', 0)?.toString(), 'abc');
+  });
+
+  test('QUIT flags the client to close after the reply', () => {
+    const { run, client } = session();
+    assert.equal(run(0, 'QUIT'), '+OK\r\n');
+    assert.equal(client.quit, true);
+  });
+
+  test('CLIENT SETNAME and HELLO SETNAME name the connection', () => {
+    const { run, client } = session();
+    assert.equal(run(0, 'CLIENT', 'SETNAME', 'a'), '+OK\r\n');
+    assert.equal(client.name?.toString(), 'a');
+    run(0, 'HELLO', '2', 'SETNAME', 'b');
+    assert.equal(run(0, 'CLIENT', 'GETNAME'), '$1\r\nb\r\n');
+  });
+
+  test('HELLO 3 is refused with NOPROTO (RESP3 is not spoken)', () => {
+    assert.equal(session().run(0, 'HELLO', '3'), '-NOPROTO unsupported protocol version\r\n');
+  });
+
+  test('COMMAND COUNT, LIST and DOCS describe the table', () => {
+    const { run } = session();
+    assert.equal(run(0, 'COMMAND', 'COUNT'), `:${COMMANDS.size}\r\n`);
+    assert.match(run(0, 'COMMAND', 'DOCS', 'get'), /^\*2\r\n\$3\r\nget\r\n\*6\r\n\$7\r\nsummary\r\n/);
+    assert.match(run(0, 'COMMAND', 'INFO', 'get', 'nope'), /^\*2\r\n\*10\r\n\$3\r\nget\r\n:2\r\n/);
+  });
+
+  test('INFO keyspace counts keys and expiries', () => {
+    const { run } = session();
+    run(0, 'MSET', 'a', '1', 'b', '2');
+    run(0, 'EXPIRE', 'a', '10');
+    assert.equal(run(0, 'INFO', 'keyspace'), '$44\r\n# Keyspace\r\ndb0:keys=2,expires=1,avg_ttl=0\r\n\r\n');
+  });
+});
+
+describe('Store#sweep', () => {
+  test('removes expired keys in steps, resuming where it stopped', () => {
+    const store = new Store();
+    for (let i = 0; i < 50; i++) store.set(`k${i}`, Buffer.from('v'), i % 2 === 0 ? 100 : 10_000);
+    let removed = 0;
+    for (let step = 0; step < 6; step++) removed += store.sweep(200, 10);
+    assert.equal(removed, 25);
+    assert.equal(store.size, 25);
+    assert.equal(store.expiresCount, 25);
+  });
+});
+
+describe('globMatch', () => {
+  const cases: Array<[string, string, boolean]> = [
+    ['*', 'anything', true],
+    ['h?llo', 'hello', true],
+    ['h?llo', 'hllo', false],
+    ['h*llo', 'heeeello', true],
+    ['h[ae]llo', 'hallo', true],
+    ['h[^e]llo', 'hello', false],
+    ['h[a-c]llo', 'hbllo', true],
+    ['h[c-a]llo', 'hbllo', true],
+    ['h\\*llo', 'h*llo', true],
+    ['h\\*llo', 'hello', false],
+    ['*a*a*a*a*a*b', 'a'.repeat(40), false],
+    ['', '', true],
+    ['a', '', false],
+  ];
+  for (const [pattern, subject, expected] of cases) {
+    test(`${pattern} ~ ${subject}: ${expected}`, () =>
+      assert.equal(globMatch(Buffer.from(pattern), Buffer.from(subject)), expected));
+  }
+});
+
+describe('parseInt64 and addInt64', () => {
+  const parse: Array<[string, number | bigint | undefined]> = [
+    ['0', 0],
+    ['-1', -1],
+    ['9223372036854775807', 9223372036854775807n],
+    ['-9223372036854775808', -9223372036854775808n],
+    ['9223372036854775808', undefined],
+    ['-0', undefined],
+    ['01', undefined],
+    ['+1', undefined],
+    [' 1', undefined],
+    ['1.0', undefined],
+    ['', undefined],
+  ];
+  for (const [text, expected] of parse)
+    test(`parse ${JSON.stringify(text)}`, () => assert.equal(parseInt64(Buffer.from(text)), expected));
+
+  test('sums stay numbers while safe and refuse to leave int64', () => {
+    assert.equal(addInt64(1, 2), 3);
+    assert.equal(addInt64(Number.MAX_SAFE_INTEGER, 1), 9007199254740992n);
+    assert.equal(addInt64(9007199254740992n, -1), Number.MAX_SAFE_INTEGER);
+    assert.equal(addInt64(9223372036854775807n, 1), undefined);
+    assert.equal(addInt64(-9223372036854775808n, -1), undefined);
+  });
+});

@@ -1,0 +1,304 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import fc from 'fast-check';
+import { ByteQueue } from '../src/byte-queue.js';
+import { FrameInvalidError, FrameTooLargeError, InvalidOptionError } from '../src/errors.js';
+import {
+  ErrorReply,
+  protocolErrorReply,
+  RawReply,
+  type RespOptions,
+  type RespReply,
+  resp,
+  SimpleString,
+  splitArgs,
+} from '../src/framing/resp.js';
+
+const queueOf = (...chunks: Array<string | Buffer>): ByteQueue => {
+  const q = new ByteQueue();
+  for (const c of chunks) q.push(typeof c === 'string' ? Buffer.from(c, 'latin1') : c);
+  return q;
+};
+
+/** Every request in `input` as latin1 strings; stops at the first undefined. */
+function decodeAll(input: string, options?: RespOptions): string[][] {
+  const codec = resp(options);
+  const q = queueOf(input);
+  const out: string[][] = [];
+  for (let r = codec.decode(q); r !== undefined; r = codec.decode(q)) out.push(r.map((b) => b.toString('latin1')));
+  return out;
+}
+
+const encode = (reply: RespReply): string => {
+  const chunks: Array<Uint8Array | string> = [];
+  resp().encode(reply, { push: (...c) => chunks.push(...c) });
+  return Buffer.concat(chunks.map((c) => (typeof c === 'string' ? Buffer.from(c) : c))).toString('latin1');
+};
+
+const encodeCommand = (args: Buffer[]): Buffer => {
+  const chunks: Array<Uint8Array | string> = [];
+  resp().encode(args, { push: (...c) => chunks.push(...c) });
+  return Buffer.concat(chunks.map((c) => (typeof c === 'string' ? Buffer.from(c) : c)));
+};
+
+describe('resp#decode', () => {
+  const cases: Array<[string, string, string[][]]> = [
+    ['one array', '*2\r\n$3\r\nGET\r\n$1\r\nk\r\n', [['GET', 'k']]],
+    ['pipelined arrays', '*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\n', [['PING'], ['ECHO', 'hi']]],
+    ['empty bulk', '*2\r\n$4\r\nECHO\r\n$0\r\n\r\n', [['ECHO', '']]],
+    ['binary bulk with CRLF inside', '*1\r\n$4\r\n\r\n\x00\xff\r\n', [['\r\n\x00\xff']]],
+    ['bytes after a body are skipped unchecked, as Redis does', '*1\r\n$4\r\nPINGxx', [['PING']]],
+    ['*0 is an empty request', '*0\r\n*1\r\n$4\r\nPING\r\n', [[], ['PING']]],
+    ['*-1 is an empty request', '*-1\r\n', [[]]],
+    ['inline', 'GET k\r\n', [['GET', 'k']]],
+    ['inline with LF only', 'GET k\nPING\n', [['GET', 'k'], ['PING']]],
+    ['inline blank lines are empty requests', '\r\n  \r\n', [[], []]],
+    ['inline double quotes and escapes', 'SET "a b" "\\x41\\n\\t\\"\\q"\r\n', [['SET', 'a b', 'A\n\t"q']]],
+    ['inline single quotes', "ECHO 'it\\'s' ''\r\n", [['ECHO', "it's", '']]],
+    ['inline tabs separate arguments', 'ECHO\ta\t b\r\n', [['ECHO', 'a', 'b']]],
+    ['inline invalid hex escape is literal', 'ECHO "\\x4g"\r\n', [['ECHO', 'x4g']]],
+    ['incomplete header', '*2\r', []],
+    ['incomplete body', '*1\r\n$4\r\nPI', []],
+    ['incomplete trailing CRLF', '*1\r\n$4\r\nPING\r', []],
+    ['incomplete inline', 'PING', []],
+  ];
+  for (const [name, input, expected] of cases) {
+    test(name, () => assert.deepEqual(decodeAll(input), expected));
+  }
+
+  const errors: Array<[string, string, RespOptions, typeof FrameInvalidError | typeof FrameTooLargeError, string]> = [
+    ['bad multibulk length', '*x\r\n', {}, FrameInvalidError, 'Protocol error: invalid multibulk length'],
+    ['multibulk length with +', '*+1\r\n', {}, FrameInvalidError, 'Protocol error: invalid multibulk length'],
+    [
+      'multibulk length beyond int32',
+      '*2147483648\r\n',
+      {},
+      FrameInvalidError,
+      'Protocol error: invalid multibulk length',
+    ],
+    [
+      'multibulk length beyond maxArrayLength',
+      '*4\r\n',
+      { maxArrayLength: 3 },
+      FrameTooLargeError,
+      'Protocol error: invalid multibulk length',
+    ],
+    ['expected $', '*1\r\n:1\r\n', {}, FrameInvalidError, "Protocol error: expected '$', got ':'"],
+    [
+      'expected $, got NUL (C string cut)',
+      '*1\r\n\x00x\r\n',
+      {},
+      FrameInvalidError,
+      "Protocol error: expected '$', got '",
+    ],
+    ['negative bulk length', '*1\r\n$-1\r\n', {}, FrameInvalidError, 'Protocol error: invalid bulk length'],
+    ['bulk length with a space', '*1\r\n$ 1\r\n', {}, FrameInvalidError, 'Protocol error: invalid bulk length'],
+    [
+      'bulk length beyond 512 MiB',
+      '*1\r\n$536870913\r\n',
+      {},
+      FrameTooLargeError,
+      'Protocol error: invalid bulk length',
+    ],
+    [
+      'bulk length beyond maxBulkLength',
+      '*1\r\n$11\r\n',
+      { maxBulkLength: 10 },
+      FrameTooLargeError,
+      'Protocol error: invalid bulk length',
+    ],
+    [
+      'request beyond maxLength',
+      '*2\r\n$5\r\nhello\r\n$5\r\n',
+      { maxLength: 20 },
+      FrameTooLargeError,
+      'Protocol error: request longer than maxLength (20 bytes)',
+    ],
+    ['unbalanced double quotes', 'ECHO "a\r\n', {}, FrameInvalidError, 'Protocol error: unbalanced quotes in request'],
+    [
+      'closing quote glued to text',
+      "ECHO 'a'b\r\n",
+      {},
+      FrameInvalidError,
+      'Protocol error: unbalanced quotes in request',
+    ],
+    [
+      'inline beyond maxInlineLength',
+      `${'a'.repeat(11)}\r\n`,
+      { maxInlineLength: 10 },
+      FrameTooLargeError,
+      'Protocol error: too big inline request',
+    ],
+    [
+      'no newline beyond maxInlineLength',
+      'a'.repeat(11),
+      { maxInlineLength: 10 },
+      FrameTooLargeError,
+      'Protocol error: too big inline request',
+    ],
+    [
+      'multibulk header without CR beyond maxInlineLength',
+      `*${'1'.repeat(11)}`,
+      { maxInlineLength: 10 },
+      FrameTooLargeError,
+      'Protocol error: too big mbulk count string',
+    ],
+    [
+      'bulk header without CR beyond maxInlineLength',
+      `*1\r\n$${'1'.repeat(11)}`,
+      { maxInlineLength: 10 },
+      FrameTooLargeError,
+      'Protocol error: too big bulk count string',
+    ],
+  ];
+  for (const [name, input, options, type, message] of errors) {
+    test(`throws: ${name}`, () => {
+      assert.throws(
+        () => decodeAll(input, options),
+        (err: Error) => err instanceof type && err.message === message,
+      );
+    });
+  }
+
+  test('valid requests before a malformed one decode first', () => {
+    const codec = resp();
+    const q = queueOf('PING\r\n*1\r\n$x\r\n');
+    assert.deepEqual(codec.decode(q)?.map(String), ['PING']);
+    assert.throws(() => codec.decode(q), FrameInvalidError);
+  });
+
+  test('an oversized bulk is refused from its header, before any body arrives', () => {
+    const q = queueOf('*2\r\n$3\r\nSET\r\n$1073741824\r\n');
+    assert.throws(() => resp().decode(q), FrameTooLargeError);
+  });
+
+  test('returns undefined without consuming while a request is incomplete', () => {
+    const codec = resp();
+    const q = queueOf('*2\r\n$3\r\nGET\r\n$1');
+    assert.equal(codec.decode(q), undefined);
+    assert.equal(q.length, 15);
+    q.push(Buffer.from('\r\nk\r\n'));
+    assert.deepEqual(codec.decode(q)?.map(String), ['GET', 'k']);
+    assert.equal(q.length, 0);
+  });
+
+  test('a large array fed a byte at a time decodes once, to the same arguments', () => {
+    const args = Array.from({ length: 2000 }, (_, i) => Buffer.from(`v${i}`));
+    const bytes = encodeCommand(args);
+    const codec = resp();
+    const q = new ByteQueue();
+    const results: Buffer[][] = [];
+    for (let i = 0; i < bytes.length; i++) {
+      q.push(bytes.subarray(i, i + 1));
+      const r = codec.decode(q);
+      if (r !== undefined) results.push(r);
+    }
+    assert.equal(results.length, 1);
+    assert.deepEqual(results[0], args);
+  });
+
+  test('progress is discarded when the queue is consumed by someone else', () => {
+    const codec = resp();
+    const q = queueOf('*2\r\n$1\r\na\r\n');
+    assert.equal(codec.decode(q), undefined);
+    q.clear();
+    q.push(Buffer.from('*1\r\n$4\r\nPING\r\n'));
+    assert.deepEqual(codec.decode(q)?.map(String), ['PING']);
+  });
+
+  test('one codec object serves many queues at once', () => {
+    const codec = resp();
+    const a = queueOf('*2\r\n$3\r\nGET\r\n');
+    const b = queueOf('*1\r\n$4\r\nPI');
+    assert.equal(codec.decode(a), undefined);
+    assert.equal(codec.decode(b), undefined);
+    a.push(Buffer.from('$1\r\na\r\n'));
+    b.push(Buffer.from('NG\r\n'));
+    assert.deepEqual(codec.decode(b)?.map(String), ['PING']);
+    assert.deepEqual(codec.decode(a)?.map(String), ['GET', 'a']);
+  });
+
+  test('decodeEnd returns a complete request and drops a partial one, as Redis does', () => {
+    const codec = resp();
+    assert.deepEqual(codec.decodeEnd!(queueOf('PING\r\n'))?.map(String), ['PING']);
+    const q = queueOf('*1\r\n$4\r\nPI');
+    assert.equal(codec.decodeEnd!(q), undefined);
+    assert.equal(q.length, 0);
+  });
+
+  test('property: any commands, encoded and split into any chunks, decode to the same commands', () => {
+    const arg = fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from(a));
+    const command = fc.array(arg, { minLength: 1, maxLength: 8 });
+    fc.assert(
+      fc.property(
+        fc.array(command, { minLength: 1, maxLength: 10 }),
+        fc.array(fc.nat(), { maxLength: 20 }),
+        (commands, cuts) => {
+          const bytes = Buffer.concat(commands.map(encodeCommand));
+          const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((x, y) => x - y);
+          const codec = resp();
+          const q = new ByteQueue();
+          const decoded: Buffer[][] = [];
+          let from = 0;
+          for (const to of [...points, bytes.length]) {
+            q.push(bytes.subarray(from, to));
+            from = to;
+            for (let r = codec.decode(q); r !== undefined; r = codec.decode(q)) decoded.push(r);
+          }
+          assert.deepEqual(decoded, commands);
+          assert.equal(q.length, 0);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe('resp#encode', () => {
+  const cases: Array<[string, RespReply, string]> = [
+    ['bulk from bytes', Buffer.from('a\r\nb'), '$4\r\na\r\nb\r\n'],
+    ['bulk from a string (UTF-8)', 'é', '$2\r\n\xc3\xa9\r\n'],
+    ['empty bulk', '', '$0\r\n\r\n'],
+    ['null bulk', null, '$-1\r\n'],
+    ['integer', -42, ':-42\r\n'],
+    ['bigint', 9223372036854775807n, ':9223372036854775807\r\n'],
+    ['simple string', new SimpleString('OK'), '+OK\r\n'],
+    ['error', new ErrorReply('ERR boom'), '-ERR boom\r\n'],
+    ['error with CR LF becomes spaces', new ErrorReply('ERR a\r\nb'), '-ERR a  b\r\n'],
+    ['error quoting a latin1 byte stays one byte', new ErrorReply("ERR 'é'"), "-ERR '\xe9'\r\n"],
+    ['raw', new RawReply('+PONG\r\n'), '+PONG\r\n'],
+    ['empty array', [], '*0\r\n'],
+    ['nested array', [1, [null, 'x']], '*2\r\n:1\r\n*2\r\n$-1\r\n$1\r\nx\r\n'],
+  ];
+  for (const [name, reply, expected] of cases) test(name, () => assert.equal(encode(reply), expected));
+
+  test('a non-integer number is refused', () => assert.throws(() => encode(1.5), FrameInvalidError));
+
+  test('protocolErrorReply is the -ERR line Redis sends', () => {
+    assert.equal(
+      protocolErrorReply(new FrameInvalidError("Protocol error: expected '$', got '\xe9'")).toString('latin1'),
+      "-ERR Protocol error: expected '$', got '\xe9'\r\n",
+    );
+  });
+});
+
+describe('resp options', () => {
+  for (const option of ['maxBulkLength', 'maxInlineLength', 'maxArrayLength', 'maxLength'] as const) {
+    test(`${option} must be a positive integer`, () => {
+      assert.throws(
+        () => resp({ [option]: 0 }),
+        (err: Error) => err instanceof InvalidOptionError && err.message.startsWith(option),
+      );
+      assert.throws(() => resp({ [option]: 1.5 }), InvalidOptionError);
+    });
+  }
+});
+
+describe('splitArgs', () => {
+  test('stops at a NUL byte, like the C original', () => {
+    assert.deepEqual(splitArgs(Buffer.from('a b\x00c d'))?.map(String), ['a', 'b']);
+  });
+  test('a quote inside a token opens a quoted part', () => {
+    assert.deepEqual(splitArgs(Buffer.from('a"b c"'))?.map(String), ['ab c']);
+  });
+});
