@@ -24,11 +24,14 @@ export type TextEncoding = 'utf8' | 'latin1';
  * Offsets passed to the peek methods (`byteAt`, `indexOf`, `u8`, `u16be`, ...) count from the
  * first unconsumed byte. They read across chunk boundaries without concatenating.
  *
- * Complexity (k = number of chunks held, usually 1-3; n = bytes involved):
- * - `push`, `length`: O(1).
- * - `byteAt`, `u8` ... `u64le`: O(1) when the bytes lie in the first chunk, else O(k).
+ * Complexity (k = number of chunks held, usually 1-3 since tiny chunks are gathered into one;
+ * n = bytes involved):
+ * - `push`, `length`: O(1); a chunk of at most `coalesceMax` bytes is copied, O(its length).
+ * - `byteAt`, `u8` ... `u64le`: O(1) when the bytes lie in the first chunk, else O(k), and
+ *   amortised O(1) for offsets that grow between consumptions (a cursor remembers the chunk).
  * - `indexOf`: O(n) in the bytes searched (native `Buffer#indexOf` inside each chunk, plus at
- *   most `sequence.length - 1` byte compares at each chunk boundary).
+ *   most `sequence.length - 1` byte compares at each chunk boundary); resuming at `scanned`
+ *   does not walk the chunks already searched.
  * - `take(n)`: O(1) and zero-copy when the n bytes lie in the first chunk; otherwise one O(n) copy.
  * - `takeString(n)`: decodes straight from the chunk when the n bytes lie in it; otherwise
  *   copies them once into a scratch buffer (from the pool, when the queue has one).

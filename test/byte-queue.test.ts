@@ -51,7 +51,7 @@ describe('ByteQueue#push (tiny chunks)', () => {
       q.push(Buffer.from([i & 0xff, (i >> 8) & 0xff]));
       frames.push(q.take(2));
     }
-    frames.forEach((f, i) => assert.deepEqual([...f], [i & 0xff, (i >> 8) & 0xff]));
+    for (const [i, f] of frames.entries()) assert.deepEqual([...f], [i & 0xff, (i >> 8) & 0xff]);
   });
 
   it('coalesceMax 0 queues every chunk as is', () => {
