@@ -1,0 +1,215 @@
+/**
+ * tcpkit kv against a real redis-server, same machine, same run:
+ * `redis-benchmark -t ping,set,get -c 50 -n 200000`, without and with `-P 16`. Each server is
+ * pinned to core 0 and redis-benchmark to core 1 (taskset), so each server gets one core as
+ * Redis has one main thread. Writes docs/benchmarks-kv.md.
+ *
+ * Run: `node --import tsx bench/kv.ts` (about a minute; stops by itself).
+ * Env: KV_BENCH_REQUESTS (default 200000), KV_BENCH_OUT (default docs/benchmarks-kv.md).
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+
+const REQUESTS = Number(process.env.KV_BENCH_REQUESTS ?? 200_000);
+const OUT = process.env.KV_BENCH_OUT ?? fileURLToPath(new URL('../docs/benchmarks-kv.md', import.meta.url));
+const CLIENTS = 50;
+const TESTS = 'ping,set,get';
+/** No single redis-benchmark run may take longer than this: the bench always ends. */
+const RUN_TIMEOUT_MS = 120_000;
+
+const hasTaskset = tryExec('taskset', ['--version']) !== undefined;
+const cores = os.cpus().length;
+const pin = (core: number, cmd: string, args: string[]): [string, string[]] =>
+  hasTaskset && cores > 1 ? ['taskset', ['-c', String(core), cmd, ...args]] : [cmd, args];
+
+function tryExec(cmd: string, args: string[]): string | undefined {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch {
+    return undefined;
+  }
+}
+
+async function freePort(): Promise<number> {
+  const probe = net.createServer().listen(0, '127.0.0.1');
+  await once(probe, 'listening');
+  const { port } = probe.address() as net.AddressInfo;
+  probe.close();
+  await once(probe, 'close');
+  return port;
+}
+
+/** Spawns a server and resolves once it prints `ready` on stdout. */
+async function startServer(cmd: string, args: string[], ready: string, env?: NodeJS.ProcessEnv): Promise<ChildProcess> {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
+  let out = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${cmd} did not start: ${out}`)), 15_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes(ready)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`${cmd} exited with ${code}: ${out}`)));
+  });
+  child.stdout!.resume();
+  return child;
+}
+
+interface Row {
+  test: string;
+  rps: number;
+  p99: number;
+}
+
+/** One redis-benchmark run; rows from its --csv output. */
+async function benchmark(port: number, pipeline: number): Promise<Row[]> {
+  const [cmd, args] = pin(1, 'redis-benchmark', [
+    '-h',
+    '127.0.0.1',
+    '-p',
+    String(port),
+    '-t',
+    TESTS,
+    '-c',
+    String(CLIENTS),
+    '-n',
+    String(REQUESTS),
+    '-P',
+    String(pipeline),
+    '--csv',
+  ]);
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), RUN_TIMEOUT_MS);
+  const [code] = (await once(child, 'exit')) as [number | null];
+  clearTimeout(timer);
+  if (code !== 0) throw new Error(`redis-benchmark exited with ${code}: ${stderr}${stdout}`);
+  const lines = stdout.trim().split('\n');
+  const header = lines[0]!.split(',').map((f) => f.replace(/"/g, ''));
+  const col = (name: string): number => header.indexOf(name);
+  return lines.slice(1).map((line) => {
+    const f = line.split(',').map((x) => x.replace(/"/g, ''));
+    return { test: f[col('test')]!, rps: Number(f[col('rps')]), p99: Number(f[col('p99_latency_ms')]) };
+  });
+}
+
+function cpuModel(): string {
+  try {
+    const m = /model name\s*:\s*(.+)/.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m) return m[1]!.trim();
+  } catch {}
+  return os.cpus()[0]?.model ?? 'unknown';
+}
+
+async function main(): Promise<void> {
+  if (tryExec('redis-server', ['--version']) === undefined || tryExec('redis-benchmark', ['--version']) === undefined) {
+    console.error('redis-server and redis-benchmark are needed: apt-get install redis-server redis-tools');
+    process.exit(1);
+  }
+  const redisVersion = /v=(\S+)/.exec(tryExec('redis-server', ['--version']) ?? '')?.[1] ?? 'unknown';
+  const load = os.loadavg()[0]!.toFixed(2);
+  const [redisPort, kvPort] = await Promise.all([freePort(), freePort()]);
+  const [rc, ra] = pin(0, 'redis-server', [
+    '--port',
+    String(redisPort),
+    '--bind',
+    '127.0.0.1',
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+  ]);
+  const [kc, ka] = pin(0, process.execPath, [
+    '--import',
+    'tsx',
+    fileURLToPath(new URL('../examples/kv/main.ts', import.meta.url)),
+  ]);
+  const redis = await startServer(rc, ra, 'Ready to accept connections');
+  const kv = await startServer(kc, ka, 'kv listening on', { PORT: String(kvPort) });
+  const results: Array<{ pipeline: number; redis: Row[]; kv: Row[] }> = [];
+  try {
+    for (const pipeline of [1, 16]) {
+      // A short warm-up lets V8 optimise the kv hot path before it is measured.
+      const [wc, wa] = pin(1, 'redis-benchmark', [
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(kvPort),
+        '-t',
+        TESTS,
+        '-n',
+        '20000',
+        '-q',
+      ]);
+      execFileSync(wc, wa, { stdio: 'ignore', timeout: RUN_TIMEOUT_MS });
+      console.error(`-P ${pipeline}: redis-server ...`);
+      const r = await benchmark(redisPort, pipeline);
+      console.error(`-P ${pipeline}: tcpkit kv ...`);
+      const k = await benchmark(kvPort, pipeline);
+      results.push({ pipeline, redis: r, kv: k });
+    }
+  } finally {
+    for (const child of [redis, kv]) {
+      child.kill('SIGTERM');
+      if (child.exitCode === null) await once(child, 'exit');
+    }
+  }
+
+  const rows: string[] = [];
+  for (const { pipeline, redis: r, kv: k } of results) {
+    for (const rr of r) {
+      const kk = k.find((x) => x.test === rr.test);
+      if (kk === undefined) continue;
+      rows.push(
+        `| ${rr.test} | ${pipeline} | ${fmt(rr.rps)} | ${rr.p99.toFixed(3)} | ${fmt(kk.rps)} | ${kk.p99.toFixed(3)} | ${(kk.rps / rr.rps).toFixed(2)}x |`,
+      );
+    }
+  }
+  const sum = (rows: Row[]): number => rows.reduce((s, x) => s + x.rps, 0);
+  const ratioAt = (pipeline: number): number => {
+    const r = results.find((x) => x.pipeline === pipeline)!;
+    return sum(r.kv) / Math.max(1, sum(r.redis));
+  };
+  const ratio = ratioAt(1);
+  const md = `<!-- Generated by \`node --import tsx bench/kv.ts\` on ${new Date().toISOString().slice(0, 10)}; merged into docs/benchmarks.md. -->
+## kv: tcpkit's Redis-protocol example against redis-server
+
+\`redis-benchmark -t ${TESTS} -c ${CLIENTS} -n ${REQUESTS}\`, without and with \`-P 16\`, against a real
+\`redis-server\` ${redisVersion} and \`examples/kv\` in the same run. ${
+    hasTaskset && cores > 1
+      ? 'Each server is pinned to core 0 and redis-benchmark to core 1 (`taskset`)'
+      : 'No pinning (taskset or a second core is missing)'
+  }; both servers are up for the whole run and measured one after the other.
+
+- Machine: ${cpuModel()}, ${cores} cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, ${os.type()} ${os.release()}
+- Node.js ${process.version} (kv run through tsx), redis-server ${redisVersion} (Debian package)
+- Load average when the run started: ${load}${Number(load) > 0.5 ? ' — other work was running on these cores, so treat absolute numbers as approximate; the ratio is measured under the same conditions for both' : ''}
+
+| test | pipeline | redis-server req/s | redis p99 ms | tcpkit kv req/s | kv p99 ms | kv / redis |
+|---|---:|---:|---:|---:|---:|---:|
+${rows.join('\n')}
+
+Without pipelining tcpkit kv serves **${ratio.toFixed(2)}x** Redis's requests per second (sum over all
+rows; goal: at least 0.5x${ratio >= 0.5 ? ', met' : ', not met'}); with \`-P 16\` it serves **${ratioAt(16).toFixed(2)}x**.
+`;
+  writeFileSync(OUT, md);
+  console.log(md);
+}
+
+const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
+
+await main();
