@@ -1,7 +1,7 @@
 // End to end: `tcpkit bench --json` in every mode against the tcpkit echo server (the idiomatic
 // handler from examples/echo.ts), on 127.0.0.1, each run about a second long.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -108,6 +108,34 @@ describe('tcpkit bench end to end', () => {
     assertShape(result);
     assert.ok(result.connectionsPerSec! > 0);
     assert.ok(result.connections.established > 4);
+  });
+
+  it('Ctrl-C stops a long run early and prints what was measured', async () => {
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', cli, 'bench', '--port', String(port), '--json', '--duration', '60s', '--warmup', '0'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    let interrupted = false;
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk;
+    });
+    // The first progress line of the measured window: there is something to report.
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      // Once: a second Ctrl-C means "give up at once".
+      if (chunk.includes('measure') && child.signalCode === null && !interrupted) {
+        interrupted = true;
+        child.kill('SIGINT');
+      }
+    });
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    assert.equal(code, 0);
+    const result = JSON.parse(stdout) as BenchResult;
+    assert.equal(result.interrupted, true);
+    assert.ok(result.measuredMs < 60_000);
+    assert.ok(result.messages > 0);
+    assert.equal(result.errorsTotal, 0);
   });
 
   it('idle: holds connections over several source addresses', async () => {
