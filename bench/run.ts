@@ -10,7 +10,7 @@
  *   npm run bench -- --repeats 5 --only echo-64-c1000,idle-10000 [--write]
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -502,6 +502,11 @@ async function main(): Promise<void> {
     }
   }
 
+  const others = stat(outcomes.flatMap((o) => [...o.samples.tcpkit, ...o.samples.plain]).map((x) => x.otherCpu));
+  const contention =
+    others && others.median >= 20
+      ? `- ⚠ Other processes used a median ${others.median.toFixed(0)}% of a core (up to ${others.max.toFixed(0)}%) during the measured windows: this run shared the machine, so messages/s and latency are skewed (low and high) for both servers; server CPU per message and RSS per connection are the figures least affected.`
+      : `- Other processes used a median ${others ? others.median.toFixed(0) : '?'}% of a core during the measured windows.`;
   const loadAfter = os.loadavg();
   const minutes = ((Date.now() - began) / 60_000).toFixed(1);
   const repeatsNote =
@@ -511,6 +516,7 @@ async function main(): Promise<void> {
     '',
     machine(),
     `- Load average before / after the run: ${loadBefore.map((v) => v.toFixed(2)).join(' ')} / ${loadAfter.map((v) => v.toFixed(2)).join(' ')}`,
+    contention,
     '',
     '### tcpkit against plain node:net',
     '',
@@ -526,6 +532,9 @@ async function main(): Promise<void> {
       : []),
   ].join('\n');
   console.log(`\n${block}`);
+  // Raw samples for whoever wants to dig further (.tmp/ is git-ignored).
+  mkdirSync(`${root}.tmp`, { recursive: true });
+  writeFileSync(`${root}.tmp/bench-results.json`, `${JSON.stringify(outcomes, null, 2)}\n`);
   if (args.write && !interrupted) writeDocs(block);
 }
 
