@@ -502,7 +502,13 @@ async function main(): Promise<void> {
     }
   }
 
-  const others = stat(outcomes.flatMap((o) => [...o.samples.tcpkit, ...o.samples.plain]).map((x) => x.otherCpu));
+  // Idle windows are quiet on our side and insensitive to contention: leave them out.
+  const others = stat(
+    outcomes
+      .filter((o) => o.scenario.kind !== 'idle')
+      .flatMap((o) => [...o.samples.tcpkit, ...o.samples.plain])
+      .map((x) => x.otherCpu),
+  );
   const contention =
     others && others.median >= 20
       ? `- ⚠ Other processes used a median ${others.median.toFixed(0)}% of a core (up to ${others.max.toFixed(0)}%) during the measured windows: this run shared the machine, so messages/s and latency are skewed (low and high) for both servers; server CPU per message and RSS per connection are the figures least affected.`
