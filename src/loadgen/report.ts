@@ -54,12 +54,17 @@ export function formatSummary(result: BenchResult): string {
     `measured ${(result.measuredMs / 1000).toFixed(2)} s${result.interrupted ? ' (interrupted)' : ''}, after ${options.warmupMs / 1000} s warm-up`,
   );
   lines.push('');
-  const unit = options.mode === 'churn' ? 'connections' : 'messages';
-  lines.push(`  ${unit}     ${formatCount(result.messages)} (${formatCount(result.messagesPerSec)}/s)`);
-  lines.push(`  throughput   ${result.mibPerSec.toFixed(2)} MiB/s received`);
-  lines.push(
-    `  latency      p50 ${formatLatency(l.p50)}  p90 ${formatLatency(l.p90)}  p99 ${formatLatency(l.p99)}  p99.9 ${formatLatency(l.p999)}  max ${formatLatency(l.max)}`,
-  );
+  if (options.mode === 'idle') {
+    // Each connection exchanged one message while connecting; the window itself is silent.
+    lines.push(`  held         ${formatCount(result.connections.open)} connections idle through the window`);
+  } else {
+    const unit = options.mode === 'churn' ? 'connections' : 'messages   ';
+    lines.push(`  ${unit}  ${formatCount(result.messages)} (${formatCount(result.messagesPerSec)}/s)`);
+    lines.push(`  throughput   ${result.mibPerSec.toFixed(2)} MiB/s received`);
+    lines.push(
+      `  latency      p50 ${formatLatency(l.p50)}  p90 ${formatLatency(l.p90)}  p99 ${formatLatency(l.p99)}  p99.9 ${formatLatency(l.p999)}  max ${formatLatency(l.max)}`,
+    );
+  }
   lines.push(
     `  connections  ${formatCount(result.connections.established)} established, ${formatCount(result.connections.failed)} failed, ${formatCount(result.connections.open)} open at end`,
   );
