@@ -281,7 +281,10 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
   /** @internal socket 'data' */
   _onData(chunk: Buffer): void {
     if (this.#lingering) return;
+    const first = this.#lastReadAt === 0;
     this.#lastReadAt = deadlines.now();
+    // The first byte swaps firstByteTimeout for idleTimeout, which may be sooner or the only deadline.
+    if (first) this.#arm();
     this.#inbound.push(chunk);
     const wake = this.#wake;
     if (wake !== null) {
