@@ -108,6 +108,10 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
     this.#listener = net.createServer({
       pauseOnConnect: true,
       allowHalfOpen: true,
+      // A 1-byte high-water mark on accepted sockets: the writable side then reports exactly when
+      // output waits for the kernel ('drain' when it is all out), and a paused readable side holds
+      // at most the one chunk already read. tcpkit does its own buffering and backpressure above it.
+      highWaterMark: 1,
       noDelay: options.noDelay,
       keepAlive,
       keepAliveInitialDelay: typeof options.keepAlive === 'number' ? options.keepAlive : 0,
