@@ -74,7 +74,7 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
 
   #socket: Socket;
   #host: ConnHost;
-  #inbound = new ByteQueue();
+  #inbound = new ByteQueue(defaultPool);
   #waitMode = WAIT_NONE;
   #waitResolve: ((v: unknown) => void) | null = null;
   #waitReject: ((e: Error) => void) | null = null;
@@ -565,6 +565,21 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
       this.#socket.destroy();
       return;
     }
+    this.close().catch(() => {});
+  }
+
+  /**
+   * @internal the handler threw. What it wrote before throwing is still flushed (a `write()` that
+   * resolved was a promise to send), then FIN and a lingering close, so an error reply such as a
+   * protocol error reaches the peer; a connection that already failed (timeout, reset) is destroyed.
+   */
+  _handlerFailed(error: Error): void {
+    if (this.#closed) return;
+    if (this.#error !== null) {
+      this.#socket.destroy();
+      return;
+    }
+    this.#abortWith(error);
     this.close().catch(() => {});
   }
 

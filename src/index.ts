@@ -2,7 +2,7 @@ export { BufferPool, type BufferPoolOptions, defaultPool } from './buffer-pool.j
 export { ByteQueue } from './byte-queue.js';
 export { Conn, type WriteData } from './conn.js';
 export * from './errors.js';
-export type { Codec, Decoder, Encoder, FrameSink } from './framing/types.js';
+export * from './framing/index.js';
 export type { RejectReason } from './gate.js';
 export type { ConnTimeouts, ServeOptions } from './options.js';
 export { DEFAULTS } from './options.js';

@@ -266,7 +266,7 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
     } catch (error) {
       this.#stats.errors++;
       if (channels.error.hasSubscribers) channels.error.publish({ conn, error });
-      conn.destroy(error instanceof Error ? error : new Error(String(error)));
+      conn._handlerFailed(error instanceof Error ? error : new Error(String(error)));
     }
     this.#conns.delete(conn);
     this.#gate.release(this.#peers.get(conn)!);
