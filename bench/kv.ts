@@ -4,8 +4,9 @@
  * pinned to core 0 and redis-benchmark to core 1 (taskset), so each server gets one core as
  * Redis has one main thread. Writes docs/benchmarks-kv.md.
  *
- * Run: `node --import tsx bench/kv.ts` (about a minute; stops by itself).
- * Env: KV_BENCH_REQUESTS (default 200000), KV_BENCH_OUT (default docs/benchmarks-kv.md).
+ * Run: `node --import tsx bench/kv.ts` (two to three minutes; stops by itself).
+ * Env: KV_BENCH_REQUESTS (default 200000), KV_BENCH_REPEAT (runs per cell, default 3),
+ * KV_BENCH_OUT (default docs/benchmarks-kv.md).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -17,6 +18,8 @@ import { fileURLToPath } from 'node:url';
 const REQUESTS = Number(process.env.KV_BENCH_REQUESTS ?? 200_000);
 const OUT = process.env.KV_BENCH_OUT ?? fileURLToPath(new URL('../docs/benchmarks-kv.md', import.meta.url));
 const CLIENTS = 50;
+/** Runs per server, test and pipeline depth; the table shows the median. */
+const REPEAT = Number(process.env.KV_BENCH_REPEAT ?? 3);
 const TESTS = 'ping,set,get';
 /** No single redis-benchmark run may take longer than this: the bench always ends. */
 const RUN_TIMEOUT_MS = 120_000;
@@ -69,14 +72,14 @@ interface Row {
 }
 
 /** One redis-benchmark run; rows from its --csv output. */
-async function benchmark(port: number, pipeline: number): Promise<Row[]> {
+async function benchmark(port: number, pipeline: number, tests: string): Promise<Row[]> {
   const [cmd, args] = pin(1, 'redis-benchmark', [
     '-h',
     '127.0.0.1',
     '-p',
     String(port),
     '-t',
-    TESTS,
+    tests,
     '-c',
     String(CLIENTS),
     '-n',
@@ -104,6 +107,19 @@ async function benchmark(port: number, pipeline: number): Promise<Row[]> {
   return lines.slice(1).map((line) => {
     const f = line.split(',').map((x) => x.replace(/"/g, ''));
     return { test: f[col('test')]!, rps: Number(f[col('rps')]), p99: Number(f[col('p99_latency_ms')]) };
+  });
+}
+
+/** Per test name, the median requests/s and the median p99 of its runs. */
+function medians(rows: Row[]): Row[] {
+  const median = (xs: number[]): number => {
+    const s = [...xs].sort((a, b) => a - b);
+    return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+  };
+  const names = [...new Set(rows.map((r) => r.test))];
+  return names.map((test) => {
+    const mine = rows.filter((r) => r.test === test);
+    return { test, rps: median(mine.map((r) => r.rps)), p99: median(mine.map((r) => r.p99)) };
   });
 }
 
@@ -156,11 +172,19 @@ async function main(): Promise<void> {
         '-q',
       ]);
       execFileSync(wc, wa, { stdio: 'ignore', timeout: RUN_TIMEOUT_MS });
-      console.error(`-P ${pipeline}: redis-server ...`);
-      const r = await benchmark(redisPort, pipeline);
-      console.error(`-P ${pipeline}: tcpkit kv ...`);
-      const k = await benchmark(kvPort, pipeline);
-      results.push({ pipeline, redis: r, kv: k });
+      const runs = { redis: [] as Row[], kv: [] as Row[] };
+      // Test by test, alternating which server goes first, repeated: the cores are shared, so
+      // interleaving spreads any outside load over both servers instead of one block of runs.
+      for (const test of TESTS.split(',')) {
+        for (let rep = 0; rep < REPEAT; rep++) {
+          const order: Array<'redis' | 'kv'> = rep % 2 === 0 ? ['redis', 'kv'] : ['kv', 'redis'];
+          for (const which of order) {
+            console.error(`-P ${pipeline} ${test} #${rep + 1}: ${which}`);
+            runs[which].push(...(await benchmark(which === 'redis' ? redisPort : kvPort, pipeline, test)));
+          }
+        }
+      }
+      results.push({ pipeline, redis: medians(runs.redis), kv: medians(runs.kv) });
     }
   } finally {
     for (const child of [redis, kv]) {
@@ -193,7 +217,8 @@ async function main(): Promise<void> {
     hasTaskset && cores > 1
       ? 'Each server is pinned to core 0 and redis-benchmark to core 1 (`taskset`)'
       : 'No pinning (taskset or a second core is missing)'
-  }; both servers are up for the whole run and measured one after the other.
+  }; both servers are up for the whole run. Each test runs ${REPEAT} times per server, alternating
+which server goes first; the table shows the median requests/s and the median p99.
 
 - Machine: ${cpuModel()}, ${cores} cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, ${os.type()} ${os.release()}
 - Node.js ${process.version} (kv run through tsx), redis-server ${redisVersion} (Debian package)
