@@ -329,12 +329,21 @@ export function splitArgs(line: Buffer): Buffer[] | undefined {
   for (;;) {
     while (p < n && isSpace(line[p]!)) p++;
     if (p >= n) return args;
+    // Fast path for the common token without quotes: a zero-copy slice of the line.
+    let q = p;
+    for (; q < n; q++) {
+      const c = line[q]!;
+      if (c === 0x20 || c === LF || c === CR || c === 0x09 || c === 0x22 || c === 0x27) break;
+    }
+    if (q >= n || (line[q] !== 0x22 && line[q] !== 0x27)) {
+      args.push(line.subarray(p, q));
+      p = q < n ? q + 1 : q;
+      continue;
+    }
     const current: number[] = [];
     let inDouble = false;
     let inSingle = false;
     let done = false;
-    const tokenStart = p;
-    let plain = true; // no quotes or escapes: the token is a plain slice of the line
     while (!done) {
       const c = at(p);
       if (inDouble) {
@@ -371,16 +380,14 @@ export function splitArgs(line: Buffer): Buffer[] | undefined {
         done = true;
       } else if (c === 0x22) {
         inDouble = true;
-        plain = false;
       } else if (c === 0x27) {
         inSingle = true;
-        plain = false;
       } else {
         current.push(c);
       }
       if (p < n) p++;
     }
-    args.push(plain ? line.subarray(tokenStart, tokenStart + current.length) : Buffer.from(current));
+    args.push(Buffer.from(current));
   }
 }
 
