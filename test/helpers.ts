@@ -1,6 +1,7 @@
 // Shared helpers of the core's tests: loopback clients, waits on events with a bound, and
 // diagnostics channel probes. Every wait is bounded so a regression fails instead of hanging.
 import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
 import diagnostics_channel from 'node:diagnostics_channel';
 import net, { type Socket } from 'node:net';
 import type { Server } from '../src/index.js';
@@ -250,4 +251,65 @@ export const LOOPBACK = { host: '127.0.0.1', port: 0, lingerTimeout: 500 } as co
 /** Shuts a test server down, destroying whatever is left after `ms`. */
 export async function stop(server: Server, ms = 1000): Promise<void> {
   await within(server.shutdown({ timeout: ms }), ms + 5000, 'shutdown');
+}
+
+/** A child process whose stdout is read line by line; killed by PID in `kill()`. */
+export class Child {
+  readonly process: ChildProcess;
+  readonly lines: string[] = [];
+  stderr = '';
+  /** Resolves with the exit code and signal. */
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  #waiters: (() => void)[] = [];
+
+  constructor(command: string, args: string[], options: { cwd?: string } = {}) {
+    this.process = spawn(command, args, { cwd: options.cwd ?? process.cwd(), stdio: ['pipe', 'pipe', 'pipe'] });
+    let partial = '';
+    this.process.stdout!.setEncoding('utf8').on('data', (text: string) => {
+      const parts = (partial + text).split('\n');
+      partial = parts.pop()!;
+      this.lines.push(...parts);
+      for (const w of this.#waiters.splice(0)) w();
+    });
+    this.process.stderr!.setEncoding('utf8').on('data', (text: string) => {
+      this.stderr += text;
+    });
+    this.exited = new Promise((resolve) => {
+      this.process.on('exit', (code, signal) => {
+        for (const w of this.#waiters.splice(0)) w();
+        resolve({ code, signal });
+      });
+    });
+  }
+
+  /** Resolves with the first stdout line `match` accepts. */
+  async line(match: (line: string) => boolean, what: string, ms = 15_000): Promise<string> {
+    const deadline = performance.now() + ms;
+    for (;;) {
+      const found = this.lines.find(match);
+      if (found !== undefined) return found;
+      if (this.process.exitCode !== null || this.process.signalCode !== null) {
+        throw new Error(`child exited before ${what}; stderr: ${this.stderr}`);
+      }
+      const left = deadline - performance.now();
+      if (left <= 0)
+        throw new Error(`timed out waiting for ${what}; stdout: ${this.lines.join('\n')}; stderr: ${this.stderr}`);
+      await within(new Promise<void>((resolve) => this.#waiters.push(resolve)), left, what).catch(() => {});
+    }
+  }
+
+  /** The first stdout line that parses as JSON and has `key`. */
+  async json<T>(key: string, ms = 15_000): Promise<T> {
+    const line = await this.line((l) => l.startsWith('{') && key in JSON.parse(l), `a JSON line with "${key}"`, ms);
+    return JSON.parse(line) as T;
+  }
+
+  signal(sig: NodeJS.Signals): void {
+    if (this.process.exitCode === null && this.process.signalCode === null) this.process.kill(sig);
+  }
+
+  /** Kills the child (by its PID) if still running. */
+  kill(): void {
+    this.signal('SIGKILL');
+  }
 }
