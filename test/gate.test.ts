@@ -14,7 +14,7 @@ class Holding {
   readonly admitted: string[] = [];
   server!: Server;
   port = 0;
-  #holds = new Map<string, ReturnType<typeof deferred>>();
+  #holds = new Map<string, ReturnType<typeof deferred<void>>>();
   #admittedWaiters: (() => void)[] = [];
 
   static async start(options: ServeOptions): Promise<Holding> {
@@ -30,7 +30,7 @@ class Holding {
     return h;
   }
 
-  #hold(name: string): ReturnType<typeof deferred> {
+  #hold(name: string): ReturnType<typeof deferred<void>> {
     let d = this.#holds.get(name);
     if (d === undefined) {
       d = deferred();
