@@ -1,4 +1,5 @@
 import type { BlockList } from 'node:net';
+import { constants } from 'node:os';
 import { InvalidOptionError } from './errors.js';
 
 /**
@@ -182,10 +183,13 @@ export function resolveOptions(options: ServeOptions): ResolvedOptions {
     throw new InvalidOptionError('signal', 'must be an AbortSignal');
   }
   const shutdownOn = o.shutdownOn ?? [];
-  if (!Array.isArray(shutdownOn) || !shutdownOn.every((s) => typeof s === 'string' && /^SIG[A-Z0-9]+$/.test(s))) {
+  // SIGKILL and SIGSTOP cannot be caught: process.on() would throw after the listener is open.
+  const catchable = (s: unknown): boolean =>
+    typeof s === 'string' && s in constants.signals && s !== 'SIGKILL' && s !== 'SIGSTOP';
+  if (!Array.isArray(shutdownOn) || !shutdownOn.every(catchable)) {
     throw new InvalidOptionError(
       'shutdownOn',
-      `must be an array of signal names such as 'SIGTERM', got ${describe(shutdownOn)}`,
+      `must be an array of catchable signal names such as 'SIGTERM', got ${describe(shutdownOn)}`,
     );
   }
   for (const name of ['noDelay'] as const) {
