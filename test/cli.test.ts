@@ -1,0 +1,159 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { parseBoolean, parseCount, parseDuration, parseSize } from '../src/cli/parse.js';
+import { Child, connect, exchange, within } from './helpers.js';
+
+const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
+const SLOW = { timeout: 40_000 };
+
+function tcpkit(...args: string[]): Child {
+  return new Child(process.execPath, ['--import', 'tsx', MAIN, ...args]);
+}
+
+/** Starts `tcpkit serve ...` and resolves with the port it printed. */
+async function listening(proc: Child): Promise<number> {
+  const line = await proc.line((l) => l.includes('listening on'), 'the listening line', 30_000);
+  const m = /listening on 127\.0\.0\.1:(\d+)$/.exec(line);
+  assert.ok(m, `an address in ${JSON.stringify(line)}`);
+  return Number(m[1]);
+}
+
+describe('parseDuration', () => {
+  const cases: Array<[string, number]> = [
+    ['0', 0],
+    ['1500', 1500],
+    ['250ms', 250],
+    ['30s', 30_000],
+    ['1.5s', 1500],
+    ['2m', 120_000],
+    ['1h', 3_600_000],
+  ];
+  for (const [text, ms] of cases) it(`${text} -> ${ms}`, () => assert.equal(parseDuration(text), ms));
+  for (const bad of ['', 'abc', '-1s', '10 parsecs', '5d', 's']) {
+    it(`rejects ${JSON.stringify(bad)}`, () => assert.throws(() => parseDuration(bad), /duration/));
+  }
+});
+
+describe('parseSize', () => {
+  const cases: Array<[string, number]> = [
+    ['65536', 65536],
+    ['64k', 65536],
+    ['64KiB', 65536],
+    ['1kb', 1000],
+    ['4MiB', 4 * 1024 * 1024],
+    ['1mb', 1_000_000],
+  ];
+  for (const [text, bytes] of cases) it(`${text} -> ${bytes}`, () => assert.equal(parseSize(text), bytes));
+  for (const bad of ['', 'lots', '-1', '5 parsecs', '1tb']) {
+    it(`rejects ${JSON.stringify(bad)}`, () => assert.throws(() => parseSize(bad), /size/));
+  }
+});
+
+describe('parseCount and parseBoolean', () => {
+  it('parses whole numbers only', () => {
+    assert.equal(parseCount('0'), 0);
+    assert.equal(parseCount('1000'), 1000);
+    for (const bad of ['-1', '1.5', 'ten', '']) assert.throws(() => parseCount(bad), /whole number/);
+  });
+  it('parses on/off words', () => {
+    for (const t of ['on', 'true', '1', 'YES']) assert.equal(parseBoolean(t), true);
+    for (const f of ['off', 'false', '0', 'no']) assert.equal(parseBoolean(f), false);
+    assert.throws(() => parseBoolean('maybe'), /on or off/);
+  });
+});
+
+describe('tcpkit serve echo', () => {
+  it('prints its address, echoes, drains on SIGTERM and exits 0', SLOW, async () => {
+    const proc = tcpkit('serve', 'echo', '--host', '127.0.0.1', '--port', '0');
+    try {
+      const port = await listening(proc);
+      assert.notEqual(port, 0);
+      assert.equal((await exchange(port, 'through the CLI')).toString(), 'through the CLI');
+      const idle = await connect(port);
+      idle.write('hi');
+      await idle.receive(2);
+      proc.signal('SIGTERM');
+      const closed = await idle.waitClosed(10_000);
+      assert.equal(closed.ended, true, 'the open connection was drained with FIN');
+      const exit = await within(proc.exited, 15_000, 'the CLI to exit');
+      assert.deepEqual(exit, { code: 0, signal: null }, proc.stderr);
+      assert.ok(
+        proc.lines.some((l) => /shut down: 1 graceful, 0 forced/.test(l)),
+        proc.lines.join('\n'),
+      );
+    } finally {
+      proc.kill();
+    }
+  });
+
+  it('passes limit and timeout flags to serve()', SLOW, async () => {
+    const proc = tcpkit(
+      'serve',
+      'echo',
+      '--port',
+      '0',
+      '--max-connections',
+      '1',
+      '--when-full',
+      'reject',
+      '--first-byte-timeout',
+      '300ms',
+      '--idle-timeout',
+      '30s',
+    );
+    try {
+      const port = await listening(proc);
+      const a = await connect(port);
+      a.write('a');
+      await a.receive(1);
+      // --max-connections 1 --when-full reject: a second connection is closed unserved.
+      const b = await connect(port);
+      b.write('b');
+      await b.waitClosed();
+      assert.equal(b.receivedLength, 0);
+      a.end();
+      await a.waitClosed();
+      // --first-byte-timeout 300ms: a silent connection is cut off.
+      const c = await connect(port);
+      await c.waitClosed(10_000);
+      assert.equal(c.receivedLength, 0);
+      proc.signal('SIGTERM');
+      assert.equal((await within(proc.exited, 15_000, 'the CLI to exit')).code, 0);
+    } finally {
+      proc.kill();
+    }
+  });
+
+  const invalid: Array<[string, string[], RegExp]> = [
+    ['a malformed number', ['--max-connections', 'abc'], /max-connections.*abc|abc/s],
+    ['a malformed duration', ['--idle-timeout', '5parsecs'], /5parsecs/],
+    ['an unknown --when-full mode', ['--when-full', 'maybe'], /maybe/],
+    ['an unknown flag', ['--bogus', '1'], /bogus/],
+    ['options serve() refuses', ['--max-write-buffer', '1MiB', '--max-queued-bytes', '1KiB'], /maxQueuedBytes/],
+  ];
+  for (const [name, flags, message] of invalid) {
+    it(`exits non-zero with a message for ${name}`, SLOW, async () => {
+      const proc = tcpkit('serve', 'echo', '--port', '0', ...flags);
+      try {
+        const exit = await within(proc.exited, 30_000, 'the CLI to exit');
+        assert.notEqual(exit.code, 0);
+        assert.match(proc.stderr, message);
+        assert.ok(!proc.lines.some((l) => l.includes('listening on')), 'it never listened');
+      } finally {
+        proc.kill();
+      }
+    });
+  }
+
+  it('exits non-zero for an unknown app', SLOW, async () => {
+    const proc = tcpkit('serve', 'nope', '--port', '0');
+    try {
+      const exit = await within(proc.exited, 30_000, 'the CLI to exit');
+      assert.notEqual(exit.code, 0);
+      assert.match(proc.stderr, /unknown app "nope"/);
+    } finally {
+      proc.kill();
+    }
+  });
+});
