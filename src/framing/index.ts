@@ -4,4 +4,13 @@ export { type DelimitedOptions, delimited } from './delimited.js';
 export { fixed } from './fixed.js';
 export { type LengthPrefixedItem, type LengthPrefixedOptions, lengthPrefixed } from './length-prefixed.js';
 export { type LineDelimiter, type LinesOptions, lines } from './lines.js';
+export {
+  ErrorReply,
+  protocolErrorReply,
+  RawReply,
+  type RespOptions,
+  type RespReply,
+  resp,
+  SimpleString,
+} from './resp.js';
 export type { Codec, Decoder, Encoder, FrameSink } from './types.js';
