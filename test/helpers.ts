@@ -282,11 +282,11 @@ export class Child {
     });
   }
 
-  /** Resolves with the first stdout line `match` accepts. */
-  async line(match: (line: string) => boolean, what: string, ms = 15_000): Promise<string> {
+  /** Resolves with the first stdout line from index `from` on that `match` accepts. */
+  async line(match: (line: string) => boolean, what: string, ms = 15_000, from = 0): Promise<string> {
     const deadline = performance.now() + ms;
     for (;;) {
-      const found = this.lines.find(match);
+      const found = this.lines.slice(from).find(match);
       if (found !== undefined) return found;
       if (this.process.exitCode !== null || this.process.signalCode !== null) {
         throw new Error(`child exited before ${what}; stderr: ${this.stderr}`);
@@ -301,6 +301,14 @@ export class Child {
   /** The first stdout line that parses as JSON and has `key`. */
   async json<T>(key: string, ms = 15_000): Promise<T> {
     const line = await this.line((l) => l.startsWith('{') && key in JSON.parse(l), `a JSON line with "${key}"`, ms);
+    return JSON.parse(line) as T;
+  }
+
+  /** Writes `command` as a line to the child's stdin and resolves with the next JSON line that has `key`. */
+  async request<T>(command: string, key: string, ms = 15_000): Promise<T> {
+    const from = this.lines.length;
+    this.process.stdin!.write(`${command}\n`);
+    const line = await this.line((l) => l.startsWith('{') && key in JSON.parse(l), `a reply to ${command}`, ms, from);
     return JSON.parse(line) as T;
   }
 
