@@ -216,7 +216,6 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
       if (timeout > 0) timer = setTimeout(resolve, timeout);
     });
     await Promise.race([handlersDone, deadline]);
-    clearTimeout(timer);
     let forced = 0;
     for (const c of draining) {
       if (this.#conns.has(c)) {
@@ -224,9 +223,14 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
         c.destroy(new ServerClosingError('server shut down: drain timeout reached'));
       }
     }
-    // Lingering closes of finished handlers are bounded by lingerTimeout.
+    // Lingering closes of finished handlers get what is left of the timeout: one whose output
+    // still waits for a peer that does not read would otherwise linger up to writeTimeout.
     const open = [...this.#allSockets];
-    await Promise.all(open.map((c) => c._closed()));
+    const socketsClosed = Promise.all(open.map((c) => c._closed()));
+    await Promise.race([socketsClosed, deadline]);
+    clearTimeout(timer);
+    for (const c of open) c.destroy();
+    await socketsClosed;
     for (const [sig, fn] of this.#signalHandlers) process.off(sig, fn);
     this.#closedResolve();
     return { graceful: draining.length - forced, forced, durationMs: Math.round(performance.now() - start) };

@@ -396,6 +396,27 @@ describe('Server#shutdown', () => {
     }
   });
 
+  it('bounds by its timeout the lingering close of a finished handler whose peer does not read', TEST, async () => {
+    const done = deferred();
+    const server = await serve(
+      { ...LOOPBACK, maxWriteBuffer: 8 * 1024 * 1024, maxQueuedBytes: 16 * 1024 * 1024 },
+      async (conn) => {
+        // Returns with output queued: the lingering close waits for it to flush (up to writeTimeout, 30 s).
+        await conn.write(Buffer.alloc(8 * 1024 * 1024 - 1));
+        done.resolve();
+      },
+    );
+    const client = await connect(portOf(server), { read: false });
+    try {
+      await within(done.promise, 5000, 'the handler to return');
+      await until(() => server.stats().active === 0, 'the handler to settle');
+      const result = await within(server.shutdown({ timeout: 300 }), 10_000, 'shutdown');
+      assert.ok(result.durationMs < 5000, `shutdown took ${result.durationMs} ms with a 300 ms timeout`);
+    } finally {
+      client.destroy();
+    }
+  });
+
   it('refuses new connections and rejects waiting ones as shutdown', TEST, async () => {
     const reject = new ChannelProbe<{ reason: string }>('tcpkit:connection:reject');
     const never = deferred();
