@@ -144,6 +144,23 @@ describe('Conn#readExactly', () => {
     );
   });
 
+  it('reads far more than maxReadBuffer in one call', TEST, async () => {
+    const size = 1024 * 1024 + 3;
+    await withConn(
+      { maxReadBuffer: 16 * 1024 },
+      async (conn) => {
+        const head = await conn.readExactly(size);
+        const tail = await conn.readExactly(5);
+        return Buffer.concat([head, tail]);
+      },
+      async (port, outcome) => {
+        const data = pseudoRandom(size + 5, 11);
+        await exchange(port, data);
+        assert.ok((await outcome).value?.equals(data));
+      },
+    );
+  });
+
   it('rejects with ERR_FRAME_INVALID when the stream ends first', TEST, async () => {
     await withConn(
       {},
@@ -307,6 +324,21 @@ describe('Conn#write', () => {
         const want = Buffer.concat(expected);
         assert.equal(reply.length, want.length);
         assert.ok(reply.equals(want), 'bytes arrive in the order written');
+      },
+    );
+  });
+
+  it('coalesces multi-byte strings intact', TEST, async () => {
+    const pieces = Array.from({ length: 500 }, (_, i) => `${i}:é€😀;`);
+    await withConn(
+      {},
+      async (conn) => {
+        for (const p of pieces) void conn.write(p);
+        await conn.end();
+      },
+      async (port) => {
+        const reply = await exchange(port, '');
+        assert.equal(reply.toString('utf8'), pieces.join(''));
       },
     );
   });
