@@ -43,13 +43,17 @@ type SocketWithConn = Socket & { [kConn]: Conn };
 // whole response to one read (all pipelined requests in it) leaves in one syscall, without
 // waiting for another event-loop phase (setImmediate cost a full phase of latency: half the
 // ping-pong throughput at 1 connection).
-let dirty: Conn[] = [];
-let flushScheduled = false;
+// A reused array and a count rather than a fresh array per turn: this runs once per message.
+const dirty: (Conn | null)[] = [];
+let dirtyCount = 0;
 function flushAll(): void {
-  flushScheduled = false;
-  const list = dirty;
-  dirty = [];
-  for (let i = 0; i < list.length; i++) list[i]!._flush();
+  // _flush never makes a connection dirty again, so the list cannot grow while it is walked.
+  for (let i = 0; i < dirtyCount; i++) {
+    const conn = dirty[i]!;
+    dirty[i] = null;
+    conn._flush();
+  }
+  dirtyCount = 0;
 }
 
 let nextId = 1;
@@ -87,7 +91,9 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
   #ended = false;
   #lingering = false;
 
-  #pending: WriteData[] = [];
+  /** Queued writes: the first in a field (the common single write allocates no array), the rest after it. */
+  #first: WriteData | null = null;
+  #rest: WriteData[] | null = null;
   #pendingBytes = 0;
   #scheduled = false;
   /** Start times of socket writes not yet flushed, oldest first (the write deadline is the first's). */
@@ -128,7 +134,7 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
     this.#maxLifetime = o.maxLifetime;
     this.#startedAt = deadlines.now();
     (socket as SocketWithConn)[kConn] = this;
-    socket.on('data', onData);
+    if (!useSharedReadBuffer(socket)) socket.on('data', onData);
     socket.on('end', onEnd);
     socket.on('error', onError);
     socket.on('close', onClose);
@@ -375,7 +381,7 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
   #sink: FrameSink = {
     push: (...chunks: WriteData[]): number => {
       for (const c of chunks) this.#enqueue(c);
-      return this.#pending.length;
+      return chunks.length;
     },
   };
 
@@ -389,7 +395,9 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
     if (this.#error !== null || this.#ended) return;
     const len = typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength;
     if (len === 0) return;
-    this.#pending.push(data);
+    if (this.#first === null) this.#first = data;
+    else if (this.#rest === null) this.#rest = [data];
+    else this.#rest.push(data);
     this.#pendingBytes += len;
     const queued = this.#pendingBytes + this.#socket.writableLength;
     if (queued > this.#host.options.maxQueuedBytes) {
@@ -400,35 +408,33 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
     }
     if (!this.#scheduled) {
       this.#scheduled = true;
-      dirty.push(this);
-      if (!flushScheduled) {
-        flushScheduled = true;
-        process.nextTick(flushAll);
-      }
+      if (dirtyCount === 0) process.nextTick(flushAll);
+      dirty[dirtyCount++] = this;
     }
   }
 
   /** @internal hands the queued writes to the socket in one write (or one writev). */
   _flush(): void {
     this.#scheduled = false;
-    const pending = this.#pending;
-    const n = pending.length;
-    if (n === 0 || this.#error !== null || this.#closed) return;
+    const first = this.#first;
+    if (first === null || this.#error !== null || this.#closed) return;
+    const rest = this.#rest;
     const socket = this.#socket;
     const bytes = this.#pendingBytes;
-    this.#pending = [];
+    this.#first = null;
+    this.#rest = null;
     this.#pendingBytes = 0;
     // The socket's writable high-water mark is 1 byte (see server.ts), so write() returns false
     // exactly when output is left waiting for the kernel, and 'drain' fires once it is all out:
     // write deadlines and backpressure need no per-write callback.
     let flushed: boolean;
-    if (n === 1) {
-      flushed = socket.write(pending[0]!);
+    if (rest === null) {
+      flushed = socket.write(first);
     } else if (bytes <= COALESCE_LIMIT) {
       const pooled = defaultPool.acquire(bytes);
       let off = 0;
-      for (let i = 0; i < n; i++) {
-        const c = pending[i]!;
+      for (let i = -1; i < rest.length; i++) {
+        const c = i < 0 ? first : rest[i]!;
         if (typeof c === 'string') off += pooled.write(c, off);
         else {
           pooled.set(c, off);
@@ -441,9 +447,10 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
       });
     } else {
       socket.cork();
-      for (let i = 0; i < n - 1; i++) socket.write(pending[i]!);
-      flushed = socket.write(pending[n - 1]!);
+      socket.write(first);
+      for (const c of rest) socket.write(c);
       socket.uncork();
+      flushed = true;
       flushed = flushed && socket.writableLength === 0;
     }
     if (!flushed) {
@@ -598,7 +605,8 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
     if (this.#error === null) this.#error = error;
     this.#abortWith(error);
     deadlines.cancel(this);
-    this.#pending = [];
+    this.#first = null;
+    this.#rest = null;
     this.#pendingBytes = 0;
     this.#socket.destroy();
     this.#notify();
@@ -764,6 +772,51 @@ class FrameIterator<T> implements AsyncIterableIterator<T> {
 }
 
 function onData(this: SocketWithConn, chunk: Buffer): void {
+  this[kConn]._onData(chunk);
+}
+
+// Reads into one shared buffer. Node reuses a caller's read buffer (`onread`) only for sockets it
+// connects, not for accepted ones; the same mechanism can be switched on for an accepted socket
+// through the handle's `useUserBuffer` and the socket's `kBuffer`/`kBufferCb` slots (present on
+// Node 20, 22 and 24). Reads then skip the Readable stream (no push, no 'data' event), no 64 KiB
+// buffer is allocated and shrunk per read, and pause/resume become readStop/readStart. One buffer
+// serves every socket because a read callback runs to completion before the next read: the bytes
+// are copied out into an exact-size chunk before it returns. If any piece is missing, the socket
+// keeps the ordinary 'data' path.
+const SHARED_READ_BUFFER_SIZE = 64 * 1024;
+let sharedReadBuffer: Buffer | null = null;
+let kBuffer: symbol | null | undefined;
+let kBufferCb: symbol | null = null;
+
+type HandleWithUserBuffer = { useUserBuffer?: (buf: Uint8Array) => void };
+
+function useSharedReadBuffer(socket: Socket): boolean {
+  if (kBuffer === undefined) {
+    kBuffer = null;
+    if (process.env.TCPKIT_READ_PATH !== 'stream') {
+      const symbols = Object.getOwnPropertySymbols(socket);
+      const b = symbols.find((sym) => sym.description === 'kBuffer');
+      const cb = symbols.find((sym) => sym.description === 'kBufferCb');
+      if (b !== undefined && cb !== undefined) {
+        kBuffer = b;
+        kBufferCb = cb;
+        sharedReadBuffer = Buffer.allocUnsafeSlow(SHARED_READ_BUFFER_SIZE);
+      }
+    }
+  }
+  const handle = (socket as unknown as { _handle: HandleWithUserBuffer | null })._handle;
+  if (kBuffer === null || typeof handle?.useUserBuffer !== 'function') return false;
+  const slots = socket as unknown as Record<symbol, unknown>;
+  if (slots[kBuffer] !== null || slots[kBufferCb!] !== null) return false;
+  handle.useUserBuffer(sharedReadBuffer!);
+  slots[kBuffer] = sharedReadBuffer;
+  slots[kBufferCb!] = onSharedRead;
+  return true;
+}
+
+function onSharedRead(this: SocketWithConn, nread: number, buf: Buffer): void {
+  const chunk = Buffer.allocUnsafe(nread);
+  buf.copy(chunk, 0, 0, nread);
   this[kConn]._onData(chunk);
 }
 function onEnd(this: SocketWithConn): void {
