@@ -69,8 +69,6 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
   /** The peer's IP address (IPv4-mapped IPv6 addresses are given as IPv4). */
   readonly remoteAddress: string;
   readonly remotePort: number;
-  readonly localAddress: string;
-  readonly localPort: number;
   /** @internal DeadlineEntry slot. */
   tick = -1;
   /** @internal settles when the handler has settled (set by the server). */
@@ -78,7 +76,8 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
 
   #socket: Socket;
   #host: ConnHost;
-  #inbound = new ByteQueue(defaultPool);
+  /** Input received and not yet read; created on first use (an idle connection needs none). */
+  #inbound: ByteQueue | null = null;
   #waitMode = WAIT_NONE;
   #waitResolve: ((v: unknown) => void) | null = null;
   #waitReject: ((e: Error) => void) | null = null;
@@ -96,10 +95,9 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
   #rest: WriteData[] | null = null;
   #pendingBytes = 0;
   #scheduled = false;
-  /** Start times of socket writes not yet flushed, oldest first (the write deadline is the first's). */
   /** When output started waiting in the socket because the kernel buffer was full; 0 = all flushed. */
   #writeBlockedSince = 0;
-  #writeWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  #writeWaiters: { resolve: () => void; reject: (e: Error) => void }[] | null = null;
   #endPromise: Promise<void> | null = null;
   #closePromise: Promise<void> | null = null;
   #closeResolve: (() => void) | null = null;
@@ -124,8 +122,6 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
     this.#host = host;
     this.remoteAddress = remoteAddress;
     this.remotePort = socket.remotePort ?? 0;
-    this.localAddress = normalizeAddress(socket.localAddress ?? '');
-    this.localPort = socket.localPort ?? 0;
     const o = host.options;
     this.#firstByteTimeout = o.firstByteTimeout;
     this.#idleTimeout = o.idleTimeout;
@@ -150,6 +146,15 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
       if (this.#abortReason !== null) this.#abort.abort(this.#abortReason);
     }
     return this.#abort.signal;
+  }
+
+  /** The local address the peer connected to (IPv4-mapped IPv6 given as IPv4). */
+  get localAddress(): string {
+    return normalizeAddress(this.#socket.localAddress ?? '');
+  }
+
+  get localPort(): number {
+    return this.#socket.localPort ?? 0;
   }
 
   /** Bytes received from the peer. */
@@ -179,7 +184,7 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
    * once buffered input is consumed). Rejects with the connection's error after a timeout or reset.
    */
   read(): Promise<Buffer | null> {
-    if (this.#inbound.length > 0) return Promise.resolve(this.#takeChunk());
+    if (this.#buffered() > 0) return Promise.resolve(this.#takeChunk());
     if (this.#error !== null) return Promise.reject(this.#error);
     if (this.#eof || this.#draining || this.#closed) return Promise.resolve(null);
     return new Promise<Buffer | null>((resolve, reject) => this.#park(WAIT_READ, resolve, reject));
@@ -192,25 +197,26 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
    */
   async readExactly(n: number): Promise<Buffer> {
     if (!Number.isInteger(n) || n < 0) throw new RangeError(`readExactly: n must be a non-negative integer, got ${n}`);
-    while (this.#inbound.length < n) {
+    while (this.#buffered() < n) {
       if (this.#error !== null) throw this.#error;
       if (this.#eof || this.#draining || this.#closed) {
-        throw new FrameInvalidError(`truncated: stream ended after ${this.#inbound.length} of ${n} bytes`);
+        throw new FrameInvalidError(`truncated: stream ended after ${this.#buffered()} of ${n} bytes`);
       }
       await new Promise<void>((resolve) => this.#waitForData(resolve as () => void));
     }
-    const out = this.#inbound.take(n);
+    const out = this.#inbound!.take(n);
     this.#afterConsume();
     return out;
   }
 
   /** Chunks of input until end of stream. */
   [Symbol.asyncIterator](): AsyncIterator<Buffer> {
-    return { next: () => this.#nextChunk() };
+    return new ChunkIterator(this);
   }
 
-  #nextChunk(): Promise<IteratorResult<Buffer>> {
-    if (this.#inbound.length > 0) return Promise.resolve({ value: this.#takeChunk(), done: false });
+  /** @internal */
+  _nextChunk(): Promise<IteratorResult<Buffer>> {
+    if (this.#buffered() > 0) return Promise.resolve({ value: this.#takeChunk(), done: false });
     if (this.#error !== null) return Promise.reject(this.#error);
     if (this.#eof || this.#draining || this.#closed) return Promise.resolve({ value: undefined, done: true });
     return new Promise<IteratorResult<Buffer>>((resolve, reject) => this.#park(WAIT_ITERATE, resolve, reject));
@@ -228,7 +234,7 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
 
   /** @internal one step of frame decoding for FrameIterator; returns undefined when it must wait. */
   _decode<T>(decoder: Decoder<T>): IteratorResult<T> | undefined {
-    const q = this.#inbound;
+    const q = this.#queue();
     if (q.length > 0) {
       const frame = decoder.decode(q);
       if (frame !== undefined) {
@@ -291,7 +297,7 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
     this.#waitReject = null;
     if (mode === WAIT_CALLBACK) {
       resolve(undefined);
-    } else if (this.#inbound.length > 0) {
+    } else if (this.#buffered() > 0) {
       const chunk = this.#takeChunk();
       resolve(mode === WAIT_READ ? chunk : { value: chunk, done: false });
     } else if (this.#error !== null) {
@@ -301,19 +307,28 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
     }
   }
 
+  #buffered(): number {
+    return this.#inbound === null ? 0 : this.#inbound.length;
+  }
+
+  #queue(): ByteQueue {
+    if (this.#inbound === null) this.#inbound = new ByteQueue(defaultPool);
+    return this.#inbound;
+  }
+
   #takeChunk(): Buffer {
-    const chunk = this.#inbound.shift()!;
+    const chunk = this.#inbound!.shift()!;
     this.#afterConsume();
     return chunk;
   }
 
   #afterConsume(): void {
-    if (this.#inbound.length === 0) {
+    if (this.#buffered() === 0) {
       // The handler caught up: from here on, silence is the peer's.
       if (this.#lastReadAt !== 0) this.#lastReadAt = deadlines.now();
       this.#frameStartAt = 0;
     }
-    if (this.#paused && this.#inbound.length < this.#host.options.maxReadBuffer && !this.#draining) {
+    if (this.#paused && this.#buffered() < this.#host.options.maxReadBuffer && !this.#draining) {
       this.#paused = false;
       this.#socket.resume();
     }
@@ -327,7 +342,7 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
     // The first byte swaps firstByteTimeout for idleTimeout, which may be sooner or the only deadline.
     if (first) this.#arm();
     const mode = this.#waitMode;
-    if ((mode === WAIT_READ || mode === WAIT_ITERATE) && this.#inbound.length === 0) {
+    if ((mode === WAIT_READ || mode === WAIT_ITERATE) && this.#buffered() === 0) {
       // Hot path: a reader is parked on an empty queue; hand the chunk over without queueing it.
       const resolve = this.#waitResolve!;
       this.#waitMode = WAIT_NONE;
@@ -336,9 +351,9 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
       resolve(mode === WAIT_READ ? chunk : { value: chunk, done: false });
       return;
     }
-    this.#inbound.push(chunk);
+    this.#queue().push(chunk);
     if (mode !== WAIT_NONE) this.#notify();
-    else if (!this.#paused && this.#inbound.length >= this.#host.options.maxReadBuffer) {
+    else if (!this.#paused && this.#buffered() >= this.#host.options.maxReadBuffer) {
       this.#paused = true;
       this.#socket.pause();
     }
@@ -365,25 +380,27 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
     this.#enqueue(data);
     if (this.#error !== null) return Promise.reject(this.#error);
     if (this.#pendingBytes + this.#socket.writableLength < this.#host.options.maxWriteBuffer) return RESOLVED;
-    return new Promise((resolve, reject) => this.#writeWaiters.push({ resolve, reject }));
+    return new Promise((resolve, reject) => (this.#writeWaiters ??= []).push({ resolve, reject }));
   }
 
   /** Encodes `item` with `encoder` and writes its chunks as one write (see `write`). */
   writeFrame<T>(encoder: Encoder<T>, item: T): Promise<void> {
     const failed = this.#writeState();
     if (failed !== null) return Promise.reject(failed);
+    this.#sink ??= {
+      push: (...chunks: WriteData[]): number => {
+        for (const c of chunks) this.#enqueue(c);
+        return chunks.length;
+      },
+    };
     encoder.encode(item, this.#sink);
     if (this.#error !== null) return Promise.reject(this.#error);
     if (this.#pendingBytes + this.#socket.writableLength < this.#host.options.maxWriteBuffer) return RESOLVED;
-    return new Promise((resolve, reject) => this.#writeWaiters.push({ resolve, reject }));
+    return new Promise((resolve, reject) => (this.#writeWaiters ??= []).push({ resolve, reject }));
   }
 
-  #sink: FrameSink = {
-    push: (...chunks: WriteData[]): number => {
-      for (const c of chunks) this.#enqueue(c);
-      return chunks.length;
-    },
-  };
+  /** What encoders push to (created on the first writeFrame). */
+  #sink: FrameSink | null = null;
 
   #writeState(): Error | null {
     if (this.#error !== null) return this.#error;
@@ -400,7 +417,9 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
     else this.#rest.push(data);
     this.#pendingBytes += len;
     const queued = this.#pendingBytes + this.#socket.writableLength;
-    if (queued > this.#host.options.maxQueuedBytes) {
+    // A write issued below maxWriteBuffer respects backpressure, however large: only piling on
+    // top of a full buffer makes a slow consumer.
+    if (queued > this.#host.options.maxQueuedBytes && queued - len >= this.#host.options.maxWriteBuffer) {
       const err = new SlowConsumerError(queued, this.#host.options.maxQueuedBytes);
       this.#host.onSlowConsumer(this, err);
       this.#fail(err);
@@ -458,7 +477,7 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
         this.#writeBlockedSince = deadlines.now();
         if (this.#writeTimeout > 0) this.#armAt(this.#writeBlockedSince + this.#writeTimeout);
       }
-    } else if (this.#writeWaiters.length > 0) {
+    } else if (this.#writeWaiters !== null) {
       this.#resolveWriters();
     }
   }
@@ -466,12 +485,13 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
   /** @internal socket 'drain': every queued byte reached the kernel. */
   _onDrain(): void {
     this.#writeBlockedSince = 0;
-    if (this.#writeWaiters.length > 0 && this.queuedBytes < this.#host.options.maxWriteBuffer) this.#resolveWriters();
+    if (this.#writeWaiters !== null && this.queuedBytes < this.#host.options.maxWriteBuffer) this.#resolveWriters();
   }
 
   #resolveWriters(): void {
     const waiters = this.#writeWaiters;
-    this.#writeWaiters = [];
+    this.#writeWaiters = null;
+    if (waiters === null) return;
     for (const w of waiters) w.resolve();
   }
 
@@ -531,7 +551,7 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
     if (this.#lingering || this.#closed) return;
     this.#lingering = true;
     this.#notify();
-    this.#inbound.clear();
+    this.#inbound?.clear();
     const linger = this.#host.options.lingerTimeout;
     if (this.#eof) {
       // The peer already sent FIN: once ours is flushed the socket closes by itself.
@@ -615,7 +635,8 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
 
   #rejectWriters(error: Error): void {
     const waiters = this.#writeWaiters;
-    this.#writeWaiters = [];
+    this.#writeWaiters = null;
+    if (waiters === null) return;
     for (const w of waiters) w.reject(error);
   }
 
@@ -699,7 +720,7 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
     } else if (
       this.#idleTimeout > 0 &&
       now >= this.#lastReadAt + this.#idleTimeout &&
-      this.#inbound.length === 0 &&
+      this.#buffered() === 0 &&
       this.#writeBlockedSince === 0 &&
       !this.#eof &&
       !this.#draining
@@ -720,6 +741,16 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
       // write is in flight, the peer half-closed) is checked again one idle period later.
       deadlines.schedule(this, at > now ? at : now + Math.max(this.#idleTimeout, deadlines.resolution));
     }
+  }
+}
+
+class ChunkIterator implements AsyncIterator<Buffer> {
+  #conn: Conn;
+  constructor(conn: Conn) {
+    this.#conn = conn;
+  }
+  next(): Promise<IteratorResult<Buffer>> {
+    return this.#conn._nextChunk();
   }
 }
 

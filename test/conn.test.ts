@@ -457,6 +457,23 @@ describe('Conn#write: slow consumer', () => {
     }
   });
 
+  it('accepts one awaited write larger than maxQueuedBytes (backpressure respected)', TEST, async () => {
+    const size = 1024 * 1024;
+    await withConn(
+      { maxWriteBuffer: 16 * 1024, maxQueuedBytes: 256 * 1024 },
+      async (conn) => {
+        await conn.write(pseudoRandom(size, 9));
+        await conn.write('end');
+      },
+      async (port, outcome) => {
+        const reply = await exchange(port, '');
+        const { error } = await outcome;
+        assert.equal(error, undefined, `no error, got ${String(error)}`);
+        assert.equal(reply.length, size + 3);
+      },
+    );
+  });
+
   it('destroys a never-reading peer once writes fired across turns pile past maxQueuedBytes', TEST, async () => {
     const maxQueuedBytes = 1024 * 1024;
     let peakQueued = 0;
