@@ -41,7 +41,7 @@ export interface ServeOptions {
   maxReadBuffer?: number;
   /** Bytes queued for the peer below which `conn.write()` resolves at once; above it, `write()` waits for the drain. Default 65536 (64 KiB). */
   maxWriteBuffer?: number;
-  /** Hard cap on bytes queued for the peer; above it the connection is a slow consumer and is destroyed (`ERR_SLOW_CONSUMER`). Default 4194304 (4 MiB). */
+  /** Hard cap on bytes queued for the peer by writes not waiting for the drain; above it the connection is a slow consumer and is destroyed (`ERR_SLOW_CONSUMER`). A write issued below `maxWriteBuffer` is accepted whatever its size. Default 4194304 (4 MiB). */
   maxQueuedBytes?: number;
   /** After the handler ends and FIN is sent, how long input is read and discarded while waiting for the peer's FIN (a lingering close). Default 2000 (2 s). */
   lingerTimeout?: number;
