@@ -28,6 +28,18 @@ export interface ConnHost {
 export type WriteData = Uint8Array | string;
 
 const RESOLVED = Promise.resolve();
+
+function ignore(): void {}
+
+/**
+ * Marks a write's promise handled: whoever awaits it still sees the rejection, but a write fired
+ * and forgotten must not become an unhandled rejection, which would crash the process rather
+ * than end one connection.
+ */
+function handled<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(ignore);
+  return promise;
+}
 const WAIT_NONE = 0;
 const WAIT_READ = 1;
 const WAIT_ITERATE = 2;
@@ -376,17 +388,17 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
    */
   write(data: WriteData): Promise<void> {
     const failed = this.#writeState();
-    if (failed !== null) return Promise.reject(failed);
+    if (failed !== null) return handled(Promise.reject(failed));
     this.#enqueue(data);
-    if (this.#error !== null) return Promise.reject(this.#error);
+    if (this.#error !== null) return handled(Promise.reject(this.#error));
     if (this.#pendingBytes + this.#socket.writableLength < this.#host.options.maxWriteBuffer) return RESOLVED;
-    return new Promise((resolve, reject) => (this.#writeWaiters ??= []).push({ resolve, reject }));
+    return handled(new Promise((resolve, reject) => (this.#writeWaiters ??= []).push({ resolve, reject })));
   }
 
   /** Encodes `item` with `encoder` and writes its chunks as one write (see `write`). */
   writeFrame<T>(encoder: Encoder<T>, item: T): Promise<void> {
     const failed = this.#writeState();
-    if (failed !== null) return Promise.reject(failed);
+    if (failed !== null) return handled(Promise.reject(failed));
     this.#sink ??= {
       push: (...chunks: WriteData[]): number => {
         for (const c of chunks) this.#enqueue(c);
@@ -394,9 +406,9 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
       },
     };
     encoder.encode(item, this.#sink);
-    if (this.#error !== null) return Promise.reject(this.#error);
+    if (this.#error !== null) return handled(Promise.reject(this.#error));
     if (this.#pendingBytes + this.#socket.writableLength < this.#host.options.maxWriteBuffer) return RESOLVED;
-    return new Promise((resolve, reject) => (this.#writeWaiters ??= []).push({ resolve, reject }));
+    return handled(new Promise((resolve, reject) => (this.#writeWaiters ??= []).push({ resolve, reject })));
   }
 
   /** What encoders push to (created on the first writeFrame). */

@@ -457,6 +457,34 @@ describe('Conn#write: slow consumer', () => {
     }
   });
 
+  it('lets writes fired without await or catch fail without an unhandled rejection', TEST, async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => {
+      unhandled.push(reason);
+    };
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      await withConn(
+        { maxWriteBuffer: 16 * 1024, maxQueuedBytes: 128 * 1024 },
+        async (conn) => {
+          // The careless pattern: fire and forget, past maxQueuedBytes.
+          for (let i = 0; i < 32; i++) conn.write(Buffer.alloc(8 * 1024));
+          await new Promise((r) => setTimeout(r, 50));
+          return conn.signal.reason;
+        },
+        async (port, outcome) => {
+          const client = await connect(port);
+          assert.equal(codeOf((await outcome).value), 'ERR_SLOW_CONSUMER');
+          await client.waitClosed();
+          await new Promise((r) => setTimeout(r, 50));
+          assert.deepEqual(unhandled, []);
+        },
+      );
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
   it('accepts one awaited write larger than maxQueuedBytes (backpressure respected)', TEST, async () => {
     const size = 1024 * 1024;
     await withConn(
