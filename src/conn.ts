@@ -269,8 +269,9 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
       if (q.length === 0) return { value: undefined, done: true };
       throw new FrameInvalidError(`truncated frame: stream ended with ${q.length} bytes of an incomplete frame`);
     }
-    if (q.length > 0 && this.#frameStartAt === 0 && this.#frameTimeout > 0) {
-      this.#frameStartAt = deadlines.now();
+    if (q.length > 0 && this.#frameTimeout > 0) {
+      // Also when the frame began while the handler was busy: its deadline may be due already.
+      if (this.#frameStartAt === 0) this.#frameStartAt = deadlines.now();
       this.#armAt(this.#frameStartAt + this.#frameTimeout);
     }
     return undefined;
@@ -732,14 +733,16 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
     } else if (
       this.#idleTimeout > 0 &&
       now >= this.#lastReadAt + this.#idleTimeout &&
-      this.#buffered() === 0 &&
+      // Unread input is the handler's delay, unless the handler is parked waiting for the rest of a frame.
+      (this.#buffered() === 0 || this.#waitMode === WAIT_CALLBACK) &&
       this.#writeBlockedSince === 0 &&
       !this.#eof &&
       !this.#draining
     ) {
       error = new IdleTimeoutError(this.#idleTimeout);
     }
-    if (error === null && this.#frameTimeout > 0 && this.#frameStartAt > 0) {
+    // Only while the handler waits for the frame's missing bytes: complete frames queued behind a busy handler are not late.
+    if (error === null && this.#frameTimeout > 0 && this.#frameStartAt > 0 && this.#waitMode === WAIT_CALLBACK) {
       if (now >= this.#frameStartAt + this.#frameTimeout) error = new FrameTimeoutError(this.#frameTimeout);
     }
     if (error !== null) {
