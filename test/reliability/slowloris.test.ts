@@ -1,0 +1,150 @@
+// Slowloris: thousands of connections each trickle one byte a second into a line protocol, so an
+// idle timeout (refreshed by every byte) never fires. frameTimeout must cut them while honest
+// clients are served throughout.
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import net from 'node:net';
+import { after, test } from 'node:test';
+import { attackerAddress, closed, honestLoad, LineClient, pool, type ServerProcess, startServer } from './harness.js';
+import { recordResult } from './report.js';
+
+const TRICKLERS = 2_000;
+const HONEST_CLIENTS = 50;
+const FRAME_TIMEOUT = 2_000;
+/** Each trickler means to send this many bytes, one a second, and never a newline. */
+const TRICKLE_BYTES = 30;
+const MAX_RSS_MIB = 256;
+
+let server: ServerProcess | undefined;
+after(() => server?.stop());
+
+test('slowloris: tricklers are cut by frameTimeout, honest clients are all served', { timeout: 90_000 }, async () => {
+  const started = performance.now();
+  server = await startServer({ apps: ['lines'], options: { frameTimeout: FRAME_TIMEOUT, idleTimeout: 60_000 } });
+  const port = server.port;
+
+  const tricklers: { socket: net.Socket; sent: number; result: Promise<{ fin: boolean; error?: string }> }[] = [];
+  await pool(
+    Array.from({ length: TRICKLERS }, (_, i) => i),
+    200,
+    async (i) => {
+      const socket = net.connect({ host: '127.0.0.1', port, localAddress: attackerAddress(i % 10) });
+      const t = { socket, sent: 0, result: closed(socket) };
+      tricklers.push(t);
+      await once(socket, 'connect');
+      socket.write('G');
+      t.sent = 1;
+    },
+  );
+  // One shared clock for the trickle: one byte a second on every open trickler, bounded.
+  let ticks = 0;
+  const clock = setInterval(() => {
+    if (++ticks >= TRICKLE_BYTES) clearInterval(clock);
+    for (const t of tricklers) {
+      if (!t.socket.destroyed && t.sent < TRICKLE_BYTES) {
+        t.socket.write('E');
+        t.sent++;
+      }
+    }
+  }, 1_000);
+
+  let attackOver = false;
+  const allCut = Promise.all(tricklers.map((t) => t.result)).then((r) => {
+    attackOver = true;
+    return r;
+  });
+  const honest = await honestLoad(port, HONEST_CLIENTS, { requests: 100_000, min: 20, stop: () => attackOver });
+  const outcomes = await allCut;
+  clearInterval(clock);
+
+  const report = await server.report();
+  assert.ok(server.alive, 'server survived');
+  assert.equal(honest.failed, 0, `honest failures: ${honest.errors.join('; ')}`);
+  assert.ok(honest.ok >= HONEST_CLIENTS * 20);
+  const maxSent = Math.max(...tricklers.map((t) => t.sent));
+  assert.ok(maxSent < TRICKLE_BYTES, `every trickler was cut before it finished (max sent ${maxSent})`);
+  assert.equal(report.stats.timeouts.frame, TRICKLERS, 'each trickler was cut by frameTimeout');
+  assert.equal(report.codes.ERR_FRAME_TIMEOUT, TRICKLERS);
+  assert.equal(report.stats.timeouts.idle, 0, 'the idle timeout never fired (every byte refreshes it)');
+  assert.ok(report.maxRssMiB < MAX_RSS_MIB, `server peak RSS ${report.maxRssMiB} MiB`);
+  const leak = await server.assertNoLeaks();
+
+  recordResult({
+    id: '1-slowloris',
+    title: 'Slowloris',
+    load: `${TRICKLERS} connections trickling 1 byte/s into a line protocol (no newline) + ${HONEST_CLIENTS} honest request/response clients`,
+    defence: `frameTimeout (${FRAME_TIMEOUT / 1000} s)`,
+    outcome: `all ${TRICKLERS} tricklers cut after ≤ ${maxSent} bytes; ${honest.ok} honest requests all answered; peak RSS ${report.maxRssMiB} MiB`,
+    lost: '0 honest requests',
+    measured: {
+      'honest requests answered / failed': `${honest.ok} / ${honest.failed}`,
+      'tricklers cut (timeouts.frame)': report.stats.timeouts.frame,
+      'most bytes a trickler sent before the cut': maxSent,
+      'tricklers that saw a reset / a FIN': `${outcomes.filter((o) => o.error).length} / ${outcomes.filter((o) => o.fin && !o.error).length}`,
+      'timeouts.idle': report.stats.timeouts.idle,
+      'server peak RSS': `${report.maxRssMiB} MiB`,
+      'active / waiting after': `${leak.stats.active} / ${leak.stats.waiting}`,
+    },
+    durationMs: Math.round(performance.now() - started),
+  });
+});
+
+// The frame deadline is the peer's: a frame that arrived whole while the handler was busy with
+// the previous one (pipelining behind a slow backend) must not be cut.
+test('slowloris: complete frames queued behind a busy handler are not cut by frameTimeout', {
+  timeout: 60_000,
+}, async () => {
+  const busy = await startServer({ apps: ['lines'], options: { frameTimeout: 1_000 } });
+  try {
+    const client = await LineClient.connect(busy.port);
+    // One write: three complete requests; the first two keep the handler busy past frameTimeout.
+    const answers = await Promise.all([
+      client.request('sleep 1500'),
+      client.request('sleep 1500'),
+      client.request('ping z'),
+    ]);
+    assert.deepEqual(answers, ['slept 1500', 'slept 1500', 'pong z']);
+    const r = await busy.report();
+    assert.equal(r.stats.timeouts.frame, 0);
+    client.close();
+  } finally {
+    await busy.stop();
+  }
+});
+
+// A stalled half-frame (a request line begun, then silence) is idle time on the peer's side: with
+// frameTimeout off, idleTimeout must still cut it.
+test('slowloris: a stalled partial frame is cut by idleTimeout when frameTimeout is off', {
+  timeout: 60_000,
+}, async () => {
+  const STALLED = 200;
+  const stalledServer = await startServer({ apps: ['lines'], options: { frameTimeout: 0, idleTimeout: 1_500 } });
+  try {
+    const sockets: net.Socket[] = [];
+    await Promise.all(
+      Array.from({ length: STALLED }, async (_, i) => {
+        const socket = net.connect({
+          host: '127.0.0.1',
+          port: stalledServer.port,
+          localAddress: attackerAddress(i % 10),
+        });
+        socket.on('error', () => {});
+        sockets.push(socket);
+        await once(socket, 'connect');
+        socket.write('GET /half-a-request');
+      }),
+    );
+    try {
+      await stalledServer.until(
+        (r) => r.stats.timeouts.idle >= STALLED,
+        10_000,
+        'stalled connections cut by idleTimeout',
+      );
+    } finally {
+      for (const s of sockets) s.destroy();
+    }
+    await stalledServer.assertNoLeaks();
+  } finally {
+    await stalledServer.stop();
+  }
+});
