@@ -81,6 +81,9 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
   /** The peer's IP address (IPv4-mapped IPv6 addresses are given as IPv4). */
   readonly remoteAddress: string;
   readonly remotePort: number;
+  /** The local address the peer connected to (IPv4-mapped IPv6 given as IPv4). */
+  readonly localAddress: string;
+  readonly localPort: number;
   /** @internal DeadlineEntry slot. */
   tick = -1;
   /** @internal settles when the handler has settled (set by the server). */
@@ -134,6 +137,8 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
     this.#host = host;
     this.remoteAddress = remoteAddress;
     this.remotePort = socket.remotePort ?? 0;
+    this.localAddress = normalizeAddress(socket.localAddress ?? '');
+    this.localPort = socket.localPort ?? 0;
     const o = host.options;
     this.#firstByteTimeout = o.firstByteTimeout;
     this.#idleTimeout = o.idleTimeout;
@@ -158,15 +163,6 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
       if (this.#abortReason !== null) this.#abort.abort(this.#abortReason);
     }
     return this.#abort.signal;
-  }
-
-  /** The local address the peer connected to (IPv4-mapped IPv6 given as IPv4). */
-  get localAddress(): string {
-    return normalizeAddress(this.#socket.localAddress ?? '');
-  }
-
-  get localPort(): number {
-    return this.#socket.localPort ?? 0;
   }
 
   /** Bytes received from the peer. */
