@@ -200,7 +200,11 @@ export class ChannelProbe<T = Record<string, unknown>> {
   next(match: (m: T) => boolean = () => true, ms = 5000): Promise<T> {
     const seen = this.messages.find(match);
     if (seen !== undefined) return Promise.resolve(seen);
-    return within(new Promise<T>((resolve) => this.#waiters.push({ match, resolve })), ms, `a ${this.#name} message`);
+    return within(
+      new Promise<T>((resolve) => this.#waiters.push({ match, resolve })),
+      ms,
+      `a matching ${this.#name} message (${this.messages.length} seen, hasSubscribers ${diagnostics_channel.hasSubscribers(this.#name)})`,
+    );
   }
 
   stop(): void {
