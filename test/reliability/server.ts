@@ -67,7 +67,8 @@ const BLOCK_SIZE = 64 * 1024;
  * A line protocol. `ping <x>` -> `pong <x>`; `big <n>` -> n bytes then a newline, each write
  * awaited (the idiomatic handler: the write deadline guards it); `push <n>` -> n bytes written
  * one block per event-loop turn without awaiting (a broadcaster: maxQueuedBytes guards it);
- * `sleep <ms>` answers after ms (a slow backend); anything else is echoed.
+ * `spray <n>` writes n bytes without awaiting and ends the connection; `sleep <ms>` answers after ms
+ * (a slow backend); anything else is echoed.
  */
 const linesApp =
   (codec: Codec<string, string>): Handler =>
@@ -88,9 +89,16 @@ const linesApp =
           }
         }
         await conn.write('\n');
+      } else if (cmd === 'spray') {
+        // A last reply written without awaiting, then the handler returns: the close must flush it.
+        for (let left = Number(arg); left > 0; left -= BLOCK_SIZE)
+          conn.write(Buffer.alloc(BLOCK_SIZE, 'x')).catch(() => {});
+        answered++;
+        return;
       } else if (cmd === 'sleep') {
         // A slow backend: the handler is busy while the peer waits, through no fault of the peer.
-        await new Promise((resolve) => setTimeout(resolve, Number(arg)));
+        // (Unref'd: a handler that outlives the drain must not be what keeps the process up.)
+        await new Promise((resolve) => setTimeout(resolve, Number(arg)).unref());
         await conn.write(`slept ${arg}\n`);
       } else {
         await conn.write(cmd === 'ping' ? `pong ${arg}\n` : `${line}\n`);

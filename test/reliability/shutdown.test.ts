@@ -2,8 +2,10 @@
 // request the server received in full is answered in full, the process exits 0 within
 // drainTimeout, and every connection ends with a FIN, never a reset.
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import net from 'node:net';
 import { after, test } from 'node:test';
-import { LineClient, type ServerProcess, startServer } from './harness.js';
+import { attackerAddress, LineClient, type ServerProcess, startServer } from './harness.js';
 import { recordResult } from './report.js';
 
 const CLIENTS = 500;
@@ -104,4 +106,45 @@ test('shutdown under load: zero lost, exit 0 within drainTimeout, FIN for every 
     },
     durationMs: Math.round(performance.now() - started),
   });
+});
+
+// Draining is bounded by drainTimeout whatever the peers do: stubborn handlers are destroyed at the
+// deadline, and so are closes still lingering because their peer reads nothing.
+test('shutdown with stubborn handlers and never-reading peers: exit 0 within drainTimeout', {
+  timeout: 90_000,
+}, async () => {
+  const DRAIN = 3_000;
+  const stubborn = await startServer({
+    apps: ['lines'],
+    options: { shutdownOn: ['SIGTERM'], drainTimeout: DRAIN, maxQueuedBytes: 16 * 1024 * 1024 },
+  });
+  const sockets: net.Socket[] = [];
+  try {
+    const requests = [
+      ...Array.from({ length: 20 }, () => 'sleep 60000'), // a handler that ignores the drain
+      ...Array.from({ length: 20 }, () => `spray ${8 * 1024 * 1024}`), // returns, its last reply stuck in the queue
+      ...Array.from({ length: 20 }, () => `big ${64 * 1024 * 1024}`), // blocked in write() on a peer that never reads
+    ];
+    await Promise.all(
+      requests.map(async (line, i) => {
+        const socket = net.connect({ host: '127.0.0.1', port: stubborn.port, localAddress: attackerAddress(i % 10) });
+        socket.on('error', () => {});
+        socket.pause();
+        sockets.push(socket);
+        await once(socket, 'connect');
+        socket.write(`${line}\n`);
+      }),
+    );
+    await stubborn.until((r) => r.received === requests.length, 10_000, 'every request received');
+    const signalledAt = performance.now();
+    stubborn.child.kill('SIGTERM');
+    const exit = await stubborn.exited;
+    const exitMs = performance.now() - signalledAt;
+    assert.equal(exit.code, 0, `exit code ${exit.code} (signal ${exit.signal})`);
+    // The wheel's resolution and process exit add a little; a lingering close would add writeTimeout (30 s).
+    assert.ok(exitMs < DRAIN + 1_500, `exited ${Math.round(exitMs)} ms after SIGTERM (drainTimeout ${DRAIN} ms)`);
+  } finally {
+    for (const s of sockets) s.destroy();
+    await stubborn.stop();
+  }
 });
