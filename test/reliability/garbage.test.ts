@@ -20,6 +20,8 @@ interface Case {
   bytes: Buffer;
   fin: boolean;
   expect: string | null | 'any';
+  /** The exact bytes the server must send back before it closes (replies to the valid frames in front). */
+  reply?: Buffer;
 }
 
 const be32 = (n: number): Buffer => {
@@ -92,6 +94,31 @@ const cases: Case[] = [
     bytes: Buffer.alloc(4096, 'a'),
     fin: false,
     expect: TOO_LARGE,
+  },
+  // Valid requests in front of the garbage are answered before the connection closes.
+  {
+    app: 'lines',
+    name: 'valid lines, then an oversized one',
+    bytes: Buffer.concat([Buffer.from('ping 1\nping 2\n'), Buffer.alloc(4096, 'a')]),
+    fin: false,
+    expect: TOO_LARGE,
+    reply: Buffer.from('pong 1\npong 2\n'),
+  },
+  {
+    app: 'lengthPrefixed',
+    name: 'a valid frame, then a length field of 2^31',
+    bytes: Buffer.concat([be32(2), Buffer.from('ok'), be32(2 ** 31)]),
+    fin: false,
+    expect: TOO_LARGE,
+    reply: Buffer.concat([be32(2), Buffer.from('ok')]),
+  },
+  {
+    app: 'resp',
+    name: 'a valid request, then a bad bulk length',
+    bytes: Buffer.from('*1\r\n$4\r\nPING\r\n*1\r\n$x\r\n'),
+    fin: false,
+    expect: INVALID,
+    reply: Buffer.from('*1\r\n$4\r\nPING\r\n'),
   },
   // Redis drops a partial request at end of stream without a word; so does resp().
   {
@@ -166,13 +193,21 @@ test('garbage: only the offending connection closes, with the right error code',
   const outcomes = await Promise.all(
     cases.map(async (c, i) => {
       const socket = net.connect({ host: '127.0.0.1', port: portOf(c.app), localAddress: attackerAddress(i % 20) });
-      socket.on('data', () => {});
+      const received: Buffer[] = [];
+      socket.on('data', (d: Buffer) => received.push(d));
       const result = closed(socket);
       await once(socket, 'connect');
       const key = `${socket.localAddress}:${socket.localPort}`;
       socket.write(c.bytes);
       if (c.fin) socket.end();
       await result;
+      if (c.reply !== undefined) {
+        assert.equal(
+          Buffer.concat(received).toString('latin1'),
+          c.reply.toString('latin1'),
+          `${c.app}: ${c.name}: replies before the close`,
+        );
+      }
       return key;
     }),
   );
