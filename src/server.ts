@@ -1,7 +1,7 @@
 import diagnostics_channel from 'node:diagnostics_channel';
 import net, { type Socket } from 'node:net';
 import { Conn, type ConnHost, normalizeAddress } from './conn.js';
-import { ServerClosingError, type SlowConsumerError, type TimeoutError } from './errors.js';
+import { ServerClosingError, SlowConsumerError, type TimeoutError } from './errors.js';
 import { Gate, type GateHost, type RejectReason } from './gate.js';
 import { type ResolvedOptions, resolveOptions, type ServeOptions } from './options.js';
 
@@ -80,6 +80,7 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
   #closedResolve!: () => void;
   #forceNow: (() => void) | null = null;
   #signalHandlers: [NodeJS.Signals, () => void][] = [];
+  #removeAbortListener: () => void = swallow;
   #stats = {
     accepted: 0,
     served: 0,
@@ -131,6 +132,9 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
       if (o.path !== undefined) this.#listener.listen({ path: o.path, backlog: o.backlog }, done);
       else this.#listener.listen({ port: o.port, host: o.host, backlog: o.backlog }, done);
     });
+    const a = this.#listener.address();
+    this.#address =
+      a === null ? (o.path ?? '') : typeof a === 'string' ? a : { address: a.address, family: a.family, port: a.port };
     // After listen, errors are accept errors (EMFILE, ENFILE, ...): libuv keeps the listener
     // alive and backs off, so count them and go on serving.
     this.#listener.on('error', (error: Error) => {
@@ -146,16 +150,21 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
       this.#signalHandlers.push([sig, onSignal]);
     }
     if (o.signal !== undefined) {
-      o.signal.addEventListener('abort', () => this.shutdown().catch(swallow), { once: true });
+      const onAbort = (): void => {
+        this.shutdown().catch(swallow);
+      };
+      o.signal.addEventListener('abort', onAbort, { once: true });
+      this.#removeAbortListener = () => o.signal?.removeEventListener('abort', onAbort);
     }
   }
 
   /** Where the server listens: `{ address, family, port }`, or the unix socket path. */
   get address(): ServerAddress | string {
-    const a = this.#listener.address();
-    if (a === null) return this.options.path ?? '';
-    return typeof a === 'string' ? a : { address: a.address, family: a.family, port: a.port };
+    return this.#address;
   }
+
+  /** Captured once listening, so it still reads after shutdown. */
+  #address: ServerAddress | string = '';
 
   /** Aborts (with `ERR_SERVER_CLOSING`) when shutdown begins; every `conn.signal` follows. */
   get signal(): AbortSignal {
@@ -231,6 +240,7 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
     for (const c of open) c.destroy();
     await socketsClosed;
     for (const [sig, fn] of this.#signalHandlers) process.off(sig, fn);
+    this.#removeAbortListener();
     this.#closedResolve();
     return { graceful: draining.length - forced, forced, durationMs: Math.round(performance.now() - start) };
   }
@@ -277,8 +287,10 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
       conn._handlerDone();
     } else {
       this.#stats.errors++;
-      // Published as thrown (even a non-Error), so a subscriber sees exactly what the handler threw.
-      if (channels.error.hasSubscribers) channels.error.publish({ conn, error });
+      // Published as thrown (even a non-Error), so a subscriber sees exactly what the handler threw;
+      // a slow-consumer error rethrown by the handler was published when it happened.
+      const seen = error instanceof SlowConsumerError && conn.signal.reason === error;
+      if (channels.error.hasSubscribers && !seen) channels.error.publish({ conn, error });
       conn._handlerFailed(error instanceof Error ? error : new Error(String(error)));
     }
     this.#conns.delete(conn);
