@@ -289,6 +289,8 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
     this.#waitMode = mode;
     this.#waitResolve = resolve as (v: unknown) => void;
     this.#waitReject = reject;
+    // The idle clock runs while the handler waits for input: from now, or from the last byte.
+    if (this.#lastReadAt !== 0) this.#lastReadAt = deadlines.now();
     if (this.#paused) {
       this.#paused = false;
       this.#socket.resume();
@@ -729,7 +731,9 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
     } else if (
       this.#idleTimeout > 0 &&
       now >= this.#lastReadAt + this.#idleTimeout &&
-      // Unread input is the handler's delay, unless the handler is parked waiting for the rest of a frame.
+      // Only while the handler waits for input (a handler busy, or pushing output without reading, is
+      // not waiting on the peer); unread input is the handler's delay unless it waits for the rest of a frame.
+      this.#waitMode !== WAIT_NONE &&
       (this.#buffered() === 0 || this.#waitMode === WAIT_CALLBACK) &&
       this.#writeBlockedSince === 0 &&
       !this.#eof &&

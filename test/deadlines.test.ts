@@ -351,6 +351,31 @@ describe('idleTimeout', () => {
     assertQuiet(r);
     assert.equal(r.value, 'queued');
   });
+
+  it(
+    'does not fire while the handler pushes output without reading (it is not waiting on the peer)',
+    TEST,
+    async () => {
+      const r = await runDeadline(
+        { idleTimeout: 200 },
+        async (conn) => {
+          await conn.read(); // the first byte: from here on the idle clock would run for a reader
+          for (let i = 0; i < 8; i++) {
+            await conn.write(`tick ${i}\n`);
+            await new Promise((resolve) => setTimeout(resolve, 100)); // 800 ms of pushing, 4 idle periods
+          }
+          return 'pushed';
+        },
+        async (port) => {
+          const client = await connect(port);
+          client.write('subscribe');
+          return { done: client.receive('tick 0\n'.length * 8), cleanup: () => client.destroy() };
+        },
+      );
+      assertQuiet(r);
+      assert.equal(r.value, 'pushed');
+    },
+  );
 });
 
 describe('frameTimeout', () => {
