@@ -29,7 +29,11 @@ export interface ServeOptions {
   blockList?: BlockList;
   /** Longest time from admission to the first byte from the peer (`ERR_FIRST_BYTE_TIMEOUT`). Default 10000 (10 s). */
   firstByteTimeout?: number;
-  /** Longest the connection may wait for input with no byte arriving, after the first byte (`ERR_IDLE_TIMEOUT`). Default 60000 (60 s). */
+  /**
+   * After the first byte, longest the handler may wait in `read()`/`frames()`/`for await` with no byte
+   * arriving (`ERR_IDLE_TIMEOUT`); like Go's read deadline it does not run while the handler is busy or
+   * only writing. Default 60000 (60 s).
+   */
   idleTimeout?: number;
   /** Longest a frame may take from its first byte to its last in `conn.frames()` (`ERR_FRAME_TIMEOUT`): stops slowloris trickles. Default 30000 (30 s). */
   frameTimeout?: number;
