@@ -391,7 +391,7 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
     this.#enqueue(data);
     if (this.#error !== null) return handled(Promise.reject(this.#error));
     if (this.#pendingBytes + this.#socket.writableLength < this.#host.options.maxWriteBuffer) return RESOLVED;
-    return handled(new Promise((resolve, reject) => (this.#writeWaiters ??= []).push({ resolve, reject })));
+    return this.#drained();
   }
 
   /** Encodes `item` with `encoder` and writes its chunks as one write (see `write`). */
@@ -407,7 +407,14 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
     encoder.encode(item, this.#sink);
     if (this.#error !== null) return handled(Promise.reject(this.#error));
     if (this.#pendingBytes + this.#socket.writableLength < this.#host.options.maxWriteBuffer) return RESOLVED;
-    return handled(new Promise((resolve, reject) => (this.#writeWaiters ??= []).push({ resolve, reject })));
+    return this.#drained();
+  }
+
+  /** Settles once queued output drops below maxWriteBuffer (or rejects when the connection fails). */
+  #drained(): Promise<void> {
+    if (this.#writeWaiters === null) this.#writeWaiters = [];
+    const waiters = this.#writeWaiters;
+    return handled(new Promise((resolve, reject) => waiters.push({ resolve, reject })));
   }
 
   /** What encoders push to (created on the first writeFrame). */
