@@ -148,3 +148,43 @@ test('slowloris: a stalled partial frame is cut by idleTimeout when frameTimeout
     await stalledServer.stop();
   }
 });
+
+// At the cap, tricklers hold every slot and the queue: frameTimeout reclaims the slots wave after
+// wave, so honest clients queued behind them (FIFO) are admitted and served before waitTimeout.
+test('slowloris at the cap: frameTimeout frees the slots for honest clients queued behind', {
+  timeout: 60_000,
+}, async () => {
+  const CAP = 100;
+  const WAVES = 3;
+  const capped = await startServer({
+    apps: ['lines'],
+    options: { maxConnections: CAP, maxWaiting: CAP * WAVES, frameTimeout: 1_000, waitTimeout: 10_000 },
+  });
+  const sockets: net.Socket[] = [];
+  let clock: NodeJS.Timeout | undefined;
+  try {
+    for (let i = 0; i < CAP * WAVES; i++) {
+      const socket = net.connect({ host: '127.0.0.1', port: capped.port, localAddress: attackerAddress(i % 10) });
+      socket.on('error', () => {});
+      sockets.push(socket);
+      await once(socket, 'connect');
+      socket.write('G');
+    }
+    let ticks = 0;
+    clock = setInterval(() => {
+      if (++ticks >= 30) clearInterval(clock);
+      for (const s of sockets) if (!s.destroyed) s.write('E');
+    }, 1_000);
+    await capped.until((r) => r.stats.waiting === CAP * (WAVES - 1), 10_000, 'tricklers fill the slots and the queue');
+    const honest = await honestLoad(capped.port, 20, { requests: 5 });
+    assert.equal(honest.failed, 0, `honest failures: ${honest.errors.join('; ')}`);
+    const r = await capped.report();
+    assert.equal(r.stats.timeouts.frame, CAP * WAVES, 'every trickler cut by frameTimeout');
+    assert.equal(r.stats.rejected.waitTimeout, 0);
+    await capped.assertNoLeaks();
+  } finally {
+    clearInterval(clock);
+    for (const s of sockets) s.destroy();
+    await capped.stop();
+  }
+});
