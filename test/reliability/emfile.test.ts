@@ -2,8 +2,17 @@
 // It must neither crash nor spin, must count the accept errors, and must serve again once the
 // flood ends.
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, test } from 'node:test';
-import { AttackerProcess, attackerAddress, honestLoad, type ServerProcess, startServer } from './harness.js';
+import {
+  AttackerProcess,
+  attackerAddress,
+  closed,
+  honestLoad,
+  pool,
+  type ServerProcess,
+  startServer,
+} from './harness.js';
 import { recordResult } from './report.js';
 
 const ULIMIT = 256;
@@ -35,6 +44,29 @@ test('EMFILE: survives without spinning, sheds the excess, serves again after', 
   assert.ok(server.alive, 'server survived running out of descriptors');
   assert.ok(held.accepted < ULIMIT, `accepted ${held.accepted} sockets under ulimit -n ${ULIMIT}`);
   assert.equal(burst.connected, FLOOD, 'the kernel completed every handshake');
+  // No spinning: over a one-second window with the flood held, the descriptors gone and more
+  // connections arriving, the server uses a small fraction of a core.
+  const windowStart = performance.now();
+  let more = 0;
+  await Promise.all([
+    new Promise((resolve) => setTimeout(resolve, 1_000)),
+    pool(
+      Array.from({ length: 200 }, (_, i) => i),
+      20,
+      async () => {
+        const socket = net.connect({ host: '127.0.0.1', port, localAddress: attackerAddress(9) });
+        const result = closed(socket);
+        socket.on('connect', () => {
+          more++;
+          socket.setTimeout(500, () => socket.destroy());
+        });
+        await result;
+      },
+    ),
+  ]);
+  const after = await server.report();
+  const cpuShare = (after.cpuMs - during.cpuMs) / (performance.now() - windowStart);
+  assert.ok(cpuShare < 0.5, `server CPU ${(cpuShare * 100).toFixed(0)} % of a core while out of descriptors`);
 
   const result = await attacker.release();
   // libuv sheds what it cannot accept (its reserve-descriptor trick: accept, then close at once),
@@ -61,6 +93,7 @@ test('EMFILE: survives without spinning, sheds the excess, serves again after', 
       'attempts failed (client side)': JSON.stringify(result.failed),
       'accepted / admitted at the limit': `${held.accepted} / ${held.served}`,
       acceptErrors: held.acceptErrors,
+      'server CPU while out of descriptors (1 s window, 200 more connections arriving)': `${(cpuShare * 100).toFixed(0)} % of a core (${more} handshakes completed)`,
       'honest requests after the flood': `${honest.ok} answered, ${honest.failed} failed`,
       'active / waiting after': `${leak.stats.active} / ${leak.stats.waiting}`,
     },

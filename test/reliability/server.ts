@@ -35,6 +35,8 @@ export interface Report {
   baseline: string[];
   rssMiB: number;
   maxRssMiB: number;
+  /** CPU time used so far, user + system, in milliseconds. */
+  cpuMs: number;
 }
 
 const config = JSON.parse(process.argv[2] ?? '{}') as ServerConfig;
@@ -176,6 +178,10 @@ function report(): Report {
     baseline,
     rssMiB: Math.round(rss / 2 ** 20),
     maxRssMiB: Math.round(process.resourceUsage().maxRSS / 1024),
+    cpuMs: (() => {
+      const cpu = process.cpuUsage();
+      return Math.round((cpu.user + cpu.system) / 1000);
+    })(),
   };
 }
 
