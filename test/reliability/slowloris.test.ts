@@ -7,6 +7,7 @@ import net from 'node:net';
 import { after, test } from 'node:test';
 import { attackerAddress, closed, honestLoad, LineClient, pool, type ServerProcess, startServer } from './harness.js';
 import { recordResult } from './report.js';
+import type { AppName } from './server.js';
 
 const TRICKLERS = 2_000;
 const HONEST_CLIENTS = 50;
@@ -186,5 +187,63 @@ test('slowloris at the cap: frameTimeout frees the slots for honest clients queu
     clearInterval(clock);
     for (const s of sockets) s.destroy();
     await capped.stop();
+  }
+});
+
+// The frame deadline is the framing layer's, not the line codec's: a valid but unfinished frame
+// trickled into any codec is cut the same way.
+test('slowloris against every codec: a trickled frame is cut by frameTimeout', { timeout: 60_000 }, async () => {
+  const PER_CODEC = 50;
+  const header = Buffer.alloc(4);
+  header.writeUInt32BE(1000);
+  const prefixes: Record<AppName, Buffer> = {
+    lines: Buffer.from('GET /a-line-that-never-ends'),
+    'lines-utf8': Buffer.from('GET /a-line-that-never-ends'),
+    delimited: Buffer.from('a-frame-that-never-ends'),
+    lengthPrefixed: Buffer.concat([header, Buffer.alloc(40, 'p')]),
+    fixed: Buffer.from('sixteen bytes!!!').subarray(0, 15),
+    resp: Buffer.from('*2\r\n$3\r\nSET\r\n$100\r\nvvvvvvvvvvvvvvvvvvvvvvvv'),
+  };
+  const apps = Object.keys(prefixes) as AppName[];
+  const multi = await startServer({ apps, options: { frameTimeout: 1_500 }, trackPeers: true });
+  const sockets: { socket: net.Socket; app: AppName; sent: number; result: Promise<{ fin: boolean }> }[] = [];
+  let clock: NodeJS.Timeout | undefined;
+  try {
+    for (const [a, app] of apps.entries()) {
+      for (let i = 0; i < PER_CODEC; i++) {
+        const socket = net.connect({ host: '127.0.0.1', port: multi.ports[a]!, localAddress: attackerAddress(i % 10) });
+        sockets.push({ socket, app, sent: 0, result: closed(socket) });
+      }
+    }
+    const trickle = (): void => {
+      for (const t of sockets) {
+        const prefix = prefixes[t.app];
+        if (!t.socket.destroyed && t.socket.writable && t.sent < prefix.length) {
+          t.socket.write(prefix.subarray(t.sent, t.sent + 1));
+          t.sent++;
+        }
+      }
+    };
+    await Promise.all(sockets.map((t) => once(t.socket, 'connect')));
+    // (The address is gone once the socket closes.)
+    const keys = sockets.map((t) => `${t.socket.localAddress}:${t.socket.localPort}`);
+    trickle();
+    let ticks = 0;
+    clock = setInterval(() => {
+      if (++ticks >= 15) clearInterval(clock);
+      trickle();
+    }, 1_000);
+    await Promise.all(sockets.map((t) => t.result));
+    const r = await multi.report();
+    const codes = sockets.map((t, i) => `${t.app}: ${r.peers[keys[i]!] ?? 'none'}`);
+    const wrong = codes.filter((c) => !c.endsWith('ERR_FRAME_TIMEOUT'));
+    assert.deepEqual(wrong, [], 'every trickled frame cut by frameTimeout');
+    assert.ok(Math.max(...sockets.map((t) => t.sent)) < 15, 'cut long before the frame could complete');
+    assert.equal(r.stats.timeouts.frame, apps.length * PER_CODEC);
+    await multi.assertNoLeaks();
+  } finally {
+    clearInterval(clock);
+    for (const t of sockets) t.socket.destroy();
+    await multi.stop();
   }
 });
