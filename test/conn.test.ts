@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { describe, it } from 'node:test';
 import { fixed, lines } from '../src/framing/index.js';
 import { type Conn, ConnectionClosedError, InvalidOptionError, type ServeOptions, serve } from '../src/index.js';
@@ -301,6 +302,43 @@ describe('Conn properties', () => {
 });
 
 describe('Conn#write', () => {
+  it('sends everything written in answer to one read in one socket write (coalescing)', TEST, async () => {
+    // Count the server-side socket writes by patching net.Socket#write for sockets on the server's port.
+    const calls: string[] = [];
+    const original = net.Socket.prototype.write;
+    let serverPort = -1;
+    net.Socket.prototype.write = function (this: net.Socket, ...args: Parameters<typeof original>) {
+      if (this.localPort === serverPort) calls.push(Buffer.from(args[0] as Uint8Array | string).toString());
+      return original.apply(this, args);
+    } as typeof original;
+    try {
+      await withConn(
+        {},
+        async (conn) => {
+          for await (const chunk of conn) {
+            const n = chunk.toString().trim();
+            await conn.write('header;');
+            await conn.write(`body ${n};`);
+            conn.write('trailer\n');
+          }
+        },
+        async (port) => {
+          serverPort = port;
+          const client = await connect(port);
+          client.write('1');
+          await client.receive('header;body 1;trailer\n'.length);
+          client.write('2');
+          await client.receive(2 * 'header;body 1;trailer\n'.length);
+          client.end();
+          await client.waitClosed();
+        },
+      );
+    } finally {
+      net.Socket.prototype.write = original;
+    }
+    assert.deepEqual(calls, ['header;body 1;trailer\n', 'header;body 2;trailer\n']);
+  });
+
   it('delivers many un-awaited writes (strings, small and large buffers) complete and in order', TEST, async () => {
     const big = pseudoRandom(40_000, 3);
     const expected: Buffer[] = [];
