@@ -90,6 +90,8 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
   readonly localPort: number;
   /** @internal DeadlineEntry slot. */
   tick = -1;
+  /** @internal the connection still counts against the server's caps (see Server#releaseSlot). */
+  _holdsSlot = true;
   /** @internal settles when the handler has settled (set by the server). */
   _handlerSettled: Promise<void> = RESOLVED;
 
@@ -114,6 +116,8 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
   #rest: WriteData[] | null = null;
   #pendingBytes = 0;
   #scheduled = false;
+  /** A queued buffer is the caller's own (too large to copy): the write flushes at once and waits for the kernel. */
+  #handOff = false;
   /** When output started waiting in the socket because the kernel buffer was full; 0 = all flushed. */
   #writeBlockedSince = 0;
   #writeWaiters: { resolve: () => void; reject: (e: Error) => void }[] | null = null;
@@ -384,8 +388,10 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
   // ---- writing -------------------------------------------------------------------------------
 
   /**
-   * Queues `data` for the peer. Resolves at once while fewer than `maxWriteBuffer` bytes are
-   * queued, else once the queue drains below it. Rejects with `ERR_WRITE_TIMEOUT` if the peer
+   * Queues `data` for the peer. When it resolves the caller may reuse its buffer: a buffer up to
+   * 16 KiB is copied and the write resolves at once while fewer than `maxWriteBuffer` bytes are
+   * queued, else once the queue drains below it; a larger buffer is sent without a copy and its
+   * write resolves once the kernel has taken it. Rejects with `ERR_WRITE_TIMEOUT` if the peer
    * does not take the data in time, `ERR_CONNECTION_CLOSED` if the connection closed, and
    * destroys the connection with `ERR_SLOW_CONSUMER` if more than `maxQueuedBytes` pile up.
    * Writes are held until the handler next waits for input or settles (at the latest, to the end of
@@ -395,7 +401,18 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
     const failed = this.#writeState();
     if (failed !== null) return handled(Promise.reject(failed));
     this.#enqueue(data);
+    return this.#settleWrite();
+  }
+
+  /** What a write() or writeFrame() returns once its bytes are queued. */
+  #settleWrite(): Promise<void> {
     if (this.#error !== null) return handled(Promise.reject(this.#error));
+    if (this.#handOff) {
+      this.#handOff = false;
+      this._flush();
+      if (this.#error !== null) return handled(Promise.reject(this.#error));
+      return this.#socket.writableLength === 0 ? RESOLVED : this.#drained();
+    }
     if (this.#pendingBytes + this.#socket.writableLength < this.#host.options.maxWriteBuffer) return RESOLVED;
     return this.#drained();
   }
@@ -410,10 +427,23 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
         return chunks.length;
       },
     };
-    encoder.encode(item, this.#sink);
-    if (this.#error !== null) return handled(Promise.reject(this.#error));
-    if (this.#pendingBytes + this.#socket.writableLength < this.#host.options.maxWriteBuffer) return RESOLVED;
-    return this.#drained();
+    const first = this.#first;
+    const restLength = this.#rest?.length ?? 0;
+    const bytes = this.#pendingBytes;
+    try {
+      encoder.encode(item, this.#sink);
+    } catch (error) {
+      // Never send part of a frame: drop what the encoder pushed before it threw.
+      if (this.#error === null) {
+        this.#first = first;
+        if (first === null || restLength === 0) this.#rest = null;
+        else if (this.#rest !== null) this.#rest.length = restLength;
+        this.#pendingBytes = bytes;
+        this.#handOff = false;
+      }
+      return handled(Promise.reject(error));
+    }
+    return this.#settleWrite();
   }
 
   /** Settles once queued output drops below maxWriteBuffer (or rejects when the connection fails). */
@@ -436,6 +466,18 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
     if (this.#error !== null || this.#ended) return;
     const len = typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength;
     if (len === 0) return;
+    if (typeof data !== 'string') {
+      // A resolved write means the caller may reuse its buffer (as after Go's Write): small buffers are
+      // copied now (strings are immutable and need no copy); a large one is sent from the caller's
+      // memory and its write resolves only once the kernel has it (see #settleWrite).
+      if (len <= COALESCE_LIMIT) {
+        const copy = Buffer.allocUnsafe(len);
+        copy.set(data);
+        data = copy;
+      } else {
+        this.#handOff = true;
+      }
+    }
     if (this.#first === null) this.#first = data;
     else if (this.#rest === null) this.#rest = [data];
     else this.#rest.push(data);
@@ -525,15 +567,23 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
   /** Flushes queued writes and sends FIN. Reading may go on (half-close). Resolves once flushed. */
   end(data?: WriteData): Promise<void> {
     if (this.#endPromise !== null) return this.#endPromise;
-    if (this.#error !== null) return Promise.reject(this.#error);
-    if (this.#closed) return Promise.reject(new ConnectionClosedError());
+    if (this.#error !== null) return handled(Promise.reject(this.#error));
+    if (this.#closed) return handled(Promise.reject(new ConnectionClosedError()));
     if (data !== undefined) this.#enqueue(data);
     this.#ended = true;
+    this.#handOff = false;
     this._flush();
-    this.#endPromise = new Promise<void>((resolve, reject) => {
-      this.#socket.end(() => (this.#error === null ? resolve() : reject(this.#error)));
-    });
-    this.#endPromise.catch(() => {});
+    this.#endPromise = handled(
+      new Promise<void>((resolve, reject) => {
+        this.#socket.end(() => {
+          if (this.#error !== null) return reject(this.#error);
+          // Everything is out ('drain' is not emitted once a socket is ending).
+          this.#writeBlockedSince = 0;
+          this.#resolveWriters();
+          resolve();
+        });
+      }),
+    );
     return this.#endPromise;
   }
 
@@ -707,18 +757,21 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
     if (this.tick === -1 || this.tick * deadlines.resolution > at) deadlines.schedule(this, at);
   }
 
-  #nextDeadline(): number {
-    let at = Number.POSITIVE_INFINITY;
+  /** The earliest deadline in force that lies after `after` (default: any), or +Infinity. */
+  #nextDeadline(after = Number.NEGATIVE_INFINITY): number {
     if (this.#lingering) return this.#lingerUntil;
-    if (this.#maxLifetime > 0) at = this.#startedAt + this.#maxLifetime;
-    if (this.#writeTimeout > 0 && this.#writeBlockedSince > 0)
-      at = Math.min(at, this.#writeBlockedSince + this.#writeTimeout);
+    let at = Number.POSITIVE_INFINITY;
+    const consider = (t: number): void => {
+      if (t > after && t < at) at = t;
+    };
+    if (this.#maxLifetime > 0) consider(this.#startedAt + this.#maxLifetime);
+    if (this.#writeTimeout > 0 && this.#writeBlockedSince > 0) consider(this.#writeBlockedSince + this.#writeTimeout);
     if (this.#lastReadAt === 0) {
-      if (this.#firstByteTimeout > 0) at = Math.min(at, this.#startedAt + this.#firstByteTimeout);
+      if (this.#firstByteTimeout > 0) consider(this.#startedAt + this.#firstByteTimeout);
     } else if (this.#idleTimeout > 0) {
-      at = Math.min(at, this.#lastReadAt + this.#idleTimeout);
+      consider(this.#lastReadAt + this.#idleTimeout);
     }
-    if (this.#frameTimeout > 0 && this.#frameStartAt > 0) at = Math.min(at, this.#frameStartAt + this.#frameTimeout);
+    if (this.#frameTimeout > 0 && this.#frameStartAt > 0) consider(this.#frameStartAt + this.#frameTimeout);
     return at;
   }
 
@@ -766,12 +819,11 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
       this.#fail(error);
       return;
     }
-    const at = this.#nextDeadline();
-    if (at !== Number.POSITIVE_INFINITY) {
-      // A deadline that is not yet due because the peer is not at fault (the handler holds unread input, a
-      // write is in flight, the peer half-closed) is checked again one idle period later.
-      deadlines.schedule(this, at > now ? at : now + Math.max(this.#idleTimeout, deadlines.resolution));
-    }
+    // The next deadline still ahead; one that passed but was excused (the handler holds unread input or is
+    // busy, the peer half-closed) is checked again one idle period later, never past a later deadline.
+    let at = this.#nextDeadline(now);
+    if (this.#nextDeadline() <= now) at = Math.min(at, now + Math.max(this.#idleTimeout, deadlines.resolution));
+    if (at !== Number.POSITIVE_INFINITY) deadlines.schedule(this, at);
   }
 }
 

@@ -15,7 +15,7 @@ export interface ServeOptions {
   path?: string;
   /** Length of the kernel's accept queue (`listen(2)` backlog). Default 511. */
   backlog?: number;
-  /** Most handlers running at once: the semaphore. Default 10000. */
+  /** Most connections served at once: the semaphore. A slot frees when the handler ends (or, with output still queued for a non-reading peer, when the socket closes). Default 10000. */
   maxConnections?: number;
   /** What to do with a connection accepted at the cap: hold it unread in a FIFO (`'wait'`) or close it (`'reject'`). Default `'wait'`. */
   whenFull?: 'wait' | 'reject';
@@ -199,7 +199,16 @@ export function resolveOptions(options: ServeOptions): ResolvedOptions {
   for (const name of ['noDelay'] as const) {
     if (typeof o[name] !== 'boolean') throw new InvalidOptionError(name, `must be a boolean, got ${describe(o[name])}`);
   }
-  if (typeof o.keepAlive !== 'boolean') duration('keepAlive', o.keepAlive);
+  if (typeof o.keepAlive !== 'boolean') {
+    const delay = duration('keepAlive', o.keepAlive);
+    // The kernel counts keep-alive idle time in whole seconds; below one second Node would use the OS default (hours).
+    if (delay > 0 && delay < 1000) {
+      throw new InvalidOptionError(
+        'keepAlive',
+        `must be false, true, 0 (off) or at least 1000 ms (TCP keep-alive counts whole seconds), got ${delay}`,
+      );
+    }
+  }
   const maxWriteBuffer = integer('maxWriteBuffer', o.maxWriteBuffer, 1);
   const maxQueuedBytes = integer('maxQueuedBytes', o.maxQueuedBytes, 1);
   if (maxQueuedBytes < maxWriteBuffer) {

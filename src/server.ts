@@ -181,7 +181,7 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
       bytesWritten += c.bytesWritten;
     }
     return {
-      active: this.#gate.active,
+      active: this.#conns.size,
       waiting: this.#gate.waiting,
       accepted: s.accepted,
       served: s.served,
@@ -294,6 +294,19 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
       conn._handlerFailed(error instanceof Error ? error : new Error(String(error)));
     }
     this.#conns.delete(conn);
+    this.#releaseSlot(conn);
+  }
+
+  /**
+   * A connection's slot (and per-peer count) is freed when its handler ends, as Go's semaphore is
+   * released after Close; but a finished handler whose output is still queued for a peer that does not
+   * read keeps its slot until the socket closes, so such sockets (memory and a descriptor each) stay
+   * bounded by maxConnections and maxConnectionsPerPeer. Called at handler end and at socket close.
+   */
+  #releaseSlot(conn: Conn): void {
+    if (!conn._holdsSlot || this.#conns.has(conn)) return;
+    if (!conn.closed && conn.queuedBytes > 0) return;
+    conn._holdsSlot = false;
     this.#gate.release(conn.remoteAddress);
   }
 
@@ -320,6 +333,7 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
   /** @internal ConnHost */
   onSocketClosed(conn: Conn): void {
     this.#allSockets.delete(conn);
+    this.#releaseSlot(conn);
     this.#stats.bytesRead += conn.bytesRead;
     this.#stats.bytesWritten += conn.bytesWritten;
     if (channels.close.hasSubscribers) channels.close.publish({ conn });
