@@ -1,52 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ByteQueue } from '../src/byte-queue.js';
-import { FrameError, InvalidOptionError } from '../src/errors.js';
 import { type LengthPrefixedOptions, lengthPrefixed } from '../src/framing/length-prefixed.js';
-import type { Decoder, Encoder } from '../src/framing/types.js';
-
-type Outcome = string | { error: string };
-
-/**
- * Feeds `chunks` one by one, decoding after each as conn.frames() does, then ends the stream.
- * Buffer frames come back as latin1 strings so tables can spell them.
- */
-function run(decoder: Decoder<Buffer>, chunks: Array<string | number[]>, end = true): Outcome[] {
-  const q = new ByteQueue();
-  const out: Outcome[] = [];
-  try {
-    for (const c of chunks) {
-      q.push(typeof c === 'string' ? Buffer.from(c, 'latin1') : Buffer.from(c));
-      for (let f = decoder.decode(q); f !== undefined; f = decoder.decode(q)) out.push(f.toString('latin1'));
-    }
-    if (end)
-      for (let f = decoder.decodeEnd!(q); f !== undefined; f = decoder.decodeEnd!(q)) out.push(f.toString('latin1'));
-  } catch (error) {
-    assert.ok(error instanceof FrameError, `expected a FrameError, got ${String(error)}`);
-    out.push({ error: error.code });
-  }
-  return out;
-}
-
-/** Encodes `item` into a fresh array sink, or returns the FrameError's code. */
-function encode<T>(encoder: Encoder<T>, item: T): Array<string | Uint8Array> | { error: string } {
-  const out: Array<string | Uint8Array> = [];
-  try {
-    encoder.encode(item, out);
-    return out.map((c) => (typeof c === 'string' ? c : Buffer.from(c).toString('latin1')));
-  } catch (error) {
-    assert.ok(error instanceof FrameError, `expected a FrameError, got ${String(error)}`);
-    assert.deepEqual(out, [], 'nothing pushed before the error');
-    return { error: error.code };
-  }
-}
-
-const TOO_LARGE = { error: 'ERR_FRAME_TOO_LARGE' };
-const INVALID = { error: 'ERR_FRAME_INVALID' };
-
-function rejectsOption(make: () => unknown, option: string): void {
-  assert.throws(make, (error: unknown) => error instanceof InvalidOptionError && error.option === option);
-}
+import { encode, INVALID, type Outcome, rejectsOption, run, TOO_LARGE } from './codec-table.js';
 
 const HELLO = 'HELLO, WORLD'; // 12 bytes, as in Netty's LengthFieldBasedFrameDecoder examples
 const CAFE = '\xca\xfe';
