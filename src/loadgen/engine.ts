@@ -62,6 +62,11 @@ export class LoadEngine {
   readonly readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
   readonly t0 = performance.now();
   running = false;
+  /**
+   * Echo mode holds traffic until every connection is up (`startLoad()`): connects to a server already
+   * saturated with echoes overflow its listen queue and get reset, so thousands of connections would never all open.
+   */
+  loadStarted = false;
 
   messages = 0;
   bytesSent = 0;
@@ -110,6 +115,14 @@ export class LoadEngine {
     this.#launch();
     if (this.config.mode === 'open-loop') this.#tick();
     return done;
+  }
+
+  /** Lets held connections start sending (echo mode); called when the connect phase ends. */
+  startLoad(): void {
+    if (this.loadStarted) return;
+    this.loadStarted = true;
+    if (!this.running) return;
+    for (const client of this.#clients) client.begin();
   }
 
   /** Called once per client when its first connect attempt settles. */
@@ -302,8 +315,13 @@ class Client {
     this.#settleAttempt();
     if (!engine.running) return;
     if (engine.config.mode === 'open-loop') this.#pump();
-    else this.#send(this.#depth);
+    else if (engine.config.mode !== 'echo' || engine.loadStarted) this.#send(this.#depth);
   };
+
+  /** Echo mode: the load starts; a connection that is up and silent sends its first messages. */
+  begin(): void {
+    if (this.#connected && this.#inflight === 0 && this.#engine.config.mode === 'echo') this.#send(this.#depth);
+  }
 
   #onTimeout = (): void => {
     // Only armed while connecting: the attempt took longer than connectTimeoutMs.

@@ -18,7 +18,8 @@ export interface BenchOptions {
   /** Target port. Default `7000`. */
   port?: number;
   /**
-   * `echo`: send a message, wait for its full echo, repeat (closed loop; `depth` messages in flight).
+   * `echo`: send a message, wait for its full echo, repeat (closed loop; `depth` messages in flight); traffic
+   * starts once every connection is up (or the connect phase has timed out).
    * `churn`: connect, send one message, receive its echo, close, repeat (measures connections/s).
    * `idle`: open the connections, exchange one message on each, then hold them (memory per connection).
    * `open-loop`: send `rate` messages/s in total whatever the server does, latency measured from the

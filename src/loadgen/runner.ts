@@ -24,6 +24,7 @@ export interface RunHooks {
 
 interface EngineHandle {
   start(): Promise<void>;
+  startLoad(): Promise<void>;
   interval(): Promise<IntervalReport>;
   stop(): Promise<IntervalReport>;
 }
@@ -35,6 +36,9 @@ class LocalHandle implements EngineHandle {
   }
   start(): Promise<void> {
     return this.#engine.start();
+  }
+  async startLoad(): Promise<void> {
+    this.#engine.startLoad();
   }
   async interval(): Promise<IntervalReport> {
     return this.#engine.interval();
@@ -82,6 +86,9 @@ class ThreadHandle implements EngineHandle {
   }
   async start(): Promise<void> {
     await this.#request('start');
+  }
+  async startLoad(): Promise<void> {
+    await this.#request('load');
   }
   async interval(): Promise<IntervalReport> {
     return (await this.#request('interval')).report!;
@@ -238,6 +245,7 @@ export async function runBench(input: BenchOptions, hooks: RunHooks = {}): Promi
       const now = elapsed();
       if (phase === 'connect' && (connectDone || now >= phaseEnd)) {
         book(await Promise.all(handles.map((h) => h.interval())), phase);
+        await Promise.all(handles.map((h) => h.startLoad()));
         phase = 'warmup';
         phaseEnd = elapsed() + options.warmupMs;
         continue;

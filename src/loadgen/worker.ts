@@ -8,7 +8,7 @@ import { type EngineConfig, LoadEngine } from './engine.js';
 /** A request from the main thread. */
 export interface WorkerRequest {
   id: number;
-  op: 'start' | 'interval' | 'stop';
+  op: 'start' | 'load' | 'interval' | 'stop';
 }
 
 /** The answer to a request; `report` is absent for `start`. */
@@ -23,6 +23,9 @@ if (port) {
   port.on('message', (request: WorkerRequest) => {
     if (request.op === 'start') {
       engine.start().then(() => port.postMessage({ id: request.id } satisfies WorkerResponse));
+    } else if (request.op === 'load') {
+      engine.startLoad();
+      port.postMessage({ id: request.id } satisfies WorkerResponse);
     } else if (request.op === 'interval') {
       port.postMessage({ id: request.id, report: engine.interval() } satisfies WorkerResponse);
     } else {
