@@ -474,7 +474,8 @@ describe('Conn#write: slow consumer', () => {
         { maxWriteBuffer: 16 * 1024, maxQueuedBytes: 256 * 1024 },
         async (conn) => {
           const writes: Promise<void>[] = [];
-          for (let i = 0; i < 64; i++) writes.push(conn.write(Buffer.alloc(8 * 1024, i)));
+          // Small writes (copied and queued, not handed to the kernel one by one), 512 KiB in one turn.
+          for (let i = 0; i < 256; i++) writes.push(conn.write(Buffer.alloc(2 * 1024, i)));
           const settled = await Promise.allSettled(writes);
           return settled.map((s) => (s.status === 'rejected' ? codeOf(s.reason) : 'ok'));
         },
@@ -506,7 +507,7 @@ describe('Conn#write: slow consumer', () => {
         { maxWriteBuffer: 16 * 1024, maxQueuedBytes: 128 * 1024 },
         async (conn) => {
           // The careless pattern: fire and forget, past maxQueuedBytes.
-          for (let i = 0; i < 32; i++) conn.write(Buffer.alloc(8 * 1024));
+          for (let i = 0; i < 128; i++) conn.write(Buffer.alloc(2 * 1024));
           await new Promise((r) => setTimeout(r, 50));
           return conn.signal.reason;
         },
