@@ -170,6 +170,8 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
   get signal(): AbortSignal {
     if (this.#abort === null) {
       this.#abort = new AbortController();
+      // A connection that closed cleanly gets its reason made only when someone looks (see _onClose).
+      if (this.#abortReason === null && this.#closed) this.#abortReason = new ConnectionClosedError();
       if (this.#abortReason !== null) this.#abort.abort(this.#abortReason);
     }
     return this.#abort.signal;
@@ -740,9 +742,11 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
       // Closed without FIN or error (destroyed locally): pending reads see the closure.
       this.#error = new ConnectionClosedError();
     }
-    this.#abortWith(this.#error ?? new ConnectionClosedError());
+    // Errors capture a stack trace, a real cost per connection: make them only for an observer.
+    if (this.#error !== null) this.#abortWith(this.#error);
+    else if (this.#abort !== null) this.#abortWith(new ConnectionClosedError());
     this.#notify();
-    this.#rejectWriters(this.#error ?? new ConnectionClosedError());
+    if (this.#writeWaiters !== null) this.#rejectWriters(this.#error ?? new ConnectionClosedError());
     this.#closeResolve?.();
     this.#host.onSocketClosed(this);
   }
