@@ -10,9 +10,9 @@
  * - split2 (lines only), the stream most Node code uses for lines.
  * It counts copies (ByteQueue.copies; one per Buffer.concat for naive) and GC time from
  * perf_hooks 'gc' entries. Each case runs in ROUNDS rounds and the median is reported, because
- * this runs on shared machines. Prints a markdown table and writes docs/benchmarks-framing.md.
+ * this runs on shared machines. Prints a markdown table and writes it into docs/benchmarks.md (the framing section).
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { PerformanceObserver, performance } from 'node:perf_hooks';
 import split2 from 'split2';
@@ -20,6 +20,7 @@ import { BufferPool } from '../src/buffer-pool.js';
 import { ByteQueue } from '../src/byte-queue.js';
 import { lengthPrefixed } from '../src/framing/length-prefixed.js';
 import { lines } from '../src/framing/lines.js';
+import { writeSection } from './docs.js';
 
 const QUICK = process.argv.includes('--quick');
 const ROUNDS = QUICK ? 1 : 3;
@@ -291,8 +292,7 @@ function report(results: Result[]): void {
     .loadavg()
     .map((l) => l.toFixed(2))
     .join(' ');
-  const doc = `<!-- fragment of docs/benchmarks.md, written by bench/framing.ts -->
-## Framing: decode throughput
+  const doc = `### Decode throughput
 
 \`node --import tsx bench/framing.ts\` on ${cpu}, ${os.cpus().length} cores, Node ${process.version}, ${new Date()
     .toISOString()
@@ -306,8 +306,8 @@ Decoding only (no socket): the stream is cut into separate buffers of the chunk 
 ${table}
 `;
   console.log(table);
-  writeFileSync(new URL('../docs/benchmarks-framing.md', import.meta.url), doc);
-  console.log(`\nwrote docs/benchmarks-framing.md (sink ${sink > 0 ? 'ok' : 'empty'})`);
+  writeSection('framing', doc);
+  console.log(`(sink ${sink > 0 ? 'ok' : 'empty'})`);
 }
 
 function readCpuinfo(): string {

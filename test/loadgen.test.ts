@@ -204,9 +204,10 @@ describe('loadgen accounting against real sockets', () => {
     // The held message was intended before it reached the server, so its latency covers the stall.
     assert.ok(result.latencyUs.max >= stallMs * 1000, `max ${result.latencyUs.max} µs < stall ${stallMs} ms`);
     // Messages due during the stall could not be sent (depth 1), yet their latency still counts from
-    // their intended times, spread evenly over 0..stall: they are a large share of the window, so
-    // p90 lands among them. A closed-loop generator would record one slow sample and a fast p90.
-    assert.ok(result.latencyUs.p90 >= stallMs * 100, `p90 ${result.latencyUs.p90} µs, stall ${stallMs} ms`);
+    // their intended times, spread evenly over 0..stall: hundreds of samples, so p99 lands among them
+    // however the window is placed on a busy machine. A closed-loop generator would record one slow
+    // sample (well under 1% of the window) and a fast p99.
+    assert.ok(result.latencyUs.p99 >= stallMs * 100, `p99 ${result.latencyUs.p99} µs, stall ${stallMs} ms`);
   });
 
   it('counts corrupted echoes as verify errors', async () => {
