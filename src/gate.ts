@@ -9,6 +9,8 @@ export type RejectReason = 'full' | 'perPeer' | 'blocked' | 'waitTimeout' | 'shu
 export interface GateHost {
   admit(socket: Socket, peer: string): void;
   reject(socket: Socket, peer: string, reason: RejectReason): void;
+  /** A waiting socket closed by itself (it left the queue without being admitted or rejected). */
+  waiterClosed(): void;
 }
 
 class Waiter implements DeadlineEntry {
@@ -76,6 +78,7 @@ export class Gate {
       if (this.#waiting.delete(w)) {
         deadlines.cancel(w);
         this.#give(peer);
+        this.#host.waiterClosed();
       }
     });
     return 'wait';

@@ -1,4 +1,5 @@
 import diagnostics_channel from 'node:diagnostics_channel';
+import { readdirSync, readFileSync } from 'node:fs';
 import net, { type Socket } from 'node:net';
 import { Conn, type ConnHost, normalizeAddress } from './conn.js';
 import { ServerClosingError, SlowConsumerError, type TimeoutError } from './errors.js';
@@ -26,7 +27,10 @@ export interface ServerStats {
   slowConsumers: number;
   /** Handlers that ended by throwing, whatever the cause. */
   errors: number;
-  /** Accept errors (EMFILE, ENFILE, ...) survived by the listener. */
+  /**
+   * Connections shed at accept because the process was out of descriptors: tcpkit's own budget (the
+   * open-file limit less what was open at listen, less a reserve of 32) and accept errors the listener reported.
+   */
   acceptErrors: number;
   bytesRead: number;
   bytesWritten: number;
@@ -132,6 +136,7 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
       if (o.path !== undefined) this.#listener.listen({ path: o.path, backlog: o.backlog }, done);
       else this.#listener.listen({ port: o.port, host: o.host, backlog: o.backlog }, done);
     });
+    this.#descriptorBudget = descriptorBudget();
     const a = this.#listener.address();
     this.#address =
       a === null ? (o.path ?? '') : typeof a === 'string' ? a : { address: a.address, family: a.family, port: a.port };
@@ -250,13 +255,42 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
 
   #onConnection(socket: Socket): void {
     this.#stats.accepted++;
+    this.#openSockets++;
     socket.on('error', swallow);
+    if (this.#openSockets > this.#descriptorBudget) {
+      // Out of descriptors: shed this connection ourselves, counted, before the process hits EMFILE
+      // (libuv's own EMFILE handling sheds connections too, but silently).
+      this.#stats.acceptErrors++;
+      if (channels.acceptError.hasSubscribers) {
+        const error = Object.assign(new Error('out of file descriptors: connection closed at accept'), {
+          code: 'EMFILE',
+        });
+        channels.acceptError.publish({ server: this, error });
+      }
+      this.#dropSocket(socket);
+      return;
+    }
     const address = socket.remoteAddress;
     if (address === undefined) {
-      socket.destroy();
+      this.#dropSocket(socket);
       return;
     }
     this.#gate.offer(socket, normalizeAddress(address));
+  }
+
+  /** Sockets this server accepted and has not closed (running, waiting, lingering). */
+  #openSockets = 0;
+  /** Most sockets this server may hold before it sheds new ones (see descriptorBudget()). */
+  #descriptorBudget = Number.POSITIVE_INFINITY;
+
+  #dropSocket(socket: Socket): void {
+    socket.destroy();
+    this.#openSockets--;
+  }
+
+  /** @internal GateHost */
+  waiterClosed(): void {
+    this.#openSockets--;
   }
 
   /** @internal GateHost: start the handler. */
@@ -314,7 +348,7 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
   reject(socket: Socket, peer: string, reason: RejectReason): void {
     this.#stats.rejected[reason]++;
     if (channels.reject.hasSubscribers) channels.reject.publish({ remoteAddress: peer, reason });
-    socket.destroy();
+    this.#dropSocket(socket);
   }
 
   /** @internal ConnHost */
@@ -332,11 +366,32 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
 
   /** @internal ConnHost */
   onSocketClosed(conn: Conn): void {
+    this.#openSockets--;
     this.#allSockets.delete(conn);
     this.#releaseSlot(conn);
     this.#stats.bytesRead += conn.bytesRead;
     this.#stats.bytesWritten += conn.bytesWritten;
     if (channels.close.hasSubscribers) channels.close.publish({ conn });
+  }
+}
+
+/** Descriptors kept free for everything else the process opens (files, outgoing connections, ...). */
+const DESCRIPTOR_RESERVE = 32;
+
+/**
+ * How many sockets a server may hold: the process's open-file soft limit, less the descriptors open
+ * when it starts listening and a reserve. Linux only (/proc); elsewhere unlimited, and libuv's own
+ * EMFILE handling remains the backstop.
+ */
+function descriptorBudget(): number {
+  try {
+    const limits = readFileSync('/proc/self/limits', 'utf8');
+    const soft = /^Max open files\s+(\d+)/m.exec(limits)?.[1];
+    if (soft === undefined) return Number.POSITIVE_INFINITY;
+    const open = readdirSync('/proc/self/fd').length;
+    return Math.max(1, Number(soft) - open - DESCRIPTOR_RESERVE);
+  } catch {
+    return Number.POSITIVE_INFINITY;
   }
 }
 

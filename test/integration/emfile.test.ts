@@ -61,7 +61,8 @@ describe('accept errors (EMFILE)', () => {
         `only descriptor exhaustion is reported: ${JSON.stringify(during.acceptErrorCodes)}`,
       );
       assert.ok(during.stats.active < FD_LIMIT, 'no more handlers than descriptors');
-      assert.ok(during.stats.accepted < FLOOD, `the child could not accept all ${FLOOD} (${during.stats.accepted})`);
+      // Whether shed by tcpkit's descriptor budget (counted) or by libuv (silently), the excess never ran.
+      assert.ok(during.stats.served < FLOOD, `the child did not serve all ${FLOOD} (${during.stats.served})`);
       // Connections beyond the limit are closed, not left hanging in the accept queue.
       const turnedAway = flood.filter((s) => s.destroyed || s.readableEnded).length;
       assert.ok(turnedAway > 0, 'some flood connections were closed by the child');
@@ -93,11 +94,9 @@ describe('accept errors (EMFILE)', () => {
     }
   });
 
-  it('counts the EMFILE accept errors in stats().acceptErrors', {
-    todo:
-      "libuv's EMFILE trick (uv__emfile_trick) accepts and closes the excess connections itself and " +
-      "does not call the connection callback, so net.Server never emits 'error' and nothing can count them",
-  }, () => {
+  // libuv's own EMFILE handling (uv__emfile_trick) sheds connections without telling Node, so
+  // tcpkit keeps a descriptor budget and sheds, counts and publishes them itself before that point.
+  it('counts the connections shed for want of descriptors in stats().acceptErrors', () => {
     assert.ok(acceptErrors > 0, `acceptErrors is ${acceptErrors}`);
   });
 });
