@@ -21,6 +21,8 @@ export interface ConnHost {
   readonly options: ResolvedOptions;
   onTimeout(conn: Conn, error: TimeoutError): void;
   onSlowConsumer(conn: Conn, error: SlowConsumerError): void;
+  /** A finished connection's queued output has all reached the kernel. */
+  onOutputFlushed(conn: Conn): void;
   onSocketClosed(conn: Conn): void;
 }
 
@@ -561,6 +563,18 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
   _onDrain(): void {
     this.#writeBlockedSince = 0;
     if (this.#writeWaiters !== null && this.queuedBytes < this.#host.options.maxWriteBuffer) this.#resolveWriters();
+    if (this.#lingering) this.#outputFlushed();
+  }
+
+  /** While lingering, all output is out: the linger period runs from now, and the server may free the slot. */
+  #outputFlushed(): void {
+    if (this.queuedBytes > 0 || this.#closed) return;
+    const until = deadlines.now() + this.#host.options.lingerTimeout;
+    if (until < this.#lingerUntil) {
+      this.#lingerUntil = until;
+      deadlines.schedule(this, until);
+    }
+    this.#host.onOutputFlushed(this);
   }
 
   #resolveWriters(): void {
@@ -581,12 +595,19 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
     this._flush();
     this.#endPromise = handled(
       new Promise<void>((resolve, reject) => {
-        this.#socket.end(() => {
-          if (this.#error !== null) return reject(this.#error);
+        this.#socket.end((err?: Error | null) => {
+          // Destroyed before the flush finished (a deadline, a reset): the data did not all leave.
+          if (this.#error === null && err)
+            this.#error = new ConnectionClosedError(`connection closed: ${err.message}`, err);
+          if (this.#error !== null) {
+            this.#rejectWriters(this.#error);
+            return reject(this.#error);
+          }
           // Everything is out ('drain' is not emitted once a socket is ending).
           this.#writeBlockedSince = 0;
           this.#resolveWriters();
           resolve();
+          if (this.#lingering) this.#outputFlushed();
         });
       }),
     );

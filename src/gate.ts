@@ -94,6 +94,7 @@ export class Gate {
       deadlines.cancel(w);
       if (w.socket.destroyed) {
         this.#give(w.peer);
+        this.#host.waiterClosed();
         continue;
       }
       this.#active++;

@@ -136,7 +136,7 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
       if (o.path !== undefined) this.#listener.listen({ path: o.path, backlog: o.backlog }, done);
       else this.#listener.listen({ port: o.port, host: o.host, backlog: o.backlog }, done);
     });
-    this.#descriptorBudget = descriptorBudget();
+    this.#descriptorBudget = freeDescriptors();
     const a = this.#listener.address();
     this.#address =
       a === null ? (o.path ?? '') : typeof a === 'string' ? a : { address: a.address, family: a.family, port: a.port };
@@ -257,7 +257,7 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
     this.#stats.accepted++;
     this.#openSockets++;
     socket.on('error', swallow);
-    if (this.#openSockets > this.#descriptorBudget) {
+    if (this.#openSockets > this.#descriptorBudget && !this.#recalibrated()) {
       // Out of descriptors: shed this connection ourselves, counted, before the process hits EMFILE
       // (libuv's own EMFILE handling sheds connections too, but silently).
       this.#stats.acceptErrors++;
@@ -280,8 +280,26 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
 
   /** Sockets this server accepted and has not closed (running, waiting, lingering). */
   #openSockets = 0;
-  /** Most sockets this server may hold before it sheds new ones (see descriptorBudget()). */
+  /**
+   * Most sockets this server may hold before it sheds new ones: its open sockets plus the descriptors
+   * the process had free (below the soft limit, less a reserve) when last counted.
+   */
   #descriptorBudget = Number.POSITIVE_INFINITY;
+  #descriptorsCountedAt = 0;
+
+  /**
+   * The budget was passed: count the process's descriptors again (at most every 200 ms, so a flood
+   * does not turn into /proc reads) and say whether the budget, refreshed, now admits the socket.
+   * Descriptors freed by others (a previous server, closed files) raise it; others' use lowers it.
+   */
+  #recalibrated(): boolean {
+    const now = performance.now();
+    if (now - this.#descriptorsCountedAt < 200) return false;
+    this.#descriptorsCountedAt = now;
+    const free = freeDescriptors();
+    this.#descriptorBudget = this.#openSockets + free - 1;
+    return this.#openSockets <= this.#descriptorBudget;
+  }
 
   #dropSocket(socket: Socket): void {
     socket.destroy();
@@ -365,6 +383,11 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
   }
 
   /** @internal ConnHost */
+  onOutputFlushed(conn: Conn): void {
+    this.#releaseSlot(conn);
+  }
+
+  /** @internal ConnHost */
   onSocketClosed(conn: Conn): void {
     this.#openSockets--;
     this.#allSockets.delete(conn);
@@ -379,17 +402,15 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
 const DESCRIPTOR_RESERVE = 32;
 
 /**
- * How many sockets a server may hold: the process's open-file soft limit, less the descriptors open
- * when it starts listening and a reserve. Linux only (/proc); elsewhere unlimited, and libuv's own
- * EMFILE handling remains the backstop.
+ * Descriptors the process may still open before it is within DESCRIPTOR_RESERVE of its open-file
+ * soft limit. Linux only (/proc); elsewhere unlimited, and libuv's own EMFILE handling (which sheds
+ * connections silently) remains the backstop.
  */
-function descriptorBudget(): number {
+function freeDescriptors(): number {
   try {
-    const limits = readFileSync('/proc/self/limits', 'utf8');
-    const soft = /^Max open files\s+(\d+)/m.exec(limits)?.[1];
+    const soft = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'))?.[1];
     if (soft === undefined) return Number.POSITIVE_INFINITY;
-    const open = readdirSync('/proc/self/fd').length;
-    return Math.max(1, Number(soft) - open - DESCRIPTOR_RESERVE);
+    return Math.max(0, Number(soft) - readdirSync('/proc/self/fd').length - DESCRIPTOR_RESERVE);
   } catch {
     return Number.POSITIVE_INFINITY;
   }

@@ -209,6 +209,60 @@ describe('Server slots', () => {
   );
 });
 
+describe('Server slots, continued', () => {
+  it(
+    'frees the slot once the finished handler’s output is delivered, though the peer keeps its side open',
+    TEST,
+    async () => {
+      const size = 16 * 1024 * 1024;
+      const server = await serve({ ...LOOPBACK, maxConnections: 1 }, async (conn) => {
+        conn.write(Buffer.alloc(size, 1)).catch(() => {});
+      });
+      try {
+        const port = portOf(server);
+        const first = await connect(port, { allowHalfOpen: true });
+        await first.receive(size, 10_000); // all of it read; the client never closes its side
+        const second = await connect(port);
+        second.write('next');
+        // Admitted (and its handler's reply arrives) long before writeTimeout (30 s) or any linger would end.
+        await second.receive(size, 10_000);
+        assert.equal(server.stats().served, 2);
+        first.destroy();
+        second.destroy();
+      } finally {
+        await stop(server);
+      }
+    },
+  );
+});
+
+describe('Conn#close with a peer that never reads', () => {
+  it('rejects the pending write when the lingering close gives up on the data', TEST, async () => {
+    const outcome = deferred<unknown[]>();
+    await withServer(
+      { writeTimeout: 300, lingerTimeout: 100 },
+      async (conn) => {
+        await conn.read();
+        const results: unknown[] = [];
+        const write = conn.write(Buffer.alloc(16 * 1024 * 1024)).then(
+          () => 'ok',
+          (e: unknown) => codeOf(e),
+        );
+        await conn.close();
+        results.push(await write);
+        outcome.resolve(results);
+      },
+      async (port) => {
+        const client = await connect(port, { read: false });
+        client.write('go');
+        const [write] = await within(outcome.promise, 10_000, 'the handler');
+        assert.notEqual(write, 'ok', 'a write whose data never left must not resolve');
+        client.destroy();
+      },
+    );
+  });
+});
+
 describe('ServeOptions.keepAlive', () => {
   it('rejects a delay under one second (the kernel counts whole seconds)', async () => {
     await assert.rejects(
