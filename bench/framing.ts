@@ -20,6 +20,7 @@ import { BufferPool } from '../src/buffer-pool.js';
 import { ByteQueue } from '../src/byte-queue.js';
 import { lengthPrefixed } from '../src/framing/length-prefixed.js';
 import { lines } from '../src/framing/lines.js';
+import type { Decoder } from '../src/framing/types.js';
 import { writeSection } from './docs.js';
 
 const QUICK = process.argv.includes('--quick');
@@ -80,8 +81,9 @@ function chunksOf(stream: Buffer, size: number): Buffer[] {
 /** Keeps the decoded frames observable so the work is not optimised away. */
 let sink = 0;
 
-function tcpkitLines(pool?: BufferPool): Pass {
-  const codec = lines({ maxLength: 1024 * 1024 });
+/** Drives a tcpkit codec as conn.frames() does. */
+function tcpkitPass(makeCodec: () => Decoder<{ length: number }>, pool?: BufferPool): Pass {
+  const codec = makeCodec();
   return (chunks) => {
     const q = new ByteQueue(pool);
     let frames = 0;
@@ -94,6 +96,10 @@ function tcpkitLines(pool?: BufferPool): Pass {
     }
     return { frames, copies: q.copies, copiedBytes: q.copiedBytes };
   };
+}
+
+function tcpkitLines(pool?: BufferPool): Pass {
+  return tcpkitPass(() => lines({ maxLength: 1024 * 1024 }), pool);
 }
 
 function naiveLines(): Pass {
@@ -135,19 +141,7 @@ function split2Lines(): Pass {
 }
 
 function tcpkitLength(): Pass {
-  const codec = lengthPrefixed();
-  return (chunks) => {
-    const q = new ByteQueue();
-    let frames = 0;
-    for (const c of chunks) {
-      q.push(c);
-      for (let f = codec.decode(q); f !== undefined; f = codec.decode(q)) {
-        sink += f.length;
-        frames++;
-      }
-    }
-    return { frames, copies: q.copies, copiedBytes: q.copiedBytes };
-  };
+  return tcpkitPass(() => lengthPrefixed());
 }
 
 function naiveLength(): Pass {
