@@ -126,6 +126,7 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
   #writeBlockedSince = 0;
   #writeWaiters: { resolve: () => void; reject: (e: Error) => void }[] | null = null;
   #endPromise: Promise<void> | null = null;
+  #closing = false;
   #closePromise: Promise<void> | null = null;
   #closeResolve: (() => void) | null = null;
 
@@ -620,18 +621,15 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
    * Resolves when the socket is closed.
    */
   close(): Promise<void> {
-    if (this.#closePromise === null) {
-      this.#closePromise = new Promise((resolve) => {
-        this.#closeResolve = resolve;
-      });
-      if (this.#closed) this.#closeResolve!();
-      else if (this.#error !== null) this.#socket.destroy();
+    if (!this.#closing && !this.#closed) {
+      this.#closing = true;
+      if (this.#error !== null) this.#socket.destroy();
       else {
         this.end().catch(() => {});
         this.#linger();
       }
     }
-    return this.#closePromise;
+    return this._closed();
   }
 
   /** Destroys the socket at once (no flush). With `error`, pending operations reject with it. */
@@ -715,6 +713,8 @@ export class Conn implements DeadlineEntry, AsyncIterable<Buffer> {
   }
 
   /** @internal waits for the socket to close. */
+  // Waiting for the close is separate from starting it: a waiter (the server at shutdown) must not
+  // keep a later close() from doing its work.
   _closed(): Promise<void> {
     if (this.#closed) return RESOLVED;
     if (this.#closePromise === null) {

@@ -263,6 +263,28 @@ describe('Conn#close with a peer that never reads', () => {
   });
 });
 
+describe('Conn#close after someone already waits for the close', () => {
+  it('still flushes, sends FIN and closes (waiting for a close does not start or block one)', TEST, async () => {
+    await withServer(
+      {},
+      async (conn) => {
+        await conn.read();
+        const waited = conn._closed(); // as the server does at shutdown
+        await conn.write('bye');
+        await conn.close();
+        await waited;
+      },
+      async (port) => {
+        const client = await connect(port);
+        client.write('hi');
+        const closed = await client.waitClosed();
+        assert.equal(client.received().toString(), 'bye');
+        assert.equal(closed.ended, true, 'the client saw a FIN');
+      },
+    );
+  });
+});
+
 describe('ServeOptions.keepAlive', () => {
   it('rejects a delay under one second (the kernel counts whole seconds)', async () => {
     await assert.rejects(
