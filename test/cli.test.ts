@@ -131,6 +131,7 @@ describe('tcpkit serve echo', () => {
     ['an unknown --when-full mode', ['--when-full', 'maybe'], /maybe/],
     ['an unknown flag', ['--bogus', '1'], /bogus/],
     ['options serve() refuses', ['--max-write-buffer', '1MiB', '--max-queued-bytes', '1KiB'], /maxQueuedBytes/],
+    ['a kv flag given to echo', ['--max-bulk-length', '1KiB'], /--max-bulk-length applies to the kv app only/],
   ];
   for (const [name, flags, message] of invalid) {
     it(`exits non-zero with a message for ${name}`, SLOW, async () => {
@@ -152,6 +153,27 @@ describe('tcpkit serve echo', () => {
       const exit = await within(proc.exited, 30_000, 'the CLI to exit');
       assert.notEqual(exit.code, 0);
       assert.match(proc.stderr, /unknown app "nope"/);
+    } finally {
+      proc.kill();
+    }
+  });
+});
+
+describe('tcpkit serve kv', () => {
+  it('--max-bulk-length lowers the longest value the kv accepts', SLOW, async () => {
+    const proc = tcpkit('serve', 'kv', '--port', '0', '--max-bulk-length', '1KiB');
+    try {
+      const port = await listening(proc);
+      const ok = await exchange(
+        port,
+        `*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1024\r\n${'v'.repeat(1024)}\r\n*1\r\n$4\r\nQUIT\r\n`,
+      );
+      assert.equal(ok.toString(), '+OK\r\n+OK\r\n');
+      // Refused from the header, before any of the body is buffered.
+      const refused = await exchange(port, '*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1025\r\n');
+      assert.equal(refused.toString(), '-ERR Protocol error: invalid bulk length\r\n');
+      proc.signal('SIGTERM');
+      assert.equal((await within(proc.exited, 15_000, 'the CLI to exit')).code, 0);
     } finally {
       proc.kill();
     }

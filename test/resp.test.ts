@@ -61,6 +61,15 @@ describe('resp#decode', () => {
     ['incomplete body', '*1\r\n$4\r\nPI', []],
     ['incomplete trailing CRLF', '*1\r\n$4\r\nPING\r', []],
     ['incomplete inline', 'PING', []],
+    // Redis finds a line end with strchr, which stops at a NUL: it waits, silent, for more input.
+    ['NUL before the CR of the count: waits', '*1\x00\r\n$4\r\nPING\r\n', []],
+    ['NUL before the CR of a bulk header: waits', '*1\r\n$4\x00\r\nPING\r\n', []],
+    ['NUL first in a bulk header: waits', '*1\r\n\x00x\r\n', []],
+    ['NUL in an inline line: waits', 'PING\r\nEC\x00HO a\r\nPING\r\n', [['PING']]],
+    ['NUL in a bulk body is data', '*1\r\n$3\r\na\x00b\r\n', [['a\x00b']]],
+    ['NUL after the header CR is data', '*1\r\n$1\r\n\x00\r\n', [['\x00']]],
+    ['most negative 64-bit count is an empty request', '*-9223372036854775808\r\n*0\r\n', [[], []]],
+    ['largest 64-bit negative count', '*-9223372036854775807\r\n', [[]]],
   ];
   for (const [name, input, expected] of cases) {
     test(name, () => assert.deepEqual(decodeAll(input), expected));
@@ -84,13 +93,6 @@ describe('resp#decode', () => {
       'Protocol error: invalid multibulk length',
     ],
     ['expected $', '*1\r\n:1\r\n', {}, FrameInvalidError, "Protocol error: expected '$', got ':'"],
-    [
-      'expected $, got NUL (C string cut)',
-      '*1\r\n\x00x\r\n',
-      {},
-      FrameInvalidError,
-      "Protocol error: expected '$', got '",
-    ],
     ['negative bulk length', '*1\r\n$-1\r\n', {}, FrameInvalidError, 'Protocol error: invalid bulk length'],
     ['bulk length with a space', '*1\r\n$ 1\r\n', {}, FrameInvalidError, 'Protocol error: invalid bulk length'],
     [
@@ -115,6 +117,49 @@ describe('resp#decode', () => {
       'Protocol error: request longer than maxLength (20 bytes)',
     ],
     ['unbalanced double quotes', 'ECHO "a\r\n', {}, FrameInvalidError, 'Protocol error: unbalanced quotes in request'],
+    [
+      'count one below the 64-bit minimum',
+      '*-9223372036854775809\r\n',
+      {},
+      FrameInvalidError,
+      'Protocol error: invalid multibulk length',
+    ],
+    ['count of 2^63', '*9223372036854775808\r\n', {}, FrameInvalidError, 'Protocol error: invalid multibulk length'],
+    [
+      'bulk length of 2^63 - 1, beyond proto-max-bulk-len',
+      '*1\r\n$9223372036854775807\r\n',
+      {},
+      FrameTooLargeError,
+      'Protocol error: invalid bulk length',
+    ],
+    [
+      'NUL in an inline line past the limit',
+      `PI\x00NG\r\n${'x'.repeat(16)}`,
+      { maxInlineLength: 16 },
+      FrameTooLargeError,
+      'Protocol error: too big inline request',
+    ],
+    [
+      'NUL in a bulk header past the limit',
+      `*1\r\n$4\x00\r\n${'x'.repeat(16)}`,
+      { maxInlineLength: 16 },
+      FrameTooLargeError,
+      'Protocol error: too big bulk count string',
+    ],
+    [
+      'NUL in the count past the limit',
+      `*1\x00\r\n${'x'.repeat(16)}`,
+      { maxInlineLength: 16 },
+      FrameTooLargeError,
+      'Protocol error: too big mbulk count string',
+    ],
+    [
+      'count header longer than the limit, finished',
+      `*${'1'.repeat(17)}\r\n`,
+      { maxInlineLength: 16 },
+      FrameTooLargeError,
+      'Protocol error: too big mbulk count string',
+    ],
     [
       'closing quote glued to text',
       "ECHO 'a'b\r\n",
@@ -250,6 +295,62 @@ describe('resp#decode', () => {
         },
       ),
       { numRuns: 300 },
+    );
+  });
+});
+
+describe('resp#decode: the outcome does not depend on how the input is cut into reads', () => {
+  /** What decoding `chunks` in order comes to: the requests, then the error (if any), then what was left. */
+  function outcome(options: RespOptions, chunks: Buffer[]): string {
+    const codec = resp(options);
+    const q = new ByteQueue();
+    const out: string[] = [];
+    try {
+      for (const c of chunks) {
+        q.push(c);
+        for (let r = codec.decode(q); r !== undefined; r = codec.decode(q)) {
+          out.push(JSON.stringify(r.map((b) => b.toString('latin1'))));
+        }
+      }
+      out.push(`pending ${q.length}`);
+    } catch (error) {
+      out.push(`${(error as FrameInvalidError).code}: ${(error as Error).message}`);
+    }
+    return out.join('\n');
+  }
+
+  test('an inline line of exactly maxInlineLength, cut just before its LF', () => {
+    const line = Buffer.from(`${'a'.repeat(65_536)}\r\n`);
+    const whole = outcome({}, [line]);
+    assert.equal(outcome({}, [line.subarray(0, line.length - 1), line.subarray(line.length - 1)]), whole);
+    assert.match(whole, /^\["a+"\]\npending 0$/);
+  });
+
+  test('property: hostile RESP under any chunking decodes as in one read', () => {
+    const limits = fc.record({
+      maxInlineLength: fc.integer({ min: 4, max: 24 }),
+      maxBulkLength: fc.integer({ min: 1, max: 16 }),
+    });
+    const piece = fc.oneof(
+      fc.constantFrom('*', '$', '\r', '\n', '\r\n', '\x00', '-', '0', '1', '9', ' ', '"', "'", 'a', 'PING'),
+      fc.integer({ min: -3, max: 30 }).map((n) => `*${n}\r\n`),
+      fc.integer({ min: -3, max: 30 }).map((n) => `$${n}\r\n`),
+      fc.string({ maxLength: 30 }).map((t) => `${t}\r\n`),
+      fc.constantFrom('-9223372036854775808', '9223372036854775807', '9223372036854775808'),
+    );
+    const input = fc.array(piece, { maxLength: 40 }).map((p) => Buffer.from(p.join(''), 'latin1'));
+    fc.assert(
+      fc.property(limits, input, fc.array(fc.nat(), { maxLength: 12 }), (options, bytes, cuts) => {
+        const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((x, y) => x - y);
+        const chunks: Buffer[] = [];
+        let from = 0;
+        for (const to of [...points, bytes.length]) {
+          chunks.push(bytes.subarray(from, to));
+          from = to;
+        }
+        assert.equal(outcome(options, chunks), outcome(options, [bytes]));
+      }),
+      { numRuns: Number(process.env.FC_RUNS ?? 2000) },
     );
   });
 });

@@ -62,7 +62,8 @@ export function registerServe(program: Command): void {
     .option('--path <socket>', 'listen on a unix socket instead')
     .addOption(
       new Option('--block <cidr...>', 'refuse these addresses or subnets (e.g. 10.0.0.0/8), repeatable').default([]),
-    );
+    )
+    .option('--max-bulk-length <size>', 'kv only: longest value or argument accepted (default 512MiB)', parseSize);
   for (const [flag, , parser, description] of FLAGS) cmd.option(flag, description, parser);
   cmd.action(async (appName: string, flags: Record<string, unknown>) => {
     const spec = APPS[appName];
@@ -82,8 +83,18 @@ export function registerServe(program: Command): void {
     }
     const blocked = flags.block as string[];
     if (blocked.length > 0) options.blockList = parseBlockList(blocked);
-    const mod = (await import(new URL(spec.module, import.meta.url).href)) as { createApp(): App };
-    const app = mod.createApp();
+    const appOptions: Record<string, unknown> = {};
+    if (flags.maxBulkLength !== undefined) {
+      if (appName !== 'kv') {
+        cmd.error('tcpkit: --max-bulk-length applies to the kv app only');
+        return;
+      }
+      appOptions.maxBulkLength = flags.maxBulkLength;
+    }
+    const mod = (await import(new URL(spec.module, import.meta.url).href)) as {
+      createApp(options: Record<string, unknown>): App;
+    };
+    const app = mod.createApp(appOptions);
     try {
       const server = await serve(options, app.handler);
       const a = server.address;

@@ -142,6 +142,10 @@ class RespCodec implements Codec<Buffer[], RespReply> {
       if (length < state.need) return undefined;
     } else {
       const nl = queue.indexOf(CR);
+      // The limit is checked against the line however it was cut into reads: an unfinished line
+      // longer than the limit, and a finished one, fail alike (Redis checks only the buffer it holds,
+      // but reads 16 KiB at a time, so a longer header always fails there too).
+      if (nl > this.#maxInlineLength) throw new FrameTooLargeError('Protocol error: too big mbulk count string');
       if (nl === -1) {
         if (length > this.#maxInlineLength) throw new FrameTooLargeError('Protocol error: too big mbulk count string');
         return undefined;
@@ -149,6 +153,12 @@ class RespCodec implements Codec<Buffer[], RespReply> {
       if (nl + 2 > length) return undefined; // the LF after the CR has not arrived yet
       const count = parseInteger(queue, 1, nl);
       if (Number.isNaN(count) || count > 2147483647) {
+        if (hasNul(queue, 1, nl)) {
+          // Redis's strchr stops at the NUL: it sees no line end yet and waits for more.
+          if (length > this.#maxInlineLength)
+            throw new FrameTooLargeError('Protocol error: too big mbulk count string');
+          return undefined;
+        }
         throw new FrameInvalidError('Protocol error: invalid multibulk length');
       }
       if (count > this.#maxArrayLength) throw new FrameTooLargeError('Protocol error: invalid multibulk length');
@@ -162,19 +172,24 @@ class RespCodec implements Codec<Buffer[], RespReply> {
     while (state.remaining > 0) {
       const at = state.at;
       const nl = at < length ? queue.indexOf(CR, at) : -1;
-      if (nl === -1) {
+      if (nl === -1 || nl - at > this.#maxInlineLength) {
         if (length - at > this.#maxInlineLength)
           throw new FrameTooLargeError('Protocol error: too big bulk count string');
         return this.#suspend(queue, state, at + 1);
       }
       if (nl + 2 > length) return this.#suspend(queue, state, nl + 2);
       const first = queue.byteAt(at);
-      if (first !== DOLLAR) {
-        // Redis formats this with %c into a C string, so a NUL byte cuts the message short.
-        const got = first === 0 ? "'" : `'${charFor(first)}'`;
-        throw new FrameInvalidError(`Protocol error: expected '$', got ${got}`);
+      const bulk = first === DOLLAR ? parseInteger(queue, at + 1, nl) : Number.NaN;
+      if (Number.isNaN(bulk) && hasNul(queue, at, nl)) {
+        // As for the count: a NUL before the CR hides the line end from Redis, which waits.
+        if (length - at > this.#maxInlineLength)
+          throw new FrameTooLargeError('Protocol error: too big bulk count string');
+        return this.#suspend(queue, state, length + 1);
       }
-      const bulk = parseInteger(queue, at + 1, nl);
+      if (first !== DOLLAR) {
+        // (A NUL here is handled above: Redis never sees this line end.)
+        throw new FrameInvalidError(`Protocol error: expected '$', got '${charFor(first)}'`);
+      }
       if (Number.isNaN(bulk) || bulk < 0) throw new FrameInvalidError('Protocol error: invalid bulk length');
       if (bulk > this.#maxBulkLength) throw new FrameTooLargeError('Protocol error: invalid bulk length');
       const end = nl + 2 + bulk + 2;
@@ -217,8 +232,12 @@ class RespCodec implements Codec<Buffer[], RespReply> {
   /** Mirrors Redis's processInlineBuffer. */
   #inline(queue: ByteQueue, length: number): Buffer[] | undefined {
     const nl = queue.indexOf(LF);
-    if (nl === -1) {
-      if (length > this.#maxInlineLength) throw new FrameTooLargeError('Protocol error: too big inline request');
+    // A NUL before the LF hides the line end from Redis (its strchr stops there): it waits for more
+    // input until the limit is passed, silent, with the connection open. So does this decoder.
+    if (nl === -1 || hasNul(queue, 0, nl)) {
+      // A CR at the end may be the line's terminator, whose LF is still on its way: not part of the line.
+      const lineSoFar = queue.byteAt(length - 1) === CR ? length - 1 : length;
+      if (lineSoFar > this.#maxInlineLength) throw new FrameTooLargeError('Protocol error: too big inline request');
       return undefined;
     }
     const lineLength = nl > 0 && queue.byteAt(nl - 1) === CR ? nl - 1 : nl;
@@ -282,10 +301,21 @@ function charFor(byte: number): string {
   return byte === CR || byte === LF ? ' ' : String.fromCharCode(byte);
 }
 
+/** Whether a NUL byte lies in queue bytes [start, end). Only asked on a line that failed to parse. */
+function hasNul(queue: ByteQueue, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (queue.byteAt(i) === 0) return true;
+  return false;
+}
+
+/** The digits of 2^63 - 1 and of 2^63 (the magnitude of the most negative 64-bit integer). */
+const MAX_INT64 = '9223372036854775807';
+const MIN_INT64_MAGNITUDE = '9223372036854775808';
+
 /**
  * Redis's string2ll over queue bytes [start, end): optional '-', no '+', no leading zeros, no
- * spaces, at most 20 chars. Returns NaN when invalid; values beyond 2^53 lose precision but
- * stay beyond every limit they are compared with.
+ * spaces, a signed 64-bit value. Returns NaN when invalid. A value of 19 digits is checked against
+ * the 64-bit range digit by digit (floating point would round it); values beyond 2^53 lose precision
+ * but stay beyond every limit they are compared with.
  */
 function parseInteger(queue: ByteQueue, start: number, end: number): number {
   const len = end - start;
@@ -300,14 +330,18 @@ function parseInteger(queue: ByteQueue, start: number, end: number): number {
   const lead = queue.byteAt(i);
   if (lead === 0x30) return len === 1 ? 0 : Number.NaN;
   if (lead < 0x31 || lead > 0x39) return Number.NaN;
+  const digits = end - i;
+  if (digits > 19) return Number.NaN;
   let value = 0;
+  let text = '';
   for (; i < end; i++) {
     const c = queue.byteAt(i);
     if (c < 0x30 || c > 0x39) return Number.NaN;
     value = value * 10 + (c - 0x30);
+    if (digits === 19) text += String.fromCharCode(c);
   }
-  // 19 digits may overflow a signed 64-bit integer, which Redis rejects.
-  if (negative ? value > 2 ** 63 : value >= 2 ** 63) return Number.NaN;
+  // Same-length digit strings compare as numbers.
+  if (digits === 19 && text > (negative ? MIN_INT64_MAGNITUDE : MAX_INT64)) return Number.NaN;
   return negative ? -value : value;
 }
 

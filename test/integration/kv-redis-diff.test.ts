@@ -263,6 +263,7 @@ const SCRIPTS: Record<string, Script> = {
     ESC("echo 'it\\'s'\r\n"),
     ESC('echo a\tb\r\n'),
     ESC('*0\r\n*-1\r\nPING\r\n'),
+    ESC('*-9223372036854775808\r\n*-9223372036854775807\r\nPING\r\n'),
   ],
   'QUIT with arguments stops the pipeline': [
     ['SET', 'a', '1'],
@@ -286,6 +287,11 @@ const MALFORMED: Record<string, string> = {
   'closing quote followed by a character': 'set a "b"c\r\n',
   'unbalanced single quote': "echo 'abc\r\n",
   'valid requests answered before the error': 'PING\r\n*1\r\n$4\r\nPING\r\n*1\r\n$x\r\n',
+  'count of 2^63': '*9223372036854775808\r\n',
+  // A NUL before the line end hides it (Redis's strchr stops there): silence, until the buffer passes 64 KiB.
+  'NUL in an inline line, then 64 KiB': `PING\r\nEC\x00HO a\r\nPING\r\n${'x'.repeat(70_000)}`,
+  'NUL in a bulk header, then 64 KiB': `PING\r\n*1\r\n$4\x00\r\nPING\r\n${'x'.repeat(70_000)}`,
+  'NUL in the count, then 64 KiB': `PING\r\n*1\x00\r\n$4\r\nPING\r\n${'x'.repeat(70_000)}`,
 };
 
 describe('kv against redis-server, byte for byte', { skip: needs('redis-server') }, () => {
