@@ -16,7 +16,7 @@ const CLK = 100; // USER_HZ on Linux
 
 const SERVERS: Record<string, string> = {
   plain: `const net=require('node:net');const s=net.createServer((c)=>{c.setNoDelay(true);c.on('data',(d)=>c.write(d));c.on('error',()=>{})});s.listen(0,'127.0.0.1',()=>console.log(s.address().port));`,
-  tcpkit: `import('${new URL('../dist/src/index.js', import.meta.url).pathname}').then(async({serve})=>{const s=await serve({host:'127.0.0.1',port:0},async(c)=>{for await(const ch of c) await c.write(ch)});console.log(s.address.port)})`,
+  tcpkit: `import('${new URL('../packages/tcpkit/dist/index.js', import.meta.url).pathname}').then(async({serve})=>{const s=await serve({host:'127.0.0.1',port:0},async(c)=>{for await(const ch of c) await c.write(ch)});console.log(s.address.port)})`,
 };
 
 function cpuTicks(pid: number): number {

@@ -16,11 +16,11 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { PerformanceObserver, performance } from 'node:perf_hooks';
 import split2 from 'split2';
-import { BufferPool } from '../src/buffer-pool.js';
-import { ByteQueue } from '../src/byte-queue.js';
-import { lengthPrefixed } from '../src/framing/length-prefixed.js';
-import { lines } from '../src/framing/lines.js';
-import type { Decoder } from '../src/framing/types.js';
+import { BufferPool } from '../packages/tcpkit/src/buffer-pool.js';
+import { ByteQueue } from '../packages/tcpkit/src/byte-queue.js';
+import { lengthPrefixed } from '../packages/tcpkit/src/framing/length-prefixed.js';
+import { lines } from '../packages/tcpkit/src/framing/lines.js';
+import type { Decoder } from '../packages/tcpkit/src/framing/types.js';
 import { writeSection } from './docs.js';
 
 const QUICK = process.argv.includes('--quick');

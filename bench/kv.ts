@@ -153,7 +153,7 @@ async function main(): Promise<void> {
   const [kc, ka] = pin(0, process.execPath, [
     '--import',
     'tsx',
-    fileURLToPath(new URL('../examples/kv/main.ts', import.meta.url)),
+    fileURLToPath(new URL('../packages/cli/src/apps/kv/main.ts', import.meta.url)),
   ]);
   const redis = await startServer(rc, ra, 'Ready to accept connections');
   const kv = await startServer(kc, ka, 'kv listening on', { PORT: String(kvPort) });
@@ -215,7 +215,7 @@ async function main(): Promise<void> {
 ### tcpkit's Redis-protocol example against redis-server
 
 \`redis-benchmark -t ${TESTS} -c ${CLIENTS} -n ${REQUESTS}\`, without and with \`-P 16\`, against a real
-\`redis-server\` ${redisVersion} and \`examples/kv\` in the same run. ${
+\`redis-server\` ${redisVersion} and \`tcpkit serve kv\` in the same run. ${
     hasTaskset && cores > 1
       ? 'Each server is pinned to core 0 and redis-benchmark to core 1 (`taskset`)'
       : 'No pinning (taskset or a second core is missing)'

@@ -3,7 +3,7 @@
  * without the rest of the CLI; `npm run bench` drives the generator through it.
  */
 import { Command } from 'commander';
-import { registerBench } from '../src/cli/bench.js';
+import { registerBench } from '../packages/cli/src/bench.js';
 
 const program = new Command('tcpkit');
 registerBench(program);

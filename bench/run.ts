@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import type { BenchResult } from '../src/loadgen/result.js';
+import type { BenchResult } from '../packages/cli/src/loadgen/result.js';
 
 type ServerKind = 'tcpkit' | 'plain';
 type ScenarioKind = 'ping-pong' | 'pipelined' | 'churn' | 'idle';
@@ -178,7 +178,7 @@ async function startServer(kind: ServerKind): Promise<RunningServer> {
     kind === 'tcpkit'
       ? // max-connections above the largest idle run: the default cap (10,000) would queue the rest.
         [
-          'src/cli/main.ts',
+          'packages/cli/src/main.ts',
           'serve',
           'echo',
           '--host',
@@ -439,7 +439,8 @@ async function main(): Promise<void> {
     interrupted = true;
     console.error('interrupted: finishing with what was measured; docs/benchmarks.md is left as it was');
   });
-  if (!existsSync(`${root}src/cli/main.ts`)) throw new Error('src/cli/main.ts is missing: no tcpkit server to measure');
+  if (!existsSync(`${root}packages/cli/src/main.ts`))
+    throw new Error('packages/cli/src/main.ts is missing: no tcpkit server to measure');
   const all = args.quick ? QUICK : FULL;
   const scenarios = args.only ? all.filter((s) => args.only!.includes(s.name)) : all;
   if (scenarios.length === 0)

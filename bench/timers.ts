@@ -7,7 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { type DeadlineEntry, Deadlines } from '../src/deadlines.js';
+import { type DeadlineEntry, Deadlines } from '../packages/tcpkit/src/deadlines.js';
 import { writeSection } from './docs.js';
 
 const [connections = 10_000, readsPerSecond = 1_000_000, seconds = 4] = process.argv.slice(3).map(Number);

@@ -5,7 +5,7 @@
  * Run it with `tcpkit serve kv --port 6380`, or pass `createApp().handler` to `serve()`.
  */
 
-import { type Conn, FrameError, protocolErrorReply, resp, TcpkitError } from '../../src/index.js';
+import { type Conn, FrameError, protocolErrorReply, resp, TcpkitError } from 'tcpkit';
 import type { ClientState, ServerContext } from './commands.js';
 import { Store } from './store.js';
 import { execute } from './table.js';

@@ -1,12 +1,12 @@
 /** The kv command executor as a pure function of (store, client, args, now): no sockets, no clock. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { ClientState, ServerContext } from '../examples/kv/commands.js';
-import { globMatch } from '../examples/kv/glob.js';
-import { addInt64, parseInt64 } from '../examples/kv/numbers.js';
-import { Store } from '../examples/kv/store.js';
-import { COMMANDS, execute } from '../examples/kv/table.js';
-import { type RespReply, resp } from '../src/framing/resp.js';
+import { type RespReply, resp } from 'tcpkit';
+import type { ClientState, ServerContext } from '../src/apps/kv/commands.js';
+import { globMatch } from '../src/apps/kv/glob.js';
+import { addInt64, parseInt64 } from '../src/apps/kv/numbers.js';
+import { Store } from '../src/apps/kv/store.js';
+import { COMMANDS, execute } from '../src/apps/kv/table.js';
 
 function session() {
   const ctx: ServerContext = { store: new Store(), startedAt: 0, version: '7.0.0', connectedClients: () => 1 };

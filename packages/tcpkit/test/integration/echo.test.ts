@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { echo } from '../../examples/echo.js';
+import { echo } from '../../../../examples/echo.js';
 import { type Conn, serve } from '../../src/index.js';
 import { ChannelProbe, type Client, connect, LOOPBACK, portOf, pseudoRandom, stop, within } from '../helpers.js';
 

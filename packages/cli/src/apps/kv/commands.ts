@@ -1,4 +1,4 @@
-import { ErrorReply, RawReply, type RespReply } from '../../src/index.js';
+import { ErrorReply, RawReply, type RespReply } from 'tcpkit';
 import { globMatch } from './glob.js';
 import { addInt64, INT64_MAX, INT64_MIN, type Int64, parseInt64 } from './numbers.js';
 import type { Store } from './store.js';

@@ -1,5 +1,5 @@
-/** Runs the kv app on 127.0.0.1:6380 (or $PORT) for manual testing: `node --import tsx examples/kv/main.ts`. */
-import { serve } from '../../src/index.js';
+/** Runs the kv app on 127.0.0.1:6380 (or $PORT) for manual testing: `node --import tsx packages/cli/src/apps/kv/main.ts`. */
+import { serve } from 'tcpkit';
 import { createApp } from './index.js';
 
 const app = createApp();

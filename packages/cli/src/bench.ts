@@ -1,16 +1,16 @@
 /** `tcpkit bench`: the load generator's command line. */
 import { writeFileSync } from 'node:fs';
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { renderHtml } from '../loadgen/html.js';
+import { renderHtml } from './loadgen/html.js';
 import {
   BENCH_MODES,
   type BenchMode,
   type PayloadKind,
   parseDuration,
   parseSourceAddresses,
-} from '../loadgen/options.js';
-import { formatSummary, progressLine } from '../loadgen/report.js';
-import { runBench } from '../loadgen/runner.js';
+} from './loadgen/options.js';
+import { formatSummary, progressLine } from './loadgen/report.js';
+import { runBench } from './loadgen/runner.js';
 
 interface BenchFlags {
   host: string;

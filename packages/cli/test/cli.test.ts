@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { parseBoolean, parseCount, parseDuration, parseSize } from '../src/cli/parse.js';
-import { Child, connect, exchange, within } from './helpers.js';
+import { Child, connect, exchange, within } from '../../tcpkit/test/helpers.js';
+import { parseBoolean, parseCount, parseDuration, parseSize } from '../src/parse.js';
 
-const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
+const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
 const SLOW = { timeout: 40_000 };
 
 function tcpkit(...args: string[]): Child {

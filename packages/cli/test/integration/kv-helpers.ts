@@ -2,8 +2,8 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
-import { createApp, type KvApp, type KvOptions } from '../../examples/kv/index.js';
-import { type Server, serve } from '../../src/index.js';
+import { type Server, serve } from 'tcpkit';
+import { createApp, type KvApp, type KvOptions } from '../../src/apps/kv/index.js';
 
 export interface Running {
   port: number;

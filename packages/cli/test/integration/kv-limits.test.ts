@@ -4,7 +4,7 @@ import diagnostics_channel from 'node:diagnostics_channel';
 import { once } from 'node:events';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import type { Conn } from '../../src/index.js';
+import type { Conn } from 'tcpkit';
 import { encodeCommand, exchange, type Running, startKv } from './kv-helpers.js';
 
 describe('kv limits', () => {

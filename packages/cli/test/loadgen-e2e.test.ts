@@ -1,5 +1,5 @@
 // End to end: `tcpkit bench --json` in every mode against the tcpkit echo server (the idiomatic
-// handler from examples/echo.ts), on 127.0.0.1, each run about a second long.
+// handler from src/apps/echo.ts), on 127.0.0.1, each run about a second long.
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -7,12 +7,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { echo } from '../examples/echo.js';
-import { type Server, serve } from '../src/index.js';
+import { type Server, serve } from 'tcpkit';
+import { echo } from '../src/apps/echo.js';
 import type { BenchResult } from '../src/loadgen/result.js';
 
 const run = promisify(execFile);
-const cli = new URL('../src/cli/main.ts', import.meta.url).pathname;
+const cli = new URL('../src/main.ts', import.meta.url).pathname;
 
 async function bench(port: number, args: string[]): Promise<BenchResult> {
   const { stdout } = await run(

@@ -1,22 +1,8 @@
 import { BlockList } from 'node:net';
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import type { Conn } from '../conn.js';
-import { TcpkitError } from '../errors.js';
-import type { ServeOptions } from '../options.js';
-import { serve } from '../server.js';
+import { type ServeOptions, serve, TcpkitError } from 'tcpkit';
+import { APPS } from './apps/index.js';
 import { parseBoolean, parseCount, parseDuration, parseSize } from './parse.js';
-
-/** An app the CLI can serve: a handler plus a cleanup for its own timers. */
-export interface App {
-  handler: (conn: Conn) => Promise<void>;
-  close(): void;
-}
-
-/** Apps shipped with tcpkit, by name: the module and its default port. */
-const APPS: Record<string, { module: string; port: number }> = {
-  echo: { module: '../../examples/echo.js', port: 7000 },
-  kv: { module: '../../examples/kv/index.js', port: 6380 },
-};
 
 /** ServeOptions limits and timeouts as kebab-case flags: [flag, option key, parser, description]. */
 const FLAGS: [string, keyof ServeOptions, (v: string) => unknown, string][] = [
@@ -91,10 +77,7 @@ export function registerServe(program: Command): void {
       }
       appOptions.maxBulkLength = flags.maxBulkLength;
     }
-    const mod = (await import(new URL(spec.module, import.meta.url).href)) as {
-      createApp(options: Record<string, unknown>): App;
-    };
-    const app = mod.createApp(appOptions);
+    const app = spec.createApp(appOptions);
     try {
       const server = await serve(options, app.handler);
       const a = server.address;

@@ -1,4 +1,4 @@
-import { type RespReply, SimpleString } from '../../src/index.js';
+import { type RespReply, SimpleString } from 'tcpkit';
 import type { ClientState, CommandHandler, CommandSpec, ServerContext } from './commands.js';
 import * as c from './commands.js';
 
