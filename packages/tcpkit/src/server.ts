@@ -1,7 +1,9 @@
 import diagnostics_channel from 'node:diagnostics_channel';
 import { readdirSync, readFileSync } from 'node:fs';
 import net, { type Socket } from 'node:net';
-import { Conn, type ConnHost, normalizeAddress } from './conn.js';
+import { type Conn, normalizeAddress } from './conn.js';
+import { ConnCore, type ConnHost } from './conn-core.js';
+import { CLOSED } from './conn-state.js';
 import { ServerClosingError, SlowConsumerError, type TimeoutError } from './errors.js';
 import { Gate, type GateHost, type RejectReason } from './gate.js';
 import { type ResolvedOptions, resolveOptions, type ServeOptions } from './options.js';
@@ -78,7 +80,7 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
   #handler: Handler;
   #listener: net.Server;
   #gate: Gate;
-  #conns = new Set<Conn>();
+  #conns = new Set<ConnCore>();
   #abort = new AbortController();
   #shutdown: Promise<ShutdownResult> | null = null;
   #closedResolve!: () => void;
@@ -182,8 +184,8 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
     let bytesRead = s.bytesRead;
     let bytesWritten = s.bytesWritten;
     for (const c of this.#allSockets) {
-      bytesRead += c.bytesRead;
-      bytesWritten += c.bytesWritten;
+      bytesRead += c.socket.bytesRead;
+      bytesWritten += c.socket.bytesWritten;
     }
     return {
       active: this.#conns.size,
@@ -221,8 +223,8 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
     this.#gate.close();
     this.#abort.abort(reason);
     const draining = [...this.#conns];
-    for (const c of draining) c._drain(reason);
-    const handlersDone = Promise.all(draining.map((c) => c._handlerSettled));
+    for (const c of draining) c.drain(reason);
+    const handlersDone = Promise.all(draining.map((c) => c.handlerSettled));
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<void>((resolve) => {
       this.#forceNow = resolve;
@@ -239,7 +241,7 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
     // Lingering closes of finished handlers get what is left of the timeout: one whose output
     // still waits for a peer that does not read would otherwise linger up to writeTimeout.
     const open = [...this.#allSockets];
-    const socketsClosed = Promise.all(open.map((c) => c._closed()));
+    const socketsClosed = Promise.all(open.map((c) => c.closed()));
     await Promise.race([socketsClosed, deadline]);
     clearTimeout(timer);
     for (const c of open) c.destroy();
@@ -251,7 +253,7 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
   }
 
   /** Every connection whose socket is not yet closed (running or lingering). */
-  #allSockets = new Set<Conn>();
+  #allSockets = new Set<ConnCore>();
 
   #onConnection(socket: Socket): void {
     this.#stats.accepted++;
@@ -314,11 +316,12 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
   /** @internal GateHost: start the handler. */
   admit(socket: Socket, peer: string): void {
     socket.off('error', swallow);
-    const conn = new Conn(socket, this, peer);
+    const core = new ConnCore(socket, this, peer);
+    const conn = core.conn;
     this.#stats.served++;
-    this.#conns.add(conn);
-    this.#allSockets.add(conn);
-    if (this.#abort.signal.aborted) conn._drain(this.#abort.signal.reason as Error);
+    this.#conns.add(core);
+    this.#allSockets.add(core);
+    if (this.#abort.signal.aborted) core.drain(this.#abort.signal.reason as Error);
     if (channels.open.hasSubscribers) channels.open.publish({ conn });
     // Plain promise reactions rather than an async wrapper: a suspended async function keeps a
     // generator and its registers alive per connection (about 300 bytes of an idle connection).
@@ -328,25 +331,25 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
     } catch (error) {
       settled = Promise.reject(error);
     }
-    conn._handlerSettled = Promise.resolve(settled).then(
-      () => this.#handlerEnded(conn, false, undefined),
-      (error: unknown) => this.#handlerEnded(conn, true, error),
+    core.handlerSettled = Promise.resolve(settled).then(
+      () => this.#handlerEnded(core, false, undefined),
+      (error: unknown) => this.#handlerEnded(core, true, error),
     );
   }
 
-  #handlerEnded(conn: Conn, threw: boolean, error: unknown): void {
+  #handlerEnded(core: ConnCore, threw: boolean, error: unknown): void {
     if (!threw) {
-      conn._handlerDone();
+      core.handlerEnded();
     } else {
       this.#stats.errors++;
       // Published as thrown (even a non-Error), so a subscriber sees exactly what the handler threw;
       // a slow-consumer error rethrown by the handler was published when it happened.
-      const seen = error instanceof SlowConsumerError && conn.signal.reason === error;
-      if (channels.error.hasSubscribers && !seen) channels.error.publish({ conn, error });
-      conn._handlerFailed(error instanceof Error ? error : new Error(String(error)));
+      const seen = error instanceof SlowConsumerError && core.signal.reason === error;
+      if (channels.error.hasSubscribers && !seen) channels.error.publish({ conn: core.conn, error });
+      core.handlerEnded(error instanceof Error ? error : new Error(String(error)));
     }
-    this.#conns.delete(conn);
-    this.#releaseSlot(conn);
+    this.#conns.delete(core);
+    this.#releaseSlot(core);
   }
 
   /**
@@ -355,11 +358,11 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
    * read keeps its slot until the socket closes, so such sockets (memory and a descriptor each) stay
    * bounded by maxConnections and maxConnectionsPerPeer. Called at handler end and at socket close.
    */
-  #releaseSlot(conn: Conn): void {
-    if (!conn._holdsSlot || this.#conns.has(conn)) return;
-    if (!conn.closed && conn.queuedBytes > 0) return;
-    conn._holdsSlot = false;
-    this.#gate.release(conn.remoteAddress);
+  #releaseSlot(core: ConnCore): void {
+    if (!core.holdsSlot || this.#conns.has(core)) return;
+    if (core.phase !== CLOSED && core.queuedBytes > 0) return;
+    core.holdsSlot = false;
+    this.#gate.release(core.conn.remoteAddress);
   }
 
   /** @internal GateHost: turn a connection away. */
@@ -370,31 +373,31 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
   }
 
   /** @internal ConnHost */
-  onTimeout(conn: Conn, error: TimeoutError): void {
+  onTimeout(core: ConnCore, error: TimeoutError): void {
     const key = TIMEOUT_KEYS[error.code as keyof typeof TIMEOUT_KEYS];
     if (key !== undefined) this.#stats.timeouts[key]++;
-    if (channels.timeout.hasSubscribers) channels.timeout.publish({ conn, error });
+    if (channels.timeout.hasSubscribers) channels.timeout.publish({ conn: core.conn, error });
   }
 
   /** @internal ConnHost */
-  onSlowConsumer(conn: Conn, error: SlowConsumerError): void {
+  onSlowConsumer(core: ConnCore, error: SlowConsumerError): void {
     this.#stats.slowConsumers++;
-    if (channels.error.hasSubscribers) channels.error.publish({ conn, error });
+    if (channels.error.hasSubscribers) channels.error.publish({ conn: core.conn, error });
   }
 
   /** @internal ConnHost */
-  onOutputFlushed(conn: Conn): void {
-    this.#releaseSlot(conn);
+  onOutputFlushed(core: ConnCore): void {
+    this.#releaseSlot(core);
   }
 
   /** @internal ConnHost */
-  onSocketClosed(conn: Conn): void {
+  onSocketClosed(core: ConnCore): void {
     this.#openSockets--;
-    this.#allSockets.delete(conn);
-    this.#releaseSlot(conn);
-    this.#stats.bytesRead += conn.bytesRead;
-    this.#stats.bytesWritten += conn.bytesWritten;
-    if (channels.close.hasSubscribers) channels.close.publish({ conn });
+    this.#allSockets.delete(core);
+    this.#releaseSlot(core);
+    this.#stats.bytesRead += core.socket.bytesRead;
+    this.#stats.bytesWritten += core.socket.bytesWritten;
+    if (channels.close.hasSubscribers) channels.close.publish({ conn: core.conn });
   }
 }
 

@@ -269,7 +269,7 @@ describe('Conn#close after someone already waits for the close', () => {
       {},
       async (conn) => {
         await conn.read();
-        const waited = conn._closed(); // as the server does at shutdown
+        const waited = conn.closed; // as the server does at shutdown
         await conn.write('bye');
         await conn.close();
         await waited;

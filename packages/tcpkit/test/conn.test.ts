@@ -291,10 +291,10 @@ describe('Conn properties', () => {
       assert.equal(connA.localPort, port);
       assert.equal(connA.bytesRead, 5);
       await until(() => connA.bytesWritten === 5, 'bytesWritten to reach 5');
-      assert.equal(connA.closed, false);
+      assert.equal(connA.isClosed, false);
       a.destroy();
       b.destroy();
-      await until(() => connA.closed && connB.closed, 'both connections to close');
+      await until(() => connA.isClosed && connB.isClosed, 'both connections to close');
     } finally {
       await stop(server);
     }
@@ -617,7 +617,7 @@ describe('Conn#close', () => {
       async (conn) => {
         await conn.write('bye');
         await conn.close();
-        return conn.closed;
+        return conn.isClosed;
       },
       async (port, outcome) => {
         const client = await connect(port);

@@ -119,7 +119,7 @@ describe('diagnostics channels', () => {
       assert.equal(mine.length, 3);
       for (const { conn } of mine) {
         const closed = await close.next((m) => m.conn === conn);
-        assert.equal(closed.conn.closed, true);
+        assert.equal(closed.conn.isClosed, true);
       }
     } finally {
       open.stop();
@@ -282,7 +282,7 @@ describe('lingering close', () => {
       // The client never ends: the server gives up lingering (bounded by the probe's 5 s, far below
       // the 30 s writeTimeout that an unflushed reply would allow).
       const { conn } = await close.next((m) => m.conn.localPort === portOf(server));
-      assert.equal(conn.closed, true);
+      assert.equal(conn.isClosed, true);
       assert.equal(server.stats().active, 0);
       client.destroy();
     } finally {

@@ -80,7 +80,7 @@ const linesApp =
       const [cmd, arg] = line.split(' ', 2);
       if (cmd === 'big' || cmd === 'push') {
         let left = Number(arg);
-        while (left > 0 && !conn.closed) {
+        while (left > 0 && !conn.isClosed) {
           // A fresh buffer each time, as a real response or broadcast would be: queued bytes cost memory.
           const block = Buffer.alloc(Math.min(left, BLOCK_SIZE), 'x');
           left -= block.length;

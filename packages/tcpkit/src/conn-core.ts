@@ -1,0 +1,285 @@
+/**
+ * `ConnCore`: the internal state behind one `Conn` (conn.ts), which the server drives: the lifecycle
+ * (phases in conn-state.ts), failure, the lingering close, socket events and the connection's wheel
+ * entry. The read path is in conn-reader.ts, the write path in conn-writer.ts, the deadline policy in
+ * conn-deadlines.ts, the read-buffer hook in shared-read-buffer.ts.
+ */
+import type { Socket } from 'node:net';
+import { Conn } from './conn.js';
+import { ConnTimers, expiredTimeout, nextDeadline, recheckAt } from './conn-deadlines.js';
+import { ConnReader } from './conn-reader.js';
+import { CLOSED, LINGERING, OPEN, type Phase } from './conn-state.js';
+import { ConnWriter } from './conn-writer.js';
+import { type DeadlineEntry, deadlines } from './deadlines.js';
+import { ConnectionClosedError, type SlowConsumerError, type TimeoutError } from './errors.js';
+import { type ConnTimeouts, type ResolvedOptions, validateTimeouts } from './options.js';
+import { useSharedReadBuffer } from './shared-read-buffer.js';
+
+/** What a connection needs from its server. */
+export interface ConnHost {
+  readonly options: ResolvedOptions;
+  onTimeout(core: ConnCore, error: TimeoutError): void;
+  onSlowConsumer(core: ConnCore, error: SlowConsumerError): void;
+  /** A finished connection's queued output has all reached the kernel. */
+  onOutputFlushed(core: ConnCore): void;
+  onSocketClosed(core: ConnCore): void;
+}
+
+const RESOLVED = Promise.resolve();
+
+/**
+ * With `writeTimeout: 0` (no limit), the longest a closing connection's queued output may take to reach
+ * a peer that does not read before the lingering close gives up and destroys the socket: a close must end.
+ */
+export const LINGER_FLUSH_LIMIT = 30_000;
+
+const kCore = Symbol('tcpkit.conn');
+type SocketWithCore = Socket & { [kCore]: ConnCore };
+
+/** The state behind one accepted connection; the server holds it, the handler gets `conn`. */
+export class ConnCore implements DeadlineEntry {
+  readonly conn: Conn;
+  readonly socket: Socket;
+  readonly host: ConnHost;
+  readonly options: ResolvedOptions;
+  readonly timers: ConnTimers;
+  readonly reader: ConnReader;
+  /** Created on the first write. */
+  writer: ConnWriter | null = null;
+  phase: Phase = OPEN;
+  /** Why the connection failed (timeout, reset, slow consumer); pending and later operations reject with it. */
+  error: Error | null = null;
+  /** DeadlineEntry slot. */
+  tick = -1;
+  /** The connection still counts against the server's caps (see Server#releaseSlot). */
+  holdsSlot = true;
+  /** Settles when the handler has settled (set by the server). */
+  handlerSettled: Promise<void> = RESOLVED;
+
+  #abort: AbortController | null = null;
+  #abortReason: Error | null = null;
+  #closePromise: Promise<void> | null = null;
+  #closeResolve: (() => void) | null = null;
+  #lingerUntil = 0;
+
+  constructor(socket: Socket, host: ConnHost, remoteAddress: string) {
+    this.socket = socket;
+    this.host = host;
+    this.options = host.options;
+    this.timers = new ConnTimers(host.options, deadlines.now());
+    this.reader = new ConnReader(this, socket, this.timers, host.options.maxReadBuffer);
+    this.conn = new Conn(this, remoteAddress);
+    (socket as SocketWithCore)[kCore] = this;
+    if (!useSharedReadBuffer(socket, onChunk)) socket.on('data', onData);
+    socket.on('end', onEnd);
+    socket.on('error', onError);
+    socket.on('close', onClose);
+    socket.on('drain', onDrain);
+    this.arm();
+    socket.resume();
+  }
+
+  get signal(): AbortSignal {
+    if (this.#abort === null) {
+      this.#abort = new AbortController();
+      // A connection that closed cleanly gets its reason made only when someone looks (see onClose).
+      if (this.#abortReason === null && this.phase === CLOSED) this.#abortReason = new ConnectionClosedError();
+      if (this.#abortReason !== null) this.#abort.abort(this.#abortReason);
+    }
+    return this.#abort.signal;
+  }
+
+  getWriter(): ConnWriter {
+    if (this.writer === null) this.writer = new ConnWriter(this, this.socket);
+    return this.writer;
+  }
+
+  get queuedBytes(): number {
+    return this.writer === null ? this.socket.writableLength : this.writer.queuedBytes;
+  }
+
+  close(): Promise<void> {
+    if (this.phase < LINGERING) {
+      if (this.error !== null) this.socket.destroy();
+      else {
+        void this.getWriter().end();
+        this.#linger();
+      }
+    }
+    return this.closed();
+  }
+
+  destroy(error?: Error): void {
+    if (this.phase === CLOSED) return;
+    this.#fail(error ?? new ConnectionClosedError('connection destroyed'));
+  }
+
+  setTimeouts(timeouts: ConnTimeouts): void {
+    validateTimeouts(timeouts);
+    this.timers.set(timeouts);
+    if (this.phase < LINGERING) this.arm();
+  }
+
+  /** Waits for the socket to close (without starting the close: a waiter must not keep close() from its work). */
+  closed(): Promise<void> {
+    if (this.phase === CLOSED) return RESOLVED;
+    if (this.#closePromise === null) {
+      this.#closePromise = new Promise((resolve) => {
+        this.#closeResolve = resolve;
+      });
+    }
+    return this.#closePromise;
+  }
+
+  #linger(): void {
+    if (this.phase >= LINGERING) return;
+    this.phase = LINGERING;
+    this.reader.linger();
+    const linger = this.options.lingerTimeout;
+    // The peer already sent FIN: once ours is flushed the socket closes by itself.
+    if (!this.reader.eof && linger === 0) this.socket.destroySoon();
+    // Lingering starts once our data is out: allow the write timeout for what is still queued.
+    const flushTime = this.queuedBytes > 0 ? this.timers.writeTimeout || LINGER_FLUSH_LIMIT : 0;
+    this.#lingerUntil = deadlines.now() + Math.max(linger, flushTime);
+    deadlines.schedule(this, this.#lingerUntil);
+  }
+
+  /** While lingering, all output is out: the linger period runs from now, and the server may free the slot. */
+  outputFlushed(): void {
+    if (this.queuedBytes > 0 || this.phase === CLOSED) return;
+    const until = deadlines.now() + this.options.lingerTimeout;
+    if (until < this.#lingerUntil) {
+      this.#lingerUntil = until;
+      deadlines.schedule(this, until);
+    }
+    this.host.onOutputFlushed(this);
+  }
+
+  // ---- driven by the server --------------------------------------------------------------------
+
+  /** The server is draining: deliver what was received, then end reads. */
+  drain(reason: Error): void {
+    if (this.phase === CLOSED || this.reader.draining) return;
+    this.reader.drain();
+    this.#abortWith(reason);
+  }
+
+  /**
+   * The handler settled; `error` is what it threw, if it threw. What it wrote is still flushed (a
+   * `write()` that resolved was a promise to send), then FIN and a lingering close, so an error reply
+   * such as a protocol error reaches the peer; a connection that already failed (timeout, reset) is
+   * destroyed.
+   */
+  handlerEnded(error?: Error): void {
+    if (this.phase === CLOSED) return;
+    if (this.error !== null) {
+      this.socket.destroy();
+      return;
+    }
+    if (error !== undefined) this.#abortWith(error);
+    void this.close();
+  }
+
+  // ---- failure ---------------------------------------------------------------------------------
+
+  #fail(error: Error): void {
+    if (this.error === null) this.error = error;
+    this.#abortWith(error);
+    deadlines.cancel(this);
+    this.writer?.discard();
+    this.socket.destroy();
+    this.reader.notify();
+    this.writer?.rejectWriters(this.error);
+  }
+
+  /** The writer found more than `maxQueuedBytes` piled up. */
+  slowConsumer(error: SlowConsumerError): void {
+    this.host.onSlowConsumer(this, error);
+    this.#fail(error);
+  }
+
+  #abortWith(reason: Error): void {
+    if (this.#abortReason !== null) return;
+    this.#abortReason = reason;
+    this.#abort?.abort(reason);
+  }
+
+  // ---- socket events ---------------------------------------------------------------------------
+
+  onError(err: Error): void {
+    if (this.error === null) this.error = new ConnectionClosedError(`connection closed: ${err.message}`, err);
+  }
+
+  onDrain(): void {
+    this.writer?.onDrain();
+    if (this.phase === LINGERING) this.outputFlushed();
+  }
+
+  onClose(): void {
+    const wasLingering = this.phase === LINGERING;
+    this.phase = CLOSED;
+    deadlines.cancel(this);
+    if (this.error === null && !this.reader.eof && !wasLingering && !this.reader.draining) {
+      // Closed without FIN or error (destroyed locally): pending reads see the closure.
+      this.error = new ConnectionClosedError();
+    }
+    // Errors capture a stack trace, a real cost per connection: make them only for an observer.
+    if (this.error !== null) this.#abortWith(this.error);
+    else if (this.#abort !== null) this.#abortWith(new ConnectionClosedError());
+    this.reader.notify();
+    this.writer?.rejectWriters(this.error ?? new ConnectionClosedError());
+    this.#closeResolve?.();
+    this.host.onSocketClosed(this);
+  }
+
+  // ---- deadlines -------------------------------------------------------------------------------
+
+  /** Files the wheel entry at the earliest deadline now in force (or takes it off the wheel). */
+  arm(): void {
+    const at = nextDeadline(this.timers);
+    if (at === Number.POSITIVE_INFINITY) deadlines.cancel(this);
+    else deadlines.schedule(this, at);
+  }
+
+  /** Makes sure the entry fires no later than `at`. */
+  armAt(at: number): void {
+    if (this.tick === -1 || this.tick * deadlines.resolution > at) deadlines.schedule(this, at);
+  }
+
+  /** DeadlineEntry: check which deadline, if any, has really passed. */
+  onDeadline(now: number): void {
+    if (this.phase === CLOSED) return;
+    if (this.phase === LINGERING) {
+      if (now >= this.#lingerUntil) this.socket.destroy();
+      else deadlines.schedule(this, this.#lingerUntil);
+      return;
+    }
+    const error = expiredTimeout(this.timers, now, this.reader);
+    if (error !== null) {
+      this.host.onTimeout(this, error);
+      this.#fail(error);
+      return;
+    }
+    const at = recheckAt(this.timers, now, deadlines.resolution);
+    if (at !== Number.POSITIVE_INFINITY) deadlines.schedule(this, at);
+  }
+}
+
+function onChunk(socket: Socket, chunk: Buffer): void {
+  (socket as SocketWithCore)[kCore].reader.onData(chunk);
+}
+function onData(this: SocketWithCore, chunk: Buffer): void {
+  this[kCore].reader.onData(chunk);
+}
+function onEnd(this: SocketWithCore): void {
+  this[kCore].reader.onEnd();
+}
+function onError(this: SocketWithCore, err: Error): void {
+  this[kCore].onError(err);
+}
+function onDrain(this: SocketWithCore): void {
+  this[kCore].onDrain();
+}
+function onClose(this: SocketWithCore): void {
+  this[kCore].onClose();
+}

@@ -1,0 +1,315 @@
+/**
+ * The read path of a connection: input queued until the handler pulls it (`read`, `readExactly`,
+ * `frames`, `for await`), one parked reader at a time, flow control against `maxReadBuffer`, and the
+ * end of input (the peer's FIN, or the server draining).
+ */
+import type { Socket } from 'node:net';
+import { defaultPool } from './buffer-pool.js';
+import { ByteQueue } from './byte-queue.js';
+import type { ConnCore } from './conn-core.js';
+import {
+  type ConnTimers,
+  type HandlerState,
+  WAIT_CALLBACK,
+  WAIT_ITERATE,
+  WAIT_NONE,
+  WAIT_READ,
+} from './conn-deadlines.js';
+import { CLOSED, LINGERING } from './conn-state.js';
+import { deadlines } from './deadlines.js';
+import { FrameInvalidError } from './errors.js';
+import type { Decoder } from './framing/types.js';
+
+/** Why input ended, as bits: both may hold (a FIN that arrives while draining). */
+const EOF = 1;
+const DRAINING = 2;
+
+export class ConnReader implements HandlerState {
+  #core: ConnCore;
+  #socket: Socket;
+  #timers: ConnTimers;
+  #maxReadBuffer: number;
+  /** Input received and not yet read; created on first use (an idle connection needs none). */
+  #inbound: ByteQueue | null = null;
+  /** The parked reader, stored as its resolve/reject pair and a mode rather than a closure, so the per-message read path allocates only its promise. */
+  waitMode = WAIT_NONE;
+  #waitResolve: ((v: unknown) => void) | null = null;
+  #waitReject: ((e: Error) => void) | null = null;
+  #paused = false;
+  #inputEnd = 0;
+
+  constructor(core: ConnCore, socket: Socket, timers: ConnTimers, maxReadBuffer: number) {
+    this.#core = core;
+    this.#socket = socket;
+    this.#timers = timers;
+    this.#maxReadBuffer = maxReadBuffer;
+  }
+
+  /** The peer sent FIN. */
+  get eof(): boolean {
+    return (this.#inputEnd & EOF) !== 0;
+  }
+
+  /** The server drains: reads end at the input already received. */
+  get draining(): boolean {
+    return (this.#inputEnd & DRAINING) !== 0;
+  }
+
+  /** Input received and not yet read. */
+  get buffered(): number {
+    return this.#inbound === null ? 0 : this.#inbound.length;
+  }
+
+  /** Output waits in the socket (HandlerState, for the deadline policy). */
+  get writePending(): boolean {
+    return this.#socket.writableLength > 0;
+  }
+
+  /** No input will arrive beyond what is buffered: FIN, drain, or the socket closed. */
+  #inputOver(): boolean {
+    return this.#inputEnd !== 0 || this.#core.phase === CLOSED;
+  }
+
+  read(): Promise<Buffer | null> {
+    if (this.buffered > 0) return Promise.resolve(this.#takeChunk());
+    const error = this.#core.error;
+    if (error !== null) return Promise.reject(error);
+    if (this.#inputOver()) return Promise.resolve(null);
+    return new Promise<Buffer | null>((resolve, reject) => this.#park(WAIT_READ, resolve, reject));
+  }
+
+  async readExactly(n: number): Promise<Buffer> {
+    if (!Number.isInteger(n) || n < 0) throw new RangeError(`readExactly: n must be a non-negative integer, got ${n}`);
+    while (this.buffered < n) {
+      if (this.#core.error !== null) throw this.#core.error;
+      if (this.#inputOver()) {
+        throw new FrameInvalidError(`truncated: stream ended after ${this.buffered} of ${n} bytes`);
+      }
+      await new Promise<void>((resolve) => this.waitForData(resolve as () => void));
+    }
+    const out = this.#inbound!.take(n);
+    this.#afterConsume();
+    return out;
+  }
+
+  nextChunk(): Promise<IteratorResult<Buffer>> {
+    if (this.buffered > 0) return Promise.resolve({ value: this.#takeChunk(), done: false });
+    const error = this.#core.error;
+    if (error !== null) return Promise.reject(error);
+    if (this.#inputOver()) return Promise.resolve({ value: undefined, done: true });
+    return new Promise<IteratorResult<Buffer>>((resolve, reject) => this.#park(WAIT_ITERATE, resolve, reject));
+  }
+
+  /** One step of frame decoding for FrameIterator; returns undefined when it must wait. */
+  decode<T>(decoder: Decoder<T>): IteratorResult<T> | undefined {
+    const q = this.#queue();
+    const t = this.#timers;
+    if (q.length > 0) {
+      const frame = decoder.decode(q);
+      if (frame !== undefined) {
+        t.frameStartAt = 0;
+        this.#afterConsume();
+        if (q.length > 0 && t.frameTimeout > 0) {
+          // The next frame has begun already.
+          t.frameStartAt = deadlines.now();
+          this.#core.armAt(t.frameStartAt + t.frameTimeout);
+        }
+        return { value: frame, done: false };
+      }
+    }
+    if (this.#core.error !== null) throw this.#core.error;
+    if (this.draining || this.#core.phase === CLOSED) return { value: undefined, done: true };
+    if (this.eof) {
+      if (q.length === 0) return { value: undefined, done: true };
+      const last = decoder.decodeEnd?.(q);
+      if (last !== undefined) return { value: last, done: false };
+      if (q.length === 0) return { value: undefined, done: true };
+      throw new FrameInvalidError(`truncated frame: stream ended with ${q.length} bytes of an incomplete frame`);
+    }
+    if (q.length > 0 && t.frameTimeout > 0) {
+      // Also when the frame began while the handler was busy: its deadline may be due already.
+      if (t.frameStartAt === 0) t.frameStartAt = deadlines.now();
+      this.#core.armAt(t.frameStartAt + t.frameTimeout);
+    }
+    return undefined;
+  }
+
+  /** Parks a callback run when input, end of stream or an error arrives. */
+  waitForData(wake: () => void): void {
+    this.#park(WAIT_CALLBACK, wake, null);
+  }
+
+  #park(mode: number, resolve: (v: never) => void, reject: ((e: Error) => void) | null): void {
+    this.waitMode = mode;
+    this.#waitResolve = resolve as (v: unknown) => void;
+    this.#waitReject = reject;
+    this.#core.writer?.flushIfScheduled(); // the handler waits for input: what it wrote leaves now
+    // The idle clock runs while the handler waits for input: from now, or from the last byte.
+    if (this.#timers.lastReadAt !== 0) this.#timers.lastReadAt = deadlines.now();
+    if (this.#paused) {
+      this.#paused = false;
+      this.#socket.resume();
+    }
+  }
+
+  /** Hands what arrived (input, end of stream, error) to the parked reader, if any. */
+  notify(): void {
+    const mode = this.waitMode;
+    if (mode === WAIT_NONE) return;
+    const resolve = this.#waitResolve!;
+    const reject = this.#waitReject;
+    this.waitMode = WAIT_NONE;
+    this.#waitResolve = null;
+    this.#waitReject = null;
+    if (mode === WAIT_CALLBACK) {
+      resolve(undefined);
+    } else if (this.buffered > 0) {
+      const chunk = this.#takeChunk();
+      resolve(mode === WAIT_READ ? chunk : { value: chunk, done: false });
+    } else if (this.#core.error !== null) {
+      reject!(this.#core.error);
+    } else {
+      resolve(mode === WAIT_READ ? null : { value: undefined, done: true });
+    }
+  }
+
+  #queue(): ByteQueue {
+    if (this.#inbound === null) this.#inbound = new ByteQueue(defaultPool);
+    return this.#inbound;
+  }
+
+  #takeChunk(): Buffer {
+    const chunk = this.#inbound!.shift()!;
+    this.#afterConsume();
+    return chunk;
+  }
+
+  #afterConsume(): void {
+    if (this.buffered === 0) {
+      // The handler caught up: from here on, silence is the peer's.
+      if (this.#timers.lastReadAt !== 0) this.#timers.lastReadAt = deadlines.now();
+      this.#timers.frameStartAt = 0;
+    }
+    if (this.#paused && this.buffered < this.#maxReadBuffer && !this.draining) {
+      this.#paused = false;
+      this.#socket.resume();
+    }
+  }
+
+  /** A chunk from the socket (the 'data' event or the shared read buffer). */
+  onData(chunk: Buffer): void {
+    if (this.#core.phase === LINGERING) return;
+    const t = this.#timers;
+    const first = t.lastReadAt === 0;
+    t.lastReadAt = deadlines.now();
+    // The first byte swaps firstByteTimeout for idleTimeout, which may be sooner or the only deadline.
+    if (first) this.#core.arm();
+    const mode = this.waitMode;
+    if ((mode === WAIT_READ || mode === WAIT_ITERATE) && this.buffered === 0) {
+      // Hot path: a reader is parked on an empty queue; hand the chunk over without queueing it.
+      const resolve = this.#waitResolve!;
+      this.waitMode = WAIT_NONE;
+      this.#waitResolve = null;
+      this.#waitReject = null;
+      resolve(mode === WAIT_READ ? chunk : { value: chunk, done: false });
+      return;
+    }
+    this.#queue().push(chunk);
+    if (mode !== WAIT_NONE) this.notify();
+    else if (!this.#paused && this.buffered >= this.#maxReadBuffer) {
+      this.#paused = true;
+      this.#socket.pause();
+    }
+  }
+
+  /** The peer's FIN. */
+  onEnd(): void {
+    this.#inputEnd |= EOF;
+    this.notify();
+  }
+
+  /** The server drains: deliver what was received, then end reads. Returns false if already draining. */
+  drain(): boolean {
+    if (this.draining) return false;
+    this.#inputEnd |= DRAINING;
+    if (this.#core.phase !== LINGERING) {
+      // Pull anything the stream buffered while we were paused, then stop reading.
+      const socket = this.#socket;
+      while (socket.readableLength > 0 && socket.read() !== null) {}
+      this.#paused = true;
+      socket.pause();
+    }
+    this.notify();
+    return true;
+  }
+
+  /** The handler is done: settle the parked reader, drop unread input, and read on (to discard) until FIN. */
+  linger(): void {
+    this.notify();
+    this.#inbound?.clear();
+    if (this.#paused || this.draining) {
+      this.#paused = false;
+      this.#socket.resume();
+    }
+  }
+}
+
+/** `for await (const chunk of conn)`. */
+export class ChunkIterator implements AsyncIterator<Buffer> {
+  #reader: ConnReader;
+  constructor(reader: ConnReader) {
+    this.#reader = reader;
+  }
+  next(): Promise<IteratorResult<Buffer>> {
+    return this.#reader.nextChunk();
+  }
+}
+
+/** `conn.frames(decoder)`. */
+export class FrameIterator<T> implements AsyncIterableIterator<T> {
+  #reader: ConnReader;
+  #decoder: Decoder<T>;
+  #done = false;
+
+  constructor(reader: ConnReader, decoder: Decoder<T>) {
+    this.#reader = reader;
+    this.#decoder = decoder;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<T> {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<T>> {
+    if (this.#done) return Promise.resolve({ value: undefined, done: true });
+    try {
+      const r = this.#reader.decode(this.#decoder);
+      if (r !== undefined) {
+        if (r.done) this.#done = true;
+        return Promise.resolve(r);
+      }
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise((resolve, reject) => {
+      const step = (): void => {
+        try {
+          const r = this.#reader.decode(this.#decoder);
+          if (r === undefined) this.#reader.waitForData(step);
+          else {
+            if (r.done) this.#done = true;
+            resolve(r);
+          }
+        } catch (err) {
+          reject(err);
+        }
+      };
+      this.#reader.waitForData(step);
+    });
+  }
+
+  return(): Promise<IteratorResult<T>> {
+    this.#done = true;
+    return Promise.resolve({ value: undefined, done: true });
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * Reads of accepted sockets into one shared buffer: tcpkit's one hook into Node internals.
+ *
+ * Node reuses a caller's read buffer (`onread`) only for sockets it connects, not for accepted ones;
+ * the same mechanism can be switched on for an accepted socket through the handle's `useUserBuffer`
+ * and the socket's `kBuffer`/`kBufferCb` slots (present on Node 20, 22 and 24). Reads then skip the
+ * Readable stream (no push, no 'data' event), no 64 KiB buffer is allocated and shrunk per read, and
+ * pause/resume become readStop/readStart. One buffer serves every socket because a read callback runs
+ * to completion before the next read: the bytes are copied out into an exact-size chunk before it
+ * returns.
+ *
+ * Feature detection runs once, on the first socket. If any piece is missing (another Node version,
+ * or `TCPKIT_READ_PATH=stream` in the environment), `useSharedReadBuffer` returns false and the caller
+ * keeps the ordinary 'data' path: the fallback is the stream, never an error.
+ */
+import type { Socket } from 'node:net';
+
+/** Receives every chunk read from a socket, as the 'data' listener would. */
+export type ChunkSink = (socket: Socket, chunk: Buffer) => void;
+
+const SHARED_READ_BUFFER_SIZE = 64 * 1024;
+let sharedReadBuffer: Buffer | null = null;
+/** undefined: not probed yet; null: not available on this Node. */
+let kBuffer: symbol | null | undefined;
+let kBufferCb: symbol | null = null;
+let sink: ChunkSink | null = null;
+
+type HandleWithUserBuffer = { useUserBuffer?: (buf: Uint8Array) => void };
+
+function probe(socket: Socket): void {
+  kBuffer = null;
+  if (process.env.TCPKIT_READ_PATH === 'stream') return;
+  const symbols = Object.getOwnPropertySymbols(socket);
+  const b = symbols.find((sym) => sym.description === 'kBuffer');
+  const cb = symbols.find((sym) => sym.description === 'kBufferCb');
+  if (b === undefined || cb === undefined) return;
+  kBuffer = b;
+  kBufferCb = cb;
+  sharedReadBuffer = Buffer.allocUnsafeSlow(SHARED_READ_BUFFER_SIZE);
+}
+
+/**
+ * Switches `socket` (accepted, not yet reading) to the shared read buffer, delivering each chunk to
+ * `onChunk` (one sink for the whole process: every caller passes the same function). Returns false,
+ * leaving the socket untouched, where the hook is unavailable: then listen to 'data' as usual.
+ */
+export function useSharedReadBuffer(socket: Socket, onChunk: ChunkSink): boolean {
+  if (kBuffer === undefined) probe(socket);
+  const b = kBuffer as symbol | null;
+  const handle = (socket as unknown as { _handle: HandleWithUserBuffer | null })._handle;
+  if (b === null || typeof handle?.useUserBuffer !== 'function') return false;
+  const slots = socket as unknown as Record<symbol, unknown>;
+  if (slots[b] !== null || slots[kBufferCb!] !== null) return false;
+  sink = onChunk;
+  handle.useUserBuffer(sharedReadBuffer!);
+  slots[b] = sharedReadBuffer;
+  slots[kBufferCb!] = onSharedRead;
+  return true;
+}
+
+function onSharedRead(this: Socket, nread: number, buf: Buffer): void {
+  const chunk = Buffer.allocUnsafe(nread);
+  buf.copy(chunk, 0, 0, nread);
+  sink!(this, chunk);
+}
