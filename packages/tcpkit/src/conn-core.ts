@@ -5,7 +5,7 @@
  * conn-deadlines.ts, the read-buffer hook in shared-read-buffer.ts.
  */
 import type { Socket } from 'node:net';
-import { Conn } from './conn.js';
+import { type Conn, newConn } from './conn.js';
 import { ConnTimers, expiredTimeout, nextDeadline, recheckAt } from './conn-deadlines.js';
 import { ConnReader } from './conn-reader.js';
 import { CLOSED, LINGERING, OPEN, type Phase } from './conn-state.js';
@@ -68,7 +68,7 @@ export class ConnCore implements DeadlineEntry {
     this.options = host.options;
     this.timers = new ConnTimers(host.options, deadlines.now());
     this.reader = new ConnReader(this, socket, this.timers, host.options.maxReadBuffer);
-    this.conn = new Conn(this, remoteAddress);
+    this.conn = newConn(this, remoteAddress);
     (socket as SocketWithCore)[kCore] = this;
     if (!useSharedReadBuffer(socket, onChunk)) socket.on('data', onData);
     socket.on('end', onEnd);

@@ -5,14 +5,12 @@
  */
 import type { Socket } from 'node:net';
 import { defaultPool } from './buffer-pool.js';
+import type { WriteData } from './conn.js';
 import type { ConnCore } from './conn-core.js';
 import { CLOSED, ENDED, LINGERING, OPEN } from './conn-state.js';
 import { deadlines } from './deadlines.js';
 import { ConnectionClosedError, SlowConsumerError } from './errors.js';
 import type { Encoder, FrameSink } from './framing/types.js';
-
-/** Data `conn.write()` accepts. Strings are sent as UTF-8. */
-export type WriteData = Uint8Array | string;
 
 const RESOLVED = Promise.resolve();
 /** Batches up to this size are copied into one pooled buffer; larger ones go out with writev. */

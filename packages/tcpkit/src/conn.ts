@@ -6,13 +6,19 @@
 import type { ConnCore } from './conn-core.js';
 import { ChunkIterator, FrameIterator } from './conn-reader.js';
 import { CLOSED } from './conn-state.js';
-import type { WriteData } from './conn-writer.js';
 import type { Decoder, Encoder } from './framing/types.js';
 import type { ConnTimeouts } from './options.js';
 
-export type { WriteData } from './conn-writer.js';
+/** Data `conn.write()` accepts. Strings are sent as UTF-8. */
+export type WriteData = Uint8Array | string;
 
 let nextId = 1;
+
+/**
+ * @internal the constructor of Conn, for ConnCore: set in Conn's static block, so that the class
+ * itself has no public constructor.
+ */
+export let newConn: (core: ConnCore, remoteAddress: string) => Conn;
 
 /**
  * One accepted connection, handed to the handler. Reads are pulled (`read`, `readExactly`,
@@ -30,8 +36,8 @@ export class Conn implements AsyncIterable<Buffer> {
   readonly localPort: number;
   #core: ConnCore;
 
-  /** @internal made by the server for each admitted connection. */
-  constructor(core: ConnCore, remoteAddress: string) {
+  // Made by ConnCore only (see the static block).
+  private constructor(core: ConnCore, remoteAddress: string) {
     const socket = core.socket;
     this.id = nextId++;
     this.#core = core;
@@ -39,6 +45,10 @@ export class Conn implements AsyncIterable<Buffer> {
     this.remotePort = socket.remotePort ?? 0;
     this.localAddress = normalizeAddress(socket.localAddress ?? '');
     this.localPort = socket.localPort ?? 0;
+  }
+
+  static {
+    newConn = (core, remoteAddress) => new Conn(core, remoteAddress);
   }
 
   /** Aborts when the connection fails, closes, or the server starts draining; `reason` is a TcpkitError. */

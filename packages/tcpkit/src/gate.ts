@@ -1,11 +1,9 @@
 import type { Socket } from 'node:net';
 import { type DeadlineEntry, deadlines } from './deadlines.js';
 import type { ResolvedOptions } from './options.js';
+import type { RejectReason } from './server.js';
 
-/** Why a connection was turned away; the keys of `stats().rejected`. */
-export type RejectReason = 'full' | 'perPeer' | 'blocked' | 'waitTimeout' | 'shutdown';
-
-/** @internal what the gate calls back into. */
+/** What the gate calls back into (the server, through a private object). */
 export interface GateHost {
   admit(socket: Socket, peer: string): void;
   reject(socket: Socket, peer: string, reason: RejectReason): void;
@@ -16,12 +14,12 @@ export interface GateHost {
 class Waiter implements DeadlineEntry {
   tick = -1;
   constructor(
-    readonly gate: Gate,
+    readonly expire: (w: Waiter) => void,
     readonly socket: Socket,
     readonly peer: string,
   ) {}
   onDeadline(): void {
-    this.gate._expire(this);
+    this.expire(this);
   }
 }
 
@@ -71,7 +69,7 @@ export class Gate {
       return this.#turnAway(socket, peer, 'full');
     }
     this.#take(peer);
-    const w = new Waiter(this, socket, peer);
+    const w = new Waiter(this.#expire, socket, peer);
     this.#waiting.add(w);
     if (o.waitTimeout > 0) deadlines.schedule(w, deadlines.now() + o.waitTimeout);
     socket.once('close', () => {
@@ -113,12 +111,12 @@ export class Gate {
     }
   }
 
-  /** @internal a waiter's waitTimeout passed. */
-  _expire(w: Waiter): void {
+  /** A waiter's waitTimeout passed. */
+  #expire = (w: Waiter): void => {
     if (!this.#waiting.delete(w)) return;
     this.#give(w.peer);
     this.#host.reject(w.socket, w.peer, 'waitTimeout');
-  }
+  };
 
   #turnAway(socket: Socket, peer: string, reason: RejectReason): 'rejected' {
     this.#host.reject(socket, peer, reason);

@@ -3,11 +3,11 @@ export { ByteQueue } from './byte-queue.js';
 export { Conn, type WriteData } from './conn.js';
 export * from './errors.js';
 export * from './framing/index.js';
-export type { RejectReason } from './gate.js';
 export type { ConnTimeouts, ServeOptions } from './options.js';
 export { DEFAULTS } from './options.js';
 export {
   type Handler,
+  type RejectReason,
   Server,
   type ServerAddress,
   type ServerStats,

@@ -70,7 +70,7 @@ export interface ConnTimeouts {
   maxLifetime?: number;
 }
 
-/** @internal options after defaults and validation. */
+/** Options after defaults and validation (internal: not exported from the package). */
 export interface ResolvedOptions {
   port: number;
   host: string | undefined;

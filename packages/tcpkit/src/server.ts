@@ -5,11 +5,14 @@ import { type Conn, normalizeAddress } from './conn.js';
 import { ConnCore, type ConnHost } from './conn-core.js';
 import { CLOSED } from './conn-state.js';
 import { ServerClosingError, SlowConsumerError, type TimeoutError } from './errors.js';
-import { Gate, type GateHost, type RejectReason } from './gate.js';
+import { Gate } from './gate.js';
 import { type ResolvedOptions, resolveOptions, type ServeOptions } from './options.js';
 
 /** A connection handler: the connection's life. When its promise settles the connection is closed. */
 export type Handler = (conn: Conn) => Promise<void> | void;
+
+/** Why a connection was turned away; the keys of `stats().rejected`. */
+export type RejectReason = 'full' | 'perPeer' | 'blocked' | 'waitTimeout' | 'shutdown';
 
 /** Counters of a server, from `server.stats()`. */
 export interface ServerStats {
@@ -73,10 +76,14 @@ const TIMEOUT_KEYS = {
 
 function swallow(): void {}
 
+/** Constructs and starts a Server; set in its static block, so the constructor stays private. */
+let startServer: (options: ResolvedOptions, handler: Handler) => Promise<Server>;
+
 /** A listening tcpkit server. Create it with {@link serve}. */
-export class Server implements ConnHost, GateHost, AsyncDisposable {
-  /** @internal */
-  readonly options: ResolvedOptions;
+export class Server implements AsyncDisposable {
+  #options: ResolvedOptions;
+  /** What its connections call back into (kept off the public type). */
+  #connHost: ConnHost;
   #handler: Handler;
   #listener: net.Server;
   #gate: Gate;
@@ -102,11 +109,24 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
   /** Resolves once the server has shut down and every socket is closed. */
   readonly closed: Promise<void>;
 
-  /** @internal use `serve()`. */
-  constructor(options: ResolvedOptions, handler: Handler) {
-    this.options = options;
+  // Made and started by serve() only (see the static block).
+  private constructor(options: ResolvedOptions, handler: Handler) {
+    this.#options = options;
     this.#handler = handler;
-    this.#gate = new Gate(options, this);
+    this.#gate = new Gate(options, {
+      admit: (socket, peer) => this.#admit(socket, peer),
+      reject: (socket, peer, reason) => this.#reject(socket, peer, reason),
+      waiterClosed: () => {
+        this.#openSockets--;
+      },
+    });
+    this.#connHost = {
+      options,
+      onTimeout: (core, error) => this.#onTimeout(core, error),
+      onSlowConsumer: (core, error) => this.#onSlowConsumer(core, error),
+      onOutputFlushed: (core) => this.#releaseSlot(core),
+      onSocketClosed: (core) => this.#onSocketClosed(core),
+    };
     this.closed = new Promise((resolve) => {
       this.#closedResolve = resolve;
     });
@@ -125,9 +145,16 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
     this.#listener.on('connection', (socket: Socket) => this.#onConnection(socket));
   }
 
-  /** @internal */
-  async _listen(): Promise<void> {
-    const o = this.options;
+  static {
+    startServer = async (options, handler) => {
+      const server = new Server(options, handler);
+      await server.#listen();
+      return server;
+    };
+  }
+
+  async #listen(): Promise<void> {
+    const o = this.#options;
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error): void => reject(err);
       this.#listener.once('error', onError);
@@ -208,7 +235,7 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
    * (default `drainTimeout`; 0 = no limit) for handlers, then destroy the rest.
    */
   shutdown(options: { timeout?: number } = {}): Promise<ShutdownResult> {
-    if (this.#shutdown === null) this.#shutdown = this.#doShutdown(options.timeout ?? this.options.drainTimeout);
+    if (this.#shutdown === null) this.#shutdown = this.#doShutdown(options.timeout ?? this.#options.drainTimeout);
     return this.#shutdown;
   }
 
@@ -308,15 +335,10 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
     this.#openSockets--;
   }
 
-  /** @internal GateHost */
-  waiterClosed(): void {
-    this.#openSockets--;
-  }
-
-  /** @internal GateHost: start the handler. */
-  admit(socket: Socket, peer: string): void {
+  /** The gate admitted a socket: start its handler. */
+  #admit(socket: Socket, peer: string): void {
     socket.off('error', swallow);
-    const core = new ConnCore(socket, this, peer);
+    const core = new ConnCore(socket, this.#connHost, peer);
     const conn = core.conn;
     this.#stats.served++;
     this.#conns.add(core);
@@ -365,33 +387,25 @@ export class Server implements ConnHost, GateHost, AsyncDisposable {
     this.#gate.release(core.conn.remoteAddress);
   }
 
-  /** @internal GateHost: turn a connection away. */
-  reject(socket: Socket, peer: string, reason: RejectReason): void {
+  /** The gate turned a socket away. */
+  #reject(socket: Socket, peer: string, reason: RejectReason): void {
     this.#stats.rejected[reason]++;
     if (channels.reject.hasSubscribers) channels.reject.publish({ remoteAddress: peer, reason });
     this.#dropSocket(socket);
   }
 
-  /** @internal ConnHost */
-  onTimeout(core: ConnCore, error: TimeoutError): void {
+  #onTimeout(core: ConnCore, error: TimeoutError): void {
     const key = TIMEOUT_KEYS[error.code as keyof typeof TIMEOUT_KEYS];
     if (key !== undefined) this.#stats.timeouts[key]++;
     if (channels.timeout.hasSubscribers) channels.timeout.publish({ conn: core.conn, error });
   }
 
-  /** @internal ConnHost */
-  onSlowConsumer(core: ConnCore, error: SlowConsumerError): void {
+  #onSlowConsumer(core: ConnCore, error: SlowConsumerError): void {
     this.#stats.slowConsumers++;
     if (channels.error.hasSubscribers) channels.error.publish({ conn: core.conn, error });
   }
 
-  /** @internal ConnHost */
-  onOutputFlushed(core: ConnCore): void {
-    this.#releaseSlot(core);
-  }
-
-  /** @internal ConnHost */
-  onSocketClosed(core: ConnCore): void {
+  #onSocketClosed(core: ConnCore): void {
     this.#openSockets--;
     this.#allSockets.delete(core);
     this.#releaseSlot(core);
@@ -427,7 +441,5 @@ export async function serve(options: ServeOptions, handler: Handler): Promise<Se
   const resolved = resolveOptions(options);
   if (typeof handler !== 'function') throw new TypeError('serve: handler must be a function');
   if (resolved.signal?.aborted) throw new ServerClosingError('serve: signal already aborted');
-  const server = new Server(resolved, handler);
-  await server._listen();
-  return server;
+  return startServer(resolved, handler);
 }
