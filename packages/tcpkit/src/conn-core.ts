@@ -12,6 +12,7 @@ import { CLOSED, LINGERING, OPEN, type Phase } from './conn-state.js';
 import { ConnWriter } from './conn-writer.js';
 import { type DeadlineEntry, deadlines } from './deadlines.js';
 import { ConnectionClosedError, type SlowConsumerError, type TimeoutError } from './errors.js';
+import type { Lease } from './gate.js';
 import { type ConnTimeouts, type ResolvedOptions, validateTimeouts } from './options.js';
 import { useSharedReadBuffer } from './shared-read-buffer.js';
 
@@ -51,8 +52,8 @@ export class ConnCore implements DeadlineEntry {
   error: Error | null = null;
   /** DeadlineEntry slot. */
   tick = -1;
-  /** The connection still counts against the server's caps (see Server#releaseSlot). */
-  holdsSlot = true;
+  /** Its share of the server's limits (slot, per-peer count, descriptor), given back by the server. */
+  readonly lease: Lease;
   /** Settles when the handler has settled (set by the server). */
   handlerSettled: Promise<void> = RESOLVED;
 
@@ -62,13 +63,14 @@ export class ConnCore implements DeadlineEntry {
   #closeResolve: (() => void) | null = null;
   #lingerUntil = 0;
 
-  constructor(socket: Socket, host: ConnHost, remoteAddress: string) {
+  constructor(socket: Socket, host: ConnHost, lease: Lease) {
     this.socket = socket;
+    this.lease = lease;
     this.host = host;
     this.options = host.options;
     this.timers = new ConnTimers(host.options, deadlines.now());
     this.reader = new ConnReader(this, socket, this.timers, host.options.maxReadBuffer);
-    this.conn = newConn(this, remoteAddress);
+    this.conn = newConn(this, lease.peer);
     (socket as SocketWithCore)[kCore] = this;
     if (!useSharedReadBuffer(socket, onChunk)) socket.on('data', onData);
     socket.on('end', onEnd);

@@ -1,3 +1,4 @@
+import { readdirSync, readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { type DeadlineEntry, deadlines } from './deadlines.js';
 import type { ResolvedOptions } from './options.js';
@@ -5,10 +6,60 @@ import type { RejectReason } from './server.js';
 
 /** What the gate calls back into (the server, through a private object). */
 export interface GateHost {
-  admit(socket: Socket, peer: string): void;
+  /** Start the handler of an admitted socket; `lease` is its share of the limits until released. */
+  admit(socket: Socket, lease: Lease): void;
+  /** Close a socket turned away (its lease is already released). */
   reject(socket: Socket, peer: string, reason: RejectReason): void;
-  /** A waiting socket closed by itself (it left the queue without being admitted or rejected). */
-  waiterClosed(): void;
+  /** Close a socket shed at accept for want of file descriptors (its lease is already released). */
+  shed(socket: Socket): void;
+}
+
+const DESCRIPTOR = 1;
+const PEER = 2;
+const SLOT = 4;
+
+/**
+ * What one accepted socket holds of the server's limits: a descriptor (from accept to close), a
+ * per-peer count (while it waits or runs) and a slot of `maxConnections` (while its handler runs, and
+ * after, while its output still waits for the peer). Each is given back once, whichever path the
+ * socket takes: both release methods may be called any number of times.
+ */
+export class Lease {
+  readonly peer: string;
+  #gate: Gate;
+  #held = DESCRIPTOR;
+
+  constructor(gate: Gate, peer: string) {
+    this.#gate = gate;
+    this.peer = peer;
+  }
+
+  /** @internal for the gate: counts the per-peer share and, with `slot`, the slot. */
+  take(slot: boolean): void {
+    this.#held |= slot ? PEER | SLOT : PEER;
+  }
+
+  /** Gives back the slot and the per-peer count: the handler is done and its output delivered. */
+  releaseSlot(): void {
+    this.#give(PEER | SLOT);
+  }
+
+  /** Gives back the descriptor: the socket is closed (a running handler keeps its slot until it ends). */
+  releaseDescriptor(): void {
+    this.#give(DESCRIPTOR);
+  }
+
+  /** Gives back everything still held: the socket was turned away or closed before its handler started. */
+  release(): void {
+    this.#give(DESCRIPTOR | PEER | SLOT);
+  }
+
+  #give(what: number): void {
+    const given = this.#held & what;
+    if (given === 0) return;
+    this.#held &= ~what;
+    this.#gate.returned(this.peer, (given & PEER) !== 0, (given & SLOT) !== 0, (given & DESCRIPTOR) !== 0);
+  }
 }
 
 class Waiter implements DeadlineEntry {
@@ -16,25 +67,40 @@ class Waiter implements DeadlineEntry {
   constructor(
     readonly expire: (w: Waiter) => void,
     readonly socket: Socket,
-    readonly peer: string,
+    readonly lease: Lease,
   ) {}
   onDeadline(): void {
     this.expire(this);
   }
 }
 
+/** Descriptors kept free for everything else the process opens (files, outgoing connections, ...). */
+const DESCRIPTOR_RESERVE = 32;
+/** Least time between two recounts of the process's descriptors, so a flood does not turn into /proc reads. */
+const RECOUNT_INTERVAL = 200;
+
 /**
- * Admission control: the semaphore of the Go pattern. Decides for each accepted socket whether
- * its handler runs now, waits (paused, unread, FIFO, bounded in count and time) or is rejected,
- * and tracks per-peer counts (waiting connections count: they hold a descriptor).
+ * Admission control: the semaphore of the Go pattern. Decides for each accepted socket whether its
+ * handler runs now, waits (paused, unread, FIFO, bounded in count and time) or is turned away, and
+ * owns every count a socket takes against the limits, through its Lease: the slots, the per-peer
+ * counts (waiting connections count: they hold a descriptor) and the descriptor budget.
  */
 export class Gate {
   #o: ResolvedOptions;
   #host: GateHost;
+  /** Slots taken: handlers running, and finished ones whose output still waits. */
   #active = 0;
   /** FIFO of waiting connections; a Set keeps insertion order and O(1) removal. */
   #waiting = new Set<Waiter>();
   #perPeer = new Map<string, number>();
+  /** Sockets accepted and not yet closed: running, waiting, lingering. */
+  #descriptors = 0;
+  /**
+   * Most sockets the server may hold before it sheds new ones: the descriptors it holds plus those the
+   * process had free (below the soft limit, less a reserve) when last counted.
+   */
+  #descriptorBudget = Number.POSITIVE_INFINITY;
+  #descriptorsCountedAt = 0;
   #closed = false;
 
   constructor(options: ResolvedOptions, host: GateHost) {
@@ -42,95 +108,134 @@ export class Gate {
     this.#host = host;
   }
 
-  get active(): number {
-    return this.#active;
-  }
   get waiting(): number {
     return this.#waiting.size;
   }
 
-  /** Decides the fate of a newly accepted socket: its handler runs now, it waits, or it is rejected. */
-  offer(socket: Socket, peer: string): 'run' | 'wait' | 'rejected' {
-    const o = this.#o;
-    if (this.#closed) return this.#turnAway(socket, peer, 'shutdown');
-    if (o.blockList?.check(peer, peer.includes(':') ? 'ipv6' : 'ipv4')) {
-      return this.#turnAway(socket, peer, 'blocked');
+  /** Sets the descriptor budget from what the process has free now (call once listening). */
+  countDescriptors(): void {
+    this.#descriptorBudget = freeDescriptors();
+  }
+
+  /** Decides the fate of a newly accepted socket: its handler runs now, it waits, or it is turned away. */
+  offer(socket: Socket, peer: string | undefined): 'run' | 'wait' | 'rejected' | 'shed' {
+    this.#descriptors++;
+    const lease = new Lease(this, peer ?? '');
+    if (this.#descriptors > this.#descriptorBudget && !this.#recounted()) {
+      // Out of descriptors: shed this connection ourselves, counted, before the process hits EMFILE
+      // (libuv's own EMFILE handling sheds connections too, but silently).
+      lease.release();
+      this.#host.shed(socket);
+      return 'shed';
     }
+    if (peer === undefined) {
+      // Reset before we looked: nothing to admit.
+      lease.release();
+      socket.destroy();
+      return 'rejected';
+    }
+    const o = this.#o;
+    if (this.#closed) return this.#turnAway(socket, lease, 'shutdown');
+    if (o.blockList?.check(peer, peer.includes(':') ? 'ipv6' : 'ipv4')) return this.#turnAway(socket, lease, 'blocked');
     if (o.maxConnectionsPerPeer > 0 && (this.#perPeer.get(peer) ?? 0) >= o.maxConnectionsPerPeer) {
-      return this.#turnAway(socket, peer, 'perPeer');
+      return this.#turnAway(socket, lease, 'perPeer');
     }
     if (this.#active < o.maxConnections) {
-      this.#take(peer);
-      this.#active++;
-      this.#host.admit(socket, peer);
+      this.#take(lease, true);
+      this.#host.admit(socket, lease);
       return 'run';
     }
-    if (o.whenFull === 'reject' || this.#waiting.size >= o.maxWaiting) {
-      return this.#turnAway(socket, peer, 'full');
-    }
-    this.#take(peer);
-    const w = new Waiter(this.#expire, socket, peer);
+    if (o.whenFull === 'reject' || this.#waiting.size >= o.maxWaiting) return this.#turnAway(socket, lease, 'full');
+    this.#take(lease, false);
+    const w = new Waiter(this.#expire, socket, lease);
     this.#waiting.add(w);
     if (o.waitTimeout > 0) deadlines.schedule(w, deadlines.now() + o.waitTimeout);
     socket.once('close', () => {
       if (this.#waiting.delete(w)) {
         deadlines.cancel(w);
-        this.#give(peer);
-        this.#host.waiterClosed();
+        lease.release();
       }
     });
     return 'wait';
   }
 
-  /** A handler ended: free its slot and admit the longest-waiting connection. */
-  release(peer: string): void {
-    this.#active--;
-    this.#give(peer);
-    while (this.#waiting.size > 0 && this.#active < this.#o.maxConnections) {
-      const w = this.#waiting.values().next().value as Waiter;
-      this.#waiting.delete(w);
-      deadlines.cancel(w);
-      if (w.socket.destroyed) {
-        this.#give(w.peer);
-        this.#host.waiterClosed();
-        continue;
-      }
-      this.#active++;
-      this.#host.admit(w.socket, w.peer);
-    }
-  }
-
-  /** Stops admitting: every waiting connection and every later offer is rejected as `shutdown`. */
+  /** Stops admitting: every waiting connection and every later offer is turned away as `shutdown`. */
   close(): void {
     this.#closed = true;
     for (const w of this.#waiting) {
       this.#waiting.delete(w);
       deadlines.cancel(w);
-      this.#give(w.peer);
-      this.#host.reject(w.socket, w.peer, 'shutdown');
+      this.#turnAway(w.socket, w.lease, 'shutdown');
+    }
+  }
+
+  /** @internal for Lease: what a lease gave back. A freed slot admits the longest-waiting connections. */
+  returned(peer: string, perPeer: boolean, slot: boolean, descriptor: boolean): void {
+    if (descriptor) this.#descriptors--;
+    if (perPeer && this.#o.maxConnectionsPerPeer > 0) {
+      const n = (this.#perPeer.get(peer) ?? 1) - 1;
+      if (n <= 0) this.#perPeer.delete(peer);
+      else this.#perPeer.set(peer, n);
+    }
+    if (!slot) return;
+    this.#active--;
+    while (this.#waiting.size > 0 && this.#active < this.#o.maxConnections) {
+      const w = this.#waiting.values().next().value as Waiter;
+      this.#waiting.delete(w);
+      deadlines.cancel(w);
+      if (w.socket.destroyed) {
+        w.lease.release();
+        continue;
+      }
+      this.#active++;
+      w.lease.take(true);
+      this.#host.admit(w.socket, w.lease);
     }
   }
 
   /** A waiter's waitTimeout passed. */
   #expire = (w: Waiter): void => {
-    if (!this.#waiting.delete(w)) return;
-    this.#give(w.peer);
-    this.#host.reject(w.socket, w.peer, 'waitTimeout');
+    if (this.#waiting.delete(w)) this.#turnAway(w.socket, w.lease, 'waitTimeout');
   };
 
-  #turnAway(socket: Socket, peer: string, reason: RejectReason): 'rejected' {
-    this.#host.reject(socket, peer, reason);
+  #turnAway(socket: Socket, lease: Lease, reason: RejectReason): 'rejected' {
+    lease.release();
+    this.#host.reject(socket, lease.peer, reason);
     return 'rejected';
   }
 
-  #take(peer: string): void {
+  #take(lease: Lease, slot: boolean): void {
+    lease.take(slot);
+    if (slot) this.#active++;
+    const peer = lease.peer;
     if (this.#o.maxConnectionsPerPeer > 0) this.#perPeer.set(peer, (this.#perPeer.get(peer) ?? 0) + 1);
   }
 
-  #give(peer: string): void {
-    if (this.#o.maxConnectionsPerPeer === 0) return;
-    const n = (this.#perPeer.get(peer) ?? 1) - 1;
-    if (n <= 0) this.#perPeer.delete(peer);
-    else this.#perPeer.set(peer, n);
+  /**
+   * The budget was passed: count the process's descriptors again (at most every RECOUNT_INTERVAL) and
+   * say whether the budget, refreshed, now admits the socket. Descriptors freed by others (a previous
+   * server, closed files) raise it; others' use lowers it.
+   */
+  #recounted(): boolean {
+    const now = performance.now();
+    if (now - this.#descriptorsCountedAt < RECOUNT_INTERVAL) return false;
+    this.#descriptorsCountedAt = now;
+    this.#descriptorBudget = this.#descriptors + freeDescriptors() - 1;
+    return this.#descriptors <= this.#descriptorBudget;
+  }
+}
+
+/**
+ * Descriptors the process may still open before it is within DESCRIPTOR_RESERVE of its open-file
+ * soft limit. Linux only (/proc); elsewhere unlimited, and libuv's own EMFILE handling (which sheds
+ * connections silently) remains the backstop.
+ */
+function freeDescriptors(): number {
+  try {
+    const soft = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'))?.[1];
+    if (soft === undefined) return Number.POSITIVE_INFINITY;
+    return Math.max(0, Number(soft) - readdirSync('/proc/self/fd').length - DESCRIPTOR_RESERVE);
+  } catch {
+    return Number.POSITIVE_INFINITY;
   }
 }

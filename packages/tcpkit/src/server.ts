@@ -1,11 +1,10 @@
 import diagnostics_channel from 'node:diagnostics_channel';
-import { readdirSync, readFileSync } from 'node:fs';
 import net, { type Socket } from 'node:net';
 import { type Conn, normalizeAddress } from './conn.js';
 import { ConnCore, type ConnHost } from './conn-core.js';
 import { CLOSED } from './conn-state.js';
 import { ServerClosingError, SlowConsumerError, type TimeoutError } from './errors.js';
-import { Gate } from './gate.js';
+import { Gate, type Lease } from './gate.js';
 import { type ResolvedOptions, resolveOptions, type ServeOptions } from './options.js';
 
 /** A connection handler: the connection's life. When its promise settles the connection is closed. */
@@ -87,7 +86,8 @@ export class Server implements AsyncDisposable {
   #handler: Handler;
   #listener: net.Server;
   #gate: Gate;
-  #conns = new Set<ConnCore>();
+  /** Connections whose handler is running. */
+  #running = new Set<ConnCore>();
   #abort = new AbortController();
   #shutdown: Promise<ShutdownResult> | null = null;
   #closedResolve!: () => void;
@@ -114,11 +114,9 @@ export class Server implements AsyncDisposable {
     this.#options = options;
     this.#handler = handler;
     this.#gate = new Gate(options, {
-      admit: (socket, peer) => this.#admit(socket, peer),
+      admit: (socket, lease) => this.#admit(socket, lease),
       reject: (socket, peer, reason) => this.#reject(socket, peer, reason),
-      waiterClosed: () => {
-        this.#openSockets--;
-      },
+      shed: (socket) => this.#shed(socket),
     });
     this.#connHost = {
       options,
@@ -165,7 +163,7 @@ export class Server implements AsyncDisposable {
       if (o.path !== undefined) this.#listener.listen({ path: o.path, backlog: o.backlog }, done);
       else this.#listener.listen({ port: o.port, host: o.host, backlog: o.backlog }, done);
     });
-    this.#descriptorBudget = freeDescriptors();
+    this.#gate.countDescriptors();
     const a = this.#listener.address();
     this.#address =
       a === null ? (o.path ?? '') : typeof a === 'string' ? a : { address: a.address, family: a.family, port: a.port };
@@ -210,12 +208,12 @@ export class Server implements AsyncDisposable {
     const s = this.#stats;
     let bytesRead = s.bytesRead;
     let bytesWritten = s.bytesWritten;
-    for (const c of this.#allSockets) {
+    for (const c of this.#unclosed) {
       bytesRead += c.socket.bytesRead;
       bytesWritten += c.socket.bytesWritten;
     }
     return {
-      active: this.#conns.size,
+      active: this.#running.size,
       waiting: this.#gate.waiting,
       accepted: s.accepted,
       served: s.served,
@@ -249,7 +247,7 @@ export class Server implements AsyncDisposable {
     this.#listener.close();
     this.#gate.close();
     this.#abort.abort(reason);
-    const draining = [...this.#conns];
+    const draining = [...this.#running];
     for (const c of draining) c.drain(reason);
     const handlersDone = Promise.all(draining.map((c) => c.handlerSettled));
     let timer: NodeJS.Timeout | undefined;
@@ -260,14 +258,14 @@ export class Server implements AsyncDisposable {
     await Promise.race([handlersDone, deadline]);
     let forced = 0;
     for (const c of draining) {
-      if (this.#conns.has(c)) {
+      if (this.#running.has(c)) {
         forced++;
         c.destroy(new ServerClosingError('server shut down: drain timeout reached'));
       }
     }
     // Lingering closes of finished handlers get what is left of the timeout: one whose output
     // still waits for a peer that does not read would otherwise linger up to writeTimeout.
-    const open = [...this.#allSockets];
+    const open = [...this.#unclosed];
     const socketsClosed = Promise.all(open.map((c) => c.closed()));
     await Promise.race([socketsClosed, deadline]);
     clearTimeout(timer);
@@ -279,70 +277,36 @@ export class Server implements AsyncDisposable {
     return { graceful: draining.length - forced, forced, durationMs: Math.round(performance.now() - start) };
   }
 
-  /** Every connection whose socket is not yet closed (running or lingering). */
-  #allSockets = new Set<ConnCore>();
+  /** Every connection whose socket is not yet closed: running or lingering (waiting ones are the gate's). */
+  #unclosed = new Set<ConnCore>();
 
   #onConnection(socket: Socket): void {
     this.#stats.accepted++;
-    this.#openSockets++;
     socket.on('error', swallow);
-    if (this.#openSockets > this.#descriptorBudget && !this.#recalibrated()) {
-      // Out of descriptors: shed this connection ourselves, counted, before the process hits EMFILE
-      // (libuv's own EMFILE handling sheds connections too, but silently).
-      this.#stats.acceptErrors++;
-      if (channels.acceptError.hasSubscribers) {
-        const error = Object.assign(new Error('out of file descriptors: connection closed at accept'), {
-          code: 'EMFILE',
-        });
-        channels.acceptError.publish({ server: this, error });
-      }
-      this.#dropSocket(socket);
-      return;
-    }
     const address = socket.remoteAddress;
-    if (address === undefined) {
-      this.#dropSocket(socket);
-      return;
+    this.#gate.offer(socket, address === undefined ? undefined : normalizeAddress(address));
+  }
+
+  /** The gate shed a socket at accept: the process is out of descriptors. */
+  #shed(socket: Socket): void {
+    this.#stats.acceptErrors++;
+    if (channels.acceptError.hasSubscribers) {
+      const error = Object.assign(new Error('out of file descriptors: connection closed at accept'), {
+        code: 'EMFILE',
+      });
+      channels.acceptError.publish({ server: this, error });
     }
-    this.#gate.offer(socket, normalizeAddress(address));
-  }
-
-  /** Sockets this server accepted and has not closed (running, waiting, lingering). */
-  #openSockets = 0;
-  /**
-   * Most sockets this server may hold before it sheds new ones: its open sockets plus the descriptors
-   * the process had free (below the soft limit, less a reserve) when last counted.
-   */
-  #descriptorBudget = Number.POSITIVE_INFINITY;
-  #descriptorsCountedAt = 0;
-
-  /**
-   * The budget was passed: count the process's descriptors again (at most every 200 ms, so a flood
-   * does not turn into /proc reads) and say whether the budget, refreshed, now admits the socket.
-   * Descriptors freed by others (a previous server, closed files) raise it; others' use lowers it.
-   */
-  #recalibrated(): boolean {
-    const now = performance.now();
-    if (now - this.#descriptorsCountedAt < 200) return false;
-    this.#descriptorsCountedAt = now;
-    const free = freeDescriptors();
-    this.#descriptorBudget = this.#openSockets + free - 1;
-    return this.#openSockets <= this.#descriptorBudget;
-  }
-
-  #dropSocket(socket: Socket): void {
     socket.destroy();
-    this.#openSockets--;
   }
 
   /** The gate admitted a socket: start its handler. */
-  #admit(socket: Socket, peer: string): void {
+  #admit(socket: Socket, lease: Lease): void {
     socket.off('error', swallow);
-    const core = new ConnCore(socket, this.#connHost, peer);
+    const core = new ConnCore(socket, this.#connHost, lease);
     const conn = core.conn;
     this.#stats.served++;
-    this.#conns.add(core);
-    this.#allSockets.add(core);
+    this.#running.add(core);
+    this.#unclosed.add(core);
     if (this.#abort.signal.aborted) core.drain(this.#abort.signal.reason as Error);
     if (channels.open.hasSubscribers) channels.open.publish({ conn });
     // Plain promise reactions rather than an async wrapper: a suspended async function keeps a
@@ -370,7 +334,7 @@ export class Server implements AsyncDisposable {
       if (channels.error.hasSubscribers && !seen) channels.error.publish({ conn: core.conn, error });
       core.handlerEnded(error instanceof Error ? error : new Error(String(error)));
     }
-    this.#conns.delete(core);
+    this.#running.delete(core);
     this.#releaseSlot(core);
   }
 
@@ -381,17 +345,16 @@ export class Server implements AsyncDisposable {
    * bounded by maxConnections and maxConnectionsPerPeer. Called at handler end and at socket close.
    */
   #releaseSlot(core: ConnCore): void {
-    if (!core.holdsSlot || this.#conns.has(core)) return;
+    if (this.#running.has(core)) return;
     if (core.phase !== CLOSED && core.queuedBytes > 0) return;
-    core.holdsSlot = false;
-    this.#gate.release(core.conn.remoteAddress);
+    core.lease.releaseSlot();
   }
 
   /** The gate turned a socket away. */
   #reject(socket: Socket, peer: string, reason: RejectReason): void {
     this.#stats.rejected[reason]++;
     if (channels.reject.hasSubscribers) channels.reject.publish({ remoteAddress: peer, reason });
-    this.#dropSocket(socket);
+    socket.destroy();
   }
 
   #onTimeout(core: ConnCore, error: TimeoutError): void {
@@ -406,30 +369,12 @@ export class Server implements AsyncDisposable {
   }
 
   #onSocketClosed(core: ConnCore): void {
-    this.#openSockets--;
-    this.#allSockets.delete(core);
+    this.#unclosed.delete(core);
+    core.lease.releaseDescriptor();
     this.#releaseSlot(core);
     this.#stats.bytesRead += core.socket.bytesRead;
     this.#stats.bytesWritten += core.socket.bytesWritten;
     if (channels.close.hasSubscribers) channels.close.publish({ conn: core.conn });
-  }
-}
-
-/** Descriptors kept free for everything else the process opens (files, outgoing connections, ...). */
-const DESCRIPTOR_RESERVE = 32;
-
-/**
- * Descriptors the process may still open before it is within DESCRIPTOR_RESERVE of its open-file
- * soft limit. Linux only (/proc); elsewhere unlimited, and libuv's own EMFILE handling (which sheds
- * connections silently) remains the backstop.
- */
-function freeDescriptors(): number {
-  try {
-    const soft = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'))?.[1];
-    if (soft === undefined) return Number.POSITIVE_INFINITY;
-    return Math.max(0, Number(soft) - readdirSync('/proc/self/fd').length - DESCRIPTOR_RESERVE);
-  } catch {
-    return Number.POSITIVE_INFINITY;
   }
 }
 

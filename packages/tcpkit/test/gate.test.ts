@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
-import { BlockList } from 'node:net';
+import { EventEmitter } from 'node:events';
+import { BlockList, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
+import { Gate, type Lease } from '../src/gate.js';
 import { type RejectReason, type ServeOptions, type Server, serve } from '../src/index.js';
+import { resolveOptions } from '../src/options.js';
 import { ChannelProbe, type Client, connect, deferred, LOOPBACK, portOf, stop, until, within } from './helpers.js';
 
 const TEST = { timeout: 20_000 };
@@ -312,5 +315,50 @@ describe('Gate: blockList', () => {
     } finally {
       await h.stop();
     }
+  });
+});
+
+describe('Lease', () => {
+  /** A gate over stand-in sockets (no I/O): records what it admits and turns away. */
+  function gate(options: ServeOptions) {
+    const admitted: { name: string; lease: Lease }[] = [];
+    const rejected: string[] = [];
+    const g = new Gate(resolveOptions(options), {
+      admit: (socket, lease) => admitted.push({ name: (socket as unknown as { name: string }).name, lease }),
+      reject: (_socket, _peer, reason) => rejected.push(reason),
+      shed: () => rejected.push('shed'),
+    });
+    const offer = (name: string, peer = '127.0.0.1') =>
+      g.offer(Object.assign(new EventEmitter(), { name, destroyed: false, destroy() {} }) as unknown as Socket, peer);
+    return { g, admitted, rejected, offer };
+  }
+
+  it('gives its slot back once, however often it is released', () => {
+    const { g, admitted, offer } = gate({ maxConnections: 1, maxWaiting: 5, waitTimeout: 0 });
+    assert.equal(offer('a'), 'run');
+    assert.equal(offer('b'), 'wait');
+    assert.equal(offer('c'), 'wait');
+    const a = admitted[0]!.lease;
+    a.releaseSlot();
+    a.releaseSlot();
+    a.release();
+    assert.deepEqual(
+      admitted.map((x) => x.name),
+      ['a', 'b'],
+      'one slot freed: one waiter admitted',
+    );
+    assert.equal(g.waiting, 1);
+  });
+
+  it('gives the per-peer count back with the slot, and the descriptor only at release', () => {
+    const { admitted, rejected, offer } = gate({ maxConnections: 10, maxConnectionsPerPeer: 1 });
+    assert.equal(offer('a'), 'run');
+    assert.equal(offer('b'), 'rejected');
+    assert.deepEqual(rejected, ['perPeer']);
+    admitted[0]!.lease.releaseSlot();
+    assert.equal(offer('c'), 'run', 'the peer’s count went back with the slot');
+    admitted[0]!.lease.releaseDescriptor();
+    admitted[0]!.lease.release();
+    assert.equal(offer('d'), 'rejected', 'c still counts; releasing a twice gave nothing more back');
   });
 });
