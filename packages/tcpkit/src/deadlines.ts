@@ -17,6 +17,24 @@ export interface DeadlineEntry {
   tick: number;
 }
 
+/** What the wheel reads the time from and ticks by; injectable, so tests run the wheel on virtual time. */
+export interface Clock {
+  /** A monotonic reading in milliseconds. */
+  now(): number;
+  /** Calls `tick` every `ms` milliseconds until the returned function is called; must not keep the process alive. */
+  every(ms: number, tick: () => void): () => void;
+}
+
+/** `performance.now()` and an unref'd `setInterval`. */
+export const realClock: Clock = {
+  now: () => performance.now(),
+  every(ms, tick) {
+    const timer = setInterval(tick, ms);
+    timer.unref();
+    return () => clearInterval(timer);
+  },
+};
+
 const SLOTS = 512; // power of two; one round = SLOTS * resolution (51.2 s at 100 ms)
 
 export class Deadlines {
@@ -24,17 +42,23 @@ export class Deadlines {
   #slots: Set<DeadlineEntry>[] = Array.from({ length: SLOTS }, () => new Set());
   #size = 0;
   #tick = 0;
-  #timer: NodeJS.Timeout | undefined;
+  #clock: Clock;
+  /** Stops the ticking; null while the wheel is stopped (no entries). */
+  #stopTicking: (() => void) | null = null;
   #now = 0;
 
-  /** @param resolution milliseconds per tick (deadlines fire up to this late). */
-  constructor(resolution = 100) {
+  /**
+   * @param resolution milliseconds per tick (deadlines fire up to this late).
+   * @param clock where time comes from (default: the real clock).
+   */
+  constructor(resolution = 100, clock: Clock = realClock) {
     this.resolution = resolution;
+    this.#clock = clock;
   }
 
-  /** A coarse monotonic clock (ms, `performance.now()`): exact when idle, updated every tick while running. */
+  /** A coarse monotonic clock (ms, the clock's): exact when idle, updated every tick while running. */
   now(): number {
-    return this.#timer === undefined ? performance.now() : this.#now;
+    return this.#stopTicking === null ? this.#clock.now() : this.#now;
   }
 
   /** Number of scheduled entries. */
@@ -44,7 +68,7 @@ export class Deadlines {
 
   /** Files `entry` to fire at time `at` (ms, on the `now()` clock); re-files it if already scheduled. */
   schedule(entry: DeadlineEntry, at: number): void {
-    if (this.#timer === undefined) this.#start();
+    if (this.#stopTicking === null) this.#start();
     let tick = Math.ceil(at / this.resolution);
     if (tick <= this.#tick) tick = this.#tick + 1;
     if (entry.tick === tick) return;
@@ -63,24 +87,23 @@ export class Deadlines {
   }
 
   #start(): void {
-    this.#now = performance.now();
+    this.#now = this.#clock.now();
     this.#tick = Math.floor(this.#now / this.resolution);
-    this.#timer = setInterval(this.#onTick, this.resolution);
-    this.#timer.unref();
+    this.#stopTicking = this.#clock.every(this.resolution, this.#onTick);
   }
 
   #stop(): void {
-    clearInterval(this.#timer);
-    this.#timer = undefined;
+    this.#stopTicking?.();
+    this.#stopTicking = null;
   }
 
   #onTick = (): void => {
-    this.#now = performance.now();
+    this.#now = this.#clock.now();
     const target = Math.floor(this.#now / this.resolution);
     // After a very long block, one full round visits every slot: no need to replay the rest.
     if (target - this.#tick > SLOTS) this.#tick = target - SLOTS;
     // Catch up tick by tick if the loop was blocked, so no slot is skipped.
-    while (this.#tick < target && this.#timer !== undefined) {
+    while (this.#tick < target && this.#stopTicking !== null) {
       const tick = ++this.#tick;
       const slot = this.#slots[tick & (SLOTS - 1)]!;
       if (slot.size === 0) continue;

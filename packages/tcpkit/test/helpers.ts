@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import diagnostics_channel from 'node:diagnostics_channel';
 import net, { type Socket } from 'node:net';
+import type { Clock } from '../src/deadlines.js';
 import type { Server } from '../src/index.js';
 
 /** The TCP port a server listens on. */
@@ -323,5 +324,52 @@ export class Child {
   /** Kills the child (by its PID) if still running. */
   kill(): void {
     this.signal('SIGKILL');
+  }
+}
+
+/**
+ * A Clock (src/deadlines.ts) on virtual time: nothing runs until the test moves time on, so timer
+ * wheel tests are exact and immune to a loaded machine.
+ */
+export class VirtualClock implements Clock {
+  #now: number;
+  #timers = new Set<{ every: number; next: number; tick: () => void }>();
+
+  constructor(start = 1_000_000) {
+    this.#now = start;
+  }
+
+  now(): number {
+    return this.#now;
+  }
+
+  every(ms: number, tick: () => void): () => void {
+    const timer = { every: ms, next: this.#now + ms, tick };
+    this.#timers.add(timer);
+    return () => this.#timers.delete(timer);
+  }
+
+  /** Moves time on by `ms`, running every interval at each period it passes, as a free event loop would. */
+  advance(ms: number): void {
+    const end = this.#now + ms;
+    for (;;) {
+      let due: { every: number; next: number; tick: () => void } | undefined;
+      for (const t of this.#timers) if (t.next <= end && (due === undefined || t.next < due.next)) due = t;
+      if (due === undefined) break;
+      this.#now = due.next;
+      due.next += due.every;
+      due.tick();
+    }
+    this.#now = end;
+  }
+
+  /** Moves time on by `ms` at once, then runs each due interval once, as after a blocked event loop. */
+  jump(ms: number): void {
+    this.#now += ms;
+    for (const t of [...this.#timers]) {
+      if (t.next > this.#now) continue;
+      t.next = this.#now + t.every;
+      t.tick();
+    }
   }
 }
