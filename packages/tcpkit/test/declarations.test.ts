@@ -3,8 +3,8 @@
 // back as a user's compiler sees them through the package entry point.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -67,7 +67,7 @@ function check(source: string): string[] {
     moduleResolution: ts.ModuleResolutionKind.NodeNext,
     target: ts.ScriptTarget.ES2022,
     types: ['node'],
-    typeRoots: [typeRoots],
+    typeRoots,
   });
   return ts
     .getPreEmitDiagnostics(program)
@@ -89,7 +89,7 @@ describe('published declarations', () => {
     const program = ts.createProgram([entry], {
       strict: true,
       types: ['node'],
-      typeRoots: [typeRoots],
+      typeRoots,
     });
     const checker = program.getTypeChecker();
     const module = checker.getSymbolAtLocation(program.getSourceFile(entry)!);
