@@ -24,9 +24,6 @@ export class BufferPool {
   #classes: Buffer[][];
   #minShift: number;
   #pooledBytes = 0;
-  /** Counters for benchmarks and tests. */
-  hits = 0;
-  misses = 0;
 
   constructor(options: BufferPoolOptions = {}) {
     const { minSize = 256, maxSize = 65536, maxPooledBytes = 4 * 1024 * 1024 } = options;
@@ -61,19 +58,14 @@ export class BufferPool {
 
   /** A buffer of length >= `size` (exactly `size` when it is above `maxSize`). */
   acquire(size: number): Buffer {
-    if (size > this.maxSize) {
-      this.misses++;
-      return Buffer.allocUnsafeSlow(size);
-    }
+    if (size > this.maxSize) return Buffer.allocUnsafeSlow(size);
     const c = this.#classOf(size);
     const free = this.#classes[c]!;
     const buf = free.pop();
     if (buf !== undefined) {
-      this.hits++;
       this.#pooledBytes -= buf.length;
       return buf;
     }
-    this.misses++;
     return Buffer.allocUnsafeSlow(this.minSize << c);
   }
 

@@ -47,7 +47,11 @@ export interface ServeOptions {
   maxWriteBuffer?: number;
   /** Hard cap on bytes queued for the peer by writes not waiting for the drain; above it the connection is a slow consumer and is destroyed (`ERR_SLOW_CONSUMER`). A write issued below `maxWriteBuffer` is accepted whatever its size. Default 4194304 (4 MiB). */
   maxQueuedBytes?: number;
-  /** After the handler ends and FIN is sent, how long input is read and discarded while waiting for the peer's FIN (a lingering close). Default 2000 (2 s). */
+  /**
+   * After the handler ends and FIN is sent, how long input is read and discarded while waiting for the
+   * peer's FIN (a lingering close). It runs from when queued output has reached the kernel; until then the
+   * connection gets up to `writeTimeout` for it (with `writeTimeout: 0`, at most 30 s). Default 2000 (2 s).
+   */
   lingerTimeout?: number;
   /** Disable Nagle's algorithm (`TCP_NODELAY`). Default true. */
   noDelay?: boolean;

@@ -73,7 +73,7 @@ const TIMEOUT_KEYS = {
   ERR_LIFETIME_EXCEEDED: 'lifetime',
 } as const;
 
-function swallow(): void {}
+function ignore(): void {}
 
 /** Constructs and starts a Server; set in its static block, so the constructor stays private. */
 let startServer: (options: ResolvedOptions, handler: Handler) => Promise<Server>;
@@ -93,7 +93,7 @@ export class Server implements AsyncDisposable {
   #closedResolve!: () => void;
   #forceNow: (() => void) | null = null;
   #signalHandlers: [NodeJS.Signals, () => void][] = [];
-  #removeAbortListener: () => void = swallow;
+  #removeAbortListener: () => void = ignore;
   #stats = {
     accepted: 0,
     served: 0,
@@ -175,7 +175,7 @@ export class Server implements AsyncDisposable {
     });
     for (const sig of o.shutdownOn) {
       const onSignal = (): void => {
-        if (this.#shutdown === null) this.shutdown().catch(swallow);
+        if (this.#shutdown === null) this.shutdown().catch(ignore);
         else this.#forceNow?.();
       };
       process.on(sig, onSignal);
@@ -183,7 +183,7 @@ export class Server implements AsyncDisposable {
     }
     if (o.signal !== undefined) {
       const onAbort = (): void => {
-        this.shutdown().catch(swallow);
+        this.shutdown().catch(ignore);
       };
       o.signal.addEventListener('abort', onAbort, { once: true });
       this.#removeAbortListener = () => o.signal?.removeEventListener('abort', onAbort);
@@ -282,7 +282,7 @@ export class Server implements AsyncDisposable {
 
   #onConnection(socket: Socket): void {
     this.#stats.accepted++;
-    socket.on('error', swallow);
+    socket.on('error', ignore);
     const address = socket.remoteAddress;
     this.#gate.offer(socket, address === undefined ? undefined : normalizeAddress(address));
   }
@@ -301,7 +301,7 @@ export class Server implements AsyncDisposable {
 
   /** The gate admitted a socket: start its handler. */
   #admit(socket: Socket, lease: Lease): void {
-    socket.off('error', swallow);
+    socket.off('error', ignore);
     const core = new ConnCore(socket, this.#connHost, lease);
     const conn = core.conn;
     this.#stats.served++;

@@ -21,9 +21,11 @@ describe('BufferPool#acquire', () => {
     const a = pool.acquire(300);
     pool.release(a);
     assert.equal(pool.pooledBytes, 512);
-    assert.equal(pool.acquire(400), a);
+    assert.equal(pool.acquire(400), a, 'a hit: the released buffer');
     assert.equal(pool.pooledBytes, 0);
-    assert.deepEqual([pool.hits, pool.misses], [1, 1]);
+    const b = pool.acquire(400);
+    assert.notEqual(b, a, 'a miss: the class is empty, a new buffer');
+    assert.equal(b.length, 512);
   });
 });
 
