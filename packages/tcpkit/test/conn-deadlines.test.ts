@@ -1,5 +1,5 @@
-// The deadline policy of one connection (src/conn-deadlines.ts) as tables on virtual time: no socket,
-// no wheel, the clock is a number. The same rules over real sockets are in deadlines.test.ts.
+// The deadline policy of one connection (src/conn-deadlines.ts): first as tables on virtual time (no socket,
+// no wheel, the clock is a number), then the same rules over real sockets, each timeout by its option.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
@@ -13,6 +13,11 @@ import {
   WAIT_NONE,
   WAIT_READ,
 } from '../src/conn-deadlines.js';
+import { lines } from '../src/framing/index.js';
+import { type Conn, type ServeOptions, type ServerStats, serve, TimeoutError } from '../src/index.js';
+import { ChannelProbe, codeOf, connect, deferred, LOOPBACK, portOf, stop, within, withServer } from './helpers.js';
+
+const TEST = { timeout: 20_000 };
 
 const NONE = { firstByteTimeout: 0, idleTimeout: 0, frameTimeout: 0, writeTimeout: 0, maxLifetime: 0 };
 /** Admitted at t = 1000 on the virtual clock. */
@@ -174,5 +179,312 @@ describe('recheckAt', () => {
   });
   it('is +Infinity with nothing in force', () => {
     assert.equal(recheckAt(timers({}), 5000, 100), Number.POSITIVE_INFINITY);
+  });
+});
+
+// ---- the same rules over real sockets ----------------------------------------------------------
+
+/** Runs `handler` under `options` and resolves with what it returned or threw, the conn and the stats. */
+async function runDeadline(
+  options: ServeOptions,
+  handler: (conn: Conn) => Promise<unknown>,
+  client: (port: number) => Promise<{ done: Promise<unknown>; cleanup(): void }>,
+): Promise<{ error: unknown; value: unknown; conn: Conn; stats: ServerStats; published: TimeoutError[] }> {
+  const outcome = deferred<{ error: unknown; value: unknown; conn: Conn }>();
+  const timeoutProbe = new ChannelProbe<{ conn: Conn; error: TimeoutError }>('tcpkit:connection:timeout');
+  const server = await serve({ ...LOOPBACK, firstByteTimeout: 0, idleTimeout: 0, ...options }, async (conn) => {
+    try {
+      outcome.resolve({ value: await handler(conn), error: undefined, conn });
+    } catch (error) {
+      outcome.resolve({ value: undefined, error, conn });
+      throw error;
+    }
+  });
+  try {
+    const c = await client(portOf(server));
+    const result = await within(outcome.promise, 10_000, 'the handler to settle');
+    await within(c.done, 10_000, 'the client to finish');
+    c.cleanup();
+    const published = timeoutProbe.messages.filter((m) => m.conn === result.conn).map((m) => m.error);
+    return { ...result, stats: server.stats(), published };
+  } finally {
+    timeoutProbe.stop();
+    await stop(server);
+  }
+}
+
+/** Reads until end of stream and returns the text. */
+async function readAll(conn: Conn): Promise<string> {
+  const parts: Buffer[] = [];
+  for await (const chunk of conn) parts.push(chunk);
+  return Buffer.concat(parts).toString();
+}
+
+/** Sends `count` bytes `gap` ms apart, then half-closes. */
+function trickle(socket: import('node:net').Socket, count: number, gap: number, byte = 'x'): Promise<void> {
+  return new Promise((resolve) => {
+    let sent = 0;
+    const timer = setInterval(() => {
+      if (socket.destroyed || sent === count) {
+        clearInterval(timer);
+        if (!socket.destroyed) socket.end();
+        resolve();
+        return;
+      }
+      socket.write(byte);
+      sent++;
+    }, gap);
+  });
+}
+
+/** Asserts a deadline fired: the handler saw the typed error, the signal carries it, it is counted and published. */
+function assertFired(
+  r: Awaited<ReturnType<typeof runDeadline>>,
+  code: string,
+  key: keyof ServerStats['timeouts'],
+): void {
+  assert.ok(r.error instanceof TimeoutError, `the handler saw a TimeoutError, got ${String(r.error)}`);
+  assert.equal(codeOf(r.error), code);
+  assert.equal(r.conn.signal.reason, r.error, 'conn.signal.reason is the same error');
+  assert.equal(r.stats.timeouts[key], 1);
+  const others = Object.entries(r.stats.timeouts).filter(([k, n]) => k !== key && n !== 0);
+  assert.deepEqual(others, [], 'no other deadline counted');
+  assert.equal(r.stats.errors, 1, 'the handler ended by throwing');
+  assert.deepEqual(
+    r.published.map((e) => e.code),
+    [code],
+    'published on tcpkit:connection:timeout',
+  );
+}
+
+function assertQuiet(r: Awaited<ReturnType<typeof runDeadline>>): void {
+  assert.equal(r.error, undefined, `no error, got ${String(r.error)}`);
+  assert.deepEqual(r.stats.timeouts, { firstByte: 0, idle: 0, frame: 0, write: 0, lifetime: 0 });
+  assert.deepEqual(r.published, []);
+}
+describe('firstByteTimeout', () => {
+  it('fires when the peer sends nothing: read() rejects with ERR_FIRST_BYTE_TIMEOUT', TEST, async () => {
+    const started = performance.now();
+    const r = await runDeadline(
+      { firstByteTimeout: 250 },
+      (conn) => conn.read(),
+      async (port) => {
+        const client = await connect(port);
+        return { done: client.waitClosed(), cleanup: () => client.destroy() };
+      },
+    );
+    assertFired(r, 'ERR_FIRST_BYTE_TIMEOUT', 'firstByte');
+    assert.ok(performance.now() - started >= 100, 'not at once');
+  });
+
+  it('fires even while the handler is not reading (it is the peer that is late)', TEST, async () => {
+    const r = await runDeadline(
+      { firstByteTimeout: 250 },
+      async (conn) => {
+        await new Promise((resolve) => conn.signal.addEventListener('abort', resolve, { once: true }));
+        throw conn.signal.reason;
+      },
+      async (port) => {
+        const client = await connect(port);
+        return { done: client.waitClosed(), cleanup: () => client.destroy() };
+      },
+    );
+    assertFired(r, 'ERR_FIRST_BYTE_TIMEOUT', 'firstByte');
+  });
+
+  it('does not fire once the first byte arrived, however long the peer then waits', TEST, async () => {
+    const r = await runDeadline({ firstByteTimeout: 250 }, readAll, async (port) => {
+      const client = await connect(port);
+      client.write('a');
+      return { done: trickle(client.socket, 1, 600, 'b'), cleanup: () => client.destroy() };
+    });
+    assertQuiet(r);
+    assert.equal(r.value, 'ab');
+  });
+});
+
+describe('idleTimeout', () => {
+  it('fires after the first byte when the peer goes silent: ERR_IDLE_TIMEOUT', TEST, async () => {
+    const r = await runDeadline(
+      { idleTimeout: 250 },
+      async (conn) => {
+        await conn.read();
+        return conn.read();
+      },
+      async (port) => {
+        const client = await connect(port);
+        client.write('a');
+        return { done: client.waitClosed(), cleanup: () => client.destroy() };
+      },
+    );
+    assertFired(r, 'ERR_IDLE_TIMEOUT', 'idle');
+  });
+
+  it('fires idleTimeout after the first byte even when firstByteTimeout is far longer', TEST, async () => {
+    const started = performance.now();
+    const r = await runDeadline(
+      { idleTimeout: 250, firstByteTimeout: 20_000 },
+      async (conn) => {
+        await conn.read();
+        return conn.read();
+      },
+      async (port) => {
+        const client = await connect(port);
+        client.write('a');
+        return { done: client.waitClosed(), cleanup: () => client.destroy() };
+      },
+    );
+    assertFired(r, 'ERR_IDLE_TIMEOUT', 'idle');
+    assert.ok(performance.now() - started < 10_000, 'not deferred to the first-byte deadline');
+  });
+
+  it('does not fire while traffic flows for several idle periods', TEST, async () => {
+    const r = await runDeadline({ idleTimeout: 250, firstByteTimeout: 250 }, readAll, async (port) => {
+      const client = await connect(port);
+      return { done: trickle(client.socket, 12, 60), cleanup: () => client.destroy() };
+    });
+    assertQuiet(r);
+    assert.equal(r.value, 'x'.repeat(12));
+  });
+
+  it('does not fire while the handler, not the peer, holds unread input', TEST, async () => {
+    const r = await runDeadline(
+      { idleTimeout: 200 },
+      async (conn) => {
+        await new Promise((resolve) => setTimeout(resolve, 600)); // the handler is busy
+        return readAll(conn);
+      },
+      async (port) => {
+        const client = await connect(port);
+        client.end('queued');
+        return { done: client.waitClosed(), cleanup: () => client.destroy() };
+      },
+    );
+    assertQuiet(r);
+    assert.equal(r.value, 'queued');
+  });
+
+  it(
+    'does not fire while the handler pushes output without reading (it is not waiting on the peer)',
+    TEST,
+    async () => {
+      const r = await runDeadline(
+        { idleTimeout: 200 },
+        async (conn) => {
+          await conn.read(); // the first byte: from here on the idle clock would run for a reader
+          for (let i = 0; i < 8; i++) {
+            await conn.write(`tick ${i}\n`);
+            await new Promise((resolve) => setTimeout(resolve, 100)); // 800 ms of pushing, 4 idle periods
+          }
+          return 'pushed';
+        },
+        async (port) => {
+          const client = await connect(port);
+          client.write('subscribe');
+          return { done: client.receive('tick 0\n'.length * 8), cleanup: () => client.destroy() };
+        },
+      );
+      assertQuiet(r);
+      assert.equal(r.value, 'pushed');
+    },
+  );
+});
+
+describe('frameTimeout', () => {
+  it('fires when a frame trickles in slower than frameTimeout (slowloris): ERR_FRAME_TIMEOUT', TEST, async () => {
+    const r = await runDeadline(
+      { frameTimeout: 250, idleTimeout: 1000 },
+      async (conn) => {
+        const got: string[] = [];
+        for await (const line of conn.frames(lines())) got.push(line);
+        return got;
+      },
+      async (port) => {
+        const client = await connect(port);
+        // Never a newline; a byte every 50 ms keeps idleTimeout from firing first.
+        const done = trickle(client.socket, 40, 50);
+        return { done, cleanup: () => client.destroy() };
+      },
+    );
+    assertFired(r, 'ERR_FRAME_TIMEOUT', 'frame');
+  });
+
+  it('does not fire for whole frames, however long the gaps between them', TEST, async () => {
+    const r = await runDeadline(
+      { frameTimeout: 200 },
+      async (conn) => {
+        const got: string[] = [];
+        for await (const line of conn.frames(lines())) got.push(line);
+        return got.join(',');
+      },
+      async (port) => {
+        const client = await connect(port);
+        return { done: trickle(client.socket, 3, 350, 'ok\n'), cleanup: () => client.destroy() };
+      },
+    );
+    assertQuiet(r);
+    assert.equal(r.value, 'ok,ok,ok');
+  });
+});
+
+describe('writeTimeout', () => {
+  it('fires when the peer does not read: the pending write rejects with ERR_WRITE_TIMEOUT', TEST, async () => {
+    const r = await runDeadline(
+      { writeTimeout: 250, maxQueuedBytes: 64 * 1024 * 1024 },
+      async (conn) => {
+        const chunk = Buffer.alloc(256 * 1024);
+        for (let i = 0; i < 256; i++) await conn.write(chunk); // 64 MiB at most: far above the kernel buffers
+      },
+      async (port) => {
+        const client = await connect(port, { read: false });
+        return { done: Promise.resolve(), cleanup: () => client.destroy() };
+      },
+    );
+    assertFired(r, 'ERR_WRITE_TIMEOUT', 'write');
+  });
+
+  it('does not fire while the peer keeps reading', TEST, async () => {
+    const total = 16 * 1024 * 1024;
+    const r = await runDeadline(
+      { writeTimeout: 250 },
+      async (conn) => {
+        const chunk = Buffer.alloc(64 * 1024);
+        for (let sent = 0; sent < total; sent += chunk.length) await conn.write(chunk);
+      },
+      async (port) => {
+        const client = await connect(port);
+        return { done: client.receive(total, 10_000), cleanup: () => client.destroy() };
+      },
+    );
+    assertQuiet(r);
+  });
+});
+
+describe('maxLifetime', () => {
+  it('fires even while traffic flows: ERR_LIFETIME_EXCEEDED', TEST, async () => {
+    const r = await runDeadline({ maxLifetime: 300, idleTimeout: 250 }, readAll, async (port) => {
+      const client = await connect(port);
+      return { done: trickle(client.socket, 40, 50), cleanup: () => client.destroy() };
+    });
+    assertFired(r, 'ERR_LIFETIME_EXCEEDED', 'lifetime');
+  });
+});
+
+describe('Conn deadlines', () => {
+  it('fires maxLifetime on time when an earlier deadline was excused (the peer sent a bare FIN)', TEST, async () => {
+    const reason = deferred<unknown>();
+    await withServer(
+      { firstByteTimeout: 100, idleTimeout: 60_000, maxLifetime: 600 },
+      async (conn) => {
+        conn.signal.addEventListener('abort', () => reason.resolve(conn.signal.reason));
+        await within(reason.promise, 5000, 'the lifetime deadline');
+      },
+      async (port) => {
+        const client = await connect(port, { allowHalfOpen: true });
+        client.end(); // FIN without a byte: the first-byte deadline is excused
+        assert.equal(codeOf(await within(reason.promise, 5000, 'the abort')), 'ERR_LIFETIME_EXCEEDED');
+        client.destroy();
+      },
+    );
   });
 });

@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import { BlockList, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import { Gate, type Lease } from '../src/gate.js';
-import { type RejectReason, type ServeOptions, type Server, serve } from '../src/index.js';
+import { type Conn, type RejectReason, type ServeOptions, type Server, serve } from '../src/index.js';
 import { resolveOptions } from '../src/options.js';
 import { ChannelProbe, type Client, connect, deferred, LOOPBACK, portOf, stop, until, within } from './helpers.js';
 
@@ -361,4 +361,59 @@ describe('Lease', () => {
     admitted[0]!.lease.release();
     assert.equal(offer('d'), 'rejected', 'c still counts; releasing a twice gave nothing more back');
   });
+});
+
+describe('Gate: the slot of a finished handler', () => {
+  it(
+    'a finished handler whose output waits for a non-reading peer keeps its slot until the socket closes',
+    TEST,
+    async () => {
+      const closes = new ChannelProbe<{ conn: Conn }>('tcpkit:connection:close');
+      const server = await serve({ ...LOOPBACK, maxConnections: 1, whenFull: 'reject' }, async (conn) => {
+        conn.write(Buffer.alloc(8 * 1024 * 1024)).catch(() => {});
+      });
+      try {
+        const port = portOf(server);
+        const first = await connect(port, { read: false });
+        await until(() => server.stats().served === 1 && server.stats().active === 0, 'the first handler to return');
+        const second = await connect(port);
+        await second.waitClosed();
+        assert.equal(server.stats().rejected.full, 1, 'the lingering socket still holds the only slot');
+        first.destroy();
+        await closes.next(); // the first connection's server socket closed: its slot is free
+
+        const third = await connect(port, { read: false });
+        await until(() => server.stats().served === 2, 'the slot freed by the close admits the next');
+        third.destroy();
+      } finally {
+        closes.stop();
+        await stop(server);
+      }
+    },
+  );
+
+  it(
+    'frees the slot once the finished handler’s output is delivered, though the peer keeps its side open',
+    TEST,
+    async () => {
+      const size = 16 * 1024 * 1024;
+      const server = await serve({ ...LOOPBACK, maxConnections: 1 }, async (conn) => {
+        conn.write(Buffer.alloc(size, 1)).catch(() => {});
+      });
+      try {
+        const port = portOf(server);
+        const first = await connect(port, { allowHalfOpen: true });
+        await first.receive(size, 10_000); // all of it read; the client never closes its side
+        const second = await connect(port);
+        second.write('next');
+        // Admitted (and its handler's reply arrives) long before writeTimeout (30 s) or any linger would end.
+        await second.receive(size, 10_000);
+        assert.equal(server.stats().served, 2);
+        first.destroy();
+        second.destroy();
+      } finally {
+        await stop(server);
+      }
+    },
+  );
 });

@@ -5,7 +5,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import diagnostics_channel from 'node:diagnostics_channel';
 import net, { type Socket } from 'node:net';
 import type { Clock } from '../src/deadlines.js';
-import type { Server } from '../src/index.js';
+import { type Conn, type ServeOptions, type Server, serve } from '../src/index.js';
 
 /** The TCP port a server listens on. */
 export function portOf(server: Server): number {
@@ -371,5 +371,49 @@ export class VirtualClock implements Clock {
       t.next = this.#now + t.every;
       t.tick();
     }
+  }
+}
+
+/**
+ * Serves one handler for the body of a test. The handler's outcome (its return value or what it
+ * threw) is handed to the test through `outcome`, so assertions run in the test, not the handler.
+ */
+export async function withConn<T>(
+  options: ServeOptions,
+  handler: (conn: Conn) => Promise<T>,
+  body: (port: number, outcome: Promise<{ value?: T; error?: unknown; conn: Conn }>) => Promise<void>,
+): Promise<void> {
+  const outcome = deferred<{ value?: T; error?: unknown; conn: Conn }>();
+  const server = await serve({ ...LOOPBACK, ...options }, async (conn) => {
+    try {
+      outcome.resolve({ value: await handler(conn), conn });
+    } catch (error) {
+      outcome.resolve({ error, conn });
+      throw error;
+    }
+  });
+  try {
+    await body(portOf(server), within(outcome.promise, 10_000, 'the handler to settle'));
+  } finally {
+    await stop(server);
+  }
+}
+
+/** The `code` of an error (a TcpkitError's, a system error's), or undefined. */
+export function codeOf(error: unknown): unknown {
+  return (error as { code?: unknown } | undefined)?.code;
+}
+
+/** Serves `handler` for the body of a test, then stops the server. */
+export async function withServer(
+  options: ServeOptions,
+  handler: (conn: Conn) => Promise<void>,
+  body: (port: number) => Promise<void>,
+): Promise<void> {
+  const server = await serve({ ...LOOPBACK, ...options }, handler);
+  try {
+    await body(portOf(server));
+  } finally {
+    await stop(server);
   }
 }

@@ -201,4 +201,11 @@ describe('serve: option validation', () => {
       isInvalidOption('nope'),
     );
   });
+
+  it('rejects a delay under one second (the kernel counts whole seconds)', async () => {
+    await assert.rejects(
+      serve({ keepAlive: 500 }, async () => {}),
+      (e: unknown) => e instanceof InvalidOptionError && /keepAlive/.test(e.message),
+    );
+  });
 });

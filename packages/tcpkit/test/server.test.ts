@@ -8,6 +8,7 @@ import {
   ChannelProbe,
   Child,
   type Client,
+  codeOf,
   connect,
   deferred,
   exchange,
@@ -22,10 +23,6 @@ const TEST = { timeout: 20_000 };
 
 async function echo(conn: Conn): Promise<void> {
   for await (const chunk of conn) await conn.write(chunk);
-}
-
-function codeOf(error: unknown): unknown {
-  return (error as { code?: unknown } | undefined)?.code;
 }
 
 /** Resolves with the connect error of a client (ECONNREFUSED once the listener is closed). */
