@@ -1,3 +1,5 @@
+// Over the ~400-line guide on purpose: one dense concept (the chunk list every decoder reads from, with its
+// cursor, arena and readers), whose operations share its private invariants; split, they would need them public.
 import type { BufferPool } from './buffer-pool.js';
 import { InvalidOptionError } from './errors.js';
 
