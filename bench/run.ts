@@ -3,18 +3,19 @@
  * run. Each run gets a fresh server process (so RSS per connection starts from a clean baseline),
  * pinned to CPU 0, and a generator process pinned to CPU 1 (`taskset`, when present). Servers
  * alternate (ABBA) across repeats; the table shows medians with min-max and tcpkit/plain ratios,
- * and is written into docs/benchmarks.md between the results markers.
+ * and is written into the bench section of docs/benchmarks.md (bench/docs.ts).
  *
  *   npm run bench                     full suite, 3 repeats (~10 minutes)
  *   npm run bench -- --quick          short subset, 1 repeat, under a minute; prints only
  *   npm run bench -- --repeats 5 --only echo-64-c1000,idle-10000 [--write]
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { BenchResult } from '../packages/cli/src/loadgen/result.js';
+import { writeSection } from './docs.js';
 
 type ServerKind = 'tcpkit' | 'plain';
 type ScenarioKind = 'ping-pong' | 'pipelined' | 'churn' | 'idle';
@@ -27,7 +28,6 @@ interface Scenario {
 }
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const docsFile = `${root}docs/benchmarks.md`;
 const SOURCES = ['--source-addresses', '127.0.0.1-127.0.0.16'];
 /**
  * Big runs: the window opens once every connection is up or ramp-up + connect timeout has passed.
@@ -414,21 +414,6 @@ function machine(): string {
   ].join('\n');
 }
 
-const START = '<!-- bench:results (written by npm run bench; edit outside these markers) -->';
-const END = '<!-- /bench:results -->';
-
-function writeDocs(block: string): void {
-  const current = existsSync(docsFile) ? readFileSync(docsFile, 'utf8') : '';
-  const begin = current.indexOf(START);
-  const end = current.indexOf(END);
-  if (begin < 0 || end < begin) {
-    console.error(`docs/benchmarks.md has no results markers; printing only.`);
-    return;
-  }
-  writeFileSync(docsFile, `${current.slice(0, begin + START.length)}\n${block}\n${current.slice(end)}`);
-  console.log('wrote docs/benchmarks.md');
-}
-
 /** Ctrl-C reaches the servers and the generator too (one process group): the current run ends early. */
 let interrupted = false;
 
@@ -545,7 +530,7 @@ async function main(): Promise<void> {
   // Raw samples for whoever wants to dig further (.tmp/ is git-ignored).
   mkdirSync(`${root}.tmp`, { recursive: true });
   writeFileSync(`${root}.tmp/bench-results.json`, `${JSON.stringify(outcomes, null, 2)}\n`);
-  if (args.write && !interrupted) writeDocs(block);
+  if (args.write && !interrupted) writeSection('bench', block);
 }
 
 await main();

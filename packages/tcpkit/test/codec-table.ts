@@ -9,18 +9,19 @@ export type Outcome = string | { error: string };
 
 /**
  * Feeds `chunks` one by one, decoding after each as conn.frames() does, then ends the stream.
- * Buffer frames come back as latin1 strings so tables can spell them.
+ * String chunks are latin1 bytes; Buffer frames come back as latin1 strings so tables can spell
+ * them, and string frames (lines) as they are.
  */
-export function run(decoder: Decoder<Buffer>, chunks: Array<string | number[]>, end = true): Outcome[] {
+export function run<T>(decoder: Decoder<T>, chunks: Array<string | number[]>, end = true): Outcome[] {
   const q = new ByteQueue();
   const out: Outcome[] = [];
+  const spell = (frame: T): Outcome => (Buffer.isBuffer(frame) ? frame.toString('latin1') : (frame as string));
   try {
     for (const c of chunks) {
       q.push(typeof c === 'string' ? Buffer.from(c, 'latin1') : Buffer.from(c));
-      for (let f = decoder.decode(q); f !== undefined; f = decoder.decode(q)) out.push(f.toString('latin1'));
+      for (let f = decoder.decode(q); f !== undefined; f = decoder.decode(q)) out.push(spell(f));
     }
-    if (end)
-      for (let f = decoder.decodeEnd!(q); f !== undefined; f = decoder.decodeEnd!(q)) out.push(f.toString('latin1'));
+    if (end) for (let f = decoder.decodeEnd!(q); f !== undefined; f = decoder.decodeEnd!(q)) out.push(spell(f));
   } catch (error) {
     assert.ok(error instanceof FrameError, `expected a FrameError, got ${String(error)}`);
     out.push({ error: error.code });
