@@ -37,10 +37,15 @@ class Probe implements DeadlineEntry {
     );
   }
 }
+/** A wheel of `resolution` ms ticks on a virtual clock. */
+function virtualWheel(resolution = 10): { clock: VirtualClock; wheel: Deadlines } {
+  const clock = new VirtualClock();
+  return { clock, wheel: new Deadlines(resolution, clock) };
+}
+
 describe('Deadlines (timer wheel)', () => {
   it('fires an entry once, no earlier than its deadline', () => {
-    const clock = new VirtualClock();
-    const wheel = new Deadlines(10, clock);
+    const { clock, wheel } = virtualWheel();
     const p = new Probe('a');
     const at = wheel.now() + 50;
     wheel.schedule(p, at);
@@ -70,8 +75,7 @@ describe('Deadlines (timer wheel)', () => {
   });
 
   it('does not fire a cancelled entry', () => {
-    const clock = new VirtualClock();
-    const wheel = new Deadlines(10, clock);
+    const { clock, wheel } = virtualWheel();
     const log: string[] = [];
     const a = new Probe('a', log);
     const b = new Probe('b', log);
@@ -87,8 +91,7 @@ describe('Deadlines (timer wheel)', () => {
   });
 
   it('re-files a rescheduled entry at its new deadline', () => {
-    const clock = new VirtualClock();
-    const wheel = new Deadlines(10, clock);
+    const { clock, wheel } = virtualWheel();
     const log: string[] = [];
     const a = new Probe('a', log);
     const b = new Probe('b', log);
@@ -104,8 +107,7 @@ describe('Deadlines (timer wheel)', () => {
   });
 
   it('fires a deadline already past on the next tick', () => {
-    const clock = new VirtualClock();
-    const wheel = new Deadlines(10, clock);
+    const { clock, wheel } = virtualWheel();
     const p = new Probe('past');
     wheel.schedule(p, wheel.now() - 1000);
     clock.advance(10);
@@ -113,8 +115,7 @@ describe('Deadlines (timer wheel)', () => {
   });
 
   it('lets an entry re-arm itself from onDeadline', () => {
-    const clock = new VirtualClock();
-    const wheel = new Deadlines(10, clock);
+    const { clock, wheel } = virtualWheel();
     const p = new Probe('again', [], (self, now) => {
       if (self.fired.length < 3) wheel.schedule(self, now + 20);
     });
@@ -128,8 +129,7 @@ describe('Deadlines (timer wheel)', () => {
 
   it('keeps an entry due after more than one round of the wheel for the right round', () => {
     // 512 slots of 2 ms: one round is 1024 ms; the entry's slot comes round ~100 ms in.
-    const clock = new VirtualClock();
-    const wheel = new Deadlines(2, clock);
+    const { clock, wheel } = virtualWheel(2);
     const early = new Probe('early');
     const late = new Probe('late');
     const now = wheel.now();
@@ -144,8 +144,7 @@ describe('Deadlines (timer wheel)', () => {
   });
 
   it('fires thousands of entries each exactly once, in deadline order, none early', () => {
-    const clock = new VirtualClock();
-    const wheel = new Deadlines(10, clock);
+    const { clock, wheel } = virtualWheel();
     const log: string[] = [];
     const now = wheel.now();
     const probes: { probe: Probe; at: number }[] = [];
@@ -168,8 +167,7 @@ describe('Deadlines (timer wheel)', () => {
   });
 
   it('catches up every tick after the event loop was blocked', () => {
-    const clock = new VirtualClock();
-    const wheel = new Deadlines(10, clock);
+    const { clock, wheel } = virtualWheel();
     const log: string[] = [];
     const now = wheel.now();
     const probes = [40, 120, 200].map((d) => {
@@ -183,8 +181,7 @@ describe('Deadlines (timer wheel)', () => {
   });
 
   it('stops ticking when empty and restarts from the clock', () => {
-    const clock = new VirtualClock();
-    const wheel = new Deadlines(10, clock);
+    const { clock, wheel } = virtualWheel();
     const p = new Probe('a');
     wheel.schedule(p, wheel.now() + 20);
     clock.advance(30);
