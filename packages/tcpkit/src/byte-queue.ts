@@ -32,7 +32,7 @@ export type TextEncoding = 'utf8' | 'latin1';
  * - `byteAt`, `u8` ... `u64le`: O(1) when the bytes lie in the first chunk, else O(k), and
  *   amortised O(1) for offsets that grow between consumptions (a cursor remembers the chunk).
  * - `indexOf`: O(n) in the bytes searched (native `Buffer#indexOf` inside each chunk, plus at
- *   most `sequence.length - 1` byte compares at each chunk boundary); resuming at `scanned`
+ *   most `sequence.length - 1` byte compares at each chunk boundary); resuming where `decoderState` says
  *   does not walk the chunks already searched.
  * - `take(n)`: O(1) and zero-copy when the n bytes lie in the first chunk; otherwise one O(n) copy.
  * - `takeString(n)`: decodes straight from the chunk when the n bytes lie in it; otherwise
@@ -50,7 +50,7 @@ export class ByteQueue {
   readonly #coalesceMax: number;
   /**
    * The last chunk `#locate` found (index, and queue offset of its first live byte), so that a
-   * decoder resuming its search at `scanned` over thousands of tiny chunks does not walk them
+   * decoder resuming its search where its `decoderState` says over thousands of tiny chunks does not walk them
    * all again on every call. -1 when unknown; consuming bytes forgets it.
    */
   #cacheIndex = -1;
@@ -68,13 +68,14 @@ export class ByteQueue {
   #arenaPending = 0;
 
   /**
-   * A decoder's progress on the frame at the head of the queue, kept between `decode` calls so
+   * The decoder's progress on the frame at the head of the queue, kept between `decode` calls so
    * that a frame arriving in many small chunks is not parsed again on each (which would cost
-   * O(n²)). Delimiter codecs store how many bytes they searched without finding the delimiter;
-   * `lengthPrefixed` stores the payload length it read from the header, plus one. 0 means no
-   * progress. The queue resets it to 0 whenever bytes are consumed; decoders own its meaning.
+   * O(n²)). The decoder owns its meaning (lines and delimited: how many bytes they searched without
+   * finding the delimiter; lengthPrefixed: the payload length read from the header; resp: where a
+   * request split across reads was left). `undefined` means no progress; the queue sets it back to
+   * `undefined` whenever bytes are consumed, so a decoder never sees a state for another frame.
    */
-  scanned = 0;
+  decoderState: unknown = undefined;
 
   /** Number of copies made because a frame straddled chunks (`take`, `takeString`); for benchmarks. */
   copies = 0;
@@ -165,7 +166,7 @@ export class ByteQueue {
     const out = this.#offset === 0 ? chunk : chunk.subarray(this.#offset);
     this.#dropHead();
     this.#length -= out.length;
-    this.scanned = 0;
+    this.decoderState = undefined;
     return out;
   }
 
@@ -184,7 +185,7 @@ export class ByteQueue {
     if (n > this.#length) throw new RangeError(`take(${n}) with only ${this.#length} bytes queued`);
     if (n === 0) return EMPTY;
     if (this.#arenaPending !== 0) this.#sync();
-    this.scanned = 0;
+    this.decoderState = undefined;
     const first = this.#chunks[this.#head]!;
     const start = this.#offset;
     const avail = first.length - start;
@@ -216,7 +217,7 @@ export class ByteQueue {
     if (n > this.#length) throw new RangeError(`takeString(${n}) with only ${this.#length} bytes queued`);
     if (n === 0) return '';
     if (this.#arenaPending !== 0) this.#sync();
-    this.scanned = 0;
+    this.decoderState = undefined;
     const first = this.#chunks[this.#head]!;
     const start = this.#offset;
     const avail = first.length - start;
@@ -266,7 +267,7 @@ export class ByteQueue {
   skip(n: number): void {
     if (n > this.#length) throw new RangeError(`skip(${n}) with only ${this.#length} bytes queued`);
     if (this.#arenaPending !== 0) this.#sync();
-    this.scanned = 0;
+    this.decoderState = undefined;
     this.#cacheIndex = -1;
     this.#length -= n;
     const first = this.#chunks[this.#head];
@@ -293,7 +294,7 @@ export class ByteQueue {
     this.#head = 0;
     this.#offset = 0;
     this.#length = 0;
-    this.scanned = 0;
+    this.decoderState = undefined;
     this.#cacheIndex = -1;
     this.#arenaView = EMPTY;
     this.#arenaPending = 0;

@@ -146,14 +146,14 @@ describe('ByteQueue#takeString', () => {
   });
 });
 
-describe('ByteQueue#skip/clear/scanned', () => {
+describe('ByteQueue#skip/clear/decoderState', () => {
   it('skips across chunks', () => {
     const q = queueOf('ab', 'cd', 'ef');
     q.skip(3);
     assert.equal(q.takeAll().toString(), 'def');
   });
 
-  it('resets scanned whenever bytes are consumed', () => {
+  it('resets decoderState whenever bytes are consumed', () => {
     const q = queueOf('abcdef');
     for (const consume of [
       () => q.skip(1),
@@ -163,9 +163,9 @@ describe('ByteQueue#skip/clear/scanned', () => {
       () => q.clear(),
     ]) {
       q.push(Buffer.from('xyz'));
-      q.scanned = 2;
+      q.decoderState = { at: 2 };
       consume();
-      assert.equal(q.scanned, 0);
+      assert.equal(q.decoderState, undefined);
     }
   });
 

@@ -53,11 +53,12 @@ class DelimitedCodec implements Codec<Buffer, Uint8Array | string> {
     const length = queue.length;
     if (length === 0) return undefined;
     const delimiter = this.#delimiter;
-    const at = queue.indexOf(delimiter, queue.scanned);
+    // decoderState: bytes already searched for the delimiter (undefined: none).
+    const at = queue.indexOf(delimiter, queue.decoderState as number | undefined);
     if (at === -1) {
       if (length >= this.#limit) throw this.#tooLarge(length);
       // The last delimiter.length - 1 bytes may begin a delimiter completed by the next chunk.
-      queue.scanned = Math.max(0, length - delimiter.length + 1);
+      queue.decoderState = Math.max(0, length - delimiter.length + 1);
       return undefined;
     }
     if (at > this.#maxLength) throw this.#tooLarge(at);

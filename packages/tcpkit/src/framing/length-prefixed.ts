@@ -105,12 +105,13 @@ class LengthPrefixedCodec implements Codec<Buffer, LengthPrefixedItem> {
 
   decode(queue: ByteQueue): Buffer | undefined {
     const headerLength = this.#headerLength;
-    // A frame whose header was read on an earlier call left its payload length + 1 in
-    // queue.scanned (0 = not read yet), so a frame arriving in many small chunks is parsed once.
-    const known = queue.scanned;
-    if (known > 0 && queue.length < headerLength + known - 1) return undefined;
-    if (queue.length < headerLength) return undefined;
-    const payloadLength = known > 0 ? known - 1 : this.#readField(queue) + this.#adjustment;
+    // A frame whose header was read on an earlier call left its payload length in
+    // queue.decoderState (undefined: not read yet), so a frame arriving in many small chunks is parsed once.
+    const known = queue.decoderState as number | undefined;
+    if (known !== undefined) {
+      if (queue.length < headerLength + known) return undefined;
+    } else if (queue.length < headerLength) return undefined;
+    const payloadLength = known ?? this.#readField(queue) + this.#adjustment;
     if (payloadLength < 0) {
       throw new FrameInvalidError(`invalid length field: payload length ${payloadLength} after adjustment`);
     }
@@ -120,7 +121,7 @@ class LengthPrefixedCodec implements Codec<Buffer, LengthPrefixedItem> {
       );
     }
     if (queue.length < headerLength + payloadLength) {
-      queue.scanned = payloadLength + 1;
+      queue.decoderState = payloadLength;
       return undefined;
     }
     if (!this.#stripHeader) return queue.take(headerLength + payloadLength);

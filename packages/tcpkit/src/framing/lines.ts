@@ -74,11 +74,13 @@ class LinesCodec<T extends string | Buffer> implements Codec<T, string | Uint8Ar
     const length = queue.length;
     if (length === 0) return undefined;
     const crlf = this.#mode === '\r\n';
-    const at = crlf ? queue.indexOf(CRLF, queue.scanned) : queue.indexOf(LF, queue.scanned);
+    // decoderState: bytes already searched for the delimiter (undefined: none).
+    const from = queue.decoderState as number | undefined;
+    const at = crlf ? queue.indexOf(CRLF, from) : queue.indexOf(LF, from);
     if (at === -1) {
       if (length >= this.#limit) throw this.#tooLarge(length);
       // A CR at the end may be the first half of a CRLF split across chunks: rescan it.
-      queue.scanned = crlf ? length - 1 : length;
+      queue.decoderState = crlf ? length - 1 : length;
       return undefined;
     }
     let lineLength = at;

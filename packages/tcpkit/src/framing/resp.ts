@@ -75,11 +75,10 @@ export type RespReply =
 /**
  * Where a request that arrives in many chunks was left: the elements already known complete,
  * so the next `decode` resumes there instead of rewalking every header (which would cost
- * O(n²) for a large array). Keyed by queue so the codec object itself stays stateless; valid
- * only while `queue.scanned` still holds `marker` (the queue resets it whenever bytes are consumed).
+ * O(n²) for a large array). Kept in `queue.decoderState`, so the codec object itself stays
+ * stateless; the queue drops it whenever bytes are consumed.
  */
 interface Progress {
-  marker: number;
   /** Offset of the next element header. */
   at: number;
   /** Elements still to read. */
@@ -90,8 +89,6 @@ interface Progress {
   /** The queue must hold at least this many bytes before walking on is worth trying. */
   need: number;
 }
-
-const progress = new WeakMap<ByteQueue, Progress>();
 
 /**
  * The RESP2 (Redis protocol) codec for a server: decodes requests, encodes replies.
@@ -137,8 +134,8 @@ class RespCodec implements Codec<Buffer[], RespReply> {
 
   /** Mirrors Redis's processMultibulkBuffer, check for check and message for message. */
   #multibulk(queue: ByteQueue, length: number): Buffer[] | undefined {
-    let state = progress.get(queue);
-    if (state !== undefined && state.marker === queue.scanned && queue.scanned !== 0) {
+    let state = queue.decoderState as Progress | undefined;
+    if (state !== undefined) {
       if (length < state.need) return undefined;
     } else {
       const nl = queue.indexOf(CR);
@@ -166,7 +163,7 @@ class RespCodec implements Codec<Buffer[], RespReply> {
         queue.skip(nl + 2);
         return [];
       }
-      state = { marker: 0, at: nl + 2, remaining: count, starts: [], lengths: [], need: 0 };
+      state = { at: nl + 2, remaining: count, starts: [], lengths: [], need: 0 };
     }
 
     while (state.remaining > 0) {
@@ -207,7 +204,6 @@ class RespCodec implements Codec<Buffer[], RespReply> {
       state.remaining--;
     }
 
-    progress.delete(queue);
     const { starts, lengths } = state;
     const args = new Array<Buffer>(starts.length);
     let consumed = 0;
@@ -223,9 +219,7 @@ class RespCodec implements Codec<Buffer[], RespReply> {
 
   #suspend(queue: ByteQueue, state: Progress, need: number): undefined {
     state.need = need;
-    state.marker = state.at;
-    queue.scanned = state.at;
-    progress.set(queue, state);
+    queue.decoderState = state;
     return undefined;
   }
 
@@ -257,10 +251,7 @@ class RespCodec implements Codec<Buffer[], RespReply> {
    */
   decodeEnd(queue: ByteQueue): Buffer[] | undefined {
     const request = this.decode(queue);
-    if (request === undefined) {
-      progress.delete(queue);
-      queue.clear();
-    }
+    if (request === undefined) queue.clear();
     return request;
   }
 

@@ -5,7 +5,7 @@ import type { ByteQueue } from '../byte-queue.js';
  *
  * `decode(queue)`: return a frame and consume its bytes; return `undefined` when more bytes are
  * needed (consume nothing then, except that a decoder may record its progress in
- * `queue.scanned`); throw a `FrameError` when the stream is corrupt.
+ * `queue.decoderState`); throw a `FrameError` when the stream is corrupt.
  * `decodeEnd(queue)` (optional): called at end of stream, after `decode` returned `undefined`,
  * while bytes remain. It returns a last frame, `undefined` when it has none to give, or throws;
  * a partial frame there is `ERR_FRAME_INVALID` ("truncated") unless the codec documents
