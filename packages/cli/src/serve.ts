@@ -69,7 +69,7 @@ export function registerServe(program: Command): void {
     }
     const blocked = flags.block as string[];
     if (blocked.length > 0) options.blockList = parseBlockList(blocked);
-    const appOptions: Record<string, unknown> = {};
+    const appOptions: Record<string, unknown> = { maxClients: options.maxConnections ?? 10_000 };
     if (flags.maxBulkLength !== undefined) {
       if (appName !== 'kv') {
         cmd.error('tcpkit: --max-bulk-length applies to the kv app only');
@@ -80,6 +80,7 @@ export function registerServe(program: Command): void {
     const app = spec.createApp(appOptions);
     try {
       const server = await serve(options, app.handler);
+      app.attach?.(server);
       const a = server.address;
       const where = typeof a === 'string' ? a : `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
       console.log(`tcpkit ${appName} listening on ${where}`);

@@ -3,14 +3,17 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { type RespReply, resp } from 'tcpkit';
 import type { ClientState, ServerContext } from '../src/apps/kv/commands.js';
+import { DATABASES } from '../src/apps/kv/databases.js';
 import { globMatch } from '../src/apps/kv/glob.js';
+import { bytesToHuman, InfoState, InstantaneousMetric } from '../src/apps/kv/info.js';
 import { addInt64, parseInt64 } from '../src/apps/kv/numbers.js';
 import { Store } from '../src/apps/kv/store.js';
 import { COMMANDS, execute } from '../src/apps/kv/table.js';
 
 function session() {
-  const ctx: ServerContext = { store: new Store(), startedAt: 0, version: '7.0.0', connectedClients: () => 1 };
-  const client: ClientState = { id: 7, name: null, quit: false };
+  const databases = Array.from({ length: DATABASES }, () => new Store());
+  const ctx: ServerContext = { databases, version: '7.0.0', info: new InfoState(10_000) };
+  const client: ClientState = { id: 7, db: databases[0]!, name: null, quit: false };
   const codec = resp();
   /** Runs one command at time `now` and returns the reply as RESP text. */
   const run = (now: number, ...args: string[]): string => {
@@ -65,11 +68,11 @@ describe('kv commands', () => {
 
   test('values are copied out of the request buffer', () => {
     const { ctx } = session();
-    const client: ClientState = { id: 1, name: null, quit: false };
+    const client: ClientState = { id: 1, db: ctx.databases[0]!, name: null, quit: false };
     const value = Buffer.from('abc');
     execute(ctx, client, [Buffer.from('SET'), Buffer.from('k'), value], 0);
     value.fill(0x78);
-    assert.equal(ctx.store.get('k', 0)?.toString(), 'abc');
+    assert.equal(ctx.databases[0]!.get('k', 0)?.toString(), 'abc');
   });
 
   test('QUIT flags the client to close after the reply', () => {
@@ -102,6 +105,71 @@ describe('kv commands', () => {
     run(0, 'MSET', 'a', '1', 'b', '2');
     run(0, 'EXPIRE', 'a', '10');
     assert.equal(run(0, 'INFO', 'keyspace'), '$44\r\n# Keyspace\r\ndb0:keys=2,expires=1,avg_ttl=0\r\n\r\n');
+  });
+});
+
+describe('kv databases', () => {
+  test('SELECT switches the key space; INFO keyspace lists every database that has keys', () => {
+    const { run } = session();
+    run(0, 'SET', 'a', '1');
+    assert.equal(run(0, 'SELECT', '15'), '+OK\r\n');
+    run(0, 'MSET', 'b', '2', 'c', '3');
+    assert.equal(run(0, 'GET', 'a'), '$-1\r\n');
+    assert.equal(
+      run(0, 'INFO', 'keyspace'),
+      '$77\r\n# Keyspace\r\ndb0:keys=1,expires=0,avg_ttl=0\r\ndb15:keys=2,expires=0,avg_ttl=0\r\n\r\n',
+    );
+  });
+
+  test('MOVE keeps the TTL and leaves a key that exists in the target alone', () => {
+    const { run } = session();
+    run(0, 'SET', 'k', 'v', 'PX', '5000');
+    assert.equal(run(0, 'MOVE', 'k', '2'), ':1\r\n');
+    run(0, 'SET', 'k', 'again');
+    assert.equal(run(0, 'MOVE', 'k', '2'), ':0\r\n');
+    run(0, 'SELECT', '2');
+    assert.equal(run(1000, 'PTTL', 'k'), ':4000\r\n');
+  });
+});
+
+describe('kv INFO', () => {
+  test('InstantaneousMetric: the mean of the last 16 per-sample rates, as Redis computes it', () => {
+    const meter = new InstantaneousMetric(0);
+    meter.sample(100, 100); // 1000/s in the first 100 ms
+    assert.equal(meter.value, Math.floor(1000 / 16));
+    for (let i = 2; i <= 16; i++) meter.sample(100 * i, 100 * i);
+    assert.equal(meter.value, 1000);
+    for (let i = 17; i <= 24; i++) meter.sample(1600, 100 * i); // idle for half the window
+    assert.equal(meter.value, 500);
+    for (let i = 25; i <= 32; i++) meter.sample(1600, 100 * i);
+    assert.equal(meter.value, 0);
+  });
+
+  test('bytesToHuman formats as Redis does', () => {
+    assert.equal(bytesToHuman(1023), '1023B');
+    assert.equal(bytesToHuman(1024), '1.00K');
+    assert.equal(bytesToHuman(12_410_880), '11.84M');
+    assert.equal(bytesToHuman(25_276_502_016), '23.54G');
+  });
+
+  test("avg_ttl is the sweep's estimate, as Redis's activeExpireCycle makes it", () => {
+    const { ctx, run } = session();
+    for (let i = 0; i < 10; i++) run(0, 'SET', `k${i}`, 'v', 'PX', '10000');
+    ctx.databases[0]!.sweep(0, 20);
+    assert.match(run(0, 'INFO', 'keyspace'), /db0:keys=10,expires=10,avg_ttl=10000\r\n/);
+    ctx.databases[0]!.sweep(5000, 20);
+    // 49/50 of the running value plus 1/50 of the new sample (5000 left): 200 * 49 + 100.
+    assert.match(run(0, 'INFO', 'keyspace'), /avg_ttl=9900\r\n/);
+  });
+
+  test('commands and error replies are counted as Redis counts them', () => {
+    const { ctx, run } = session();
+    run(0, 'SET', 'a', 'x');
+    run(0, 'INCR', 'a'); // runs, replies with an error
+    run(0, 'NOPE'); // not run
+    run(0, 'GET'); // not run: wrong arity
+    assert.equal(ctx.info.commands, 2);
+    assert.equal(ctx.info.errorReplies, 3);
   });
 });
 

@@ -1,11 +1,13 @@
 // The apps `tcpkit serve <app>` runs, imported statically so the CLI's build and package hold them.
-import type { Conn } from 'tcpkit';
+import type { Conn, Server } from 'tcpkit';
 import { createApp as createEcho } from './echo.js';
 import { createApp as createKv } from './kv/index.js';
 
-/** An app the CLI can serve: a handler plus a cleanup for its own timers. */
+/** An app the CLI can serve: a handler, a cleanup for its own timers, and optionally the server to report on. */
 export interface App {
   handler: (conn: Conn) => Promise<void>;
+  /** Called once listening, with the server that runs the handler (kv's INFO reads its counters). */
+  attach?(server: Server): void;
   close(): void;
 }
 

@@ -16,6 +16,7 @@ export interface Running {
 export async function startKv(options?: KvOptions): Promise<Running> {
   const app = createApp(options);
   const server = await serve({ host: '127.0.0.1', port: 0 }, app.handler);
+  app.attach(server);
   const address = server.address;
   if (typeof address === 'string') throw new Error('expected a TCP address');
   return {
@@ -59,12 +60,14 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** A throwaway redis-server on 127.0.0.1 (no persistence), for byte-for-byte comparison. */
-export async function startRedis(): Promise<{ port: number; process: ChildProcess; close(): Promise<void> }> {
+/** A throwaway redis-server on 127.0.0.1 (no persistence, Redis's default 16 databases), for byte-for-byte comparison. */
+export async function startRedis(
+  ...extra: string[]
+): Promise<{ port: number; process: ChildProcess; close(): Promise<void> }> {
   const port = await freePort();
   const child = spawn(
     'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--databases', '1'],
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extra],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   let output = '';
@@ -113,4 +116,17 @@ export async function exchange(port: number, bytes: Buffer | string): Promise<Bu
     socket.once('error', (err: NodeJS.ErrnoException) => (err.code === 'ECONNRESET' ? resolve() : reject(err)));
   });
   return Buffer.concat(chunks);
+}
+
+/** A script: requests (encoded as RESP arrays) or raw bytes (inline or malformed requests). */
+export type Script = Array<Array<string | Buffer> | Buffer>;
+
+/**
+ * Runs `script` on a fresh connection after a FLUSHALL and returns every reply byte (as latin1),
+ * ending with QUIT so the server's own close ends the exchange.
+ */
+export async function runScript(port: number, script: Script): Promise<string> {
+  const parts = [encodeCommand(['FLUSHALL']), ...script.map((c) => (Buffer.isBuffer(c) ? c : encodeCommand(c)))];
+  parts.push(encodeCommand(['QUIT']));
+  return (await exchange(port, Buffer.concat(parts))).toString('latin1');
 }

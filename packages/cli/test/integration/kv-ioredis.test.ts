@@ -23,14 +23,14 @@ describe('kv with ioredis', () => {
     assert.equal(await redis.ping('hi'), 'hi');
     assert.equal(await redis.echo('hello'), 'hello');
     assert.equal(await redis.select(0), 'OK');
-    await assert.rejects(redis.select(1), /DB index is out of range/);
+    await assert.rejects(redis.select(16), /DB index is out of range/);
     const hello = (await redis.call('HELLO', '2')) as unknown[];
     assert.deepEqual(hello.slice(0, 2), ['server', 'redis']);
     assert.deepEqual(hello.slice(4, 6), ['proto', 2]);
     assert.equal(await redis.client('SETNAME', 'tester'), 'OK');
     assert.equal(await redis.client('GETNAME'), 'tester');
     assert.match(await redis.info('server'), /^# Server\r\nredis_version:7\.0\.0\r\n/);
-    assert.equal(await redis.command('COUNT'), 31);
+    assert.equal(await redis.command('COUNT'), 33);
   });
 
   test('strings: GET, SET (EX, PX, NX, XX, GET), GETDEL, APPEND, STRLEN, MGET, MSET', async () => {
@@ -84,6 +84,26 @@ describe('kv with ioredis', () => {
     assert.equal(await redis.del('user:1', 'nope'), 1);
     assert.equal(await redis.flushdb(), 'OK');
     assert.equal(await redis.dbsize(), 0);
+  });
+
+  test('databases: a client configured with db: 5 selects it at connect; SWAPDB and MOVE', async () => {
+    await redis.flushall();
+    const five = new Redis({ host: '127.0.0.1', port: kv.port, db: 5, lazyConnect: true, maxRetriesPerRequest: 0 });
+    await five.connect();
+    try {
+      await five.set('k', 'in5');
+      assert.equal(await redis.get('k'), null);
+      assert.equal(await five.dbsize(), 1);
+      assert.equal(await redis.dbsize(), 0);
+      assert.equal(await redis.swapdb(0, 5), 'OK');
+      assert.equal(await redis.get('k'), 'in5');
+      assert.equal(await five.get('k'), null);
+      assert.equal(await redis.move('k', 5), 1);
+      assert.equal(await five.get('k'), 'in5');
+      assert.match(await redis.info('keyspace'), /^# Keyspace\r\ndb5:keys=1,expires=0,avg_ttl=0\r\n$/);
+    } finally {
+      five.disconnect();
+    }
   });
 
   test('errors: unknown command and wrong arity', async () => {

@@ -5,9 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { encodeCommand, exchange, needs, type Running, startKv, startRedis } from './kv-helpers.js';
-
-type Script = Array<Array<string | Buffer> | Buffer>;
+import { exchange, needs, type Running, runScript, type Script, startKv, startRedis } from './kv-helpers.js';
 
 const B = (s: string): Buffer => Buffer.from(s, 'latin1');
 const ESC = (s: string): Buffer => B(s); // readability: a raw inline or malformed request
@@ -231,7 +229,6 @@ const SCRIPTS: Record<string, Script> = {
     ['CLIENT', 'SETNAME'],
     ['CLIENT', 'GETNAME', 'x'],
   ],
-  SELECT: [['SELECT', '0'], ['SELECT', '1'], ['SELECT', 'x'], ['SELECT', '99999999999'], ['SELECT'], ['SELECT', '-1']],
   'HELLO errors': [
     ['HELLO', '1'],
     ['HELLO', 'x'],
@@ -304,15 +301,9 @@ describe('kv against redis-server, byte for byte', { skip: needs('redis-server')
     await Promise.all([kv?.close(), redis?.close()]);
   });
 
-  const run = async (port: number, script: Script): Promise<string> => {
-    const parts = [encodeCommand(['FLUSHALL']), ...script.map((c) => (Buffer.isBuffer(c) ? c : encodeCommand(c)))];
-    parts.push(encodeCommand(['QUIT']));
-    return (await exchange(port, Buffer.concat(parts))).toString('latin1');
-  };
-
   for (const [name, script] of Object.entries(SCRIPTS)) {
     test(name, async () => {
-      const [expected, actual] = await Promise.all([run(redis.port, script), run(kv.port, script)]);
+      const [expected, actual] = await Promise.all([runScript(redis.port, script), runScript(kv.port, script)]);
       assert.equal(actual, expected);
     });
   }

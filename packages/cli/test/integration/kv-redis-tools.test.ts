@@ -93,6 +93,13 @@ describe('kv with redis-cli', { skip: needs('redis-cli') }, () => {
     assert.deepEqual(lines.slice(0, 5), ['OK', 'cli', 'OK', 'server', 'redis']);
     assert.match(out, /# Keyspace/);
   });
+
+  test('redis-cli -n 3 selects database 3 for its session', async () => {
+    assert.equal(await cli(kv.port, 'SET where three\n', '-n', '3'), 'OK\n');
+    assert.equal(await cli(kv.port, 'GET where\n'), '\n');
+    assert.equal(await cli(kv.port, 'GET where\n', '-n', '3'), 'three\n');
+    assert.match(await cli(kv.port, 'INFO keyspace\n'), /^db3:keys=1,expires=0,avg_ttl=0\r?$/m);
+  });
 });
 
 /** Parses redis-benchmark --csv output into test name -> requests per second. */
@@ -142,10 +149,21 @@ describe('kv under redis-benchmark', { skip: needs('redis-benchmark') }, () => {
       for (const [name, rps] of rows) assert.ok(rps > 0, `${name}: ${rps} requests/s`);
       // redis-benchmark's INCR hits one key (`counter:__rand_int__` without -r): 20000 increments.
       assert.equal(
-        kv.app.store.get('counter:__rand_int__', Date.now())?.toString(),
+        kv.app.databases[0]!.get('counter:__rand_int__', Date.now())?.toString(),
         String(20000 * (pipeline === 1 ? 1 : 2)),
       );
       assert.equal(kv.server.stats().errors, 0);
     });
   }
+
+  test('--dbnum 5: the benchmark selects database 5 on every connection and writes there', async () => {
+    for (const db of kv.app.databases) db.clear();
+    await run(
+      'redis-benchmark',
+      ['-h', '127.0.0.1', '-p', String(kv.port), '-t', 'set', '-n', '2000', '-c', '10', '--dbnum', '5', '-q'],
+      { timeout: 60_000 },
+    );
+    assert.equal(kv.app.databases[5]!.get('key:__rand_int__', Date.now())?.length, 3);
+    assert.equal(kv.app.databases[0]!.size, 0);
+  });
 });

@@ -1,11 +1,14 @@
 import { ErrorReply, RawReply, type RespReply } from 'tcpkit';
 import { globMatch } from './glob.js';
+import type { InfoState } from './info.js';
 import { addInt64, INT64_MAX, INT64_MIN, type Int64, parseInt64 } from './numbers.js';
 import type { Store } from './store.js';
 
 /** What one connection remembers between commands. */
 export interface ClientState {
   readonly id: number;
+  /** The selected database (SELECT); one of `ServerContext.databases`. */
+  db: Store;
   /** Set by CLIENT SETNAME / HELLO SETNAME; null when unnamed. */
   name: Buffer | null;
   /** Set by QUIT: reply, then close. */
@@ -14,13 +17,12 @@ export interface ClientState {
 
 /** What every connection shares. */
 export interface ServerContext {
-  readonly store: Store;
-  /** Unix ms when the app started (INFO uptime). */
-  readonly startedAt: number;
+  /** The databases, 16 as in Redis: SELECT picks one by index; SWAPDB exchanges their contents. */
+  readonly databases: readonly Store[];
   /** The version INFO and HELLO report; clients use it to pick features. */
   readonly version: string;
-  /** Connections being served (INFO connected_clients). */
-  connectedClients(): number;
+  /** What INFO reports: counters, meters and, once attached, the tcpkit server's own counters. */
+  readonly info: InfoState;
 }
 
 /** A command's handler: a pure function of the store, the client and the arguments to a reply. */
@@ -45,14 +47,14 @@ export interface CommandSpec {
 // Replies sent often enough to encode once.
 export const OK = new RawReply('+OK\r\n');
 export const NULL = new RawReply('$-1\r\n');
-const ZERO = new RawReply(':0\r\n');
-const ONE = new RawReply(':1\r\n');
+export const ZERO = new RawReply(':0\r\n');
+export const ONE = new RawReply(':1\r\n');
 const EMPTY_ARRAY = new RawReply('*0\r\n');
 
 /** `-ERR <message>`. */
 export const err = (message: string): ErrorReply => new ErrorReply(`ERR ${message}`);
-const SYNTAX = err('syntax error');
-const NOT_INTEGER = err('value is not an integer or out of range');
+export const SYNTAX = err('syntax error');
+export const NOT_INTEGER = err('value is not an integer or out of range');
 const MAX_STRING = 512 * 1024 * 1024;
 
 /** An argument as C's `%s` prints it: bytes as latin1 chars, cut at the first NUL, at most `max` bytes. */
@@ -62,8 +64,8 @@ export function cstr(arg: Buffer, max = Number.POSITIVE_INFINITY): string {
   return arg.toString('latin1', 0, end);
 }
 
-const lower = (arg: Buffer): string => arg.toString('latin1').toLowerCase();
-const keyOf = (arg: Buffer): string => arg.toString('latin1');
+export const lower = (arg: Buffer): string => arg.toString('latin1').toLowerCase();
+export const keyOf = (arg: Buffer): string => arg.toString('latin1');
 /** The store keeps values; request arguments are views of the socket's chunk and must be copied. */
 const copy = (arg: Buffer): Buffer => Buffer.from(arg);
 const int64Bytes = (n: Int64): Buffer => Buffer.from(String(n), 'latin1');
@@ -75,7 +77,7 @@ const expireError = (fullName: string): ErrorReply => err(`invalid expire time i
 
 // ---- strings ---------------------------------------------------------------------------------
 
-const get: CommandHandler = (ctx, _c, args, now) => ctx.store.get(keyOf(args[1]!), now) ?? NULL;
+const get: CommandHandler = (_x, client, args, now) => client.db.get(keyOf(args[1]!), now) ?? NULL;
 
 const SET_NX = 1;
 const SET_XX = 2;
@@ -88,7 +90,7 @@ const SET_PXAT = 128;
 const ANY_EXPIRE = SET_EX | SET_PX | SET_EXAT | SET_PXAT;
 
 /** Redis's parseExtendedStringArgumentsOrReply for SET, condition for condition. */
-const set: CommandHandler = (ctx, _c, args, now) => {
+const set: CommandHandler = (_x, client, args, now) => {
   let flags = 0;
   let expire: Buffer | undefined;
   for (let j = 3; j < args.length; j++) {
@@ -120,91 +122,91 @@ const set: CommandHandler = (ctx, _c, args, now) => {
     expireAt = Number(ms);
   }
   const key = keyOf(args[1]!);
-  const old = ctx.store.get(key, now);
+  const old = client.db.get(key, now);
   if ((flags & SET_NX && old !== undefined) || (flags & SET_XX && old === undefined)) {
     return flags & SET_GET ? (old ?? NULL) : NULL;
   }
-  ctx.store.set(key, copy(args[2]!), expireAt, (flags & SET_KEEPTTL) !== 0);
+  client.db.set(key, copy(args[2]!), expireAt, (flags & SET_KEEPTTL) !== 0);
   return flags & SET_GET ? (old ?? NULL) : OK;
 };
 
-const getdel: CommandHandler = (ctx, _c, args, now) => {
+const getdel: CommandHandler = (_x, client, args, now) => {
   const key = keyOf(args[1]!);
-  const value = ctx.store.get(key, now);
+  const value = client.db.get(key, now);
   if (value === undefined) return NULL;
-  ctx.store.delete(key);
+  client.db.delete(key);
   return value;
 };
 
-const incrDecr = (ctx: ServerContext, keyArg: Buffer, by: Int64, now: number): RespReply => {
+const incrDecr = (client: ClientState, keyArg: Buffer, by: Int64, now: number): RespReply => {
   const key = keyOf(keyArg);
-  const current = ctx.store.get(key, now);
+  const current = client.db.get(key, now);
   const value = current === undefined ? 0 : parseInt64(current);
   if (value === undefined) return NOT_INTEGER;
   const sum = addInt64(value, by);
   if (sum === undefined) return err('increment or decrement would overflow');
-  ctx.store.set(key, int64Bytes(sum), undefined, true);
+  client.db.set(key, int64Bytes(sum), undefined, true);
   return sum;
 };
 
-const incr: CommandHandler = (ctx, _c, args, now) => incrDecr(ctx, args[1]!, 1, now);
-const decr: CommandHandler = (ctx, _c, args, now) => incrDecr(ctx, args[1]!, -1, now);
-const incrby: CommandHandler = (ctx, _c, args, now) => {
+const incr: CommandHandler = (_x, client, args, now) => incrDecr(client, args[1]!, 1, now);
+const decr: CommandHandler = (_x, client, args, now) => incrDecr(client, args[1]!, -1, now);
+const incrby: CommandHandler = (_x, client, args, now) => {
   const by = parseInt64(args[2]!);
-  return by === undefined ? NOT_INTEGER : incrDecr(ctx, args[1]!, by, now);
+  return by === undefined ? NOT_INTEGER : incrDecr(client, args[1]!, by, now);
 };
-const decrby: CommandHandler = (ctx, _c, args, now) => {
+const decrby: CommandHandler = (_x, client, args, now) => {
   const by = parseInt64(args[2]!);
   if (by === undefined) return NOT_INTEGER;
   if (by === INT64_MIN) return err('decrement would overflow');
-  return incrDecr(ctx, args[1]!, typeof by === 'bigint' ? -by : -by, now);
+  return incrDecr(client, args[1]!, typeof by === 'bigint' ? -by : -by, now);
 };
 
-const append: CommandHandler = (ctx, _c, args, now) => {
+const append: CommandHandler = (_x, client, args, now) => {
   const key = keyOf(args[1]!);
-  const current = ctx.store.get(key, now);
+  const current = client.db.get(key, now);
   const extra = args[2]!;
   if (current === undefined) {
-    ctx.store.set(key, copy(extra));
+    client.db.set(key, copy(extra));
     return extra.length;
   }
   const total = current.length + extra.length;
   if (total > MAX_STRING) return err('string exceeds maximum allowed size (proto-max-bulk-len)');
-  ctx.store.set(key, Buffer.concat([current, extra], total), undefined, true);
+  client.db.set(key, Buffer.concat([current, extra], total), undefined, true);
   return total;
 };
 
-const strlen: CommandHandler = (ctx, _c, args, now) => ctx.store.get(keyOf(args[1]!), now)?.length ?? 0;
+const strlen: CommandHandler = (_x, client, args, now) => client.db.get(keyOf(args[1]!), now)?.length ?? 0;
 
-const mget: CommandHandler = (ctx, _c, args, now) => {
+const mget: CommandHandler = (_x, client, args, now) => {
   const out: RespReply[] = new Array(args.length - 1);
-  for (let i = 1; i < args.length; i++) out[i - 1] = ctx.store.get(keyOf(args[i]!), now) ?? null;
+  for (let i = 1; i < args.length; i++) out[i - 1] = client.db.get(keyOf(args[i]!), now) ?? null;
   return out;
 };
 
-const mset: CommandHandler = (ctx, _c, args) => {
+const mset: CommandHandler = (_x, client, args) => {
   if (args.length % 2 === 0) return arityError('mset');
-  for (let i = 1; i < args.length; i += 2) ctx.store.set(keyOf(args[i]!), copy(args[i + 1]!));
+  for (let i = 1; i < args.length; i += 2) client.db.set(keyOf(args[i]!), copy(args[i + 1]!));
   return OK;
 };
 
 // ---- keys ------------------------------------------------------------------------------------
 
-const del: CommandHandler = (ctx, _c, args, now) => {
+const del: CommandHandler = (_x, client, args, now) => {
   let n = 0;
   for (let i = 1; i < args.length; i++) {
     const key = keyOf(args[i]!);
-    if (ctx.store.has(key, now)) {
-      ctx.store.delete(key);
+    if (client.db.has(key, now)) {
+      client.db.delete(key);
       n++;
     }
   }
   return n;
 };
 
-const exists: CommandHandler = (ctx, _c, args, now) => {
+const exists: CommandHandler = (_x, client, args, now) => {
   let n = 0;
-  for (let i = 1; i < args.length; i++) if (ctx.store.has(keyOf(args[i]!), now)) n++;
+  for (let i = 1; i < args.length; i++) if (client.db.has(keyOf(args[i]!), now)) n++;
   return n;
 };
 
@@ -216,7 +218,7 @@ const EXPIRE_LT = 8;
 /** Redis's expireGenericCommand: option checks, overflow checks, then the key. */
 const expireGeneric =
   (fullName: string, seconds: boolean): CommandHandler =>
-  (ctx, _c, args, now) => {
+  (_x, client, args, now) => {
     let flags = 0;
     for (let j = 3; j < args.length; j++) {
       const opt = lower(args[j]!);
@@ -240,55 +242,44 @@ const expireGeneric =
     if (when > INT64_MAX - BigInt(now)) return expireError(fullName);
     when += BigInt(now);
     const key = keyOf(args[1]!);
-    if (!ctx.store.has(key, now)) return ZERO;
+    if (!client.db.has(key, now)) return ZERO;
     if (flags !== 0) {
-      const current = ctx.store.expireAt(key);
+      const current = client.db.expireAt(key);
       if (flags & EXPIRE_NX && current !== -1) return ZERO;
       if (flags & EXPIRE_XX && current === -1) return ZERO;
       if (flags & EXPIRE_GT && (current === -1 || when <= BigInt(current))) return ZERO;
       if (flags & EXPIRE_LT && current !== -1 && when >= BigInt(current)) return ZERO;
     }
-    if (when <= BigInt(now)) ctx.store.delete(key);
-    else ctx.store.setExpire(key, Number(when));
+    if (when <= BigInt(now)) client.db.delete(key);
+    else client.db.setExpire(key, Number(when));
     return ONE;
   };
 
 const ttlGeneric =
   (ms: boolean): CommandHandler =>
-  (ctx, _c, args, now) => {
+  (_x, client, args, now) => {
     const key = keyOf(args[1]!);
-    if (!ctx.store.has(key, now)) return -2;
-    const at = ctx.store.expireAt(key);
+    if (!client.db.has(key, now)) return -2;
+    const at = client.db.expireAt(key);
     if (at === -1) return -1;
     const ttl = Math.max(0, at - now);
     return ms ? ttl : Math.floor((ttl + 500) / 1000);
   };
 
-const persist: CommandHandler = (ctx, _c, args, now) => {
+const persist: CommandHandler = (_x, client, args, now) => {
   const key = keyOf(args[1]!);
-  return ctx.store.has(key, now) && ctx.store.persist(key) ? ONE : ZERO;
+  return client.db.has(key, now) && client.db.persist(key) ? ONE : ZERO;
 };
 
-const keys: CommandHandler = (ctx, _c, args, now) => {
+const keys: CommandHandler = (_x, client, args, now) => {
   const pattern = args[1]!;
   const all = pattern.length === 1 && pattern[0] === 0x2a;
   const out: Buffer[] = [];
-  for (const key of ctx.store.keys(now)) {
+  for (const key of client.db.keys(now)) {
     const bytes = Buffer.from(key, 'latin1');
     if (all || globMatch(pattern, bytes)) out.push(bytes);
   }
   return out;
-};
-
-const dbsize: CommandHandler = (ctx) => ctx.store.size;
-
-const flush: CommandHandler = (ctx, _c, args) => {
-  if (args.length === 2) {
-    const mode = lower(args[1]!);
-    if (mode !== 'sync' && mode !== 'async') return SYNTAX;
-  } else if (args.length !== 1) return SYNTAX;
-  ctx.store.clear();
-  return OK;
 };
 
 // ---- connection ------------------------------------------------------------------------------
@@ -301,16 +292,6 @@ const ping: CommandHandler = (_x, _c, args) => {
 };
 
 const echo: CommandHandler = (_x, _c, args) => args[1]!;
-
-const select: CommandHandler = (_x, _c, args) => {
-  const db = parseInt64(args[1]!);
-  if (db === undefined) return NOT_INTEGER;
-  if (db > 2147483647 || db < -2147483648) {
-    return err('value is out of range, value must between -2147483648 and 2147483647');
-  }
-  // One database, as Redis with `databases 1`: every other index is out of range.
-  return db === 0 ? OK : err('DB index is out of range');
-};
 
 const quit: CommandHandler = (_x, client) => {
   client.quit = true;
@@ -372,59 +353,28 @@ const hello: CommandHandler = (ctx, client, args) => {
   ];
 };
 
-const info: CommandHandler = (ctx, _c, args, now) => {
-  const wanted = new Set(args.slice(1).map(lower));
-  const all = wanted.size === 0 || wanted.has('default') || wanted.has('all') || wanted.has('everything');
-  const sections: string[] = [];
-  if (all || wanted.has('server')) {
-    const uptime = Math.floor((now - ctx.startedAt) / 1000);
-    sections.push(
-      [
-        '# Server',
-        `redis_version:${ctx.version}`,
-        'redis_mode:standalone',
-        `os:${process.platform} ${process.arch}`,
-        `process_id:${process.pid}`,
-        `uptime_in_seconds:${uptime}`,
-        `uptime_in_days:${Math.floor(uptime / 86400)}`,
-        `executable:tcpkit kv (Node.js ${process.version})`,
-      ].join('\r\n'),
-    );
-  }
-  if (all || wanted.has('clients')) sections.push(`# Clients\r\nconnected_clients:${ctx.connectedClients()}`);
-  if (all || wanted.has('keyspace')) {
-    const { size, expiresCount } = ctx.store;
-    sections.push(size > 0 ? `# Keyspace\r\ndb0:keys=${size},expires=${expiresCount},avg_ttl=0` : '# Keyspace');
-  }
-  return sections.length === 0 ? '' : `${sections.join('\r\n\r\n')}\r\n`;
-};
-
 export {
   append,
   clientGetname,
   clientId,
   clientSetname,
-  dbsize,
   decr,
   decrby,
   del,
   echo,
   exists,
   expireGeneric,
-  flush,
   get,
   getdel,
   hello,
   incr,
   incrby,
-  info,
   keys,
   mget,
   mset,
   persist,
   ping,
   quit,
-  select,
   set,
   strlen,
   ttlGeneric,

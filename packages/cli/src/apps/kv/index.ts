@@ -5,8 +5,10 @@
  * Run it with `tcpkit serve kv --port 6380`, or pass `createApp().handler` to `serve()`.
  */
 
-import { type Conn, FrameError, protocolErrorReply, resp, TcpkitError } from 'tcpkit';
+import { type Conn, FrameError, protocolErrorReply, resp, type Server, TcpkitError } from 'tcpkit';
 import type { ClientState, ServerContext } from './commands.js';
+import { DATABASES } from './databases.js';
+import { InfoState, SAMPLE_INTERVAL } from './info.js';
 import { Store } from './store.js';
 import { execute } from './table.js';
 
@@ -21,13 +23,26 @@ export interface KvOptions {
   maxBulkLength?: number;
   /** Version reported by INFO and HELLO; clients read it to pick features. Default '7.0.0'. */
   version?: string;
+  /**
+   * Reported as INFO's `maxclients` and CONFIG GET maxclients: pass the `maxConnections` the app is
+   * served with. Default 10000, tcpkit's default (and Redis's).
+   */
+  maxClients?: number;
 }
 
-/** The kv app: `handler` for `serve()`, `close()` to stop the expiry timer, `store` for tests. */
+/**
+ * The kv app: `handler` for `serve()`; `attach(server)` so INFO reports that server's counters;
+ * `close()` to stop the app's timers; `databases` (16 stores, SELECT's indexes) for tests.
+ */
 export interface KvApp {
   handler: (conn: Conn) => Promise<void>;
+  /**
+   * INFO reads the server's counters from now on: `rejected_connections`, `total_net_input_bytes`,
+   * `total_net_output_bytes`, the kbps meters and `tcp_port`. Without it those fields are left out.
+   */
+  attach(server: Server): void;
   close(): void;
-  readonly store: Store;
+  readonly databases: readonly Store[];
 }
 
 /** Keys looked at per sweep step, and the share of expired keys above which another step runs (Redis: 20, 25%). */
@@ -37,25 +52,30 @@ const SWEEP_AGAIN = SWEEP_SAMPLE / 4;
 const SWEEP_BUDGET_MS = 2;
 
 export function createApp(options: KvOptions = {}): KvApp {
-  const { sweepInterval = 100, maxBulkLength, version = '7.0.0' } = options;
-  const store = new Store();
+  const { sweepInterval = 100, maxBulkLength, version = '7.0.0', maxClients = 10_000 } = options;
+  const databases = Array.from({ length: DATABASES }, () => new Store());
   const codec = resp({ maxBulkLength });
-  let clients = 0;
-  const ctx: ServerContext = { store, startedAt: Date.now(), version, connectedClients: () => clients };
+  const info = new InfoState(maxClients);
+  const ctx: ServerContext = { databases, version, info };
 
-  let timer: NodeJS.Timeout | undefined;
+  // Neither timer may keep a process alive whose server has closed.
+  const meters = setInterval(() => info.sample(Date.now()), SAMPLE_INTERVAL);
+  meters.unref();
+  let sweeper: NodeJS.Timeout | undefined;
   if (sweepInterval > 0) {
-    timer = setInterval(() => {
+    sweeper = setInterval(() => {
       const start = Date.now();
-      while (store.sweep(Date.now(), SWEEP_SAMPLE) > SWEEP_AGAIN && Date.now() - start < SWEEP_BUDGET_MS);
+      for (const store of databases) {
+        while (store.sweep(Date.now(), SWEEP_SAMPLE) > SWEEP_AGAIN && Date.now() - start < SWEEP_BUDGET_MS);
+      }
     }, sweepInterval);
-    // The sweep must not keep a process alive whose server has closed.
-    timer.unref();
+    sweeper.unref();
   }
 
   async function handler(conn: Conn): Promise<void> {
-    clients++;
-    const client: ClientState = { id: conn.id, name: null, quit: false };
+    info.connectedClients++;
+    info.connectionsReceived++;
+    const client: ClientState = { id: conn.id, db: databases[0]!, name: null, quit: false };
     try {
       for await (const args of conn.frames(codec)) {
         if (args.length === 0) continue; // Redis ignores empty requests
@@ -75,13 +95,19 @@ export function createApp(options: KvOptions = {}): KvApp {
       if (error instanceof TcpkitError && error.code === 'ERR_CONNECTION_CLOSED') return;
       throw error;
     } finally {
-      clients--;
+      info.connectedClients--;
     }
   }
 
   return {
     handler,
-    close: () => clearInterval(timer),
-    store,
+    attach(server) {
+      info.server = server;
+    },
+    close() {
+      clearInterval(meters);
+      clearInterval(sweeper);
+    },
+    databases,
   };
 }

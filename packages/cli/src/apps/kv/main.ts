@@ -7,6 +7,7 @@ const server = await serve(
   { host: '127.0.0.1', port: Number(process.env.PORT ?? 6380), shutdownOn: ['SIGINT', 'SIGTERM'] },
   app.handler,
 );
+app.attach(server);
 console.log('kv listening on', server.address);
 await server.closed;
 app.close();

@@ -4,10 +4,37 @@
  * its `expires` dict beside the main one, so a store without TTLs pays nothing for them.
  */
 export class Store {
-  readonly #values = new Map<string, Buffer>();
+  #values = new Map<string, Buffer>();
   /** Absolute expiry time in Unix milliseconds, for keys that have one. */
-  readonly #expires = new Map<string, number>();
+  #expires = new Map<string, number>();
   #sweepCursor: Iterator<[string, number]> | null = null;
+  #avgTtl = 0;
+  #expired = 0;
+
+  /**
+   * Estimated mean remaining time to live of the keys with one, in ms (INFO's `avg_ttl`): a moving
+   * average over the keys the sweep samples, as Redis estimates it; 0 without expiring keys.
+   */
+  get avgTtl(): number {
+    return this.#avgTtl;
+  }
+
+  /** Keys removed because they expired, lazily or by the sweep, since the store was created. */
+  get expiredKeys(): number {
+    return this.#expired;
+  }
+
+  /**
+   * Exchanges the contents of two stores (SWAPDB): a client that selected a database keeps its
+   * `Store`, and sees the other's keys from its next command, as in Redis.
+   */
+  swap(other: Store): void {
+    [this.#values, other.#values] = [other.#values, this.#values];
+    [this.#expires, other.#expires] = [other.#expires, this.#expires];
+    [this.#avgTtl, other.#avgTtl] = [other.#avgTtl, this.#avgTtl];
+    this.#sweepCursor = null;
+    other.#sweepCursor = null;
+  }
 
   /** Keys held, including expired keys not yet removed (Redis's DBSIZE counts those too). */
   get size(): number {
@@ -26,6 +53,7 @@ export class Store {
     const at = this.#expires.get(key);
     if (at !== undefined && at <= now) {
       this.delete(key);
+      this.#expired++;
       return undefined;
     }
     return value;
@@ -80,16 +108,23 @@ export class Store {
     this.#values.clear();
     this.#expires.clear();
     this.#sweepCursor = null;
+    this.#avgTtl = 0;
   }
 
   /**
    * Active expiry, one step: looks at up to `budget` keys with a TTL, resuming where the last
    * step stopped (a Map iterator survives deletions), and removes those that expired. Lazy
-   * expiry alone would keep keys that are never read again forever. Returns the number removed.
+   * expiry alone would keep keys that are never read again forever. The live keys sampled feed
+   * `avgTtl` as Redis's activeExpireCycle does. Returns the number removed.
    */
   sweep(now: number, budget: number): number {
-    if (this.#expires.size === 0) return 0;
+    if (this.#expires.size === 0) {
+      this.#avgTtl = 0;
+      return 0;
+    }
     let removed = 0;
+    let ttlSum = 0;
+    let ttlSamples = 0;
     this.#sweepCursor ??= this.#expires.entries();
     for (let i = 0; i < budget; i++) {
       const next = this.#sweepCursor.next();
@@ -101,7 +136,17 @@ export class Store {
       if (at <= now) {
         this.delete(key);
         removed++;
+      } else {
+        ttlSum += at - now;
+        ttlSamples++;
       }
+    }
+    this.#expired += removed;
+    if (ttlSamples > 0) {
+      // Redis's estimate: each sample weighs 2% against the running value (seeded by the first).
+      const avg = Math.floor(ttlSum / ttlSamples);
+      if (this.#avgTtl === 0) this.#avgTtl = avg;
+      this.#avgTtl = Math.floor(this.#avgTtl / 50) * 49 + Math.floor(avg / 50);
     }
     return removed;
   }

@@ -1,6 +1,8 @@
-import { type RespReply, SimpleString } from 'tcpkit';
+import { ErrorReply, type RespReply, SimpleString } from 'tcpkit';
 import type { ClientState, CommandHandler, CommandSpec, ServerContext } from './commands.js';
 import * as c from './commands.js';
+import * as db from './databases.js';
+import { info } from './info.js';
 
 type Spec = Omit<CommandSpec, 'fullName' | 'subcommands'> & { subcommands?: Record<string, Spec> };
 
@@ -195,7 +197,7 @@ const SPECS: Record<string, Spec> = {
     summary: 'Return the number of keys in the selected database',
     since: '1.0.0',
     group: 'server',
-    run: c.dbsize,
+    run: db.dbsize,
   },
   flushall: {
     arity: -1,
@@ -203,7 +205,7 @@ const SPECS: Record<string, Spec> = {
     summary: 'Remove all keys from all databases',
     since: '1.0.0',
     group: 'server',
-    run: c.flush,
+    run: db.flushall,
   },
   flushdb: {
     arity: -1,
@@ -211,7 +213,23 @@ const SPECS: Record<string, Spec> = {
     summary: 'Remove all keys from the current database',
     since: '1.0.0',
     group: 'server',
-    run: c.flush,
+    run: db.flushdb,
+  },
+  swapdb: {
+    arity: 3,
+    ...S('write fast', '@keyspace @write @fast @dangerous', NO_KEYS),
+    summary: 'Swaps two Redis databases',
+    since: '4.0.0',
+    group: 'server',
+    run: db.swapdb,
+  },
+  move: {
+    arity: 3,
+    ...S('write fast', '@keyspace @write @fast'),
+    summary: 'Move a key to another database',
+    since: '1.0.0',
+    group: 'generic',
+    run: db.move,
   },
   info: {
     arity: -1,
@@ -219,7 +237,7 @@ const SPECS: Record<string, Spec> = {
     summary: 'Get information and statistics about the server',
     since: '1.0.0',
     group: 'server',
-    run: c.info,
+    run: info,
   },
   select: {
     arity: 2,
@@ -227,7 +245,7 @@ const SPECS: Record<string, Spec> = {
     summary: 'Change the selected database for the current connection',
     since: '1.0.0',
     group: 'connection',
-    run: c.select,
+    run: db.select,
   },
   hello: {
     arity: -1,
@@ -393,11 +411,15 @@ const SPECS: Record<string, Spec> = {
   },
 };
 
-const CONFIG: Record<string, string> = { save: '', appendonly: 'no', databases: '1' };
-
-function configGet(_ctx: ServerContext, _client: ClientState, args: Buffer[]): RespReply {
+function configGet(ctx: ServerContext, _client: ClientState, args: Buffer[]): RespReply {
+  const config: Record<string, string> = {
+    save: '',
+    appendonly: 'no',
+    databases: String(ctx.databases.length),
+    maxclients: String(ctx.info.maxClients),
+  };
   const out: string[] = [];
-  for (const [name, value] of Object.entries(CONFIG)) {
+  for (const [name, value] of Object.entries(config)) {
     if (args.slice(2).some((p) => p.toString('latin1').toLowerCase() === name || p.toString() === '*'))
       out.push(name, value);
   }
@@ -475,6 +497,12 @@ for (const [name, spec] of COMMANDS) {
  * client state, so it is unit-tested without sockets.
  */
 export function execute(ctx: ServerContext, client: ClientState, args: Buffer[], now: number): RespReply {
+  const reply = dispatch(ctx, client, args, now);
+  if (reply instanceof ErrorReply) ctx.info.errorReplies++;
+  return reply;
+}
+
+function dispatch(ctx: ServerContext, client: ClientState, args: Buffer[], now: number): RespReply {
   const name = args[0]!.toString('latin1');
   let spec = BY_EXACT_NAME.get(name) ?? COMMANDS.get(name.toLowerCase());
   if (spec === undefined) return unknownCommand(args);
@@ -487,7 +515,10 @@ export function execute(ctx: ServerContext, client: ClientState, args: Buffer[],
   }
   const arity = spec.arity;
   if ((arity > 0 && arity !== args.length) || args.length < -arity) return c.arityError(spec.fullName);
-  return spec.run(ctx, client, args, now);
+  const reply = spec.run(ctx, client, args, now);
+  // After the command, as Redis's call() counts it: INFO does not count itself.
+  ctx.info.commands++;
+  return reply;
 }
 
 /** `unknown command '<name>', with args beginning with: '<a>' '<b>' ` (args cut near 128 bytes, as Redis does). */
