@@ -9,7 +9,7 @@ import {
   parseDuration,
   parseSourceAddresses,
 } from './loadgen/options.js';
-import { formatSummary, progressLine } from './loadgen/report.js';
+import { benchOutcome, formatSummary, progressLine } from './loadgen/report.js';
 import { runBench } from './loadgen/runner.js';
 
 interface BenchFlags {
@@ -32,6 +32,7 @@ interface BenchFlags {
   json: boolean;
   html?: string;
   quiet: boolean;
+  allowErrors: boolean;
 }
 
 function integer(text: string): number {
@@ -92,6 +93,7 @@ export function registerBench(program: Command): void {
     .option('--json', 'print the result as JSON on stdout', false)
     .option('--html <file>', 'write a self-contained HTML report with charts')
     .option('-q, --quiet', 'no progress lines', false)
+    .option('--allow-errors', 'exit 0 even if errors occurred (a run with no connection still exits 1)', false)
     .action(async (flags: BenchFlags) => {
       const controller = new AbortController();
       let interrupts = 0;
@@ -132,6 +134,11 @@ export function registerBench(program: Command): void {
         if (tty && !flags.quiet) process.stderr.write('\n');
         if (flags.html) writeFileSync(flags.html, renderHtml(result));
         process.stdout.write(flags.json ? `${JSON.stringify(result, null, 2)}\n` : `${formatSummary(result)}\n`);
+        const outcome = benchOutcome(result, flags.allowErrors);
+        if (outcome.code !== 0) {
+          process.stderr.write(`tcpkit bench: ${outcome.reason}\n`);
+          process.exitCode = outcome.code;
+        }
       } catch (error) {
         process.stderr.write(`tcpkit bench: ${(error as Error).message}\n`);
         process.exitCode = 2;

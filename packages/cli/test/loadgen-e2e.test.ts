@@ -2,8 +2,10 @@
 // handler from src/apps/echo.ts), on 127.0.0.1, each run about a second long.
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import net from 'node:net';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -13,6 +15,24 @@ import type { BenchResult } from '../src/loadgen/result.js';
 
 const run = promisify(execFile);
 const cli = new URL('../src/main.ts', import.meta.url).pathname;
+const PACKAGE_JSON = new URL('../../tcpkit/package.json', import.meta.url);
+
+/** Runs the real CLI and resolves its exit code and output, whatever the code. */
+async function benchProcess(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', cli, 'bench', '--json', '--quiet', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    stdout += d;
+  });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    stderr += d;
+  });
+  const [code] = (await once(child, 'exit')) as [number | null];
+  return { code, stdout, stderr };
+}
 
 async function bench(port: number, args: string[]): Promise<BenchResult> {
   const { stdout } = await run(
@@ -27,6 +47,11 @@ async function bench(port: number, args: string[]): Promise<BenchResult> {
 function assertShape(result: BenchResult): void {
   assert.equal(result.tool, 'tcpkit bench');
   assert.equal(typeof result.startedAt, 'string');
+  assert.match(result.environment.commandLine, /^tcpkit bench --port \d+ --json --quiet /);
+  assert.equal(result.environment.tcpkitVersion, JSON.parse(readFileSync(PACKAGE_JSON, 'utf8')).version);
+  assert.equal(result.environment.nodeVersion, process.version);
+  assert.equal(result.environment.cpuCount, cpus().length);
+  assert.equal(result.environment.cpuModel, cpus()[0]!.model.trim());
   assert.equal(result.interrupted, false);
   for (const key of ['measuredMs', 'messages', 'messagesPerSec', 'bytesSent', 'bytesReceived', 'mibPerSec'] as const) {
     assert.equal(typeof result[key], 'number', key);
@@ -90,7 +115,11 @@ describe('tcpkit bench end to end', () => {
       ]);
       assertShape(result);
       assert.equal(result.bytesReceived, result.messages * 4096);
-      assert.match(readFileSync(file, 'utf8'), /<svg /);
+      const html = readFileSync(file, 'utf8');
+      assert.match(html, /<svg /);
+      assert.ok(html.includes(`<th>command</th><td>${result.environment.commandLine}</td>`));
+      assert.ok(html.includes(`tcpkit ${result.environment.tcpkitVersion}, Node.js ${process.version}`));
+      assert.ok(html.includes(`${cpus().length} × ${result.environment.cpuModel}`));
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -152,5 +181,51 @@ describe('tcpkit bench end to end', () => {
     assert.equal(result.connections.established, 200);
     assert.equal(result.connections.open, 200);
     assert.equal(typeof result.server!.rssPerConnectionBytes, 'number');
+  });
+});
+
+describe('tcpkit bench exit status', () => {
+  const short = ['--duration', '300ms', '--warmup', '0', '--connections', '3'];
+
+  it('exits 1 when no connection was established (a closed port on loopback), even with --allow-errors', async () => {
+    // A port that was just free: bound, then closed, so nothing listens on it.
+    const probe = net.createServer().listen(0, '127.0.0.1');
+    await once(probe, 'listening');
+    const { port } = probe.address() as net.AddressInfo;
+    probe.close();
+    await once(probe, 'close');
+    for (const extra of [[], ['--allow-errors']]) {
+      const { code, stdout, stderr } = await benchProcess(['--port', String(port), ...short, ...extra]);
+      assert.equal(code, 1);
+      assert.match(stderr, /^tcpkit bench: no connection was established \(connect ECONNREFUSED: \d+\)$/m);
+      const result = JSON.parse(stdout) as BenchResult;
+      assert.equal(result.connections.established, 0);
+      assert.ok(result.errors['connect ECONNREFUSED']! > 0);
+    }
+  });
+
+  it('exits 1 when any error occurred, and 0 with --allow-errors', async () => {
+    // Echoes on every other connection and resets the rest.
+    let accepted = 0;
+    const server = net.createServer((socket) => {
+      if (accepted++ % 2 === 1) socket.resetAndDestroy();
+      else socket.pipe(socket);
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const { port } = server.address() as net.AddressInfo;
+    try {
+      const strict = await benchProcess(['--port', String(port), ...short, '--connections', '4']);
+      assert.equal(strict.code, 1);
+      assert.match(strict.stderr, /^tcpkit bench: \d+ errors \(.*\); --allow-errors exits 0 despite them$/m);
+      const result = JSON.parse(strict.stdout) as BenchResult;
+      assert.ok(result.connections.established > 0);
+      assert.ok(result.errorsTotal > 0);
+      const allowed = await benchProcess(['--port', String(port), ...short, '--connections', '4', '--allow-errors']);
+      assert.equal(allowed.code, 0, allowed.stderr);
+      assert.ok((JSON.parse(allowed.stdout) as BenchResult).errorsTotal > 0);
+    } finally {
+      server.close();
+    }
   });
 });

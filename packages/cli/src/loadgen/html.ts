@@ -204,6 +204,12 @@ export function renderHtml(result: BenchResult): string {
     ],
     ['generator CPU', `${result.generatorCpuPercent}% of one core`],
   ];
+  const env = result.environment;
+  rows.push(
+    ['command', env.commandLine],
+    ['versions', `tcpkit ${env.tcpkitVersion}, Node.js ${env.nodeVersion}`],
+    ['host', `${env.cpuCount} × ${env.cpuModel}, ${env.os}`],
+  );
   if (result.server) {
     const s = result.server;
     rows.push([

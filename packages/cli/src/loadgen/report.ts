@@ -81,5 +81,23 @@ export function formatSummary(result: BenchResult): string {
       `  server       pid ${s.pid}: ${s.cpuPercent}% CPU, ${s.cpuUsPerMessage ?? '-'} µs CPU per ${options.mode === 'churn' ? 'connection' : 'message'}, RSS ${formatBytes(s.rssEndBytes)} (baseline ${formatBytes(s.rssBaselineBytes)})${options.mode !== 'idle' || s.rssPerConnectionBytes === null ? '' : `, ${formatBytes(s.rssPerConnectionBytes)} per connection`}`,
     );
   }
+  const env = result.environment;
+  lines.push(
+    `  host         ${env.cpuCount} × ${env.cpuModel}; tcpkit ${env.tcpkitVersion}, Node.js ${env.nodeVersion}, ${env.os}`,
+  );
   return lines.join('\n');
+}
+
+/** Exit status of `tcpkit bench`: 0 for a clean run, 1 (with the reason) for a run that must not pass a CI gate. */
+export function benchOutcome(result: BenchResult, allowErrors: boolean): { code: 0 | 1; reason?: string } {
+  const kinds = Object.entries(result.errors)
+    .map(([kind, n]) => `${kind}: ${n}`)
+    .join(', ');
+  if (result.connections.established === 0) {
+    return { code: 1, reason: `no connection was established${kinds ? ` (${kinds})` : ''}` };
+  }
+  if (result.errorsTotal > 0 && !allowErrors) {
+    return { code: 1, reason: `${result.errorsTotal} errors (${kinds}); --allow-errors exits 0 despite them` };
+  }
+  return { code: 0 };
 }

@@ -1,4 +1,5 @@
 /** The shape of a finished run, as printed by `tcpkit bench --json`. */
+import type { BenchEnvironment } from './environment.js';
 import type { LatencySummary, PercentilePoint } from './histogram.js';
 import type { ResolvedBenchOptions } from './options.js';
 
@@ -40,6 +41,8 @@ export interface ServerCost {
 export interface BenchResult {
   tool: 'tcpkit bench';
   startedAt: string;
+  /** The command line, tcpkit and Node.js versions, OS and CPU of the generator's host. */
+  environment: BenchEnvironment;
   options: ResolvedBenchOptions;
   /** True if the run was stopped early (Ctrl-C); the figures cover what was measured. */
   interrupted: boolean;

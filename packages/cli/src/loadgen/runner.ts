@@ -8,6 +8,7 @@ import { cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { type EngineConfig, type IntervalReport, LoadEngine } from './engine.js';
+import { describeEnvironment } from './environment.js';
 import { createLatencyHistogram, decodeHistogram, percentileCurve, summarize } from './histogram.js';
 import { type BenchOptions, type ResolvedBenchOptions, resolveBenchOptions } from './options.js';
 import { type MachineCpu, type ProcSample, sampleMachine, sampleProcess } from './proc.js';
@@ -20,6 +21,8 @@ export interface RunHooks {
   signal?: AbortSignal;
   /** Called after every interval (progress line). */
   onInterval?: (point: TimelinePoint) => void;
+  /** The command line recorded in `result.environment`; default `tcpkit` and this process's arguments. */
+  commandLine?: readonly string[];
 }
 
 interface EngineHandle {
@@ -303,6 +306,7 @@ export async function runBench(input: BenchOptions, hooks: RunHooks = {}): Promi
   return {
     tool: 'tcpkit bench',
     startedAt,
+    environment: describeEnvironment(hooks.commandLine),
     options,
     interrupted: aborted,
     measuredMs: Math.round(measuredMs),
