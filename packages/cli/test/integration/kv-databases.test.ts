@@ -3,8 +3,8 @@
  * DBSIZE, KEYS and FLUSHDB, FLUSHALL, SWAPDB, MOVE and INFO keyspace, with their error texts.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { needs, type Running, runScript, type Script, startKv, startRedis } from './kv-helpers.js';
+import { describe, test } from 'node:test';
+import { needs, runOnBoth, type Script, useKvAndRedis } from './kv-helpers.js';
 
 const SCRIPTS: Record<string, Script> = {
   SELECT: [
@@ -117,18 +117,11 @@ const SCRIPTS: Record<string, Script> = {
 };
 
 describe('kv databases against redis-server, byte for byte', { skip: needs('redis-server') }, () => {
-  let kv: Running;
-  let redis: Awaited<ReturnType<typeof startRedis>>;
-  before(async () => {
-    [kv, redis] = await Promise.all([startKv(), startRedis()]);
-  });
-  after(async () => {
-    await Promise.all([kv?.close(), redis?.close()]);
-  });
+  const both = useKvAndRedis();
 
   for (const [name, script] of Object.entries(SCRIPTS)) {
     test(name, async () => {
-      const [expected, actual] = await Promise.all([runScript(redis.port, script), runScript(kv.port, script)]);
+      const [expected, actual] = await runOnBoth(both, script);
       assert.equal(actual, expected);
     });
   }
@@ -142,7 +135,7 @@ describe('kv databases against redis-server, byte for byte', { skip: needs('redi
       ['SELECT', '9'],
       ['GET', 'k'],
     ];
-    const [expected, actual] = await Promise.all([runScript(redis.port, script), runScript(kv.port, script)]);
+    const [expected, actual] = await runOnBoth(both, script);
     assert.equal(actual, expected);
     assert.match(actual, /\$-1\r\n\+OK\r\n\$4\r\nfour\r\n/);
   });

@@ -2,6 +2,7 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
+import { after, before } from 'node:test';
 import { type Server, serve } from 'tcpkit';
 import { createApp, type KvApp, type KvOptions } from '../../src/apps/kv/index.js';
 
@@ -129,4 +130,30 @@ export async function runScript(port: number, script: Script): Promise<string> {
   const parts = [encodeCommand(['FLUSHALL']), ...script.map((c) => (Buffer.isBuffer(c) ? c : encodeCommand(c)))];
   parts.push(encodeCommand(['QUIT']));
   return (await exchange(port, Buffer.concat(parts))).toString('latin1');
+}
+
+/** A kv app and a redis-server, side by side. */
+export interface KvAndRedis {
+  kv: Running;
+  redis: Awaited<ReturnType<typeof startRedis>>;
+}
+
+/**
+ * Starts a kv app and a redis-server before the enclosing describe's tests and stops both after;
+ * the returned object is filled in once they are up.
+ */
+export function useKvAndRedis(): KvAndRedis {
+  const both = {} as KvAndRedis;
+  before(async () => {
+    [both.kv, both.redis] = await Promise.all([startKv(), startRedis()]);
+  });
+  after(async () => {
+    await Promise.all([both.kv?.close(), both.redis?.close()]);
+  });
+  return both;
+}
+
+/** Runs `script` on both and returns [redis's bytes, kv's bytes]. */
+export function runOnBoth(both: KvAndRedis, script: Script): Promise<[expected: string, actual: string]> {
+  return Promise.all([runScript(both.redis.port, script), runScript(both.kv.port, script)]);
 }

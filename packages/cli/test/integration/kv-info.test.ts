@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { serve } from 'tcpkit';
 import { createApp } from '../../src/apps/kv/index.js';
-import { encodeCommand, exchange, needs, type Running, startKv, startRedis } from './kv-helpers.js';
+import { encodeCommand, exchange, needs, type Running, startKv, useKvAndRedis } from './kv-helpers.js';
 
 type Info = Map<string, Map<string, string>>;
 
@@ -121,14 +121,7 @@ const numberOf = (info: Info, section: string, field: string): number => {
 };
 
 describe('kv INFO against redis-server', { skip: needs('redis-server') }, () => {
-  let kv: Running;
-  let redis: Awaited<ReturnType<typeof startRedis>>;
-  before(async () => {
-    [kv, redis] = await Promise.all([startKv(), startRedis()]);
-  });
-  after(async () => {
-    await Promise.all([kv?.close(), redis?.close()]);
-  });
+  const both = useKvAndRedis();
 
   for (const args of [
     [],
@@ -142,7 +135,7 @@ describe('kv INFO against redis-server', { skip: needs('redis-server') }, () => 
   ]) {
     test(`INFO ${args.join(' ')}: Redis's sections and fields, in Redis's order and format`, async () => {
       const [expected, actual] = await Promise.all(
-        [redis.port, kv.port].map(async (port) => {
+        [both.redis.port, both.kv.port].map(async (port) => {
           const client = await Client.open(port);
           const info = await client.info(...args);
           await client.close();
@@ -175,7 +168,7 @@ describe('kv INFO against redis-server', { skip: needs('redis-server') }, () => 
 
   test("the stats counters move as Redis's do for the same commands", async () => {
     const deltas = await Promise.all(
-      [redis.port, kv.port].map(async (port) => {
+      [both.redis.port, both.kv.port].map(async (port) => {
         const client = await Client.open(port);
         const before = await client.info('stats');
         const middleReply = await client.call('INFO', 'stats');
@@ -220,7 +213,7 @@ describe('kv INFO against redis-server', { skip: needs('redis-server') }, () => 
 
   test("connected_clients and total_connections_received follow connections as Redis's do", async () => {
     const [expected, actual] = await Promise.all(
-      [redis.port, kv.port].map(async (port) => {
+      [both.redis.port, both.kv.port].map(async (port) => {
         const watcher = await Client.open(port);
         const before = await watcher.info('clients', 'stats');
         const extra = await Promise.all([1, 2, 3].map(() => Client.open(port)));
@@ -257,7 +250,7 @@ describe('kv INFO against redis-server', { skip: needs('redis-server') }, () => 
 
   test('expired_keys counts a key expired on access, as Redis does', async () => {
     const [expected, actual] = await Promise.all(
-      [redis.port, kv.port].map(async (port) => {
+      [both.redis.port, both.kv.port].map(async (port) => {
         const client = await Client.open(port);
         const before = numberOf(await client.info('stats'), 'Stats', 'expired_keys');
         await client.call('SET', 'shortlived', 'v', 'PX', '1');

@@ -4,8 +4,8 @@
  * (replies, error texts, protocol errors and the close that follows them).
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { exchange, needs, type Running, runScript, type Script, startKv, startRedis } from './kv-helpers.js';
+import { describe, test } from 'node:test';
+import { exchange, needs, runOnBoth, type Script, useKvAndRedis } from './kv-helpers.js';
 
 const B = (s: string): Buffer => Buffer.from(s, 'latin1');
 const ESC = (s: string): Buffer => B(s); // readability: a raw inline or malformed request
@@ -292,18 +292,11 @@ const MALFORMED: Record<string, string> = {
 };
 
 describe('kv against redis-server, byte for byte', { skip: needs('redis-server') }, () => {
-  let kv: Running;
-  let redis: Awaited<ReturnType<typeof startRedis>>;
-  before(async () => {
-    [kv, redis] = await Promise.all([startKv(), startRedis()]);
-  });
-  after(async () => {
-    await Promise.all([kv?.close(), redis?.close()]);
-  });
+  const both = useKvAndRedis();
 
   for (const [name, script] of Object.entries(SCRIPTS)) {
     test(name, async () => {
-      const [expected, actual] = await Promise.all([runScript(redis.port, script), runScript(kv.port, script)]);
+      const [expected, actual] = await runOnBoth(both, script);
       assert.equal(actual, expected);
     });
   }
@@ -311,7 +304,7 @@ describe('kv against redis-server, byte for byte', { skip: needs('redis-server')
   for (const [name, request] of Object.entries(MALFORMED)) {
     test(`protocol error: ${name}`, async () => {
       const bytes = B(request);
-      const [expected, actual] = await Promise.all([exchange(redis.port, bytes), exchange(kv.port, bytes)]);
+      const [expected, actual] = await Promise.all([exchange(both.redis.port, bytes), exchange(both.kv.port, bytes)]);
       assert.match(expected.toString('latin1'), /-ERR Protocol error: /);
       assert.equal(actual.toString('latin1'), expected.toString('latin1'));
     });
