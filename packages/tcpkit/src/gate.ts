@@ -6,8 +6,11 @@ import type { RejectReason } from './server.js';
 
 /** What the gate calls back into (the server, through a private object). */
 export interface GateHost {
-  /** Start the handler of an admitted socket; `lease` is its share of the limits until released. */
-  admit(socket: Socket, lease: Lease): void;
+  /**
+   * Start the handler of an admitted socket; `lease` is its share of the limits until released,
+   * `waitMs` the time it spent in the wait queue (0 when admitted at once).
+   */
+  admit(socket: Socket, lease: Lease, waitMs: number): void;
   /** Close a socket turned away (its lease is already released). */
   reject(socket: Socket, peer: string, reason: RejectReason): void;
   /** Close a socket shed at accept for want of file descriptors (its lease is already released). */
@@ -64,6 +67,8 @@ export class Lease {
 
 class Waiter implements DeadlineEntry {
   tick = -1;
+  /** When it joined the queue, for the wait time published at admission. */
+  readonly since = performance.now();
   constructor(
     readonly expire: (w: Waiter) => void,
     readonly socket: Socket,
@@ -112,6 +117,12 @@ export class Gate {
     return this.#waiting.size;
   }
 
+  /** Sockets held (running, waiting, lingering) and the budget before shedding (0 = none known). */
+  get descriptors(): { open: number; budget: number } {
+    const budget = this.#descriptorBudget;
+    return { open: this.#descriptors, budget: Number.isFinite(budget) ? budget : 0 };
+  }
+
   /** Sets the descriptor budget from what the process has free now (call once listening). */
   countDescriptors(): void {
     this.#descriptorBudget = freeDescriptors();
@@ -142,7 +153,7 @@ export class Gate {
     }
     if (this.#active < o.maxConnections) {
       this.#take(lease, true);
-      this.#host.admit(socket, lease);
+      this.#host.admit(socket, lease, 0);
       return 'run';
     }
     if (o.whenFull === 'reject' || this.#waiting.size >= o.maxWaiting) return this.#turnAway(socket, lease, 'full');
@@ -189,7 +200,7 @@ export class Gate {
       }
       this.#active++;
       w.lease.take(true);
-      this.#host.admit(w.socket, w.lease);
+      this.#host.admit(w.socket, w.lease, performance.now() - w.since);
     }
   }
 

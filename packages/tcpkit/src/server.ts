@@ -36,6 +36,12 @@ export interface ServerStats {
    * open-file limit less what was open at listen, less a reserve of 32) and accept errors the listener reported.
    */
   acceptErrors: number;
+  /** Connections whose handler ended and whose socket is still open (flushing output, lingering close). */
+  lingering: number;
+  /** Bytes written by handlers and not yet handed to the kernel, summed over open connections. */
+  queuedBytes: number;
+  /** Sockets this server holds (running, waiting, lingering) and the most it may hold before shedding at accept (0 = unknown, no budget). */
+  descriptors: { open: number; budget: number };
   bytesRead: number;
   bytesWritten: number;
 }
@@ -114,7 +120,7 @@ export class Server implements AsyncDisposable {
     this.#options = options;
     this.#handler = handler;
     this.#gate = new Gate(options, {
-      admit: (socket, lease) => this.#admit(socket, lease),
+      admit: (socket, lease, waitMs) => this.#admit(socket, lease, waitMs),
       reject: (socket, peer, reason) => this.#reject(socket, peer, reason),
       shed: (socket) => this.#shed(socket),
     });
@@ -208,9 +214,11 @@ export class Server implements AsyncDisposable {
     const s = this.#stats;
     let bytesRead = s.bytesRead;
     let bytesWritten = s.bytesWritten;
+    let queuedBytes = 0;
     for (const c of this.#unclosed) {
       bytesRead += c.socket.bytesRead;
       bytesWritten += c.socket.bytesWritten;
+      queuedBytes += c.queuedBytes;
     }
     return {
       active: this.#running.size,
@@ -222,6 +230,9 @@ export class Server implements AsyncDisposable {
       slowConsumers: s.slowConsumers,
       errors: s.errors,
       acceptErrors: s.acceptErrors,
+      lingering: this.#unclosed.size - this.#running.size,
+      queuedBytes,
+      descriptors: this.#gate.descriptors,
       bytesRead,
       bytesWritten,
     };
@@ -300,7 +311,7 @@ export class Server implements AsyncDisposable {
   }
 
   /** The gate admitted a socket: start its handler. */
-  #admit(socket: Socket, lease: Lease): void {
+  #admit(socket: Socket, lease: Lease, waitMs: number): void {
     socket.off('error', ignore);
     const core = new ConnCore(socket, this.#connHost, lease);
     const conn = core.conn;
@@ -308,7 +319,7 @@ export class Server implements AsyncDisposable {
     this.#running.add(core);
     this.#unclosed.add(core);
     if (this.#abort.signal.aborted) core.drain(this.#abort.signal.reason as Error);
-    if (channels.open.hasSubscribers) channels.open.publish({ conn });
+    if (channels.open.hasSubscribers) channels.open.publish({ server: this, conn, waitMs });
     // Plain promise reactions rather than an async wrapper: a suspended async function keeps a
     // generator and its registers alive per connection (about 300 bytes of an idle connection).
     let settled: Promise<void> | void;
@@ -331,7 +342,7 @@ export class Server implements AsyncDisposable {
       // Published as thrown (even a non-Error), so a subscriber sees exactly what the handler threw;
       // a slow-consumer error rethrown by the handler was published when it happened.
       const seen = error instanceof SlowConsumerError && core.signal.reason === error;
-      if (channels.error.hasSubscribers && !seen) channels.error.publish({ conn: core.conn, error });
+      if (channels.error.hasSubscribers && !seen) channels.error.publish({ server: this, conn: core.conn, error });
       core.handlerEnded(error instanceof Error ? error : new Error(String(error)));
     }
     this.#running.delete(core);
@@ -353,19 +364,19 @@ export class Server implements AsyncDisposable {
   /** The gate turned a socket away. */
   #reject(socket: Socket, peer: string, reason: RejectReason): void {
     this.#stats.rejected[reason]++;
-    if (channels.reject.hasSubscribers) channels.reject.publish({ remoteAddress: peer, reason });
+    if (channels.reject.hasSubscribers) channels.reject.publish({ server: this, remoteAddress: peer, reason });
     socket.destroy();
   }
 
   #onTimeout(core: ConnCore, error: TimeoutError): void {
     const key = TIMEOUT_KEYS[error.code as keyof typeof TIMEOUT_KEYS];
     if (key !== undefined) this.#stats.timeouts[key]++;
-    if (channels.timeout.hasSubscribers) channels.timeout.publish({ conn: core.conn, error });
+    if (channels.timeout.hasSubscribers) channels.timeout.publish({ server: this, conn: core.conn, error });
   }
 
   #onSlowConsumer(core: ConnCore, error: SlowConsumerError): void {
     this.#stats.slowConsumers++;
-    if (channels.error.hasSubscribers) channels.error.publish({ conn: core.conn, error });
+    if (channels.error.hasSubscribers) channels.error.publish({ server: this, conn: core.conn, error });
   }
 
   #onSocketClosed(core: ConnCore): void {
@@ -374,7 +385,7 @@ export class Server implements AsyncDisposable {
     this.#releaseSlot(core);
     this.#stats.bytesRead += core.socket.bytesRead;
     this.#stats.bytesWritten += core.socket.bytesWritten;
-    if (channels.close.hasSubscribers) channels.close.publish({ conn: core.conn });
+    if (channels.close.hasSubscribers) channels.close.publish({ server: this, conn: core.conn });
   }
 }
 
