@@ -59,12 +59,23 @@ async function installCli(dir: string, libraryTarball: string, cliTarball: strin
       bin: { tcpkit: 'dist/main.js' },
     },
   };
-  const todo = Object.keys(manifest.dependencies ?? {}).filter((name) => name !== 'tcpkit');
-  for (let name = todo.pop(); name !== undefined; name = todo.pop()) {
-    const entry = workspaceLock.packages[`node_modules/${name}`];
-    assert.ok(entry, `${name} in the workspace lock`);
-    packages[`node_modules/${name}`] = entry;
-    todo.push(...Object.keys(entry.dependencies ?? {}));
+  // [the dependent's lock key, dependency name]: a dependency resolves as Node resolves it, in the
+  // nearest node_modules up from its dependent (a version that could not be hoisted is nested).
+  const todo: [string, string][] = Object.keys(manifest.dependencies ?? {})
+    .filter((name) => name !== 'tcpkit')
+    .map((name) => ['', name]);
+  for (let next = todo.pop(); next !== undefined; next = todo.pop()) {
+    const [parent, name] = next;
+    let key: string | undefined;
+    for (let dir = parent; key === undefined; dir = dir.replace(/\/?node_modules\/(@[^/]+\/)?[^/]+$/, '')) {
+      const candidate = `${dir === '' ? '' : `${dir}/`}node_modules/${name}`;
+      if (workspaceLock.packages[candidate] !== undefined) key = candidate;
+      else assert.notEqual(dir, '', `${name} (needed by ${parent || 'the CLI'}) in the workspace lock`);
+    }
+    if (packages[key] !== undefined) continue;
+    const entry = workspaceLock.packages[key]!;
+    packages[key] = entry;
+    for (const dependency of Object.keys(entry.dependencies ?? {})) todo.push([key, dependency]);
   }
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'probe', private: true, dependencies }));
   writeFileSync(join(dir, 'package-lock.json'), JSON.stringify({ name: 'probe', lockfileVersion: 3, packages }));
