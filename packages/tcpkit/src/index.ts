@@ -1,8 +1,10 @@
+export type { AdminOptions } from './admin.js';
 export { BufferPool, type BufferPoolOptions, defaultPool } from './buffer-pool.js';
 export { ByteQueue } from './byte-queue.js';
 export { Conn, type WriteData } from './conn.js';
 export * from './errors.js';
 export * from './framing/index.js';
+export type { LogFn, Logger } from './logging.js';
 export type { ConnTimeouts, ServeOptions } from './options.js';
 export { DEFAULTS } from './options.js';
 export {

@@ -1,6 +1,8 @@
 import type { BlockList } from 'node:net';
 import { constants } from 'node:os';
+import type { AdminOptions } from './admin.js';
 import { InvalidOptionError } from './errors.js';
+import type { Logger } from './logging.js';
 
 /**
  * Options of {@link serve}. Every option is optional. Durations are in milliseconds and `0`
@@ -63,6 +65,22 @@ export interface ServeOptions {
   shutdownOn?: NodeJS.Signals[];
   /** Default time `shutdown()` waits for handlers before destroying the rest. Default 30000 (30 s). */
   drainTimeout?: number;
+  /**
+   * At the start of a shutdown (a `shutdownOn` signal, `signal`, `shutdown()`), how long the server goes
+   * on accepting and serving after `/readyz` turns 503, so load balancers and Kubernetes endpoints stop
+   * routing to it before the listener closes. Default 0 (close at once).
+   */
+  shutdownDelay?: number;
+  /**
+   * Serve an admin HTTP endpoint (`/metrics`, `/healthz`, `/readyz`, `/stats`) on this port, by default on
+   * 127.0.0.1. `/metrics` needs the optional peer dependency prom-client. Default: no endpoint.
+   */
+  admin?: AdminOptions;
+  /**
+   * A pino-compatible logger: lifecycle (info), accept errors and descriptor shedding (warn), handler
+   * errors with the connection id and peer (warn/error), connection open and close (debug). Default: none.
+   */
+  logger?: Logger;
 }
 
 /** Per-connection timeouts that `conn.setTimeouts()` may change. */
@@ -100,6 +118,9 @@ export interface ResolvedOptions {
   signal: AbortSignal | undefined;
   shutdownOn: NodeJS.Signals[];
   drainTimeout: number;
+  shutdownDelay: number;
+  admin: Required<AdminOptions> | undefined;
+  logger: Logger | undefined;
 }
 
 /** Largest duration accepted: what `setTimeout` can represent (about 24.8 days). */
@@ -124,7 +145,11 @@ export const DEFAULTS = {
   noDelay: true,
   keepAlive: false,
   drainTimeout: 30_000,
+  shutdownDelay: 0,
 } as const;
+
+/** Defaults of `admin` beside its required `port`. */
+export const ADMIN_DEFAULTS = { host: '127.0.0.1', maxEventLoopDelay: 2000 } as const;
 
 const KNOWN = new Set<string>([
   ...Object.keys(DEFAULTS),
@@ -134,6 +159,8 @@ const KNOWN = new Set<string>([
   'blockList',
   'signal',
   'shutdownOn',
+  'admin',
+  'logger',
 ]);
 
 function describe(v: unknown): string {
@@ -246,7 +273,42 @@ export function resolveOptions(options: ServeOptions): ResolvedOptions {
     signal: o.signal as AbortSignal | undefined,
     shutdownOn: shutdownOn as NodeJS.Signals[],
     drainTimeout: duration('drainTimeout', o.drainTimeout),
+    shutdownDelay: duration('shutdownDelay', o.shutdownDelay),
+    admin: o.admin === undefined ? undefined : resolveAdmin(o.admin),
+    logger: o.logger === undefined ? undefined : resolveLogger(o.logger),
   };
+}
+
+function resolveAdmin(v: unknown): Required<AdminOptions> {
+  if (v === null || typeof v !== 'object') {
+    throw new InvalidOptionError('admin', `must be an object such as { port: 9090 }, got ${describe(v)}`);
+  }
+  for (const key of Object.keys(v)) {
+    if (!['port', 'host', 'maxEventLoopDelay'].includes(key)) {
+      throw new InvalidOptionError(`admin.${key}`, 'is not a known option (port, host, maxEventLoopDelay)');
+    }
+  }
+  const a = { ...ADMIN_DEFAULTS, ...stripUndefined(v) } as Record<string, unknown>;
+  if (typeof a.host !== 'string' || a.host === '')
+    throw new InvalidOptionError('admin.host', 'must be a non-empty string');
+  return {
+    port: integer('admin.port', a.port, 0, 65535),
+    host: a.host,
+    maxEventLoopDelay: duration('admin.maxEventLoopDelay', a.maxEventLoopDelay),
+  };
+}
+
+function resolveLogger(v: unknown): Logger {
+  const l = v as Record<string, unknown> | null;
+  for (const level of ['error', 'warn', 'info', 'debug']) {
+    if (typeof l?.[level] !== 'function') {
+      throw new InvalidOptionError(
+        'logger',
+        `must be a pino-compatible logger (pino, or an object with error, warn, info and debug methods); it has no ${level}() method`,
+      );
+    }
+  }
+  return v as Logger;
 }
 
 function stripUndefined(o: object): object {

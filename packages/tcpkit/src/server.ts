@@ -1,10 +1,13 @@
 import diagnostics_channel from 'node:diagnostics_channel';
 import net, { type Socket } from 'node:net';
+import { formatAddress } from './address.js';
+import type { AdminEndpoint } from './admin.js';
 import { type Conn, normalizeAddress } from './conn.js';
 import { ConnCore, type ConnHost } from './conn-core.js';
 import { CLOSED } from './conn-state.js';
 import { ServerClosingError, SlowConsumerError, type TimeoutError } from './errors.js';
 import { Gate, type Lease } from './gate.js';
+import { attachLogger } from './logging.js';
 import { type ResolvedOptions, resolveOptions, type ServeOptions } from './options.js';
 
 /** A connection handler: the connection's life. When its promise settles the connection is closed. */
@@ -42,6 +45,8 @@ export interface ServerStats {
   queuedBytes: number;
   /** Sockets this server holds (running, waiting, lingering) and the most it may hold before shedding at accept (0 = unknown, no budget). */
   descriptors: { open: number; budget: number };
+  /** The caps the counts above run against: `maxConnections` and `maxWaiting` as configured. */
+  limits: { maxConnections: number; maxWaiting: number };
   bytesRead: number;
   bytesWritten: number;
 }
@@ -52,6 +57,7 @@ export interface ShutdownResult {
   graceful: number;
   /** Handlers destroyed at the deadline. */
   forced: number;
+  /** From the start of the shutdown to the last socket closed, including `shutdownDelay`. */
   durationMs: number;
 }
 
@@ -98,6 +104,12 @@ export class Server implements AsyncDisposable {
   #shutdown: Promise<ShutdownResult> | null = null;
   #closedResolve!: () => void;
   #forceNow: (() => void) | null = null;
+  /** A second shutdown signal arrived: skip what is left of shutdownDelay and of the drain. */
+  #forced = false;
+  /** Listening and not shutting down: what `/readyz` reports. */
+  #ready = false;
+  #admin: AdminEndpoint | null = null;
+  #detachLogger: () => void = ignore;
   #signalHandlers: [NodeJS.Signals, () => void][] = [];
   #removeAbortListener: () => void = ignore;
   #stats = {
@@ -179,10 +191,29 @@ export class Server implements AsyncDisposable {
       this.#stats.acceptErrors++;
       if (channels.acceptError.hasSubscribers) channels.acceptError.publish({ server: this, error });
     });
+    if (o.admin !== undefined) {
+      try {
+        const { startAdmin } = await import('./admin.js');
+        this.#admin = await startAdmin({ server: this, ready: () => this.#ready }, o.admin);
+      } catch (error) {
+        this.#listener.close();
+        throw error;
+      }
+    }
+    if (o.logger !== undefined) {
+      this.#detachLogger = attachLogger(this, o.logger);
+      const admin = this.#admin === null ? {} : { admin: formatAddress(this.#admin.address) };
+      o.logger.info({ address: formatAddress(this.#address), ...admin }, 'listening');
+    }
+    this.#ready = true;
     for (const sig of o.shutdownOn) {
       const onSignal = (): void => {
-        if (this.#shutdown === null) this.shutdown().catch(ignore);
-        else this.#forceNow?.();
+        if (this.#shutdown === null) {
+          this.shutdown().catch(ignore);
+        } else {
+          this.#forced = true;
+          this.#forceNow?.();
+        }
       };
       process.on(sig, onSignal);
       this.#signalHandlers.push([sig, onSignal]);
@@ -203,6 +234,11 @@ export class Server implements AsyncDisposable {
 
   /** Captured once listening, so it still reads after shutdown. */
   #address: ServerAddress | string = '';
+
+  /** Where the admin endpoint listens (`serve({ admin })`), or undefined without one. */
+  get adminAddress(): ServerAddress | undefined {
+    return this.#admin?.address;
+  }
 
   /** Aborts (with `ERR_SERVER_CLOSING`) when shutdown begins; every `conn.signal` follows. */
   get signal(): AbortSignal {
@@ -233,18 +269,25 @@ export class Server implements AsyncDisposable {
       lingering: this.#unclosed.size - this.#running.size,
       queuedBytes,
       descriptors: this.#gate.descriptors,
+      limits: { maxConnections: this.#options.maxConnections, maxWaiting: this.#options.maxWaiting },
       bytesRead,
       bytesWritten,
     };
   }
 
   /**
-   * Graceful shutdown: stop listening, reject waiting connections, abort `signal` and every
-   * `conn.signal`, let reads end at the input already received, wait up to `timeout` ms
-   * (default `drainTimeout`; 0 = no limit) for handlers, then destroy the rest.
+   * Graceful shutdown: turn `/readyz` 503 and go on serving for `delay` ms (default `shutdownDelay`),
+   * then stop listening, reject waiting connections, abort `signal` and every `conn.signal`, let reads
+   * end at the input already received, wait up to `timeout` ms (default `drainTimeout`; 0 = no limit)
+   * for handlers, then destroy the rest. Later calls return the first call's promise.
    */
-  shutdown(options: { timeout?: number } = {}): Promise<ShutdownResult> {
-    if (this.#shutdown === null) this.#shutdown = this.#doShutdown(options.timeout ?? this.#options.drainTimeout);
+  shutdown(options: { timeout?: number; delay?: number } = {}): Promise<ShutdownResult> {
+    if (this.#shutdown === null) {
+      this.#shutdown = this.#doShutdown(
+        options.timeout ?? this.#options.drainTimeout,
+        options.delay ?? this.#options.shutdownDelay,
+      );
+    }
     return this.#shutdown;
   }
 
@@ -252,9 +295,22 @@ export class Server implements AsyncDisposable {
     await this.shutdown();
   }
 
-  async #doShutdown(timeout: number): Promise<ShutdownResult> {
+  async #doShutdown(timeout: number, delay: number): Promise<ShutdownResult> {
     const start = performance.now();
+    const log = this.#options.logger;
+    this.#ready = false;
+    if (delay > 0 && !this.#forced) {
+      log?.info({ shutdownDelayMs: delay }, 'shutting down: not ready, still serving for shutdownDelay');
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, delay);
+        this.#forceNow = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
     const reason = new ServerClosingError();
+    log?.info({ active: this.#running.size, waiting: this.#gate.waiting, drainTimeoutMs: timeout }, 'draining');
     this.#listener.close();
     this.#gate.close();
     this.#abort.abort(reason);
@@ -264,7 +320,8 @@ export class Server implements AsyncDisposable {
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<void>((resolve) => {
       this.#forceNow = resolve;
-      if (timeout > 0) timer = setTimeout(resolve, timeout);
+      if (this.#forced) resolve();
+      else if (timeout > 0) timer = setTimeout(resolve, timeout);
     });
     await Promise.race([handlersDone, deadline]);
     let forced = 0;
@@ -284,8 +341,13 @@ export class Server implements AsyncDisposable {
     await socketsClosed;
     for (const [sig, fn] of this.#signalHandlers) process.off(sig, fn);
     this.#removeAbortListener();
+    await this.#admin?.close();
+    this.#detachLogger();
+    const result = { graceful: draining.length - forced, forced, durationMs: Math.round(performance.now() - start) };
+    const s = this.#stats;
+    log?.info({ ...result, accepted: s.accepted, served: s.served, errors: s.errors }, 'shut down');
     this.#closedResolve();
-    return { graceful: draining.length - forced, forced, durationMs: Math.round(performance.now() - start) };
+    return result;
   }
 
   /** Every connection whose socket is not yet closed: running or lingering (waiting ones are the gate's). */

@@ -1,0 +1,139 @@
+/**
+ * The admin HTTP endpoint of `serve({ admin })`: `/metrics`, `/healthz`, `/readyz`, `/stats`.
+ * Loaded only when `admin` is set, so a server without it pays nothing. `/metrics` needs prom-client
+ * (an optional peer dependency), loaded at start so a missing install fails `serve()`, not a scrape.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { InvalidOptionError } from './errors.js';
+import { eventLoop } from './event-loop.js';
+import type { MetricsCollector } from './metrics.js';
+import type { Server, ServerAddress } from './server.js';
+
+/** Options of the admin endpoint (`serve({ admin })`). */
+export interface AdminOptions {
+  /** TCP port of the admin HTTP endpoint; 0 picks an ephemeral port (read it from `server.adminAddress`). */
+  port: number;
+  /** Address it listens on. Default `'127.0.0.1'`: the endpoint has no authentication, keep it off public interfaces. */
+  host?: string;
+  /**
+   * `/healthz` answers 503 while the event loop has been blocked longer than this (ms) within the last
+   * 10 s: a process too busy to serve fails its liveness probe. Default 2000 (2 s); 0 = never.
+   */
+  maxEventLoopDelay?: number;
+}
+
+/** @internal what the endpoint reads from the server. */
+export interface AdminHost {
+  server: Server;
+  /** True while listening and not shutting down. */
+  ready(): boolean;
+}
+
+/** @internal a running admin endpoint. */
+export interface AdminEndpoint {
+  readonly address: ServerAddress;
+  close(): Promise<void>;
+}
+
+/** @internal */
+export async function startAdmin(host: AdminHost, options: Required<AdminOptions>): Promise<AdminEndpoint> {
+  const metrics = await loadMetrics();
+  const { Registry } = await import('prom-client');
+  const registry = new Registry();
+  const collector: MetricsCollector = metrics.collectMetrics(host.server, { registry, processMetrics: true });
+  eventLoop.start();
+  const httpServer = http.createServer((req, res) => {
+    respond(host, options, registry, req, res).catch((error: unknown) => {
+      if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', `${String(error)}\n`);
+      else res.destroy();
+    });
+  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      httpServer.once('error', reject);
+      httpServer.listen({ port: options.port, host: options.host }, () => {
+        httpServer.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (error) {
+    collector.close();
+    eventLoop.stop();
+    throw error;
+  }
+  const a = httpServer.address() as AddressInfo;
+  return {
+    address: { address: a.address, family: a.family, port: a.port },
+    async close() {
+      await new Promise<void>((resolve) => {
+        httpServer.close(() => resolve());
+        httpServer.closeAllConnections();
+      });
+      collector.close();
+      eventLoop.stop();
+    },
+  };
+}
+
+async function respond(
+  host: AdminHost,
+  options: Required<AdminOptions>,
+  registry: MetricsCollector['registry'],
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+): Promise<void> {
+  const path = (req.url ?? '/').split('?')[0];
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    res.setHeader('Allow', 'GET, HEAD');
+    send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n');
+    return;
+  }
+  switch (path) {
+    case '/metrics':
+      send(res, 200, registry.contentType, await registry.metrics());
+      return;
+    case '/healthz': {
+      const delay = eventLoop.maxMs();
+      const blocked = options.maxEventLoopDelay > 0 && delay > options.maxEventLoopDelay;
+      const body = blocked ? `event loop blocked for ${Math.round(delay)} ms\n` : 'ok\n';
+      send(res, blocked ? 503 : 200, 'text/plain; charset=utf-8', body);
+      return;
+    }
+    case '/readyz': {
+      const ready = host.ready();
+      send(res, ready ? 200 : 503, 'text/plain; charset=utf-8', ready ? 'ready\n' : 'shutting down\n');
+      return;
+    }
+    case '/stats':
+      send(res, 200, 'application/json', `${JSON.stringify(host.server.stats())}\n`);
+      return;
+    default:
+      send(res, 404, 'text/plain; charset=utf-8', 'not found: try /metrics, /healthz, /readyz or /stats\n');
+  }
+}
+
+function send(res: http.ServerResponse, status: number, type: string, body: string): void {
+  res.writeHead(status, {
+    'Content-Type': type,
+    'Content-Length': Buffer.byteLength(body),
+    'Cache-Control': 'no-store',
+  });
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+/** The metrics module, or a typed error telling the user to install prom-client. */
+async function loadMetrics(): Promise<typeof import('./metrics.js')> {
+  try {
+    return await import('./metrics.js');
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    if (e.code === 'ERR_MODULE_NOT_FOUND' && String(e.message).includes('prom-client')) {
+      throw new InvalidOptionError(
+        'admin',
+        'serves /metrics through prom-client, an optional peer dependency that is not installed: run `npm install prom-client`',
+      );
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,122 @@
+// serve({ admin }): /metrics, /healthz, /readyz, /stats over real HTTP on loopback.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { type Conn, type Server, serve } from '../src/index.js';
+import { connect, exchange, LOOPBACK, portOf, stop, within } from './helpers.js';
+import { parseMetrics, sampleValue } from './metrics-helpers.js';
+
+const TEST = { timeout: 30_000 };
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+async function echo(conn: Conn): Promise<void> {
+  for await (const chunk of conn) await conn.write(chunk);
+}
+
+function adminUrl(server: Server, path: string): string {
+  const a = server.adminAddress;
+  assert.ok(a !== undefined, 'an admin endpoint');
+  return `http://127.0.0.1:${a.port}${path}`;
+}
+
+async function get(
+  server: Server,
+  path: string,
+  init?: RequestInit,
+): Promise<{ status: number; body: string; type: string }> {
+  const res = await within(fetch(adminUrl(server, path), init), 10_000, `GET ${path}`);
+  return { status: res.status, body: await res.text(), type: res.headers.get('content-type') ?? '' };
+}
+
+describe('serve({ admin })', () => {
+  it('serves /metrics, /healthz, /readyz and /stats on loopback by default', TEST, async () => {
+    const server = await serve({ ...LOOPBACK, admin: { port: 0 } }, echo);
+    try {
+      assert.equal(server.adminAddress?.address, '127.0.0.1');
+      assert.equal((await exchange(portOf(server), 'ping')).toString(), 'ping');
+      const metrics = await get(server, '/metrics');
+      assert.equal(metrics.status, 200);
+      assert.match(metrics.type, /^text\/plain; version=0\.0\.4/);
+      const families = parseMetrics(metrics.body);
+      assert.equal(sampleValue(families, 'tcpkit_connections_accepted_total'), 1);
+      assert.ok(families.has('process_resident_memory_bytes'), 'default process metrics');
+      assert.deepEqual(await get(server, '/healthz'), { status: 200, body: 'ok\n', type: 'text/plain; charset=utf-8' });
+      assert.equal((await get(server, '/readyz')).status, 200);
+      const stats = await get(server, '/stats');
+      assert.equal(stats.type, 'application/json');
+      assert.deepEqual(JSON.parse(stats.body), JSON.parse(JSON.stringify(server.stats())));
+      assert.equal((await get(server, '/nope')).status, 404);
+      assert.equal((await get(server, '/healthz', { method: 'POST' })).status, 405);
+      assert.equal((await get(server, '/healthz', { method: 'HEAD' })).status, 200);
+    } finally {
+      await stop(server);
+    }
+  });
+
+  it('turns /readyz 503 at the start of shutdown and keeps serving through shutdownDelay', TEST, async () => {
+    const options = { ...LOOPBACK, admin: { port: 0 }, shutdownDelay: 60_000, shutdownOn: ['SIGUSR2' as const] };
+    const server = await serve(options, echo);
+    const port = portOf(server);
+    const done = server.shutdown({ timeout: 1000 });
+    assert.equal((await get(server, '/readyz')).status, 503);
+    assert.equal((await get(server, '/healthz')).status, 200, 'alive while shutting down');
+    assert.equal((await exchange(port, 'during the delay')).toString(), 'during the delay');
+    assert.equal(server.signal.aborted, false, 'not draining yet');
+    process.kill(process.pid, 'SIGUSR2'); // a signal during the shutdown forces it
+    const result = await within(done, 10_000, 'the forced shutdown');
+    assert.equal(result.forced, 0);
+  });
+
+  it('answers /healthz 503 after the event loop was blocked past maxEventLoopDelay', TEST, async () => {
+    const server = await serve({ ...LOOPBACK, admin: { port: 0, maxEventLoopDelay: 100 } }, echo);
+    try {
+      assert.equal((await get(server, '/healthz')).status, 200);
+      const until = performance.now() + 400;
+      while (performance.now() < until) {
+        // a handler hogging the loop
+      }
+      const health = await get(server, '/healthz');
+      assert.equal(health.status, 503);
+      assert.match(health.body, /event loop blocked for \d+ ms/);
+    } finally {
+      await stop(server);
+    }
+  });
+
+  it('closes the admin endpoint when the server has shut down', TEST, async () => {
+    const server = await serve({ ...LOOPBACK, admin: { port: 0 } }, echo);
+    const url = adminUrl(server, '/healthz');
+    const c = await connect(portOf(server));
+    c.destroy();
+    await stop(server);
+    await assert.rejects(fetch(url), 'connection refused once closed');
+  });
+
+  it('fails serve() with ERR_INVALID_OPTION naming prom-client when it is not installed', TEST, () => {
+    const script = `
+      import { serve } from './src/index.ts';
+      try { await serve({ host: '127.0.0.1', port: 0, admin: { port: 0 } }, () => {}); console.log('served'); }
+      catch (e) { console.log(JSON.stringify({ code: e.code, option: e.option, message: e.message })); }`;
+    const r = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', '--import', './test/fixtures/no-prom-client.mjs', '--input-type=module', '-e', script],
+      { cwd: ROOT, encoding: 'utf8', timeout: 60_000 },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout.trim()) as { code: string; option: string; message: string };
+    assert.equal(out.code, 'ERR_INVALID_OPTION');
+    assert.equal(out.option, 'admin');
+    assert.match(out.message, /npm install prom-client/);
+  });
+
+  it('validates admin at serve()', async () => {
+    await assert.rejects(serve({ ...LOOPBACK, admin: { port: -1 } }, echo), { option: 'admin.port' });
+    await assert.rejects(serve({ ...LOOPBACK, admin: 9090 as never }, echo), { option: 'admin' });
+    await assert.rejects(serve({ ...LOOPBACK, admin: { port: 0, hots: 'x' } as never }, echo), {
+      option: 'admin.hots',
+    });
+    await assert.rejects(serve({ ...LOOPBACK, shutdownDelay: -5 }, echo), { option: 'shutdownDelay' });
+    await assert.rejects(serve({ ...LOOPBACK, logger: { info() {} } as never }, echo), { option: 'logger' });
+  });
+});
