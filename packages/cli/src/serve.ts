@@ -2,6 +2,7 @@ import { BlockList } from 'node:net';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { type ServeOptions, serve, TcpkitError } from 'tcpkit';
 import { APPS } from './apps/index.js';
+import { createLogger, type LogFormat, type LogLevel, parseLogFormat, parseLogLevel } from './log.js';
 import { parseBoolean, parseCount, parseDuration, parseSize } from './parse.js';
 
 /** ServeOptions limits and timeouts as kebab-case flags: [flag, option key, parser, description]. */
@@ -22,6 +23,12 @@ const FLAGS: [string, keyof ServeOptions, (v: string) => unknown, string][] = [
   ['--max-queued-bytes <size>', 'maxQueuedBytes', parseSize, 'queued output before slow-consumer kill (default 4MiB)'],
   ['--linger-timeout <duration>', 'lingerTimeout', parseDuration, 'lingering close after FIN (default 2s)'],
   ['--drain-timeout <duration>', 'drainTimeout', parseDuration, 'graceful shutdown budget (default 30s)'],
+  [
+    '--shutdown-delay <duration>',
+    'shutdownDelay',
+    parseDuration,
+    'at SIGTERM, keep serving this long after /readyz turns 503 (default 0)',
+  ],
   ['--keep-alive <duration>', 'keepAlive', parseDuration, 'TCP keep-alive initial delay (default 0 = off)'],
   ['--nodelay <on|off>', 'noDelay', parseBoolean, 'TCP_NODELAY (default on)'],
 ];
@@ -49,7 +56,11 @@ export function registerServe(program: Command): void {
     .addOption(
       new Option('--block <cidr...>', 'refuse these addresses or subnets (e.g. 10.0.0.0/8), repeatable').default([]),
     )
-    .option('--max-bulk-length <size>', 'kv only: longest value or argument accepted (default 512MiB)', parseSize);
+    .option('--max-bulk-length <size>', 'kv only: longest value or argument accepted (default 512MiB)', parseSize)
+    .option('--admin-port <n>', 'serve /metrics, /healthz, /readyz and /stats on this port (default: none)', parseCount)
+    .option('--admin-host <address>', 'address of the admin endpoint (default 127.0.0.1)')
+    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (default info)', parseLogLevel)
+    .option('--log-format <format>', 'json or pretty (default: pretty on a terminal, json otherwise)', parseLogFormat);
   for (const [flag, , parser, description] of FLAGS) cmd.option(flag, description, parser);
   cmd.action(async (appName: string, flags: Record<string, unknown>) => {
     const spec = APPS[appName];
@@ -67,6 +78,17 @@ export function registerServe(program: Command): void {
       const v = flags[camel(flag)];
       if (v !== undefined) (options as Record<string, unknown>)[key] = v;
     }
+    if (flags.adminPort !== undefined) {
+      options.admin = { port: flags.adminPort as number, host: (flags.adminHost as string | undefined) ?? '127.0.0.1' };
+    } else if (flags.adminHost !== undefined) {
+      cmd.error('tcpkit: --admin-host needs --admin-port');
+      return;
+    }
+    const logger = createLogger(
+      (flags.logLevel as LogLevel | undefined) ?? 'info',
+      flags.logFormat as LogFormat | undefined,
+    ).child({ app: appName });
+    options.logger = logger;
     const blocked = flags.block as string[];
     if (blocked.length > 0) options.blockList = parseBlockList(blocked);
     const appOptions: Record<string, unknown> = { maxClients: options.maxConnections ?? 10_000 };
@@ -79,18 +101,11 @@ export function registerServe(program: Command): void {
     }
     const app = spec.createApp(appOptions);
     try {
+      // The server logs its lifecycle (listening, draining, shut down) and every handler error.
       const server = await serve(options, app.handler);
       app.attach?.(server);
-      const a = server.address;
-      const where = typeof a === 'string' ? a : `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
-      console.log(`tcpkit ${appName} listening on ${where}`);
-      process.once('SIGINT', () => console.log('draining (send the signal again to force)'));
-      process.once('SIGTERM', () => console.log('draining (send the signal again to force)'));
       await server.closed;
-      // shutdown() was started by the signal; calling it again returns the same result.
-      const result = await server.shutdown();
       app.close();
-      console.log(`shut down: ${result.graceful} graceful, ${result.forced} forced, ${result.durationMs} ms`);
     } catch (err) {
       app.close();
       if (err instanceof TcpkitError || (err as NodeJS.ErrnoException).code !== undefined) {

@@ -11,10 +11,18 @@ function tcpkit(...args: string[]): Child {
   return new Child(process.execPath, ['--import', 'tsx', MAIN, ...args]);
 }
 
-/** Starts `tcpkit serve ...` and resolves with the port it printed. */
+/** A pino JSON line: level, time and msg, plus the fields of the event. */
+type LogLine = { level: number; time: number; msg: string } & Record<string, unknown>;
+
+/** Every stdout line parsed as JSON (fails on a line that is not). */
+function logLines(proc: Child): LogLine[] {
+  return proc.lines.filter((l) => l !== '').map((l) => JSON.parse(l) as LogLine);
+}
+
+/** Starts `tcpkit serve ...` and resolves with the port of its `listening` log line. */
 async function listening(proc: Child): Promise<number> {
-  const line = await proc.line((l) => l.includes('listening on'), 'the listening line', 30_000);
-  const m = /listening on 127\.0\.0\.1:(\d+)$/.exec(line);
+  const line = await proc.line((l) => l.includes('"msg":"listening"'), 'the listening line', 30_000);
+  const m = /^127\.0\.0\.1:(\d+)$/.exec(String((JSON.parse(line) as LogLine).address));
   assert.ok(m, `an address in ${JSON.stringify(line)}`);
   return Number(m[1]);
 }
@@ -78,10 +86,9 @@ describe('tcpkit serve echo', () => {
       assert.equal(closed.ended, true, 'the open connection was drained with FIN');
       const exit = await within(proc.exited, 15_000, 'the CLI to exit');
       assert.deepEqual(exit, { code: 0, signal: null }, proc.stderr);
-      assert.ok(
-        proc.lines.some((l) => /shut down: 1 graceful, 0 forced/.test(l)),
-        proc.lines.join('\n'),
-      );
+      const done = logLines(proc).find((l) => l.msg === 'shut down');
+      assert.equal(done?.graceful, 1, proc.lines.join('\n'));
+      assert.equal(done?.forced, 0);
     } finally {
       proc.kill();
     }
@@ -140,7 +147,7 @@ describe('tcpkit serve echo', () => {
         const exit = await within(proc.exited, 30_000, 'the CLI to exit');
         assert.notEqual(exit.code, 0);
         assert.match(proc.stderr, message);
-        assert.ok(!proc.lines.some((l) => l.includes('listening on')), 'it never listened');
+        assert.ok(!proc.lines.some((l) => l.includes('"msg":"listening"')), 'it never listened');
       } finally {
         proc.kill();
       }
@@ -155,6 +162,58 @@ describe('tcpkit serve echo', () => {
       assert.match(proc.stderr, /unknown app "nope"/);
     } finally {
       proc.kill();
+    }
+  });
+});
+
+describe('tcpkit serve logs', () => {
+  it('writes pino JSON lines only, a handler error with the connection id and peer', SLOW, async () => {
+    const proc = tcpkit('serve', 'echo', '--port', '0', '--first-byte-timeout', '300ms', '--log-level', 'debug');
+    try {
+      const port = await listening(proc);
+      const silent = await connect(port);
+      const local = `127.0.0.1:${silent.socket.localPort}`;
+      await silent.waitClosed(10_000);
+      const failed = await proc.line((l) => l.includes('connection handler failed'), 'the handler error line');
+      const entry = JSON.parse(failed) as LogLine;
+      assert.equal(entry.level, 40, 'warn');
+      assert.equal(entry.peer, local);
+      assert.equal(typeof entry.connId, 'number');
+      assert.equal((entry.err as { code?: string }).code, 'ERR_FIRST_BYTE_TIMEOUT');
+      await proc.line((l) => l.includes('"msg":"connection closed"'), 'the debug close line');
+      proc.signal('SIGTERM');
+      assert.equal((await within(proc.exited, 15_000, 'the CLI to exit')).code, 0);
+      const lines = logLines(proc);
+      for (const l of lines) {
+        assert.equal(typeof l.level, 'number');
+        assert.equal(typeof l.time, 'number');
+        assert.equal(typeof l.msg, 'string');
+      }
+      const closed = lines.find((l) => l.msg === 'connection closed' && l.connId === entry.connId);
+      assert.equal(closed?.reason, 'ERR_FIRST_BYTE_TIMEOUT');
+      assert.deepEqual(
+        lines.filter((l) => l.level === 30).map((l) => l.msg),
+        ['listening', 'draining', 'shut down'],
+      );
+    } finally {
+      proc.kill();
+    }
+  });
+
+  it('refuses an unknown --log-level or --log-format', SLOW, async () => {
+    for (const flags of [
+      ['--log-level', 'loud'],
+      ['--log-format', 'xml'],
+      ['--admin-host', '0.0.0.0'],
+    ]) {
+      const proc = tcpkit('serve', 'echo', '--port', '0', ...flags);
+      try {
+        const exit = await within(proc.exited, 30_000, 'the CLI to exit');
+        assert.notEqual(exit.code, 0);
+        assert.match(proc.stderr, /loud|xml|--admin-host needs --admin-port/);
+      } finally {
+        proc.kill();
+      }
     }
   });
 });
