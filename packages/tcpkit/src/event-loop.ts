@@ -3,6 +3,8 @@ import { type IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
 /** Windows kept: the figures cover the last WINDOWS seconds, whoever reads them and how often. */
 const WINDOWS = 10;
 const WINDOW_MS = 1000;
+/** The watch's own timer: its lateness tells of a block even before the histogram has sampled it. */
+const TICK_MS = 100;
 
 /**
  * Event-loop delay over the last ten seconds, for `/healthz` and the metrics: one
@@ -16,6 +18,9 @@ export class EventLoopWatch {
   #maxMs: number[] = [];
   #p99Ms: number[] = [];
   #lastTick = 0;
+  #windowStart = 0;
+  /** Largest lateness of the own timer within the current window, in ms. */
+  #windowLateness = 0;
   #users = 0;
 
   constructor() {
@@ -28,7 +33,8 @@ export class EventLoopWatch {
     if (this.#users++ > 0) return;
     this.#histogram.enable();
     this.#lastTick = performance.now();
-    this.#timer = setInterval(() => this.#rotate(), WINDOW_MS);
+    this.#windowStart = this.#lastTick;
+    this.#timer = setInterval(() => this.#tick(), TICK_MS);
     this.#timer.unref();
   }
 
@@ -39,11 +45,12 @@ export class EventLoopWatch {
     this.#histogram.reset();
     this.#maxMs = [];
     this.#p99Ms = [];
+    this.#windowLateness = 0;
   }
 
   /** Longest delay seen in the last ten seconds, in ms, including a block still being recovered from. */
   maxMs(): number {
-    return Math.max(this.#currentMaxMs(), this.#lateness(), ...this.#maxMs);
+    return Math.max(this.#currentMaxMs(), this.#windowLateness, this.#lateness(), ...this.#maxMs);
   }
 
   /** Largest per-second 99th percentile of the last ten seconds, in ms. */
@@ -57,17 +64,24 @@ export class EventLoopWatch {
   }
 
   /**
-   * How late the rotation timer is now. A request answered right after a long block may run before
-   * the histogram has recorded that block; the overdue timer tells of it all the same.
+   * How late the own timer is now. A request answered right after a long block runs before either
+   * timer has fired (and the histogram skips its first sample after enable); the overdue timer tells
+   * of the block all the same.
    */
   #lateness(): number {
-    return Math.max(0, performance.now() - this.#lastTick - WINDOW_MS);
+    return Math.max(0, performance.now() - this.#lastTick - TICK_MS);
+  }
+
+  #tick(): void {
+    this.#windowLateness = Math.max(this.#windowLateness, this.#lateness());
+    this.#lastTick = performance.now();
+    if (this.#lastTick - this.#windowStart >= WINDOW_MS) this.#rotate();
   }
 
   #rotate(): void {
-    const lateness = this.#lateness();
-    this.#lastTick = performance.now();
-    this.#maxMs.push(Math.max(this.#currentMaxMs(), lateness));
+    this.#windowStart = this.#lastTick;
+    this.#maxMs.push(Math.max(this.#currentMaxMs(), this.#windowLateness));
+    this.#windowLateness = 0;
     this.#p99Ms.push(this.#histogram.count > 0 ? this.#histogram.percentile(99) / 1e6 : 0);
     if (this.#maxMs.length > WINDOWS) {
       this.#maxMs.shift();

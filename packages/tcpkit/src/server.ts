@@ -200,12 +200,6 @@ export class Server implements AsyncDisposable {
         throw error;
       }
     }
-    if (o.logger !== undefined) {
-      this.#detachLogger = attachLogger(this, o.logger);
-      const admin = this.#admin === null ? {} : { admin: formatAddress(this.#admin.address) };
-      o.logger.info({ address: formatAddress(this.#address), ...admin }, 'listening');
-    }
-    this.#ready = true;
     for (const sig of o.shutdownOn) {
       const onSignal = (): void => {
         if (this.#shutdown === null) {
@@ -224,6 +218,13 @@ export class Server implements AsyncDisposable {
       };
       o.signal.addEventListener('abort', onAbort, { once: true });
       this.#removeAbortListener = () => o.signal?.removeEventListener('abort', onAbort);
+    }
+    this.#ready = true;
+    // Last, once the signal handlers are in place: whoever reads this line may send SIGTERM at once.
+    if (o.logger !== undefined) {
+      this.#detachLogger = attachLogger(this, o.logger);
+      const admin = this.#admin === null ? {} : { admin: formatAddress(this.#admin.address) };
+      o.logger.info({ address: formatAddress(this.#address), ...admin }, 'listening');
     }
   }
 
