@@ -2,10 +2,9 @@
 // server goes on accepting and serving for --shutdown-delay; then the listener closes and the drain
 // proceeds as always; /healthz answers 200 until the process exits.
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { Child, connect, exchange, within } from '../../tcpkit/test/helpers.js';
+import { Child, connect, connectError, exchange, within } from '../../tcpkit/test/helpers.js';
 
 const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
 
@@ -13,21 +12,6 @@ async function status(admin: string, path: string): Promise<number> {
   const res = await within(fetch(`http://${admin}${path}`), 10_000, `GET ${path}`);
   await res.text();
   return res.status;
-}
-
-function connectError(port: number): Promise<string | undefined> {
-  return within(
-    new Promise((resolve) => {
-      const s = net.connect({ host: '127.0.0.1', port });
-      s.on('connect', () => {
-        s.destroy();
-        resolve(undefined);
-      });
-      s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code));
-    }),
-    5000,
-    'the connection attempt',
-  );
 }
 
 describe('tcpkit serve --shutdown-delay', () => {

@@ -213,6 +213,22 @@ export class ChannelProbe<T = Record<string, unknown>> {
   }
 }
 
+/** Resolves with the connect error of a client (ECONNREFUSED once the listener is closed), undefined if it connects. */
+export function connectError(port: number): Promise<string | undefined> {
+  return within(
+    new Promise((resolve) => {
+      const s = net.connect({ host: '127.0.0.1', port });
+      s.on('connect', () => {
+        s.destroy();
+        resolve(undefined);
+      });
+      s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code));
+    }),
+    5000,
+    'the connection attempt',
+  );
+}
+
 /** A promise with its resolve function, for handlers that wait on the test. */
 export function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } {
   let resolve!: (v: T) => void;

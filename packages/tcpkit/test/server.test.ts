@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { lines } from '../src/framing/index.js';
@@ -10,6 +9,7 @@ import {
   type Client,
   codeOf,
   connect,
+  connectError,
   deferred,
   exchange,
   LOOPBACK,
@@ -23,22 +23,6 @@ const TEST = { timeout: 20_000 };
 
 async function echo(conn: Conn): Promise<void> {
   for await (const chunk of conn) await conn.write(chunk);
-}
-
-/** Resolves with the connect error of a client (ECONNREFUSED once the listener is closed). */
-function connectError(port: number): Promise<string | undefined> {
-  return within(
-    new Promise((resolve) => {
-      const s = net.connect({ host: '127.0.0.1', port });
-      s.on('connect', () => {
-        s.destroy();
-        resolve(undefined);
-      });
-      s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code));
-    }),
-    5000,
-    'the connection attempt',
-  );
 }
 
 describe('serve', () => {
