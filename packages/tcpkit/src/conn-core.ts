@@ -251,18 +251,27 @@ export class ConnCore implements DeadlineEntry {
   /** DeadlineEntry: check which deadline, if any, has really passed. */
   onDeadline(now: number): void {
     if (this.phase === CLOSED) return;
+    const t = this.timers;
     if (this.phase === LINGERING) {
+      // Output still on its way to a peer that reads, slowly but steadily: the flush may go on.
+      if (now >= this.#lingerUntil && this.queuedBytes > 0 && this.writer?.progressed()) {
+        this.#lingerUntil = now + (t.writeTimeout || LINGER_FLUSH_LIMIT);
+      }
       if (now >= this.#lingerUntil) this.socket.destroy();
       else deadlines.schedule(this, this.#lingerUntil);
       return;
     }
-    const error = expiredTimeout(this.timers, now, this.reader);
+    // writeTimeout runs from the last time the kernel took output, not from when output began to wait.
+    if (t.writeTimeout > 0 && t.writeBlockedSince > 0 && now >= t.writeBlockedSince + t.writeTimeout) {
+      if (this.writer?.progressed()) t.writeBlockedSince = now;
+    }
+    const error = expiredTimeout(t, now, this.reader);
     if (error !== null) {
       this.host.onTimeout(this, error);
       this.#fail(error);
       return;
     }
-    const at = recheckAt(this.timers, now, deadlines.resolution);
+    const at = recheckAt(t, now, deadlines.resolution);
     if (at !== Number.POSITIVE_INFINITY) deadlines.schedule(this, at);
   }
 }
