@@ -3,14 +3,16 @@ import type { Socket } from 'node:net';
 import { type DeadlineEntry, deadlines } from './deadlines.js';
 import type { ResolvedOptions } from './options.js';
 import type { RejectReason } from './server.js';
+import { useWaiterReadBuffer, WAITER_READ_SIZE } from './shared-read-buffer.js';
 
 /** What the gate calls back into (the server, through a private object). */
 export interface GateHost {
   /**
    * Start the handler of an admitted socket; `lease` is its share of the limits until released,
-   * `waitMs` the time it spent in the wait queue (0 when admitted at once).
+   * `waitMs` the time it spent in the wait queue (0 when admitted at once), `waited` what it sent while
+   * it waited at the cap (hand it to the connection before anything it sends next).
    */
-  admit(socket: Socket, lease: Lease, waitMs: number): void;
+  admit(socket: Socket, lease: Lease, waitMs: number, waited?: WaitedInput): void;
   /** Close a socket turned away (its lease is already released). */
   reject(socket: Socket, peer: string, reason: RejectReason): void;
   /** Close a socket shed at accept for want of file descriptors (its lease is already released). */
@@ -65,18 +67,54 @@ export class Lease {
   }
 }
 
-class Waiter implements DeadlineEntry {
+/** What a connection sent while it waited at the cap. */
+export interface WaitedInput {
+  /** Input read while waiting, in order (at most about WAITER_READ_SIZE bytes: the waiter is paused then). */
+  readonly chunks: Buffer[];
+  /** The peer sent FIN after its input (kept only with data and without `abortOnClose`). */
+  readonly ended: boolean;
+}
+
+const kWaiter = Symbol('tcpkit.waiter');
+type WaitingSocket = Socket & { [kWaiter]?: Waiter };
+
+/**
+ * A connection queued at the cap. It is kept polled, as HAProxy polls its queued clients: its input is
+ * read into a small buffer (then the socket is paused), so a peer that resets or closes is seen and
+ * dropped at once instead of holding a place in the queue until its turn or its waitTimeout.
+ */
+class Waiter implements DeadlineEntry, WaitedInput {
   tick = -1;
   /** When it joined the queue, for the wait time published at admission. */
   readonly since = performance.now();
+  chunks: Buffer[] = [];
+  bytes = 0;
+  ended = false;
   constructor(
-    readonly expire: (w: Waiter) => void,
+    readonly gate: Gate,
     readonly socket: Socket,
     readonly lease: Lease,
   ) {}
   onDeadline(): void {
-    this.expire(this);
+    this.gate._expire(this);
   }
+}
+
+function waiterChunk(socket: Socket, chunk: Buffer): void {
+  const w = (socket as WaitingSocket)[kWaiter];
+  if (w === undefined) return;
+  w.chunks.push(chunk);
+  w.bytes += chunk.length;
+  if (w.bytes >= WAITER_READ_SIZE) socket.pause();
+}
+function onWaiterData(this: Socket, chunk: Buffer): void {
+  waiterChunk(this, chunk);
+}
+function onWaiterEnd(this: Socket): void {
+  const w = (this as WaitingSocket)[kWaiter];
+  if (w === undefined) return;
+  w.ended = true;
+  w.gate._waiterEnded(w);
 }
 
 /** Descriptors kept free for everything else the process opens (files, outgoing connections, ...). */
@@ -86,7 +124,7 @@ const RECOUNT_INTERVAL = 200;
 
 /**
  * Admission control: the semaphore of the Go pattern. Decides for each accepted socket whether its
- * handler runs now, waits (paused, unread, FIFO, bounded in count and time) or is turned away, and
+ * handler runs now, waits (FIFO, bounded in count and time, polled into a small buffer) or is turned away, and
  * owns every count a socket takes against the limits, through its Lease: the slots, the per-peer
  * counts (waiting connections count: they hold a descriptor) and the descriptor budget.
  */
@@ -158,16 +196,37 @@ export class Gate {
     }
     if (o.whenFull === 'reject' || this.#waiting.size >= o.maxWaiting) return this.#turnAway(socket, lease, 'full');
     this.#take(lease, false);
-    const w = new Waiter(this.#expire, socket, lease);
+    const w = new Waiter(this, socket, lease);
     this.#waiting.add(w);
     if (o.waitTimeout > 0) deadlines.schedule(w, deadlines.now() + o.waitTimeout);
-    socket.once('close', () => {
-      if (this.#waiting.delete(w)) {
-        deadlines.cancel(w);
-        lease.release();
-      }
-    });
+    // A reset, or a close by us (turned away, destroyed): a waiter that leaves the queue so is abandoned.
+    socket.once('close', () => this.#abandon(w));
+    (socket as WaitingSocket)[kWaiter] = w;
+    if (!useWaiterReadBuffer(socket, waiterChunk)) socket.on('data', onWaiterData);
+    socket.on('end', onWaiterEnd);
+    socket.resume();
     return 'wait';
+  }
+
+  /** @internal a waiter's peer sent FIN: with nothing sent before it (or with abortOnClose) it is gone. */
+  _waiterEnded(w: Waiter): void {
+    if (w.bytes === 0 || this.#o.abortOnClose) this.#abandon(w);
+  }
+
+  /** A waiter went away before its turn: turned away as `abandoned`, never admitted. */
+  #abandon(w: Waiter): void {
+    if (!this.#waiting.delete(w)) return;
+    deadlines.cancel(w);
+    this.#unpoll(w);
+    this.#turnAway(w.socket, w.lease, 'abandoned');
+  }
+
+  /** Stops polling a waiter: it is admitted (its connection reads from now on) or turned away. */
+  #unpoll(w: Waiter): void {
+    const socket = w.socket as WaitingSocket;
+    socket[kWaiter] = undefined;
+    socket.off('data', onWaiterData);
+    socket.off('end', onWaiterEnd);
   }
 
   /** Stops admitting: every waiting connection and every later offer is turned away as `shutdown`. */
@@ -176,6 +235,7 @@ export class Gate {
     for (const w of this.#waiting) {
       this.#waiting.delete(w);
       deadlines.cancel(w);
+      this.#unpoll(w);
       this.#turnAway(w.socket, w.lease, 'shutdown');
     }
   }
@@ -194,20 +254,23 @@ export class Gate {
       const w = this.#waiting.values().next().value as Waiter;
       this.#waiting.delete(w);
       deadlines.cancel(w);
+      this.#unpoll(w);
       if (w.socket.destroyed) {
         w.lease.release();
         continue;
       }
       this.#active++;
       w.lease.take(true);
-      this.#host.admit(w.socket, w.lease, performance.now() - w.since);
+      this.#host.admit(w.socket, w.lease, performance.now() - w.since, w);
     }
   }
 
-  /** A waiter's waitTimeout passed. */
-  #expire = (w: Waiter): void => {
-    if (this.#waiting.delete(w)) this.#turnAway(w.socket, w.lease, 'waitTimeout');
-  };
+  /** @internal a waiter's waitTimeout passed. */
+  _expire(w: Waiter): void {
+    if (!this.#waiting.delete(w)) return;
+    this.#unpoll(w);
+    this.#turnAway(w.socket, w.lease, 'waitTimeout');
+  }
 
   #turnAway(socket: Socket, lease: Lease, reason: RejectReason): 'rejected' {
     lease.release();

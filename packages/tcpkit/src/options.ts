@@ -25,6 +25,13 @@ export interface ServeOptions {
   maxWaiting?: number;
   /** Longest a connection waits in the queue before it is rejected (`rejected.waitTimeout`). Default 10000 (10 s); 0 = no limit. */
   waitTimeout?: number;
+  /**
+   * Waiting connections are kept polled (their first 4 KiB of input is read and kept for the handler), so
+   * one whose peer resets, or sends FIN before any data, leaves the queue at once (`rejected.abandoned`).
+   * With `abortOnClose`, a FIN after data drops it too (HAProxy's `option abortonclose`); without it such a
+   * waiter stays queued, its request complete, and its handler sees the data then end of stream. Default false.
+   */
+  abortOnClose?: boolean;
   /** Most connections, running or waiting, from one remote IP address. Default 0 (no limit). */
   maxConnectionsPerPeer?: number;
   /** Addresses whose connections are closed at accept (`rejected.blocked`), enforced by tcpkit on every Node version. */
@@ -102,6 +109,7 @@ export interface ResolvedOptions {
   whenFull: 'wait' | 'reject';
   maxWaiting: number;
   waitTimeout: number;
+  abortOnClose: boolean;
   maxConnectionsPerPeer: number;
   blockList: BlockList | undefined;
   firstByteTimeout: number;
@@ -143,6 +151,7 @@ export const DEFAULTS = {
   maxQueuedBytes: 4 * 1024 * 1024,
   lingerTimeout: 2_000,
   noDelay: true,
+  abortOnClose: false,
   keepAlive: false,
   drainTimeout: 30_000,
   shutdownDelay: 0,
@@ -227,7 +236,7 @@ export function resolveOptions(options: ServeOptions): ResolvedOptions {
       `must be an array of catchable signal names such as 'SIGTERM', got ${describe(shutdownOn)}`,
     );
   }
-  for (const name of ['noDelay'] as const) {
+  for (const name of ['noDelay', 'abortOnClose'] as const) {
     if (typeof o[name] !== 'boolean') throw new InvalidOptionError(name, `must be a boolean, got ${describe(o[name])}`);
   }
   if (typeof o.keepAlive !== 'boolean') {
@@ -269,6 +278,7 @@ export function resolveOptions(options: ServeOptions): ResolvedOptions {
     maxQueuedBytes,
     lingerTimeout: duration('lingerTimeout', o.lingerTimeout),
     noDelay: o.noDelay as boolean,
+    abortOnClose: o.abortOnClose as boolean,
     keepAlive: o.keepAlive as boolean | number,
     signal: o.signal as AbortSignal | undefined,
     shutdownOn: shutdownOn as NodeJS.Signals[],

@@ -6,15 +6,18 @@ import { type Conn, normalizeAddress } from './conn.js';
 import { ConnCore, type ConnHost } from './conn-core.js';
 import { CLOSED } from './conn-state.js';
 import { ServerClosingError, SlowConsumerError, type TimeoutError } from './errors.js';
-import { Gate, type Lease } from './gate.js';
+import { Gate, type Lease, type WaitedInput } from './gate.js';
 import { attachLogger } from './logging.js';
 import { type ResolvedOptions, resolveOptions, type ServeOptions } from './options.js';
 
 /** A connection handler: the connection's life. When its promise settles the connection is closed. */
 export type Handler = (conn: Conn) => Promise<void> | void;
 
-/** Why a connection was turned away; the keys of `stats().rejected`. */
-export type RejectReason = 'full' | 'perPeer' | 'blocked' | 'waitTimeout' | 'shutdown';
+/**
+ * Why a connection was turned away; the keys of `stats().rejected`. `abandoned`: it waited at the cap
+ * and its peer reset or closed before its turn (see `abortOnClose`); it never ran.
+ */
+export type RejectReason = 'full' | 'perPeer' | 'blocked' | 'waitTimeout' | 'shutdown' | 'abandoned';
 
 /** Counters of a server, from `server.stats()`. */
 export interface ServerStats {
@@ -115,7 +118,7 @@ export class Server implements AsyncDisposable {
   #stats = {
     accepted: 0,
     served: 0,
-    rejected: { full: 0, perPeer: 0, blocked: 0, waitTimeout: 0, shutdown: 0 },
+    rejected: { full: 0, perPeer: 0, blocked: 0, waitTimeout: 0, shutdown: 0, abandoned: 0 },
     timeouts: { firstByte: 0, idle: 0, frame: 0, write: 0, lifetime: 0 },
     slowConsumers: 0,
     errors: 0,
@@ -132,7 +135,7 @@ export class Server implements AsyncDisposable {
     this.#options = options;
     this.#handler = handler;
     this.#gate = new Gate(options, {
-      admit: (socket, lease, waitMs) => this.#admit(socket, lease, waitMs),
+      admit: (socket, lease, waitMs, waited) => this.#admit(socket, lease, waitMs, waited),
       reject: (socket, peer, reason) => this.#reject(socket, peer, reason),
       shed: (socket) => this.#shed(socket),
     });
@@ -374,9 +377,14 @@ export class Server implements AsyncDisposable {
   }
 
   /** The gate admitted a socket: start its handler. */
-  #admit(socket: Socket, lease: Lease, waitMs: number): void {
+  #admit(socket: Socket, lease: Lease, waitMs: number, waited?: WaitedInput): void {
     socket.off('error', ignore);
     const core = new ConnCore(socket, this.#connHost, lease);
+    if (waited !== undefined) {
+      // What it sent while it waited comes first, as if it had just arrived.
+      for (const chunk of waited.chunks) core.reader.onData(chunk);
+      if (waited.ended) core.reader.onEnd();
+    }
     const conn = core.conn;
     this.#stats.served++;
     this.#running.add(core);

@@ -19,11 +19,15 @@ import type { Socket } from 'node:net';
 export type ChunkSink = (socket: Socket, chunk: Buffer) => void;
 
 const SHARED_READ_BUFFER_SIZE = 64 * 1024;
+/** Reads of connections waiting at the cap: small, so a waiter holds at most this much unread input. */
+export const WAITER_READ_SIZE = 4 * 1024;
 let sharedReadBuffer: Buffer | null = null;
+let waiterReadBuffer: Buffer | null = null;
 /** undefined: not probed yet; null: not available on this Node. */
 let kBuffer: symbol | null | undefined;
 let kBufferCb: symbol | null = null;
 let sink: ChunkSink | null = null;
+let waiterSink: ChunkSink | null = null;
 
 type HandleWithUserBuffer = { useUserBuffer?: (buf: Uint8Array) => void };
 
@@ -37,6 +41,7 @@ function probe(socket: Socket): void {
   kBuffer = b;
   kBufferCb = cb;
   sharedReadBuffer = Buffer.allocUnsafeSlow(SHARED_READ_BUFFER_SIZE);
+  waiterReadBuffer = Buffer.allocUnsafeSlow(WAITER_READ_SIZE);
 }
 
 /**
@@ -50,12 +55,39 @@ export function useSharedReadBuffer(socket: Socket, onChunk: ChunkSink): boolean
   const handle = (socket as unknown as { _handle: HandleWithUserBuffer | null })._handle;
   if (b === null || typeof handle?.useUserBuffer !== 'function') return false;
   const slots = socket as unknown as Record<symbol, unknown>;
-  if (slots[b] !== null || slots[kBufferCb!] !== null) return false;
+  // A socket that waited at the cap reads into the waiters' buffer: switch it over.
+  if (slots[b] !== waiterReadBuffer && (slots[b] !== null || slots[kBufferCb!] !== null)) return false;
   sink = onChunk;
   handle.useUserBuffer(sharedReadBuffer!);
   slots[b] = sharedReadBuffer;
   slots[kBufferCb!] = onSharedRead;
   return true;
+}
+
+/**
+ * As {@link useSharedReadBuffer}, for a connection waiting at the cap: reads of at most
+ * WAITER_READ_SIZE bytes, so pausing the socket once it holds that much bounds its unread input
+ * exactly (a stream read would take up to 64 KiB at once). Admission switches it to the shared
+ * buffer with useSharedReadBuffer.
+ */
+export function useWaiterReadBuffer(socket: Socket, onChunk: ChunkSink): boolean {
+  if (kBuffer === undefined) probe(socket);
+  const b = kBuffer as symbol | null;
+  const handle = (socket as unknown as { _handle: HandleWithUserBuffer | null })._handle;
+  if (b === null || typeof handle?.useUserBuffer !== 'function') return false;
+  const slots = socket as unknown as Record<symbol, unknown>;
+  if (slots[b] !== null || slots[kBufferCb!] !== null) return false;
+  waiterSink = onChunk;
+  handle.useUserBuffer(waiterReadBuffer!);
+  slots[b] = waiterReadBuffer;
+  slots[kBufferCb!] = onWaiterRead;
+  return true;
+}
+
+function onWaiterRead(this: Socket, nread: number, buf: Buffer): void {
+  const chunk = Buffer.allocUnsafe(nread);
+  buf.copy(chunk, 0, 0, nread);
+  waiterSink!(this, chunk);
 }
 
 function onSharedRead(this: Socket, nread: number, buf: Buffer): void {
