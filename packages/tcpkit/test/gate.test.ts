@@ -107,7 +107,7 @@ describe('Gate: maxConnections with whenFull "wait"', () => {
       const end = h.server.stats();
       assert.equal(end.served, 5);
       assert.equal(end.waiting, 0);
-      assert.deepEqual(end.rejected, { full: 0, perPeer: 0, blocked: 0, waitTimeout: 0, shutdown: 0 });
+      assert.deepEqual(end.rejected, { full: 0, perPeer: 0, blocked: 0, waitTimeout: 0, shutdown: 0, abandoned: 0 });
     } finally {
       await h.stop();
     }
@@ -329,7 +329,7 @@ describe('Lease', () => {
       shed: () => rejected.push('shed'),
     });
     const offer = (name: string, peer = '127.0.0.1') =>
-      g.offer(Object.assign(new EventEmitter(), { name, destroyed: false, destroy() {} }) as unknown as Socket, peer);
+      g.offer(Object.assign(new EventEmitter(), { name, destroyed: false, destroy() {}, pause() {}, resume() {} }) as unknown as Socket, peer);
     return { g, admitted, rejected, offer };
   }
 

@@ -11,6 +11,8 @@ export interface AttackerConfig {
   inFlight: number;
   /** Upper bound on how long connections are held if no release comes. */
   holdMs: number;
+  /** Instead of holding each connection, close it right after the handshake: FIN or reset. */
+  closeAtOnce?: 'fin' | 'rst';
 }
 
 export interface AttackerResult {
@@ -41,7 +43,9 @@ function attempt(i: number): Promise<void> {
       settled = true;
       connected++;
       socket.setTimeout(0);
-      sockets.add(socket);
+      if (config.closeAtOnce === 'fin') socket.end();
+      else if (config.closeAtOnce === 'rst') socket.resetAndDestroy();
+      else sockets.add(socket);
       resolve();
     });
     socket.on('error', (e: NodeJS.ErrnoException) => {

@@ -10,7 +10,7 @@ import type { Codec } from '../../src/framing/types.js';
 import { type Conn, type Handler, type ServeOptions, type Server, type ServerStats, serve } from '../../src/index.js';
 
 /** The protocols a scenario can ask for. */
-export type AppName = 'lines' | 'lines-utf8' | 'delimited' | 'lengthPrefixed' | 'fixed' | 'resp';
+export type AppName = 'lines' | 'lines-utf8' | 'lines-unawaited' | 'delimited' | 'lengthPrefixed' | 'fixed' | 'resp';
 
 export interface ServerConfig {
   /** One server per app, each on its own ephemeral port. */
@@ -97,6 +97,10 @@ const linesApp =
           conn.write(Buffer.alloc(BLOCK_SIZE, 'x')).catch(() => {});
         answered++;
         return;
+      } else if (cmd === 'tiny') {
+        // n one-byte writes in one turn, none awaited: each one a promise and a queue entry, if nothing bounds them.
+        for (let i = Number(arg); i > 0 && !conn.signal.aborted; i--) conn.write('x').catch(() => {});
+        await conn.write('\n');
       } else if (cmd === 'sleep') {
         // A slow backend: the handler is busy while the peer waits, through no fault of the peer.
         // (Unref'd: a handler that outlives the drain must not be what keeps the process up.)
@@ -105,6 +109,17 @@ const linesApp =
       } else {
         await conn.write(cmd === 'ping' ? `pong ${arg}\n` : `${line}\n`);
       }
+      answered++;
+    }
+  };
+
+/** Answers every line with `ok`, without awaiting the write: a handler that trusts maxQueuedBytes to bound it. */
+const unawaitedApp =
+  (codec: Codec<string, string>): Handler =>
+  async (conn) => {
+    for await (const _ of conn.frames(codec)) {
+      received++;
+      conn.writeFrame(codec, 'ok').catch(() => {});
       answered++;
     }
   };
@@ -133,6 +148,8 @@ function handlerFor(app: AppName): Handler {
   switch (app) {
     case 'lines':
       return linesApp(lines({ maxLength: 1024 }) as Codec<string, string>);
+    case 'lines-unawaited':
+      return unawaitedApp(lines({ maxLength: 1024 }) as Codec<string, string>);
     case 'lines-utf8':
       return linesApp(lines({ maxLength: 1024, validateUtf8: true }) as Codec<string, string>);
     case 'delimited':
