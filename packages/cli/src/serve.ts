@@ -31,6 +31,12 @@ const FLAGS: [string, keyof ServeOptions, (v: string) => unknown, string][] = [
   ],
   ['--keep-alive <duration>', 'keepAlive', parseDuration, 'TCP keep-alive initial delay (default 0 = off)'],
   ['--nodelay <on|off>', 'noDelay', parseBoolean, 'TCP_NODELAY (default on)'],
+  [
+    '--abort-on-close <on|off>',
+    'abortOnClose',
+    parseBoolean,
+    'drop a waiting connection at FIN after data (default off)',
+  ],
 ];
 
 function parseWhenFull(v: string): 'wait' | 'reject' {
@@ -72,6 +78,8 @@ export function registerServe(program: Command): void {
       host: flags.host as string,
       port: (flags.port as number | undefined) ?? spec.port,
       shutdownOn: ['SIGINT', 'SIGTERM'],
+      // The process ends with its drain, forced or not, whatever a handler left running.
+      exitOnShutdown: true,
     };
     if (flags.path !== undefined) options.path = flags.path as string;
     for (const [flag, key] of FLAGS) {

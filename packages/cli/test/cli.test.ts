@@ -139,6 +139,7 @@ describe('tcpkit serve echo', () => {
     ['an unknown flag', ['--bogus', '1'], /bogus/],
     ['options serve() refuses', ['--max-write-buffer', '1MiB', '--max-queued-bytes', '1KiB'], /maxQueuedBytes/],
     ['a kv flag given to echo', ['--max-bulk-length', '1KiB'], /--max-bulk-length applies to the kv app only/],
+    ['an empty --host', ['--host', ''], /host: must not be empty/],
   ];
   for (const [name, flags, message] of invalid) {
     it(`exits non-zero with a message for ${name}`, SLOW, async () => {

@@ -177,12 +177,8 @@ export class Gate {
       this.#host.shed(socket);
       return 'shed';
     }
-    if (peer === undefined) {
-      // Reset before we looked: nothing to admit.
-      lease.release();
-      socket.destroy();
-      return 'rejected';
-    }
+    // Reset before we looked: nothing to admit, and counted as a waiter that went away would be.
+    if (peer === undefined) return this.#turnAway(socket, lease, 'abandoned');
     const o = this.#o;
     if (this.#closed) return this.#turnAway(socket, lease, 'shutdown');
     if (o.blockList?.check(peer, peer.includes(':') ? 'ipv6' : 'ipv4')) return this.#turnAway(socket, lease, 'blocked');

@@ -11,9 +11,9 @@ import type { Logger } from './logging.js';
 export interface ServeOptions {
   /** TCP port to listen on; `0` picks an ephemeral port (read it from `server.address`). Default 0. */
   port?: number;
-  /** Address to listen on. Default: Node's default (all interfaces, `::` with IPv4 mapped). */
+  /** Address to listen on; `''` is refused (use `'::'` for every interface). Default: Node's default (every interface, `::` with IPv4 mapped). */
   host?: string;
-  /** Listen on this unix socket path instead of TCP (`port` and `host` are then ignored). */
+  /** Listen on this unix socket path instead of TCP (`port` and `host` are then ignored); at most 107 bytes on Linux (103 elsewhere). */
   path?: string;
   /** Length of the kernel's accept queue (`listen(2)` backlog). Default 511. */
   backlog?: number;
@@ -70,6 +70,13 @@ export interface ServeOptions {
   signal?: AbortSignal;
   /** Process signals that start a graceful shutdown; a second signal forces it. Default `[]` (none installed). */
   shutdownOn?: NodeJS.Signals[];
+  /**
+   * With `shutdownOn`: once a shutdown started by one of those signals is done (every socket closed,
+   * handlers finished or forced at `drainTimeout`), exit the process with `process.exit()` (code
+   * `process.exitCode`, 0 unless set), even if timers or handles left by stubborn handlers would keep it
+   * alive. Code awaiting `server.closed` runs first. Requires `shutdownOn`. Default false.
+   */
+  exitOnShutdown?: boolean;
   /** Default time `shutdown()` waits for handlers before destroying the rest. Default 30000 (30 s). */
   drainTimeout?: number;
   /**
@@ -125,11 +132,15 @@ export interface ResolvedOptions {
   keepAlive: boolean | number;
   signal: AbortSignal | undefined;
   shutdownOn: NodeJS.Signals[];
+  exitOnShutdown: boolean;
   drainTimeout: number;
   shutdownDelay: number;
   admin: Required<AdminOptions> | undefined;
   logger: Logger | undefined;
 }
+
+/** Longest unix socket path: `sun_path` holds 108 bytes on Linux (104 on macOS and the BSDs), the last a NUL. */
+const MAX_UNIX_PATH = process.platform === 'linux' ? 107 : 103;
 
 /** Largest duration accepted: what `setTimeout` can represent (about 24.8 days). */
 const MAX_DURATION = 2 ** 31 - 1;
@@ -152,6 +163,7 @@ export const DEFAULTS = {
   lingerTimeout: 2_000,
   noDelay: true,
   abortOnClose: false,
+  exitOnShutdown: false,
   keepAlive: false,
   drainTimeout: 30_000,
   shutdownDelay: 0,
@@ -217,8 +229,21 @@ export function resolveOptions(options: ServeOptions): ResolvedOptions {
     throw new InvalidOptionError('whenFull', `must be 'wait' or 'reject', got ${describe(o.whenFull)}`);
   }
   if (o.host !== undefined && typeof o.host !== 'string') throw new InvalidOptionError('host', 'must be a string');
+  // Node listens on every interface for '', which is never what an empty value from a config meant.
+  if (o.host === '') {
+    throw new InvalidOptionError(
+      'host',
+      "must not be empty: give an address such as '127.0.0.1', or '::' to listen on every interface",
+    );
+  }
   if (o.path !== undefined && (typeof o.path !== 'string' || o.path === '')) {
     throw new InvalidOptionError('path', 'must be a non-empty string');
+  }
+  if (typeof o.path === 'string' && Buffer.byteLength(o.path) > MAX_UNIX_PATH) {
+    throw new InvalidOptionError(
+      'path',
+      `must be at most ${MAX_UNIX_PATH} bytes (the kernel's unix socket address holds no more; a longer one is bound cut short), got ${Buffer.byteLength(o.path)}: use a shorter path`,
+    );
   }
   if (o.blockList !== undefined && typeof (o.blockList as BlockList)?.check !== 'function') {
     throw new InvalidOptionError('blockList', 'must be a net.BlockList');
@@ -236,8 +261,14 @@ export function resolveOptions(options: ServeOptions): ResolvedOptions {
       `must be an array of catchable signal names such as 'SIGTERM', got ${describe(shutdownOn)}`,
     );
   }
-  for (const name of ['noDelay', 'abortOnClose'] as const) {
+  for (const name of ['noDelay', 'abortOnClose', 'exitOnShutdown'] as const) {
     if (typeof o[name] !== 'boolean') throw new InvalidOptionError(name, `must be a boolean, got ${describe(o[name])}`);
+  }
+  if (o.exitOnShutdown && shutdownOn.length === 0) {
+    throw new InvalidOptionError(
+      'exitOnShutdown',
+      "needs shutdownOn (the signals that start the shutdown), e.g. ['SIGTERM']",
+    );
   }
   if (typeof o.keepAlive !== 'boolean') {
     const delay = duration('keepAlive', o.keepAlive);
@@ -282,6 +313,7 @@ export function resolveOptions(options: ServeOptions): ResolvedOptions {
     keepAlive: o.keepAlive as boolean | number,
     signal: o.signal as AbortSignal | undefined,
     shutdownOn: shutdownOn as NodeJS.Signals[],
+    exitOnShutdown: o.exitOnShutdown as boolean,
     drainTimeout: duration('drainTimeout', o.drainTimeout),
     shutdownDelay: duration('shutdownDelay', o.shutdownDelay),
     admin: o.admin === undefined ? undefined : resolveAdmin(o.admin),

@@ -14,8 +14,9 @@ import { type ResolvedOptions, resolveOptions, type ServeOptions } from './optio
 export type Handler = (conn: Conn) => Promise<void> | void;
 
 /**
- * Why a connection was turned away; the keys of `stats().rejected`. `abandoned`: it waited at the cap
- * and its peer reset or closed before its turn (see `abortOnClose`); it never ran.
+ * Why a connection was turned away; the keys of `stats().rejected`. `abandoned`: its peer reset or
+ * closed before its handler could start (while it waited at the cap, see `abortOnClose`, or before the
+ * server looked at it); it never ran.
  */
 export type RejectReason = 'full' | 'perPeer' | 'blocked' | 'waitTimeout' | 'shutdown' | 'abandoned';
 
@@ -205,12 +206,16 @@ export class Server implements AsyncDisposable {
     }
     for (const sig of o.shutdownOn) {
       const onSignal = (): void => {
-        if (this.#shutdown === null) {
-          this.shutdown().catch(ignore);
-        } else {
+        if (this.#shutdown !== null) {
           this.#forced = true;
           this.#forceNow?.();
+          return;
         }
+        this.shutdown().catch(ignore);
+        // The drain is the end of the program: whatever else (a stubborn handler's timer, a client pool)
+        // would keep the process alive, it exits once every socket is closed, forced or not. Deferred
+        // past the promise reactions, so code awaiting `closed` still runs first (its last log line, say).
+        if (o.exitOnShutdown) this.closed.then(() => setImmediate(() => process.exit()));
       };
       process.on(sig, onSignal);
       this.#signalHandlers.push([sig, onSignal]);

@@ -329,7 +329,16 @@ describe('Lease', () => {
       shed: () => rejected.push('shed'),
     });
     const offer = (name: string, peer = '127.0.0.1') =>
-      g.offer(Object.assign(new EventEmitter(), { name, destroyed: false, destroy() {}, pause() {}, resume() {} }) as unknown as Socket, peer);
+      g.offer(
+        Object.assign(new EventEmitter(), {
+          name,
+          destroyed: false,
+          destroy() {},
+          pause() {},
+          resume() {},
+        }) as unknown as Socket,
+        peer,
+      );
     return { g, admitted, rejected, offer };
   }
 

@@ -12,6 +12,11 @@ const INVALID: Array<[string, unknown]> = [
   ['port', '7000'],
   ['port', Number.NaN],
   ['host', 127],
+  ['host', ''],
+  ['path', `/tmp/${'p'.repeat(103)}`],
+  ['abortOnClose', 'yes'],
+  ['exitOnShutdown', 1],
+  ['exitOnShutdown', true],
   ['path', ''],
   ['path', 5],
   ['backlog', 0],
@@ -68,6 +73,8 @@ const VALID: Array<[string, unknown]> = [
   ['port', 65535],
   ['host', '127.0.0.1'],
   ['path', '/tmp/tcpkit.sock'],
+  ['path', `/tmp/${'p'.repeat(102)}`],
+  ['abortOnClose', true],
   ['backlog', 1],
   ['maxConnections', 1],
   ['whenFull', 'reject'],
@@ -129,6 +136,10 @@ describe('resolveOptions: every option is validated', () => {
   it('rejects options that are not an object', () => {
     assert.throws(() => resolveOptions(null as unknown as ServeOptions), isInvalidOption('options'));
     assert.throws(() => resolveOptions('port=1' as unknown as ServeOptions), isInvalidOption('options'));
+  });
+
+  it('accepts exitOnShutdown with shutdownOn', () => {
+    assert.equal(resolveOptions({ exitOnShutdown: true, shutdownOn: ['SIGTERM'] }).exitOnShutdown, true);
   });
 
   it('rejects maxQueuedBytes below maxWriteBuffer', () => {

@@ -44,7 +44,12 @@ test('dead waiters: connect-and-close bursts never lock honest clients out of th
     assert.equal(burst.connected, BURST, `every ${how} connection was accepted: ${JSON.stringify(burst.failed)}`);
     // Every one of them leaves the queue by itself: dropped as abandoned, or turned away at a full queue.
     const settled = await server.until(
-      (r) => r.stats.waiting === 0 && r.stats.rejected.abandoned + r.stats.rejected.full - (before.stats.rejected.abandoned + before.stats.rejected.full) === BURST,
+      (r) =>
+        r.stats.waiting === 0 &&
+        r.stats.rejected.abandoned +
+          r.stats.rejected.full -
+          (before.stats.rejected.abandoned + before.stats.rejected.full) ===
+          BURST,
       20_000,
       `the ${how} burst gone from the queue`,
     );
@@ -73,7 +78,8 @@ test('dead waiters: connect-and-close bursts never lock honest clients out of th
     title: 'Dead waiters',
     load: `${MAX_CONNECTIONS} long-lived clients hold every slot (maxWaiting ${MAX_WAITING}, waitTimeout ${WAIT_TIMEOUT / 1000} s); ${BURST} connections that connect and close at once, by FIN, then by RST`,
     defence: 'waiters kept polled (4 KiB each): a reset or a FIN before any data drops the waiter (rejected.abandoned)',
-    outcome: 'the queue empties after each burst; an honest newcomer is queued and served when one slot frees, no dead waiter admitted',
+    outcome:
+      'the queue empties after each burst; an honest newcomer is queued and served when one slot frees, no dead waiter admitted',
     lost: '0 honest requests',
     measured: {
       ...rounds,

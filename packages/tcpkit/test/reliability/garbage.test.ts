@@ -8,14 +8,14 @@ import net from 'node:net';
 import { after, test } from 'node:test';
 import { attackerAddress, closed, HONEST, type ServerProcess, startServer } from './harness.js';
 import { recordResult } from './report.js';
-import type { AppName } from './server.js';
+import type { CodecApp } from './server.js';
 
-const APPS: AppName[] = ['lines', 'lines-utf8', 'delimited', 'lengthPrefixed', 'fixed', 'resp'];
+const APPS: CodecApp[] = ['lines', 'lines-utf8', 'delimited', 'lengthPrefixed', 'fixed', 'resp'];
 const RANDOM_PER_CODEC = 20;
 
 /** A case: bytes sent, whether FIN follows, and the error code the server must report (null: none; 'any': none or a frame error). */
 interface Case {
-  app: AppName;
+  app: CodecApp;
   name: string;
   bytes: Buffer;
   fin: boolean;
@@ -138,7 +138,7 @@ for (const app of APPS) {
 }
 
 /** A valid request for each app and the exact reply it gets. */
-const VALID: Record<AppName, [Buffer, Buffer]> = {
+const VALID: Record<CodecApp, [Buffer, Buffer]> = {
   lines: [Buffer.from('ping x\n'), Buffer.from('pong x\n')],
   'lines-utf8': [Buffer.from('ping é\n'), Buffer.from('pong é\n')],
   delimited: [Buffer.from('hello\0'), Buffer.from('hello\0')],
@@ -185,7 +185,7 @@ after(() => server?.stop());
 test('garbage: only the offending connection closes, with the right error code', { timeout: 60_000 }, async () => {
   const started = performance.now();
   server = await startServer({ apps: APPS, options: {}, trackPeers: true });
-  const portOf = (app: AppName): number => server!.ports[APPS.indexOf(app)]!;
+  const portOf = (app: CodecApp): number => server!.ports[APPS.indexOf(app)]!;
 
   const honest = await Promise.all(APPS.map((app) => honestConnection(portOf(app))));
   await Promise.all(APPS.map((app, i) => honest[i]!.roundTrip(...VALID[app])));

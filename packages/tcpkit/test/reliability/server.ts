@@ -10,7 +10,9 @@ import type { Codec } from '../../src/framing/types.js';
 import { type Conn, type Handler, type ServeOptions, type Server, type ServerStats, serve } from '../../src/index.js';
 
 /** The protocols a scenario can ask for. */
-export type AppName = 'lines' | 'lines-utf8' | 'lines-unawaited' | 'delimited' | 'lengthPrefixed' | 'fixed' | 'resp';
+export type AppName = CodecApp | 'lines-unawaited';
+/** The apps that answer each frame with an awaited write: one per codec configuration. */
+export type CodecApp = 'lines' | 'lines-utf8' | 'delimited' | 'lengthPrefixed' | 'fixed' | 'resp';
 
 export interface ServerConfig {
   /** One server per app, each on its own ephemeral port. */
@@ -97,6 +99,10 @@ const linesApp =
           conn.write(Buffer.alloc(BLOCK_SIZE, 'x')).catch(() => {});
         answered++;
         return;
+      } else if (cmd === 'hold') {
+        // A handler awaiting a long timer, ref'd: it would keep the process alive past its drain.
+        await new Promise((resolve) => setTimeout(resolve, Number(arg)));
+        await conn.write('held\n');
       } else if (cmd === 'tiny') {
         // n one-byte writes in one turn, none awaited: each one a promise and a queue entry, if nothing bounds them.
         for (let i = Number(arg); i > 0 && !conn.signal.aborted; i--) conn.write('x').catch(() => {});

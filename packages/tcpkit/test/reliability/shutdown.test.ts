@@ -148,3 +148,43 @@ test('shutdown with stubborn handlers and never-reading peers: exit 0 within dra
     await stubborn.stop();
   }
 });
+
+// A handler that holds a ref'd 120 s timer outlives its drain: without exitOnShutdown the process would
+// stay up (closed resolves at drainTimeout); with it, the process exits once every socket is closed.
+test('exitOnShutdown: the process exits at the end of its drain, forced, whatever a handler left running', {
+  timeout: 60_000,
+}, async () => {
+  const DRAIN = 2_000;
+  const held = await startServer({
+    apps: ['lines'],
+    options: { shutdownOn: ['SIGTERM'], drainTimeout: DRAIN, exitOnShutdown: true },
+  });
+  const client = await LineClient.connect(held.port);
+  try {
+    const answer = client.request('hold 120000').catch((e: Error) => e.message);
+    await held.until((r) => r.received === 1, 10_000, 'the hold request received');
+    const signalledAt = performance.now();
+    held.child.kill('SIGTERM');
+    // Bounds a hang only: the timer the handler awaits would keep the process up for 120 s.
+    const exit = await Promise.race([
+      held.exited,
+      new Promise<'alive'>((resolve) => setTimeout(resolve, 40_000, 'alive').unref()),
+    ]);
+    assert.notEqual(exit, 'alive', 'the process exited after its drain');
+    assert.deepEqual(exit, { code: 0, signal: null });
+    assert.match(await answer, /closed|ended/, 'the held connection was closed by the forced drain');
+    recordResult({
+      id: '7b-exit-on-shutdown',
+      title: 'Exit at the end of the drain',
+      load: "one handler awaiting a ref'd 120 s timer; SIGTERM",
+      defence: `shutdownOn SIGTERM with exitOnShutdown, drainTimeout ${DRAIN / 1000} s`,
+      outcome: `the handler was forced at drainTimeout and the process exited 0, ${Math.round(performance.now() - signalledAt)} ms after SIGTERM`,
+      lost: '0 (the held request was never answered: forced by design)',
+      measured: { 'exit code': 0, 'SIGTERM to exit': `${Math.round(performance.now() - signalledAt)} ms` },
+      durationMs: Math.round(performance.now() - signalledAt),
+    });
+  } finally {
+    client.close();
+    await held.stop();
+  }
+});

@@ -7,7 +7,7 @@ import net from 'node:net';
 import { after, test } from 'node:test';
 import { attackerAddress, closed, honestLoad, LineClient, pool, type ServerProcess, startServer } from './harness.js';
 import { recordResult } from './report.js';
-import type { AppName } from './server.js';
+import type { CodecApp } from './server.js';
 
 const TRICKLERS = 2_000;
 const HONEST_CLIENTS = 50;
@@ -196,7 +196,7 @@ test('slowloris against every codec: a trickled frame is cut by frameTimeout', {
   const PER_CODEC = 50;
   const header = Buffer.alloc(4);
   header.writeUInt32BE(1000);
-  const prefixes: Record<AppName, Buffer> = {
+  const prefixes: Record<CodecApp, Buffer> = {
     lines: Buffer.from('GET /a-line-that-never-ends'),
     'lines-utf8': Buffer.from('GET /a-line-that-never-ends'),
     delimited: Buffer.from('a-frame-that-never-ends'),
@@ -204,9 +204,9 @@ test('slowloris against every codec: a trickled frame is cut by frameTimeout', {
     fixed: Buffer.from('sixteen bytes!!!').subarray(0, 15),
     resp: Buffer.from('*2\r\n$3\r\nSET\r\n$100\r\nvvvvvvvvvvvvvvvvvvvvvvvv'),
   };
-  const apps = Object.keys(prefixes) as AppName[];
+  const apps = Object.keys(prefixes) as CodecApp[];
   const multi = await startServer({ apps, options: { frameTimeout: 1_500 }, trackPeers: true });
-  const sockets: { socket: net.Socket; app: AppName; sent: number; result: Promise<{ fin: boolean }> }[] = [];
+  const sockets: { socket: net.Socket; app: CodecApp; sent: number; result: Promise<{ fin: boolean }> }[] = [];
   let clock: NodeJS.Timeout | undefined;
   try {
     for (const [a, app] of apps.entries()) {
