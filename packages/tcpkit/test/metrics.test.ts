@@ -68,7 +68,7 @@ describe('collectMetrics', () => {
       }
       assert.ok(documentedMetrics().length >= 20, 'the table was read');
       const s = server.stats();
-      assert.deepEqual(s.rejected, { full: 1, perPeer: 1, blocked: 1, waitTimeout: 0, shutdown: 0 });
+      assert.deepEqual(s.rejected, { full: 1, perPeer: 1, blocked: 1, waitTimeout: 0, shutdown: 0, abandoned: 0 });
       assert.equal(s.timeouts.firstByte, 1);
       assert.equal(s.errors, 2, 'the throw and the timeout');
       const v = (name: string, labels?: Record<string, string>): number => sampleValue(families, name, labels);
