@@ -74,7 +74,7 @@ test('dead waiters: connect-and-close bursts never lock honest clients out of th
   for (const h of holders) h.close();
   const leak = await server.assertNoLeaks();
   recordResult({
-    id: '9-dead-waiters',
+    id: '8-dead-waiters',
     title: 'Dead waiters',
     load: `${MAX_CONNECTIONS} long-lived clients hold every slot (maxWaiting ${MAX_WAITING}, waitTimeout ${WAIT_TIMEOUT / 1000} s); ${BURST} connections that connect and close at once, by FIN, then by RST`,
     defence: 'waiters kept polled (4 KiB each): a reset or a FIN before any data drops the waiter (rejected.abandoned)',

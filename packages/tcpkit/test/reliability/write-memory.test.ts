@@ -65,7 +65,7 @@ test('un-awaited tiny writes to never-reading clients: cut as slow consumers, RS
   const leak = await server.assertNoLeaks();
 
   recordResult({
-    id: '10-write-memory',
+    id: '9-write-memory',
     title: 'Un-awaited tiny writes',
     load: `${CLIENTS} never-reading clients each send ${LINES / 1e6}M lines answered by un-awaited 3-byte writeFrame replies; then ${CLIENTS} more each trigger ${TINY_WRITES / 1e6}M un-awaited 1-byte writes in one turn`,
     defence: `maxQueuedBytes (${MAX_QUEUED / 2 ** 20} MiB) charging every queued piece and waiting write 64 B; tiny writes appended into one buffer; one shared promise per drain`,
