@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { registerBench } from './bench.js';
 import { registerServe } from './serve.js';
+import { registerTop } from './top.js';
 
 // package.json sits one level above both src/main.ts (run from source) and dist/main.js (installed).
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
@@ -15,4 +16,5 @@ const program = new Command('tcpkit')
   .showHelpAfterError();
 registerServe(program);
 registerBench(program);
+registerTop(program);
 await program.parseAsync(process.argv);
