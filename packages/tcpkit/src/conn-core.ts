@@ -229,7 +229,8 @@ export class ConnCore implements DeadlineEntry {
     if (this.error !== null) this.#abortWith(this.error);
     else if (this.#abort !== null) this.#abortWith(new ConnectionClosedError());
     this.reader.notify();
-    this.writer?.rejectWriters(this.error ?? new ConnectionClosedError());
+    // Only for writes still waiting: an error per closed connection would be a stack trace per close.
+    if (this.writer?.hasWaiters) this.writer.rejectWriters(this.error ?? new ConnectionClosedError());
     this.#closeResolve?.();
     this.host.onSocketClosed(this);
   }

@@ -480,6 +480,11 @@ export class ConnWriter {
     this.#callerBuffers = 0;
   }
 
+  /** Writes wait for the drain. */
+  get hasWaiters(): boolean {
+    return this.#writeWaiters !== null;
+  }
+
   /** Rejects every write waiting for the drain. */
   rejectWriters(error: Error): void {
     const waits = [this.#belowMark, this.#taken];
