@@ -482,7 +482,7 @@ export class ConnWriter {
 
   /** Writes wait for the drain. */
   get hasWaiters(): boolean {
-    return this.#writeWaiters !== null;
+    return this.#belowMark !== null || this.#taken !== null;
   }
 
   /** Rejects every write waiting for the drain. */
