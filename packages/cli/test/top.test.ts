@@ -77,7 +77,7 @@ describe('tcpkit top screen', () => {
     waiting: 0,
     accepted: 0,
     served: 0,
-    rejected: { full: 0, perPeer: 0, blocked: 0, waitTimeout: 0, shutdown: 0 },
+    rejected: { full: 0, perPeer: 0, blocked: 0, waitTimeout: 0, shutdown: 0, abandoned: 0 },
     timeouts: { firstByte: 0, idle: 0, frame: 0, write: 0, lifetime: 0 },
     slowConsumers: 0,
     errors: 0,
