@@ -68,7 +68,10 @@ export interface ServeOptions {
   keepAlive?: boolean | number;
   /** Shut the server down (as `server.shutdown()`) when this signal aborts. */
   signal?: AbortSignal;
-  /** Process signals that start a graceful shutdown; a second signal forces it. Default `[]` (none installed). */
+  /**
+   * Process signals that start a graceful shutdown; the signal again, 1 s or more after the first, forces it
+   * (a repeat within 1 s is the same keypress delivered twice, as under `npm start`). Default `[]` (none installed).
+   */
   shutdownOn?: NodeJS.Signals[];
   /**
    * With `shutdownOn`: once a shutdown started by one of those signals is done (every socket closed,

@@ -94,6 +94,13 @@ function ignore(): void {}
 /** Constructs and starts a Server; set in its static block, so the constructor stays private. */
 let startServer: (options: ResolvedOptions, handler: Handler) => Promise<Server>;
 
+/**
+ * A shutdown signal repeated sooner than this after the first is the same signal delivered twice, not a
+ * request to force: a terminal's Ctrl-C reaches the whole process group, and npm (or pnpm, yarn) forwards
+ * it to its child once more, so a server run by `npm start` receives SIGINT twice for one keypress.
+ */
+const REPEATED_SIGNAL_MS = 1000;
+
 /** A listening tcpkit server. Create it with {@link serve}. */
 export class Server implements AsyncDisposable {
   #options: ResolvedOptions;
@@ -114,6 +121,8 @@ export class Server implements AsyncDisposable {
   #ready = false;
   #admin: AdminEndpoint | null = null;
   #detachLogger: () => void = ignore;
+  /** When a shutdownOn signal started the shutdown (performance.now()); 0 when something else did. */
+  #firstSignalAt = 0;
   #signalHandlers: [NodeJS.Signals, () => void][] = [];
   #removeAbortListener: () => void = ignore;
   #stats = {
@@ -207,10 +216,13 @@ export class Server implements AsyncDisposable {
     for (const sig of o.shutdownOn) {
       const onSignal = (): void => {
         if (this.#shutdown !== null) {
+          // A repeat within REPEATED_SIGNAL_MS is the same signal delivered twice (npm start): not a force.
+          if (performance.now() - this.#firstSignalAt < REPEATED_SIGNAL_MS) return;
           this.#forced = true;
           this.#forceNow?.();
           return;
         }
+        this.#firstSignalAt = performance.now();
         this.shutdown().catch(ignore);
         // The drain is the end of the program: whatever else (a stubborn handler's timer, a client pool)
         // would keep the process alive, it exits once every socket is closed, forced or not. Deferred
