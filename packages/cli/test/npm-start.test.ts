@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { within } from '../../tcpkit/test/helpers.js';
 
 const root = fileURLToPath(new URL('../../..', import.meta.url));
 
@@ -16,17 +17,27 @@ test('npm start, then Ctrl-C: a clean drain and exit 0 for npm too', { timeout: 
   const env = { ...process.env, NODE_OPTIONS: '' };
   const npm = spawn('npm', ['start', '--', '--port', '0'], { cwd: root, env, detached: true, stdio: 'pipe' });
   let output = '';
-  const seen = (pattern: RegExp): Promise<RegExpMatchArray> =>
-    new Promise((resolve, reject) => {
+  /** The first pino JSON line that `match` accepts; rejects if npm exits or after `ms` (so `finally` cleans up). */
+  const logged = (match: (entry: Record<string, unknown>) => boolean, what: string, ms = 180_000) =>
+    new Promise<Record<string, unknown>>((resolve, reject) => {
+      const timer = setTimeout(() => done(new Error(`no ${what} within ${ms} ms: ${output}`)), ms);
       const check = (): void => {
-        const m = pattern.exec(output);
-        if (m !== null) {
-          npm.stdout.off('data', check);
-          resolve(m);
+        for (const line of output.split('\n').slice(0, -1)) {
+          if (!line.startsWith('{')) continue;
+          const entry = JSON.parse(line) as Record<string, unknown>;
+          if (match(entry)) return done(undefined, entry);
         }
       };
+      const onExit = (): void => done(new Error(`npm exited before ${what}: ${output}`));
+      const done = (error?: Error, entry?: Record<string, unknown>): void => {
+        clearTimeout(timer);
+        npm.stdout.off('data', check);
+        npm.off('exit', onExit);
+        if (error) reject(error);
+        else resolve(entry!);
+      };
       npm.stdout.on('data', check);
-      npm.once('exit', () => reject(new Error(`npm exited before ${pattern}: ${output}`)));
+      npm.once('exit', onExit);
       check();
     });
   npm.stdout.setEncoding('utf8').on('data', (d: string) => {
@@ -38,7 +49,8 @@ test('npm start, then Ctrl-C: a clean drain and exit 0 for npm too', { timeout: 
   const exited = once(npm, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
   try {
     // prestart builds first.
-    const [, port] = await seen(/tcpkit echo listening on 127\.0\.0\.1:(\d+)/);
+    const listening = await logged((e) => e.msg === 'listening', 'listening line');
+    const port = /^127\.0\.0\.1:(\d+)$/.exec(String(listening.address))![1];
     const client = net.connect(Number(port), '127.0.0.1');
     client.setEncoding('utf8');
     await once(client, 'connect');
@@ -49,9 +61,10 @@ test('npm start, then Ctrl-C: a clean drain and exit 0 for npm too', { timeout: 
     client.resume();
     // Ctrl-C: SIGINT to every process of the group.
     process.kill(-npm.pid!, 'SIGINT');
-    await clientEnded;
-    const [code, signal] = await exited;
-    assert.match(output, /shut down: 1 graceful, 0 forced/);
+    await within(clientEnded, 60_000, 'the server to end the connection');
+    const [code, signal] = await within(exited, 60_000, 'npm to exit');
+    const shutDown = await logged((e) => e.msg === 'shut down', 'shut down line', 0);
+    assert.deepEqual([shutDown.graceful, shutDown.forced], [1, 0]);
     assert.deepEqual({ code, signal }, { code: 0, signal: null }, output);
     client.destroy();
   } finally {
