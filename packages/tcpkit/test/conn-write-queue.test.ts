@@ -7,33 +7,13 @@ import net from 'node:net';
 import { describe, it } from 'node:test';
 import { lines } from '../src/framing/index.js';
 import { resp } from '../src/framing/resp.js';
-import { type Conn, type ServeOptions, serve } from '../src/index.js';
-import { ChannelProbe, connect, deferred, LOOPBACK, portOf, stop, within } from './helpers.js';
+import type { Conn } from '../src/index.js';
+import { ChannelProbe, codeOf, connect, withConn } from './helpers.js';
 
 const TEST = { timeout: 60_000 };
 
-async function withConn<T>(
-  options: ServeOptions,
-  handler: (conn: Conn) => Promise<T>,
-  body: (port: number, outcome: Promise<{ value?: T; error?: unknown; conn: Conn }>) => Promise<void>,
-): Promise<void> {
-  const outcome = deferred<{ value?: T; error?: unknown; conn: Conn }>();
-  const server = await serve({ ...LOOPBACK, ...options }, async (conn) => {
-    try {
-      outcome.resolve({ value: await handler(conn), conn });
-    } catch (error) {
-      outcome.resolve({ error, conn });
-      throw error;
-    }
-  });
-  try {
-    await body(portOf(server), within(outcome.promise, 50_000, 'the handler to settle'));
-  } finally {
-    await stop(server);
-  }
-}
-
-const codeOf = (error: unknown): unknown => (error as { code?: unknown } | undefined)?.code;
+/** The handlers here move megabytes on a loaded machine: give them longer to settle. */
+const SETTLE = 50_000;
 
 describe('Conn#writeFrame: one frame is one write', () => {
   it('delivers a 5 MiB RESP bulk (over maxQueuedBytes) whole to a reading client', TEST, async () => {
@@ -51,6 +31,7 @@ describe('Conn#writeFrame: one frame is one write', () => {
         assert.equal(got.subarray(-2).toString(), '\r\n');
         assert.equal((await outcome).error, undefined, 'the write resolved');
       },
+      SETTLE,
     );
   });
 
@@ -68,6 +49,7 @@ describe('Conn#writeFrame: one frame is one write', () => {
         assert.equal(got.at(-1), 0x0a);
         assert.equal((await outcome).error, undefined);
       },
+      SETTLE,
     );
   });
 });
@@ -90,6 +72,7 @@ describe('Conn#write: maxQueuedBytes bounds memory', () => {
         await client.receive(2050);
         assert.equal((await outcome).value, true);
       },
+      SETTLE,
     );
   });
 
@@ -114,6 +97,7 @@ describe('Conn#write: maxQueuedBytes bounds memory', () => {
           assert.equal(codeOf((await errorProbe.next((m) => m.conn === conn)).error), 'ERR_SLOW_CONSUMER');
           client.destroy();
         },
+        SETTLE,
       );
     } finally {
       errorProbe.stop();
@@ -131,6 +115,7 @@ describe('Conn#write: maxQueuedBytes bounds memory', () => {
         await client.receive(1 << 20, 30_000);
         assert.equal((await outcome).error, undefined);
       },
+      SETTLE,
     );
   });
 });
@@ -187,6 +172,7 @@ describe('writeTimeout: runs from the last progress', () => {
         await reader.closed;
         assert.equal(reader.got(), RESPONSE);
       },
+      SETTLE,
     );
   });
 
@@ -204,6 +190,7 @@ describe('writeTimeout: runs from the last progress', () => {
         await reader.closed;
         assert.ok(reader.got() < RESPONSE);
       },
+      SETTLE,
     );
   });
 });

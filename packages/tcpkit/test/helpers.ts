@@ -398,6 +398,7 @@ export async function withConn<T>(
   options: ServeOptions,
   handler: (conn: Conn) => Promise<T>,
   body: (port: number, outcome: Promise<{ value?: T; error?: unknown; conn: Conn }>) => Promise<void>,
+  settleMs = 10_000,
 ): Promise<void> {
   const outcome = deferred<{ value?: T; error?: unknown; conn: Conn }>();
   const server = await serve({ ...LOOPBACK, ...options }, async (conn) => {
@@ -409,7 +410,7 @@ export async function withConn<T>(
     }
   });
   try {
-    await body(portOf(server), within(outcome.promise, 10_000, 'the handler to settle'));
+    await body(portOf(server), within(outcome.promise, settleMs, 'the handler to settle'));
   } finally {
     await stop(server);
   }
