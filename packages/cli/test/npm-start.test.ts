@@ -25,7 +25,10 @@ test('npm start, then Ctrl-C: a clean drain and exit 0 for npm too', { timeout: 
         for (const line of output.split('\n').slice(0, -1)) {
           if (!line.startsWith('{')) continue;
           const entry = JSON.parse(line) as Record<string, unknown>;
-          if (match(entry)) return done(undefined, entry);
+          if (match(entry)) {
+            done(undefined, entry);
+            return;
+          }
         }
       };
       const onExit = (): void => done(new Error(`npm exited before ${what}: ${output}`));
