@@ -15,7 +15,10 @@ export type ErrorCode =
   | 'ERR_SLOW_CONSUMER'
   | 'ERR_SERVER_CLOSING'
   | 'ERR_CONNECTION_CLOSED'
-  | 'ERR_INVALID_OPTION';
+  | 'ERR_INVALID_OPTION'
+  | 'ERR_HANDSHAKE_TIMEOUT'
+  | 'ERR_TLS_HANDSHAKE'
+  | 'ERR_PROXY_PROTOCOL';
 
 /** Base class of every error tcpkit throws or rejects with. */
 export class TcpkitError extends Error {
@@ -121,5 +124,29 @@ export class InvalidOptionError extends TcpkitError {
   constructor(option: string, message: string) {
     super('ERR_INVALID_OPTION', `${option}: ${message}`);
     this.option = option;
+  }
+}
+
+/** A TLS client did not complete its handshake within `handshakeTimeout`. */
+export class HandshakeTimeoutError extends TimeoutError {
+  constructor(timeout: number) {
+    super('ERR_HANDSHAKE_TIMEOUT', `TLS handshake not complete within handshakeTimeout (${timeout} ms)`, timeout);
+  }
+}
+
+/** A TLS handshake failed (bad version, unknown CA, no client certificate, not TLS at all); the TLS error is the `cause`. */
+export class TlsHandshakeError extends TcpkitError {
+  constructor(message: string, cause?: unknown) {
+    super('ERR_TLS_HANDSHAKE', message, cause === undefined ? undefined : { cause });
+  }
+}
+
+/**
+ * A PROXY protocol header was missing, malformed, truncated, late, or sent by a peer not in
+ * `proxyProtocol.trusted`; the message says which. The connection is closed before its handler runs.
+ */
+export class ProxyProtocolError extends TcpkitError {
+  constructor(message: string) {
+    super('ERR_PROXY_PROTOCOL', message);
   }
 }
