@@ -1,0 +1,194 @@
+/**
+ * TLS termination: the stage between admission and the handler. An admitted socket is handed to a
+ * `tls.Server` that never listens (Node's documented way to serve a socket it did not accept), so every
+ * `tls.Server` option and behaviour applies as is: SNI, ALPN, client certificates and their verification,
+ * session tickets and resumption, `setSecureContext`. tcpkit adds an absolute handshake deadline
+ * (Node's own `handshakeTimeout` is an inactivity timer, which a client trickling bytes never trips),
+ * and turns every failed handshake into one callback, so a failure never reaches the handler.
+ */
+import type { Socket } from 'node:net';
+import tls, { type PeerCertificate, type TLSSocket } from 'node:tls';
+import { type DeadlineEntry, deadlines } from './deadlines.js';
+import { HandshakeTimeoutError, InvalidOptionError, TlsHandshakeError } from './errors.js';
+
+/**
+ * The `tls` option of `serve()`: Node's `tls.createServer()` options (`key`, `cert`, `ca`, `pfx`,
+ * `requestCert`, `rejectUnauthorized`, `ALPNProtocols`, `SNICallback`, `minVersion`, `ciphers`,
+ * `sessionTimeout`, `ticketKeys`, ...). The handshake deadline is tcpkit's own `handshakeTimeout`.
+ */
+export type TlsOptions = Omit<tls.TlsOptions, 'handshakeTimeout'>;
+
+/** What `conn.tls` holds for a connection served over TLS. */
+export interface ConnTlsInfo {
+  /** Negotiated protocol version, e.g. `'TLSv1.3'`. */
+  protocol: string;
+  /** Negotiated cipher: OpenSSL and IETF names and the version that introduced it. */
+  cipher: tls.CipherNameAndProtocol;
+  /** Application protocol chosen by ALPN, or null when none was negotiated. */
+  alpnProtocol: string | null;
+  /** Host name the client asked for with SNI, or null when it sent none. */
+  servername: string | null;
+  /** The client's certificate was verified against `ca` (only meaningful with `requestCert`). */
+  authorized: boolean;
+  /** Why the client's certificate did not verify (an OpenSSL code such as `'UNABLE_TO_VERIFY_LEAF_SIGNATURE'`), or null. */
+  authorizationError: string | null;
+  /** The client's certificate, or null when it sent none. */
+  peerCertificate: PeerCertificate | null;
+  /** The session was resumed (a session ticket or ID), without a full handshake. */
+  resumed: boolean;
+}
+
+/** @internal Called once per handshake: the secure socket, or why the handshake failed. */
+export type HandshakeDone = (error: HandshakeTimeoutError | TlsHandshakeError | null, socket: TLSSocket | null) => void;
+
+const kHandshake = Symbol('tcpkit.handshake');
+type RawSocket = Socket & { [kHandshake]?: Handshake };
+
+/** Validates `tls` by building a secure context from it; throws `InvalidOptionError` with Node's reason. */
+export function resolveTlsOptions(value: unknown): TlsOptions | undefined {
+  if (value === undefined) return undefined;
+  if (value === null || typeof value !== 'object') {
+    throw new InvalidOptionError('tls', 'must be an object of tls.createServer() options, such as { key, cert }');
+  }
+  if ('handshakeTimeout' in value) {
+    throw new InvalidOptionError(
+      'tls.handshakeTimeout',
+      'set handshakeTimeout at the top level of the options (tcpkit enforces it as a deadline from the start of the handshake)',
+    );
+  }
+  const o = value as TlsOptions;
+  if (o.key === undefined && o.pfx === undefined && o.SNICallback === undefined && o.secureContext === undefined) {
+    throw new InvalidOptionError('tls', 'needs a certificate: key and cert, pfx, secureContext or SNICallback');
+  }
+  try {
+    tls.createSecureContext(o);
+  } catch (error) {
+    throw new InvalidOptionError('tls', `Node could not build a secure context from it: ${(error as Error).message}`);
+  }
+  return o;
+}
+
+/** @internal one server's TLS: the unlistened `tls.Server`, and the handshakes in progress. */
+export class TlsTerminator {
+  readonly #server: tls.Server;
+  readonly #timeout: number;
+  readonly #pending = new Set<Handshake>();
+
+  constructor(options: TlsOptions, handshakeTimeout: number) {
+    this.#timeout = handshakeTimeout;
+    // Node's handshake timer off: ours is absolute (see the file comment).
+    this.#server = new tls.Server({ ...options, handshakeTimeout: 0 });
+    this.#server.on('secureConnection', (socket: TLSSocket) => this.#handshakeOf(socket)?.finish(null, socket));
+    this.#server.on('tlsClientError', (error: Error, socket: TLSSocket) => {
+      const h = this.#handshakeOf(socket);
+      socket.destroy();
+      if (h === undefined) return;
+      // A client certificate that failed verification ends as a plain close in Node: say why.
+      const reason = socket.authorizationError
+        ? `client certificate rejected: ${String(socket.authorizationError)}`
+        : `TLS handshake failed: ${error.message}`;
+      h.finish(new TlsHandshakeError(reason, error), null);
+    });
+  }
+
+  /**
+   * Starts the handshake on an admitted socket (paused; bytes already read and unshifted, such as those
+   * after a PROXY header, are taken as the first TLS bytes). `done` is called once.
+   */
+  handshake(socket: Socket, done: HandshakeDone): void {
+    const h = new Handshake(this, socket as RawSocket, done);
+    (socket as RawSocket)[kHandshake] = h;
+    this.#pending.add(h);
+    if (this.#timeout > 0) deadlines.schedule(h, deadlines.now() + this.#timeout);
+    this.#server.emit('connection', socket);
+  }
+
+  /** Replaces the certificate (and any other secure-context option) for handshakes from now on. */
+  setSecureContext(options: TlsOptions): void {
+    try {
+      this.#server.setSecureContext(options);
+    } catch (error) {
+      throw new InvalidOptionError('tls', `Node could not build a secure context from it: ${(error as Error).message}`);
+    }
+  }
+
+  /** Handshakes in progress. */
+  get pending(): number {
+    return this.#pending.size;
+  }
+
+  /** Ends every handshake in progress (shutdown): their sockets close, their callbacks see `error`. */
+  abortAll(error: TlsHandshakeError): void {
+    for (const h of this.#pending) {
+      h.finish(error, null);
+      h.socket.destroy();
+    }
+  }
+
+  /** @internal */
+  _settled(h: Handshake): void {
+    this.#pending.delete(h);
+  }
+
+  /** @internal */
+  get _timeout(): number {
+    return this.#timeout;
+  }
+
+  #handshakeOf(socket: TLSSocket): Handshake | undefined {
+    // The TLSSocket wraps the raw socket's handle; `_parent` is Node's link back to the raw socket
+    // (set for every TLSSocket made over a net.Socket, Node 0.11 to 24).
+    return (socket as TLSSocket & { _parent?: RawSocket })._parent?.[kHandshake];
+  }
+}
+
+class Handshake implements DeadlineEntry {
+  tick = -1;
+  #done: HandshakeDone | null;
+
+  constructor(
+    readonly terminator: TlsTerminator,
+    readonly socket: RawSocket,
+    done: HandshakeDone,
+  ) {
+    this.#done = done;
+  }
+
+  onDeadline(): void {
+    if (this.#done === null) return;
+    this.finish(new HandshakeTimeoutError(this.terminator._timeout), null);
+    this.socket.destroy();
+  }
+
+  finish(error: HandshakeTimeoutError | TlsHandshakeError | null, secure: TLSSocket | null): void {
+    const done = this.#done;
+    if (done === null) return;
+    this.#done = null;
+    deadlines.cancel(this);
+    this.socket[kHandshake] = undefined;
+    this.terminator._settled(this);
+    if (secure !== null) {
+      // tcpkit's writer relies on a 1-byte writable high-water mark (see server.ts): write() then reports
+      // exactly when output waits, and 'drain' when it is all out. tls.Server gives its sockets the
+      // default mark; this is the one place Node lets it be changed after construction.
+      (secure as unknown as { _writableState: { highWaterMark: number } })._writableState.highWaterMark = 1;
+    }
+    done(error, secure);
+  }
+}
+
+/** `conn.tls` of a secure socket. */
+export function tlsInfo(socket: TLSSocket): ConnTlsInfo {
+  const cert = socket.getPeerCertificate();
+  const servername = (socket as TLSSocket & { servername?: string | false }).servername;
+  return {
+    protocol: socket.getProtocol() ?? '',
+    cipher: socket.getCipher(),
+    alpnProtocol: typeof socket.alpnProtocol === 'string' ? socket.alpnProtocol : null,
+    servername: typeof servername === 'string' ? servername : null,
+    authorized: socket.authorized,
+    authorizationError: socket.authorizationError ? String(socket.authorizationError) : null,
+    peerCertificate: cert !== null && Object.keys(cert).length > 0 ? cert : null,
+    resumed: socket.isSessionReused(),
+  };
+}
