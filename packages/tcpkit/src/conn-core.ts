@@ -5,6 +5,7 @@
  * conn-deadlines.ts, the read-buffer hook in shared-read-buffer.ts.
  */
 import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import { type Conn, newConn } from './conn.js';
 import { ConnTimers, expiredTimeout, nextDeadline, recheckAt } from './conn-deadlines.js';
 import { ConnReader } from './conn-reader.js';
@@ -14,6 +15,7 @@ import { type DeadlineEntry, deadlines } from './deadlines.js';
 import { ConnectionClosedError, type SlowConsumerError, type TimeoutError } from './errors.js';
 import type { Lease } from './gate.js';
 import { type ConnTimeouts, type ResolvedOptions, validateTimeouts } from './options.js';
+import type { ConnOrigin } from './proxy-stage.js';
 import { useSharedReadBuffer } from './shared-read-buffer.js';
 
 /** What a connection needs from its server. */
@@ -63,21 +65,24 @@ export class ConnCore implements DeadlineEntry {
   #closeResolve: (() => void) | null = null;
   #lingerUntil = 0;
 
-  constructor(socket: Socket, host: ConnHost, lease: Lease) {
+  /** `origin`: the addresses and first bytes a PROXY header gave, if any. */
+  constructor(socket: Socket, host: ConnHost, lease: Lease, origin?: ConnOrigin) {
     this.socket = socket;
     this.lease = lease;
     this.host = host;
     this.options = host.options;
     this.timers = new ConnTimers(host.options, deadlines.now());
     this.reader = new ConnReader(this, socket, this.timers, host.options.maxReadBuffer);
-    this.conn = newConn(this, lease.peer);
+    this.conn = newConn(this, lease.peer, origin);
     (socket as SocketWithCore)[kCore] = this;
-    if (!useSharedReadBuffer(socket, onChunk)) socket.on('data', onData);
+    // A TLS socket's input is decrypted by its stream: only plain TCP handles take the shared buffer.
+    if (socket instanceof TLSSocket || !useSharedReadBuffer(socket, onChunk)) socket.on('data', onData);
     socket.on('end', onEnd);
     socket.on('error', onError);
     socket.on('close', onClose);
     socket.on('drain', onDrain);
     this.arm();
+    if (origin?.initial) this.reader.onData(origin.initial);
     socket.resume();
   }
 

@@ -3,11 +3,14 @@
  * the connection's internals (ConnCore, conn-core.ts), which the server drives; see
  * docs/architecture.md for the map.
  */
+import { TLSSocket } from 'node:tls';
 import type { ConnCore } from './conn-core.js';
 import { ChunkIterator, FrameIterator } from './conn-reader.js';
 import { CLOSED } from './conn-state.js';
 import type { Decoder, Encoder } from './framing/types.js';
 import type { ConnTimeouts } from './options.js';
+import type { ConnOrigin, ConnProxyInfo } from './proxy-stage.js';
+import { type ConnTlsInfo, tlsInfo } from './tls.js';
 
 /** Data `conn.write()` accepts. Strings are sent as UTF-8. */
 export type WriteData = Uint8Array | string;
@@ -18,7 +21,7 @@ let nextId = 1;
  * @internal the constructor of Conn, for ConnCore: set in Conn's static block, so that the class
  * itself has no public constructor.
  */
-export let newConn: (core: ConnCore, remoteAddress: string) => Conn;
+export let newConn: (core: ConnCore, remoteAddress: string, origin: ConnOrigin | undefined) => Conn;
 
 /**
  * One accepted connection, handed to the handler. Reads are pulled (`read`, `readExactly`,
@@ -34,21 +37,31 @@ export class Conn implements AsyncIterable<Buffer> {
   /** The local address the peer connected to (IPv4-mapped IPv6 given as IPv4). */
   readonly localAddress: string;
   readonly localPort: number;
+  /**
+   * The load balancer this connection came through, with what its PROXY header said (v2 TLVs), or null
+   * without `proxyProtocol`. `remoteAddress` and friends are then the client's, from the header.
+   */
+  readonly proxy: ConnProxyInfo | null;
+  /** The TLS session (protocol, cipher, ALPN, SNI name, client certificate), or null without `tls`. */
+  readonly tls: ConnTlsInfo | null;
   #core: ConnCore;
 
   // Made by ConnCore only (see the static block).
-  private constructor(core: ConnCore, remoteAddress: string) {
+  private constructor(core: ConnCore, remoteAddress: string, origin: ConnOrigin | undefined) {
     const socket = core.socket;
     this.id = nextId++;
     this.#core = core;
     this.remoteAddress = remoteAddress;
-    this.remotePort = socket.remotePort ?? 0;
-    this.localAddress = normalizeAddress(socket.localAddress ?? '');
-    this.localPort = socket.localPort ?? 0;
+    this.remotePort = origin?.remotePort ?? socket.remotePort ?? 0;
+    this.localAddress = origin?.localAddress ?? normalizeAddress(socket.localAddress ?? '');
+    this.localPort = origin?.localPort ?? socket.localPort ?? 0;
+    this.proxy = origin?.proxy ?? null;
+    // Taken at once: a closed TLS socket no longer answers.
+    this.tls = socket instanceof TLSSocket ? tlsInfo(socket) : null;
   }
 
   static {
-    newConn = (core, remoteAddress) => new Conn(core, remoteAddress);
+    newConn = (core, remoteAddress, origin) => new Conn(core, remoteAddress, origin);
   }
 
   /** Aborts when the connection fails, closes, or the server starts draining; `reason` is a TcpkitError. */

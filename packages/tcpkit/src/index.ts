@@ -8,6 +8,15 @@ export type { LogFn, Logger } from './logging.js';
 export type { ConnTimeouts, ServeOptions } from './options.js';
 export { DEFAULTS } from './options.js';
 export {
+  encodeProxyHeader,
+  type ParsedProxyHeader,
+  type ProxyHeader,
+  type ProxySslInfo,
+  type ProxyTlv,
+  parseProxyHeader,
+} from './proxy-protocol.js';
+export type { ConnProxyInfo, ProxyProtocolOptions } from './proxy-stage.js';
+export {
   type Handler,
   type RejectReason,
   Server,
@@ -16,3 +25,4 @@ export {
   type ShutdownResult,
   serve,
 } from './server.js';
+export type { ConnTlsInfo, TlsOptions } from './tls.js';

@@ -3,6 +3,8 @@ import { constants } from 'node:os';
 import type { AdminOptions } from './admin.js';
 import { InvalidOptionError } from './errors.js';
 import type { Logger } from './logging.js';
+import { type ProxyProtocolOptions, type ResolvedProxyProtocol, resolveProxyProtocol } from './proxy-stage.js';
+import { resolveTlsOptions, type TlsOptions } from './tls.js';
 
 /**
  * Options of {@link serve}. Every option is optional. Durations are in milliseconds and `0`
@@ -98,6 +100,19 @@ export interface ServeOptions {
    * errors with the connection id and peer (warn/error), connection open and close (debug). Default: none.
    */
   logger?: Logger;
+  /**
+   * Serve TLS: Node's `tls.createServer()` options (`key`, `cert`, `ca`, `requestCert`, `rejectUnauthorized`,
+   * `ALPNProtocols`, `SNICallback`, `minVersion`, ...). The handshake runs after admission and before the
+   * handler; a failed one closes only that connection (`stats().tlsErrors`). Default: plain TCP.
+   */
+  tls?: TlsOptions;
+  /** Longest a TLS handshake may take, from its start to its end (`ERR_HANDSHAKE_TIMEOUT`, `stats().timeouts.handshake`). Default 10000 (10 s); 0 = no limit. */
+  handshakeTimeout?: number;
+  /**
+   * Read a PROXY protocol header (v1 or v2) from trusted load balancers before anything else: the
+   * connection's addresses, `blockList` and `maxConnectionsPerPeer` are then the client's. Default: none.
+   */
+  proxyProtocol?: ProxyProtocolOptions;
 }
 
 /** Per-connection timeouts that `conn.setTimeouts()` may change. */
@@ -140,6 +155,9 @@ export interface ResolvedOptions {
   shutdownDelay: number;
   admin: Required<AdminOptions> | undefined;
   logger: Logger | undefined;
+  tls: TlsOptions | undefined;
+  handshakeTimeout: number;
+  proxyProtocol: ResolvedProxyProtocol | undefined;
 }
 
 /** Longest unix socket path: `sun_path` holds 108 bytes on Linux (104 on macOS and the BSDs), the last a NUL. */
@@ -170,6 +188,7 @@ export const DEFAULTS = {
   keepAlive: false,
   drainTimeout: 30_000,
   shutdownDelay: 0,
+  handshakeTimeout: 10_000,
 } as const;
 
 /** Defaults of `admin` beside its required `port`. */
@@ -185,6 +204,8 @@ const KNOWN = new Set<string>([
   'shutdownOn',
   'admin',
   'logger',
+  'tls',
+  'proxyProtocol',
 ]);
 
 function describe(v: unknown): string {
@@ -321,6 +342,9 @@ export function resolveOptions(options: ServeOptions): ResolvedOptions {
     shutdownDelay: duration('shutdownDelay', o.shutdownDelay),
     admin: o.admin === undefined ? undefined : resolveAdmin(o.admin),
     logger: o.logger === undefined ? undefined : resolveLogger(o.logger),
+    tls: resolveTlsOptions(o.tls),
+    handshakeTimeout: duration('handshakeTimeout', o.handshakeTimeout),
+    proxyProtocol: resolveProxyProtocol(o.proxyProtocol),
   };
 }
 

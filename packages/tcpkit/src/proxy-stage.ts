@@ -4,9 +4,16 @@
  * before the client's bytes, bounded in time (`proxyProtocol.timeout`) and size (the parser's bounds).
  */
 import net, { BlockList, type Socket } from 'node:net';
+import { normalizeAddress } from './conn.js';
 import { type DeadlineEntry, deadlines } from './deadlines.js';
 import { InvalidOptionError, ProxyProtocolError } from './errors.js';
-import { detectProxyHeader, type ProxyHeader, type ProxySslInfo, type ProxyTlv, parseProxyHeader } from './proxy-protocol.js';
+import {
+  detectProxyHeader,
+  type ProxyHeader,
+  type ProxySslInfo,
+  type ProxyTlv,
+  parseProxyHeader,
+} from './proxy-protocol.js';
 
 /** The `proxyProtocol` option of `serve()`. */
 export interface ProxyProtocolOptions {
@@ -62,13 +69,20 @@ export function resolveProxyProtocol(value: unknown): ResolvedProxyProtocol | un
   if (value === null || typeof value !== 'object') {
     throw new InvalidOptionError('proxyProtocol', 'must be an object such as { trusted: ["10.0.0.0/8"] }');
   }
-  const { trusted, required = PROXY_PROTOCOL_DEFAULTS.required, timeout = PROXY_PROTOCOL_DEFAULTS.timeout, ...rest } =
-    value as Partial<ProxyProtocolOptions>;
+  const {
+    trusted,
+    required = PROXY_PROTOCOL_DEFAULTS.required,
+    timeout = PROXY_PROTOCOL_DEFAULTS.timeout,
+    ...rest
+  } = value as Partial<ProxyProtocolOptions>;
   const unknown = Object.keys(rest)[0];
   if (unknown !== undefined) throw new InvalidOptionError(`proxyProtocol.${unknown}`, 'is not a known option');
   if (typeof required !== 'boolean') throw new InvalidOptionError('proxyProtocol.required', 'must be a boolean');
   if (typeof timeout !== 'number' || !Number.isInteger(timeout) || timeout < 0 || timeout > 2 ** 31 - 1) {
-    throw new InvalidOptionError('proxyProtocol.timeout', `must be a whole number of milliseconds (0 = no limit), got ${String(timeout)}`);
+    throw new InvalidOptionError(
+      'proxyProtocol.timeout',
+      `must be a whole number of milliseconds (0 = no limit), got ${String(timeout)}`,
+    );
   }
   return { trusted: trustedList(trusted), required, timeout };
 }
@@ -88,7 +102,10 @@ function trustedList(trusted: unknown): BlockList {
     const max = family === 4 ? 32 : 128;
     const prefix = bits === undefined ? max : /^\d{1,3}$/.test(bits) ? Number(bits) : -1;
     if (family === 0 || extra !== undefined || prefix < 0 || prefix > max) {
-      throw new InvalidOptionError('proxyProtocol.trusted', `${JSON.stringify(entry)} is not an IP address or CIDR range`);
+      throw new InvalidOptionError(
+        'proxyProtocol.trusted',
+        `${JSON.stringify(entry)} is not an IP address or CIDR range`,
+      );
     }
     list.addSubnet(address!, prefix, family === 4 ? 'ipv4' : 'ipv6');
   }
@@ -101,7 +118,11 @@ export function isTrustedProxy(o: ResolvedProxyProtocol, address: string): boole
 }
 
 /** How the stage ended: the header (null when there was none and none was required) and the bytes after it. */
-export type ProxyStageDone = (error: ProxyProtocolError | null, header: ProxyHeader | null, rest: Buffer | null) => void;
+export type ProxyStageDone = (
+  error: ProxyProtocolError | null,
+  header: ProxyHeader | null,
+  rest: Buffer | null,
+) => void;
 
 /**
  * Reads the PROXY header (or, for a peer not trusted, only enough bytes to see there is none) from a
@@ -198,4 +219,47 @@ export function proxyInfo(header: ProxyHeader, address: string, port: number): C
   if (header.uniqueId !== undefined) info.uniqueId = header.uniqueId;
   if (header.ssl !== undefined) info.ssl = header.ssl;
   return info;
+}
+
+/** @internal Where an admitted connection came from, when a PROXY header says so. */
+export interface ConnOrigin {
+  remoteAddress: string;
+  remotePort: number;
+  localAddress: string;
+  localPort: number;
+  /** Null for a connection that came without a header (`required: false`). */
+  proxy: ConnProxyInfo | null;
+  /** Bytes that followed the header in its packet: the stream's first bytes. */
+  initial: Buffer | null;
+}
+
+/**
+ * The addresses of a connection with `header` from the balancer at the socket's peer `balancer`. LOCAL,
+ * UNSPEC and UNIX headers keep the socket's own addresses (`conn.proxy` still says a balancer is there).
+ */
+export function originOf(socket: Socket, balancer: string, header: ProxyHeader, initial: Buffer | null): ConnOrigin {
+  const proxy = proxyInfo(header, balancer, socket.remotePort ?? 0);
+  const src = header.source;
+  const dst = header.destination;
+  if (src === undefined || dst === undefined) return { ...directOrigin(socket, balancer, initial), proxy };
+  return {
+    remoteAddress: normalizeAddress(src.address),
+    remotePort: src.port,
+    localAddress: normalizeAddress(dst.address),
+    localPort: dst.port,
+    proxy,
+    initial,
+  };
+}
+
+/** The socket's own addresses, for a connection without a usable header. */
+export function directOrigin(socket: Socket, peer: string, initial: Buffer | null): ConnOrigin {
+  return {
+    remoteAddress: peer,
+    remotePort: socket.remotePort ?? 0,
+    localAddress: normalizeAddress(socket.localAddress ?? ''),
+    localPort: socket.localPort ?? 0,
+    proxy: null,
+    initial,
+  };
 }

@@ -5,10 +5,20 @@ import type { AdminEndpoint } from './admin.js';
 import { type Conn, normalizeAddress } from './conn.js';
 import { ConnCore, type ConnHost } from './conn-core.js';
 import { CLOSED } from './conn-state.js';
-import { ServerClosingError, SlowConsumerError, type TimeoutError } from './errors.js';
+import {
+  HandshakeTimeoutError,
+  InvalidOptionError,
+  type ProxyProtocolError,
+  ServerClosingError,
+  SlowConsumerError,
+  type TimeoutError,
+  TlsHandshakeError,
+} from './errors.js';
 import { Gate, type Lease, type WaitedInput } from './gate.js';
 import { attachLogger } from './logging.js';
 import { type ResolvedOptions, resolveOptions, type ServeOptions } from './options.js';
+import { type ConnOrigin, directOrigin, originOf, type ResolvedProxyProtocol, readProxyHeader } from './proxy-stage.js';
+import { resolveTlsOptions, type TlsOptions, TlsTerminator } from './tls.js';
 
 /** A connection handler: the connection's life. When its promise settles the connection is closed. */
 export type Handler = (conn: Conn) => Promise<void> | void;
@@ -33,7 +43,11 @@ export interface ServerStats {
   /** Connections turned away, by reason. */
   rejected: Record<RejectReason, number>;
   /** Connections ended by a deadline, by deadline. */
-  timeouts: { firstByte: number; idle: number; frame: number; write: number; lifetime: number };
+  timeouts: { firstByte: number; idle: number; frame: number; write: number; lifetime: number; handshake: number };
+  /** TLS handshakes that failed (bad version, unknown CA, not TLS, timed out, ...): closed before any handler ran. */
+  tlsErrors: number;
+  /** Connections closed for a missing, malformed, late or untrusted PROXY header, before any handler ran. */
+  proxyErrors: number;
   /** Connections destroyed for queueing more than `maxQueuedBytes`. */
   slowConsumers: number;
   /** Handlers that ended by throwing, whatever the cause. */
@@ -79,6 +93,8 @@ const channels = {
   timeout: diagnostics_channel.channel('tcpkit:connection:timeout'),
   error: diagnostics_channel.channel('tcpkit:connection:error'),
   acceptError: diagnostics_channel.channel('tcpkit:server:accept-error'),
+  tlsError: diagnostics_channel.channel('tcpkit:tls:error'),
+  proxyError: diagnostics_channel.channel('tcpkit:proxy:error'),
 };
 
 const TIMEOUT_KEYS = {
@@ -129,7 +145,9 @@ export class Server implements AsyncDisposable {
     accepted: 0,
     served: 0,
     rejected: { full: 0, perPeer: 0, blocked: 0, waitTimeout: 0, shutdown: 0, abandoned: 0 },
-    timeouts: { firstByte: 0, idle: 0, frame: 0, write: 0, lifetime: 0 },
+    timeouts: { firstByte: 0, idle: 0, frame: 0, write: 0, lifetime: 0, handshake: 0 },
+    tlsErrors: 0,
+    proxyErrors: 0,
     slowConsumers: 0,
     errors: 0,
     acceptErrors: 0,
@@ -149,6 +167,7 @@ export class Server implements AsyncDisposable {
       reject: (socket, peer, reason) => this.#reject(socket, peer, reason),
       shed: (socket) => this.#shed(socket),
     });
+    this.#tls = options.tls === undefined ? null : new TlsTerminator(options.tls, options.handshakeTimeout);
     this.#connHost = {
       options,
       onTimeout: (core, error) => this.#onTimeout(core, error),
@@ -284,6 +303,8 @@ export class Server implements AsyncDisposable {
       served: s.served,
       rejected: { ...s.rejected },
       timeouts: { ...s.timeouts },
+      tlsErrors: s.tlsErrors,
+      proxyErrors: s.proxyErrors,
       slowConsumers: s.slowConsumers,
       errors: s.errors,
       acceptErrors: s.acceptErrors,
@@ -312,6 +333,16 @@ export class Server implements AsyncDisposable {
     return this.#shutdown;
   }
 
+  /**
+   * Replaces the TLS certificate and key (or any other secure-context option of `tls`) for handshakes
+   * from now on; connections already established keep theirs. For certificate rotation without a restart.
+   * @throws InvalidOptionError if the server was started without `tls` or Node rejects the options.
+   */
+  setSecureContext(options: TlsOptions): void {
+    if (this.#tls === null) throw new InvalidOptionError('tls', 'setSecureContext() needs a server started with tls');
+    this.#tls.setSecureContext(resolveTlsOptions(options)!);
+  }
+
   async [Symbol.asyncDispose](): Promise<void> {
     await this.shutdown();
   }
@@ -335,6 +366,9 @@ export class Server implements AsyncDisposable {
     this.#listener.close();
     this.#gate.close();
     this.#abort.abort(reason);
+    // Connections still before their handler (reading a PROXY header, in a TLS handshake) have sent no request.
+    for (const socket of this.#inProxyStage) socket.destroy();
+    this.#tls?.abortAll(new TlsHandshakeError('server shut down during the TLS handshake'));
     const draining = [...this.#running];
     for (const c of draining) c.drain(reason);
     const handlersDone = Promise.all(draining.map((c) => c.handlerSettled));
@@ -378,7 +412,52 @@ export class Server implements AsyncDisposable {
     this.#stats.accepted++;
     socket.on('error', ignore);
     const address = socket.remoteAddress;
-    this.#gate.offer(socket, address === undefined ? undefined : normalizeAddress(address));
+    const peer = address === undefined ? undefined : normalizeAddress(address);
+    const pp = this.#options.proxyProtocol;
+    if (pp === undefined || peer === undefined) this.#gate.offer(socket, peer);
+    else this.#proxyStage(socket, peer, pp);
+  }
+
+  /** Sockets reading their PROXY header (before the gate). */
+  #inProxyStage = new Set<Socket>();
+  /** What the PROXY stage learnt of a socket, from its header until its Conn is made. */
+  #origins = new WeakMap<Socket, ConnOrigin>();
+  #tls: TlsTerminator | null;
+
+  /**
+   * The PROXY stage: gate by the socket's own address (a blocked balancer or peer is never read), read
+   * the header, then offer the socket to the gate under the client's real address. (Its descriptor
+   * joins the gate's budget then: until, it is bounded by proxyProtocol.timeout and trusted peers.)
+   */
+  #proxyStage(socket: Socket, balancer: string, pp: ResolvedProxyProtocol): void {
+    if (this.#options.blockList?.check(balancer, balancer.includes(':') ? 'ipv6' : 'ipv4')) {
+      this.#reject(socket, balancer, 'blocked');
+      return;
+    }
+    this.#inProxyStage.add(socket);
+    readProxyHeader(socket, pp, balancer, (error, header, rest) => {
+      this.#inProxyStage.delete(socket);
+      if (this.#abort.signal.aborted) {
+        this.#reject(socket, balancer, 'shutdown');
+      } else if (error !== null) {
+        this.#proxyFailed(socket, balancer, error);
+      } else if (header === null) {
+        // No header and none required: the bytes read to tell are the stream's first.
+        if (rest !== null) this.#origins.set(socket, directOrigin(socket, balancer, rest));
+        this.#gate.offer(socket, balancer);
+      } else {
+        const origin = originOf(socket, balancer, header, rest);
+        this.#origins.set(socket, origin);
+        this.#gate.offer(socket, origin.remoteAddress);
+      }
+    });
+  }
+
+  #proxyFailed(socket: Socket, balancer: string, error: ProxyProtocolError): void {
+    this.#stats.proxyErrors++;
+    if (channels.proxyError.hasSubscribers)
+      channels.proxyError.publish({ server: this, remoteAddress: balancer, error });
+    socket.destroy();
   }
 
   /** The gate shed a socket at accept: the process is out of descriptors. */
@@ -393,10 +472,41 @@ export class Server implements AsyncDisposable {
     socket.destroy();
   }
 
-  /** The gate admitted a socket: start its handler. */
+  /** The gate admitted a socket: start its handler (after the TLS handshake, with `tls`). */
   #admit(socket: Socket, lease: Lease, waitMs: number, waited?: WaitedInput): void {
-    socket.off('error', ignore);
-    const core = new ConnCore(socket, this.#connHost, lease);
+    if (this.#tls === null) this.#start(socket, lease, socket, waitMs, waited);
+    else this.#handshake(this.#tls, socket, lease, waitMs, waited);
+  }
+
+  #handshake(tls: TlsTerminator, socket: Socket, lease: Lease, waitMs: number, waited?: WaitedInput): void {
+    const origin = this.#origins.get(socket);
+    // Bytes already read (with the PROXY header, then while waiting in the gate) are the ClientHello's
+    // first, in that order: TLS takes them from the socket's buffer, so they go back into it.
+    const first = [...(origin?.initial ? [origin.initial] : []), ...(waited?.chunks ?? [])];
+    if (origin !== undefined) origin.initial = null;
+    for (let i = first.length - 1; i >= 0; i--) socket.unshift(first[i]!);
+    tls.handshake(socket, (error, secure) => {
+      if (secure !== null) {
+        this.#start(secure, lease, socket, waitMs);
+        return;
+      }
+      if (this.#abort.signal.aborted) {
+        this.#stats.rejected.shutdown++;
+      } else {
+        this.#stats.tlsErrors++;
+        if (error instanceof HandshakeTimeoutError) this.#stats.timeouts.handshake++;
+        if (channels.tlsError.hasSubscribers)
+          channels.tlsError.publish({ server: this, remoteAddress: lease.peer, error });
+      }
+      socket.destroy();
+      lease.release();
+    });
+  }
+
+  /** Starts the handler on `socket`: the accepted one, or the TLS socket over `accepted`. */
+  #start(socket: Socket, lease: Lease, accepted: Socket, waitMs: number, waited?: WaitedInput): void {
+    if (socket === accepted) socket.off('error', ignore);
+    const core = new ConnCore(socket, this.#connHost, lease, this.#origins.get(accepted));
     if (waited !== undefined) {
       // What it sent while it waited comes first, as if it had just arrived.
       for (const chunk of waited.chunks) core.reader.onData(chunk);

@@ -128,10 +128,13 @@ ${sections}
   /** Polls the stats socket until `backend`/`server` has `status` (a bounded poll: HAProxy publishes no event). */
   async waitStatus(backend: string, server: string, status: string, ms = 20_000): Promise<void> {
     const deadline = performance.now() + ms;
-    let last = '';
-    while ((last = await this.status(backend, server)) !== status) {
+    for (;;) {
+      const last = await this.status(backend, server);
+      if (last === status) return;
       if (performance.now() > deadline) {
-        throw new Error(`${backend}/${server} still ${last || '(missing)'} after ${ms} ms, not ${status}:\n${this.#output}`);
+        throw new Error(
+          `${backend}/${server} still ${last || '(missing)'} after ${ms} ms, not ${status}:\n${this.#output}`,
+        );
       }
       await new Promise((r) => setTimeout(r, 50));
     }

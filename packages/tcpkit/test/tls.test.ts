@@ -1,0 +1,369 @@
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import net from 'node:net';
+import { describe, it } from 'node:test';
+import tls from 'node:tls';
+import { type Conn, lines, type ServeOptions, type Server, serve } from '../src/index.js';
+import { certs } from './fixtures/certs.js';
+import { ChannelProbe, deferred, LOOPBACK, portOf, stop, until, within } from './helpers.js';
+
+const TEST = { timeout: 30_000 };
+
+function tlsOptions(extra: ServeOptions['tls'] = {}): ServeOptions['tls'] {
+  const c = certs();
+  return { key: c.serverKey, cert: c.serverCert, ...extra };
+}
+
+/** A TLS client trusting the test CA; resolves once the handshake is done. */
+function tlsConnect(port: number, options: tls.ConnectionOptions = {}): Promise<tls.TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port, ca: certs().ca, servername: 'localhost', ...options }, () =>
+      resolve(s),
+    );
+    s.once('error', reject);
+  });
+}
+
+/** Everything the peer sends until it closes. */
+async function readAll(s: net.Socket): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  s.on('data', (d: Buffer) => chunks.push(d));
+  // 'close', not once(): once() would reject on the 'error' a refused client sees first.
+  await new Promise((resolve) => s.once('close', resolve));
+  return Buffer.concat(chunks);
+}
+
+async function lineEcho(options: ServeOptions = {}): Promise<{ server: Server; conns: Conn[] }> {
+  const conns: Conn[] = [];
+  const server = await serve({ ...LOOPBACK, tls: tlsOptions(), ...options }, async (conn) => {
+    conns.push(conn);
+    for await (const line of conn.frames(lines({ maxLength: 1024 }))) await conn.write(`${line}\n`);
+  });
+  return { server, conns };
+}
+
+/** The first bytes a TLS client sends (its ClientHello), captured from a real tls.connect. */
+async function clientHello(): Promise<Buffer> {
+  const sink = net.createServer();
+  sink.listen(0, '127.0.0.1');
+  await once(sink, 'listening');
+  const got = new Promise<Buffer>((resolve) => sink.once('connection', (s) => s.once('data', resolve)));
+  const c = tls.connect({
+    host: '127.0.0.1',
+    port: (sink.address() as net.AddressInfo).port,
+    rejectUnauthorized: false,
+  });
+  c.on('error', () => {});
+  const hello = await within(got, 10_000, 'a ClientHello');
+  c.destroy();
+  sink.close();
+  return hello;
+}
+
+describe('tls', () => {
+  it(
+    'serves a handler over TLS: frames and writes, with conn.tls telling protocol, cipher, ALPN and SNI',
+    TEST,
+    async () => {
+      const { server, conns } = await lineEcho({ tls: tlsOptions({ ALPNProtocols: ['kv/1', 'h2'] }) });
+      try {
+        const s = await tlsConnect(portOf(server), { ALPNProtocols: ['kv/1'] });
+        s.write('hello\nworld\n');
+        s.end();
+        assert.equal((await within(readAll(s), 10_000, 'the echo')).toString(), 'hello\nworld\n');
+        const info = conns[0]!.tls!;
+        assert.equal(info.protocol, 'TLSv1.3');
+        assert.equal(info.alpnProtocol, 'kv/1');
+        assert.equal(info.servername, 'localhost');
+        assert.match(info.cipher.name, /AES|CHACHA/);
+        assert.equal(info.peerCertificate, null);
+        assert.equal(info.resumed, false);
+        assert.equal(conns[0]!.proxy, null);
+      } finally {
+        await stop(server);
+      }
+    },
+  );
+
+  it('a plain server has conn.tls null', TEST, async () => {
+    const got = deferred<Conn>();
+    const server = await serve(LOOPBACK, (conn) => got.resolve(conn));
+    try {
+      const c = net.connect(portOf(server), '127.0.0.1');
+      assert.equal((await within(got.promise, 10_000, 'the handler')).tls, null);
+      c.destroy();
+    } finally {
+      await stop(server);
+    }
+  });
+
+  it('writes larger than every buffer flow with backpressure, then end and a lingering close', TEST, async () => {
+    const size = 4 * 1024 * 1024;
+    const server = await serve({ ...LOOPBACK, tls: tlsOptions(), maxWriteBuffer: 64 * 1024 }, async (conn) => {
+      const chunk = Buffer.alloc(256 * 1024, 7);
+      for (let sent = 0; sent < size; sent += chunk.length) await conn.write(chunk);
+      await conn.end();
+      assert.equal(await conn.read(), null);
+    });
+    try {
+      const s = await tlsConnect(portOf(server));
+      // Read slowly at first, so the server's writes wait for the drain.
+      s.pause();
+      await until(() => s.readableLength > 0, 'the first bytes');
+      const all = readAll(s);
+      s.resume();
+      s.end();
+      const data = await within(all, 20_000, 'the whole response');
+      assert.equal(data.length, size);
+      assert.ok(data.every((b) => b === 7));
+      await until(() => server.stats().active === 0, 'the handler to end');
+      assert.equal(server.stats().errors, 0);
+    } finally {
+      await stop(server);
+    }
+  });
+
+  it(
+    'mutual TLS: a client certificate from the CA is accepted and shown; none, or a rogue one, is refused',
+    TEST,
+    async () => {
+      const c = certs();
+      const tlsErrors = new ChannelProbe<{ error: Error }>('tcpkit:tls:error');
+      const { server, conns } = await lineEcho({
+        tls: tlsOptions({ ca: c.ca, requestCert: true, rejectUnauthorized: true }),
+      });
+      try {
+        const good = await tlsConnect(portOf(server), { key: c.clientKey, cert: c.clientCert });
+        good.end('ping\n');
+        assert.equal((await within(readAll(good), 10_000, 'the echo')).toString(), 'ping\n');
+        assert.equal(conns[0]!.tls!.authorized, true);
+        assert.equal(conns[0]!.tls!.peerCertificate?.subject.CN, 'tcpkit test client');
+
+        for (const [what, options] of [
+          ['no certificate', {}],
+          ['a rogue certificate', { key: c.rogueKey, cert: c.rogueCert }],
+        ] as const) {
+          const before = server.stats().tlsErrors;
+          const s = tls.connect({
+            host: '127.0.0.1',
+            port: portOf(server),
+            ca: c.ca,
+            servername: 'localhost',
+            ...options,
+          });
+          s.on('error', () => {});
+          s.write('ping\n');
+          const data = await within(readAll(s), 10_000, `the refusal of ${what}`);
+          assert.equal(data.length, 0, `${what}: nothing echoed`);
+          await until(() => server.stats().tlsErrors === before + 1, `${what} counted`);
+        }
+        assert.equal(conns.length, 1, 'the refused clients never reached the handler');
+        const rogue = await tlsErrors.next((m) => /client certificate rejected/.test(m.error.message));
+        assert.equal((rogue.error as Error & { code: string }).code, 'ERR_TLS_HANDSHAKE');
+      } finally {
+        tlsErrors.stop();
+        await stop(server);
+      }
+    },
+  );
+
+  it(
+    'a ClientHello and then silence is cut by handshakeTimeout, counted, and never reaches the handler',
+    TEST,
+    async () => {
+      const hello = await clientHello();
+      const probe = new ChannelProbe<{ error: Error & { code: string } }>('tcpkit:tls:error');
+      let handlers = 0;
+      const server = await serve({ ...LOOPBACK, tls: tlsOptions(), handshakeTimeout: 300 }, () => {
+        handlers++;
+      });
+      try {
+        const s = net.connect(portOf(server), '127.0.0.1');
+        s.write(hello);
+        const closed = readAll(s);
+        const m = await probe.next((x) => x.error.code === 'ERR_HANDSHAKE_TIMEOUT', 10_000);
+        assert.match(m.error.message, /handshakeTimeout \(300 ms\)/);
+        const data = await within(closed, 10_000, 'the close');
+        assert.ok(data.length > 0, 'the server answered the ClientHello before it gave up');
+        assert.equal(server.stats().timeouts.handshake, 1);
+        assert.equal(server.stats().tlsErrors, 1);
+        assert.equal(handlers, 0);
+        assert.equal(server.stats().active, 0);
+      } finally {
+        probe.stop();
+        await stop(server);
+      }
+    },
+  );
+
+  it('garbage instead of a ClientHello closes only that connection', TEST, async () => {
+    const { server, conns } = await lineEcho();
+    try {
+      const live = await tlsConnect(portOf(server));
+      live.write('before\n');
+      await once(live, 'data');
+      const g = net.connect(portOf(server), '127.0.0.1');
+      g.on('error', () => {});
+      g.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+      await within(readAll(g), 10_000, 'the garbage connection to close');
+      await until(() => server.stats().tlsErrors === 1, 'the failure counted');
+      live.end('after\n');
+      assert.equal((await within(readAll(live), 10_000, 'the live echo')).toString(), 'after\n');
+      assert.equal(conns.length, 1);
+    } finally {
+      await stop(server);
+    }
+  });
+
+  it('setSecureContext: new handshakes get the new certificate, established connections go on', TEST, async () => {
+    const c = certs();
+    const { server } = await lineEcho();
+    try {
+      const old = await tlsConnect(portOf(server));
+      const first = old.getPeerCertificate().fingerprint256;
+      // A fresh self-signed certificate for localhost: different from the CA-signed one.
+      const { privateKey, cert } = await selfSigned();
+      server.setSecureContext({ key: privateKey, cert });
+      const fresh = await tlsConnect(portOf(server), { ca: [c.ca, cert] });
+      assert.notEqual(fresh.getPeerCertificate().fingerprint256, first);
+      old.end('still here\n');
+      assert.equal((await within(readAll(old), 10_000, 'the old echo')).toString(), 'still here\n');
+      fresh.destroy();
+      assert.throws(() => server.setSecureContext({ key: 'nope', cert: 'nope' }), { code: 'ERR_INVALID_OPTION' });
+    } finally {
+      await stop(server);
+    }
+  });
+
+  it(
+    'session resumption: a second connection with the first one’s session skips the full handshake',
+    TEST,
+    async () => {
+      const { server, conns } = await lineEcho();
+      try {
+        const first = await tlsConnect(portOf(server));
+        const session = deferred<Buffer>();
+        first.once('session', (s: Buffer) => session.resolve(s));
+        first.write('a\n');
+        await once(first, 'data');
+        const ticket = await within(session.promise, 10_000, 'a session ticket');
+        first.end();
+        const second = await tlsConnect(portOf(server), { session: ticket });
+        second.write('b\n');
+        await once(second, 'data');
+        assert.equal(second.isSessionReused(), true);
+        assert.equal(conns[1]!.tls!.resumed, true);
+        second.end();
+      } finally {
+        await stop(server);
+      }
+    },
+  );
+
+  it('openssl s_client talks to it', TEST, async () => {
+    const { server } = await lineEcho();
+    try {
+      const child = spawn('openssl', [
+        's_client',
+        '-connect',
+        `127.0.0.1:${portOf(server)}`,
+        '-servername',
+        'localhost',
+        '-CAfile',
+        certs().files.ca,
+        '-verify_return_error',
+        '-quiet',
+      ]);
+      let out = '';
+      const echoed = new Promise<void>((resolve) =>
+        child.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          if (out.includes('from openssl')) resolve();
+        }),
+      );
+      child.stdin.write('from openssl\n');
+      await within(echoed, 20_000, 'the echo through openssl s_client');
+      child.kill();
+      await once(child, 'exit');
+      assert.match(out, /from openssl/);
+    } finally {
+      await stop(server);
+    }
+  });
+
+  it('shutdown ends handshakes in progress', TEST, async () => {
+    const hello = await clientHello();
+    const server = await serve({ ...LOOPBACK, tls: tlsOptions(), handshakeTimeout: 0 }, () => {});
+    const s = net.connect(portOf(server), '127.0.0.1');
+    s.write(hello);
+    await once(s, 'data');
+    const closed = once(s, 'close');
+    await stop(server);
+    await within(closed, 10_000, 'the close');
+    assert.equal(server.stats().tlsErrors, 0, 'not a TLS failure');
+  });
+
+  it('options: tls is validated at serve()', TEST, async () => {
+    await assert.rejects(
+      serve({ tls: {} }, () => {}),
+      { code: 'ERR_INVALID_OPTION', message: /tls: needs a certificate/ },
+    );
+    await assert.rejects(
+      serve({ tls: { key: 'x', cert: 'y' } }, () => {}),
+      { message: /tls: Node could not build/ },
+    );
+    await assert.rejects(
+      serve({ tls: { ...tlsOptions(), handshakeTimeout: 5 } as ServeOptions['tls'] }, () => {}),
+      {
+        message: /tls.handshakeTimeout: set handshakeTimeout at the top level/,
+      },
+    );
+    await assert.rejects(
+      serve({ tls: tlsOptions(), handshakeTimeout: -1 }, () => {}),
+      { message: /handshakeTimeout/ },
+    );
+    const plain = await serve(LOOPBACK, () => {});
+    assert.throws(() => plain.setSecureContext(tlsOptions()!), { message: /needs a server started with tls/ });
+    await stop(plain);
+  });
+});
+
+/** A self-signed certificate for localhost, made with the openssl CLI. */
+async function selfSigned(): Promise<{ privateKey: string; cert: string }> {
+  const { mkdtempSync, readFileSync, rmSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(join(tmpdir(), 'tcpkit-rotate-'));
+  try {
+    await new Promise<void>((resolve, reject) =>
+      execFile(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'ec',
+          '-pkeyopt',
+          'ec_paramgen_curve:prime256v1',
+          '-nodes',
+          '-keyout',
+          'k.pem',
+          '-out',
+          'c.pem',
+          '-days',
+          '1',
+          '-subj',
+          '/CN=localhost',
+          '-addext',
+          'subjectAltName=DNS:localhost',
+        ],
+        { cwd: dir },
+        (e) => (e ? reject(e) : resolve()),
+      ),
+    );
+    return { privateKey: readFileSync(join(dir, 'k.pem'), 'utf8'), cert: readFileSync(join(dir, 'c.pem'), 'utf8') };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
