@@ -33,7 +33,7 @@ export interface ProxyProtocolOptions {
   timeout?: number;
 }
 
-/** @internal `proxyProtocol` after defaults and validation. */
+/** `proxyProtocol` after defaults and validation (what the server reads it as). */
 export interface ResolvedProxyProtocol {
   trusted: BlockList;
   required: boolean;
@@ -221,7 +221,7 @@ export function proxyInfo(header: ProxyHeader, address: string, port: number): C
   return info;
 }
 
-/** @internal Where an admitted connection came from, when a PROXY header says so. */
+/** Where an admitted connection came from, when a PROXY header says so (what its Conn is made from). */
 export interface ConnOrigin {
   remoteAddress: string;
   remotePort: number;

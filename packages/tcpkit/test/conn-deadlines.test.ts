@@ -259,7 +259,7 @@ function assertFired(
 
 function assertQuiet(r: Awaited<ReturnType<typeof runDeadline>>): void {
   assert.equal(r.error, undefined, `no error, got ${String(r.error)}`);
-  assert.deepEqual(r.stats.timeouts, { firstByte: 0, idle: 0, frame: 0, write: 0, lifetime: 0 });
+  assert.deepEqual(r.stats.timeouts, { firstByte: 0, idle: 0, frame: 0, write: 0, lifetime: 0, handshake: 0 });
   assert.deepEqual(r.published, []);
 }
 describe('firstByteTimeout', () => {

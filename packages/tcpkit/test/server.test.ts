@@ -79,7 +79,7 @@ describe('Server#stats', () => {
       assert.equal(s.bytesRead, 60, 'closed connections still count');
       assert.equal(s.bytesWritten, 60);
       assert.equal(s.errors, 0);
-      assert.deepEqual(s.timeouts, { firstByte: 0, idle: 0, frame: 0, write: 0, lifetime: 0 });
+      assert.deepEqual(s.timeouts, { firstByte: 0, idle: 0, frame: 0, write: 0, lifetime: 0, handshake: 0 });
       assert.deepEqual(s.rejected, { full: 0, perPeer: 0, blocked: 0, waitTimeout: 0, shutdown: 0, abandoned: 0 });
       assert.equal(s.slowConsumers, 0);
       assert.equal(s.acceptErrors, 0);
