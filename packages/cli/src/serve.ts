@@ -4,6 +4,7 @@ import { type ServeOptions, serve, TcpkitError } from 'tcpkit';
 import { APPS } from './apps/index.js';
 import { createLogger, type LogFormat, type LogLevel, parseLogFormat, parseLogLevel } from './log.js';
 import { parseBoolean, parseCount, parseDuration, parseSize } from './parse.js';
+import { certificateFiles, registerTlsFlags, reloadOnSighup, tlsAndProxyOptions } from './tls-flags.js';
 
 /** ServeOptions limits and timeouts as kebab-case flags: [flag, option key, parser, description]. */
 const FLAGS: [string, keyof ServeOptions, (v: string) => unknown, string][] = [
@@ -68,6 +69,7 @@ export function registerServe(program: Command): void {
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (default info)', parseLogLevel)
     .option('--log-format <format>', 'json or pretty (default: pretty on a terminal, json otherwise)', parseLogFormat);
   for (const [flag, , parser, description] of FLAGS) cmd.option(flag, description, parser);
+  registerTlsFlags(cmd);
   cmd.action(async (appName: string, flags: Record<string, unknown>) => {
     const spec = APPS[appName];
     if (spec === undefined) {
@@ -99,6 +101,12 @@ export function registerServe(program: Command): void {
     options.logger = logger;
     const blocked = flags.block as string[];
     if (blocked.length > 0) options.blockList = parseBlockList(blocked);
+    try {
+      Object.assign(options, tlsAndProxyOptions(flags));
+    } catch (error) {
+      cmd.error(`tcpkit: ${(error as Error).message}`);
+      return;
+    }
     const appOptions: Record<string, unknown> = { maxClients: options.maxConnections ?? 10_000 };
     if (flags.maxBulkLength !== undefined) {
       if (appName !== 'kv') {
@@ -112,6 +120,8 @@ export function registerServe(program: Command): void {
       // The server logs its lifecycle (listening, draining, shut down) and every handler error.
       const server = await serve(options, app.handler);
       app.attach?.(server);
+      const files = certificateFiles(flags);
+      if (files !== undefined) reloadOnSighup(server, files, logger);
       await server.closed;
       app.close();
     } catch (err) {

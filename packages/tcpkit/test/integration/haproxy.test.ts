@@ -103,17 +103,12 @@ describe('behind HAProxy', () => {
     const haproxy = await Haproxy.start(config(front, portOf(server), 'send-proxy-v2'));
     try {
       await haproxy.waitStatus('be', 'tcpkit', 'UP');
-      const s = tls.connect({
-        host: '127.0.0.1',
-        port: front,
-        localAddress: '127.0.0.9',
-        ca: c.ca,
-        servername: 'localhost',
-      });
+      const raw = net.connect({ host: '127.0.0.1', port: front, localAddress: '127.0.0.9' });
+      const s = tls.connect({ socket: raw, ca: c.ca, servername: 'localhost' });
       await within(once(s, 'secureConnect'), 15_000, 'the handshake through haproxy');
       s.write('secret\n');
       const [data] = (await within(once(s, 'data'), 15_000, 'the reply')) as [Buffer];
-      assert.equal(data.toString(), `127.0.0.9:${s.localPort} secret\n`);
+      assert.equal(data.toString(), `127.0.0.9:${raw.localPort} secret\n`);
       assert.equal(conns.find((x) => x.remoteAddress === '127.0.0.9')?.tls?.servername, 'localhost');
       s.destroy();
       assert.equal(server.stats().proxyErrors, 0);

@@ -1,0 +1,123 @@
+/**
+ * `tcpkit serve` flags for TLS and the PROXY protocol, and the certificate reload on SIGHUP.
+ * `reloadCertificates` is the one function a SIGHUP handler (this one, or the workers' restart) calls.
+ */
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import type { ServeOptions, Server, TlsOptions } from 'tcpkit';
+import { parseDuration } from './parse.js';
+
+/** The certificate files named on the command line, re-read on every reload. */
+export interface CertificateFiles {
+  cert: string;
+  key: string;
+  ca?: string;
+  clientAuth: boolean;
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+export function registerTlsFlags(cmd: Command): void {
+  cmd
+    .option('--tls-cert <file>', 'serve TLS with this PEM certificate (chain); needs --tls-key')
+    .option('--tls-key <file>', 'PEM private key of --tls-cert')
+    .option('--tls-ca <file>', 'PEM CA certificates that client certificates must chain to (with --tls-client-auth)')
+    .option('--tls-client-auth', 'request and require a client certificate signed by --tls-ca (mutual TLS)')
+    .option('--handshake-timeout <duration>', 'longest TLS handshake (default 10s, 0 = none)', parseDuration)
+    .option('--proxy-protocol', 'read a PROXY protocol header (v1 or v2) first; needs --trusted-proxy')
+    .option(
+      '--trusted-proxy <cidr>',
+      'a load balancer address or subnet allowed to send the PROXY header (repeatable)',
+      collect,
+      [] as string[],
+    );
+}
+
+/** The certificate files of the flags, or undefined without TLS. Throws an Error whose message names the flag. */
+export function certificateFiles(flags: Record<string, unknown>): CertificateFiles | undefined {
+  const cert = flags.tlsCert as string | undefined;
+  const key = flags.tlsKey as string | undefined;
+  const ca = flags.tlsCa as string | undefined;
+  const clientAuth = flags.tlsClientAuth === true;
+  if (cert === undefined && key === undefined) {
+    if (ca !== undefined || clientAuth) throw new Error('--tls-ca and --tls-client-auth need --tls-cert and --tls-key');
+    if (flags.handshakeTimeout !== undefined) throw new Error('--handshake-timeout needs --tls-cert and --tls-key');
+    return undefined;
+  }
+  if (cert === undefined || key === undefined) throw new Error('--tls-cert and --tls-key go together: give both');
+  if (clientAuth && ca === undefined) {
+    throw new Error('--tls-client-auth needs --tls-ca: the CA that client certificates must be signed by');
+  }
+  return { cert, key, ca, clientAuth };
+}
+
+/** Reads the files into `tls` options. Throws an Error naming the file that could not be read. */
+export function readCertificates(files: CertificateFiles): TlsOptions {
+  const read = (flag: string, path: string): Buffer => {
+    try {
+      return readFileSync(path);
+    } catch (error) {
+      throw new Error(`${flag} ${path}: ${(error as Error).message}`);
+    }
+  };
+  const options: TlsOptions = { cert: read('--tls-cert', files.cert), key: read('--tls-key', files.key) };
+  if (files.ca !== undefined) options.ca = read('--tls-ca', files.ca);
+  if (files.clientAuth) {
+    options.requestCert = true;
+    options.rejectUnauthorized = true;
+  }
+  return options;
+}
+
+/** The TLS and PROXY protocol part of ServeOptions from the flags. Throws an Error naming the flag. */
+export function tlsAndProxyOptions(flags: Record<string, unknown>): Partial<ServeOptions> {
+  const out: Partial<ServeOptions> = {};
+  const files = certificateFiles(flags);
+  if (files !== undefined) out.tls = readCertificates(files);
+  if (flags.handshakeTimeout !== undefined) out.handshakeTimeout = flags.handshakeTimeout as number;
+  const trusted = (flags.trustedProxy as string[] | undefined) ?? [];
+  if (flags.proxyProtocol === true) {
+    if (trusted.length === 0) {
+      throw new Error(
+        '--proxy-protocol needs at least one --trusted-proxy CIDR: the load balancers allowed to send the header (any other peer could claim any address)',
+      );
+    }
+    out.proxyProtocol = { trusted };
+  } else if (trusted.length > 0) {
+    throw new Error('--trusted-proxy applies with --proxy-protocol');
+  }
+  return out;
+}
+
+/** What the reload logs to: a pino logger, or anything with its `info` and `warn`. */
+export interface ReloadLog {
+  info(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+}
+
+/**
+ * Re-reads the certificate files and swaps them into `server` (new handshakes use them; open
+ * connections keep theirs). A failed reload keeps the old certificate; either way it is logged.
+ * The one function any SIGHUP handler calls (this file's, or a primary restarting its workers).
+ */
+export function reloadCertificates(server: Server, files: CertificateFiles, log: ReloadLog): boolean {
+  try {
+    server.setSecureContext(readCertificates(files));
+    log.info({ cert: files.cert, key: files.key }, 'reloaded TLS certificate');
+    return true;
+  } catch (error) {
+    log.warn({ err: (error as Error).message }, 'TLS certificate reload failed, keeping the previous one');
+    return false;
+  }
+}
+
+/** Reloads the certificates on every SIGHUP until the server closes. */
+export function reloadOnSighup(server: Server, files: CertificateFiles, log: ReloadLog): void {
+  const onHup = (): void => {
+    reloadCertificates(server, files, log);
+  };
+  process.on('SIGHUP', onHup);
+  void server.closed.then(() => process.off('SIGHUP', onHup));
+}

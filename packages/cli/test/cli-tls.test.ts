@@ -1,0 +1,213 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { once } from 'node:events';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import tls from 'node:tls';
+import { fileURLToPath } from 'node:url';
+import { certs } from '../../tcpkit/test/fixtures/certs.js';
+import { Child, within } from '../../tcpkit/test/helpers.js';
+import { needs } from './integration/kv-helpers.js';
+
+const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
+const SLOW = { timeout: 60_000 };
+
+function tcpkit(...args: string[]): Child {
+  return new Child(process.execPath, ['--import', 'tsx', MAIN, ...args]);
+}
+
+async function listening(proc: Child): Promise<number> {
+  const line = await proc.line((l) => l.includes('listening on'), 'the listening line', 30_000);
+  const m = /listening on 127\.0\.0\.1:(\d+) \(TLS\)$/.exec(line);
+  assert.ok(m, `a TLS address in ${JSON.stringify(line)}`);
+  return Number(m[1]);
+}
+
+/** Connects over TLS trusting the test CA; resolves with the socket once the handshake is done. */
+async function handshake(port: number, options: tls.ConnectionOptions = {}): Promise<tls.TLSSocket> {
+  const s = tls.connect({ host: '127.0.0.1', port, ca: certs().ca, servername: 'localhost', ...options });
+  await within(once(s, 'secureConnect'), 20_000, 'the TLS handshake');
+  return s;
+}
+
+describe('tcpkit serve with TLS flags', () => {
+  it('--tls-cert/--tls-key serve TLS; SIGHUP re-reads the files', SLOW, async () => {
+    const c = certs();
+    const dir = mkdtempSync(join(tmpdir(), 'tcpkit-cli-tls-'));
+    const cert = join(dir, 'cert.pem');
+    const key = join(dir, 'key.pem');
+    copyFileSync(c.files.serverCert, cert);
+    copyFileSync(c.files.serverKey, key);
+    const proc = tcpkit(
+      'serve',
+      'echo',
+      '--port',
+      '0',
+      '--tls-cert',
+      cert,
+      '--tls-key',
+      key,
+      '--handshake-timeout',
+      '5s',
+    );
+    try {
+      const port = await listening(proc);
+      const first = await handshake(port);
+      first.write('over tls');
+      const [echo] = (await within(once(first, 'data'), 20_000, 'the echo')) as [Buffer];
+      assert.equal(echo.toString(), 'over tls');
+      const before = first.getPeerCertificate().fingerprint256;
+      first.destroy();
+      // Rotate: a new certificate in the same files, then SIGHUP.
+      const fresh = await newSelfSigned(dir);
+      copyFileSync(fresh.cert, cert);
+      copyFileSync(fresh.key, key);
+      proc.signal('SIGHUP');
+      await proc.line((l) => l.includes('reloaded TLS certificate'), 'the reload line', 20_000);
+      const second = await handshake(port, { ca: [c.ca, await readText(cert)] });
+      assert.notEqual(second.getPeerCertificate().fingerprint256, before);
+      second.destroy();
+      // A broken file keeps the old certificate and says so.
+      copyFileSync(c.files.ca, key);
+      proc.signal('SIGHUP');
+      await proc.line((l) => l.includes('reload failed, keeping the previous one'), 'the failed reload line', 20_000);
+      (await handshake(port, { ca: [c.ca, await readText(cert)] })).destroy();
+      proc.signal('SIGTERM');
+      assert.equal((await within(proc.exited, 30_000, 'exit')).code, 0);
+    } finally {
+      proc.kill();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('--tls-client-auth with --tls-ca requires a client certificate from that CA', SLOW, async () => {
+    const c = certs();
+    const proc = tcpkit(
+      'serve',
+      'echo',
+      '--port',
+      '0',
+      '--tls-cert',
+      c.files.serverCert,
+      '--tls-key',
+      c.files.serverKey,
+      '--tls-ca',
+      c.files.ca,
+      '--tls-client-auth',
+    );
+    try {
+      const port = await listening(proc);
+      const good = await handshake(port, { key: c.clientKey, cert: c.clientCert });
+      good.write('me');
+      const [echo] = (await within(once(good, 'data'), 20_000, 'the echo')) as [Buffer];
+      assert.equal(echo.toString(), 'me');
+      good.destroy();
+      const anonymous = tls.connect({ host: '127.0.0.1', port, ca: c.ca, servername: 'localhost' });
+      anonymous.on('error', () => {});
+      anonymous.write('me?');
+      const got: Buffer[] = [];
+      anonymous.on('data', (d: Buffer) => got.push(d));
+      await within(new Promise((r) => anonymous.once('close', r)), 20_000, 'the refusal');
+      assert.equal(Buffer.concat(got).length, 0);
+    } finally {
+      proc.kill();
+    }
+  });
+
+  it('redis-cli --tls talks to tcpkit serve kv --tls-cert ...', { ...SLOW, skip: needs('redis-cli') }, async () => {
+    const c = certs();
+    const proc = tcpkit('serve', 'kv', '--port', '0', '--tls-cert', c.files.serverCert, '--tls-key', c.files.serverKey);
+    try {
+      const port = await listening(proc);
+      const run = (...args: string[]): Promise<string> =>
+        new Promise((resolve, reject) =>
+          execFile(
+            'redis-cli',
+            ['--tls', '--cacert', c.files.ca, '--sni', 'localhost', '-h', '127.0.0.1', '-p', String(port), ...args],
+            { timeout: 20_000 },
+            (error, stdout) => (error ? reject(error) : resolve(stdout.trim())),
+          ),
+        );
+      assert.equal(await run('SET', 'k', 'over tls'), 'OK');
+      assert.equal(await run('GET', 'k'), 'over tls');
+    } finally {
+      proc.kill();
+    }
+  });
+
+  const refused: [string, string[], RegExp][] = [
+    [
+      '--proxy-protocol without a trusted proxy',
+      ['--proxy-protocol'],
+      /--proxy-protocol needs at least one --trusted-proxy/,
+    ],
+    [
+      '--trusted-proxy without --proxy-protocol',
+      ['--trusted-proxy', '10.0.0.0/8'],
+      /--trusted-proxy applies with --proxy-protocol/,
+    ],
+    ['a bad --trusted-proxy', ['--proxy-protocol', '--trusted-proxy', '10.0.0.0/99'], /proxyProtocol.trusted/],
+    ['--tls-cert without --tls-key', ['--tls-cert', 'x.pem'], /--tls-cert and --tls-key go together/],
+    [
+      '--tls-client-auth without --tls-ca',
+      ['--tls-cert', 'a', '--tls-key', 'b', '--tls-client-auth'],
+      /needs --tls-ca/,
+    ],
+    [
+      'a missing certificate file',
+      ['--tls-cert', '/nonexistent.pem', '--tls-key', '/nonexistent.key'],
+      /--tls-cert \/nonexistent.pem/,
+    ],
+    ['--handshake-timeout without TLS', ['--handshake-timeout', '5s'], /--handshake-timeout needs --tls-cert/],
+  ];
+  for (const [name, flags, message] of refused) {
+    it(`refuses ${name}`, SLOW, async () => {
+      const proc = tcpkit('serve', 'echo', '--port', '0', ...flags);
+      try {
+        const exit = await within(proc.exited, 30_000, 'the CLI to exit');
+        assert.notEqual(exit.code, 0);
+        assert.match(proc.stderr, message);
+      } finally {
+        proc.kill();
+      }
+    });
+  }
+});
+
+async function readText(path: string): Promise<string> {
+  const { readFile } = await import('node:fs/promises');
+  return readFile(path, 'utf8');
+}
+
+/** A new self-signed certificate for localhost in `dir` (openssl CLI). */
+function newSelfSigned(dir: string): Promise<{ cert: string; key: string }> {
+  const cert = join(dir, 'fresh-cert.pem');
+  const key = join(dir, 'fresh-key.pem');
+  return new Promise((resolve, reject) =>
+    execFile(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+        '-days',
+        '1',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=DNS:localhost',
+      ],
+      (e) => (e ? reject(e) : resolve({ cert, key })),
+    ),
+  );
+}
