@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import { certs } from '../../tcpkit/test/fixtures/certs.js';
+import { certs, selfSignedLocalhost } from '../../tcpkit/test/fixtures/certs.js';
 import { Child, within } from '../../tcpkit/test/helpers.js';
 import { needs } from './integration/kv-helpers.js';
 
@@ -61,7 +61,7 @@ describe('tcpkit serve with TLS flags', () => {
       const before = first.getPeerCertificate().fingerprint256;
       first.destroy();
       // Rotate: a new certificate in the same files, then SIGHUP.
-      const fresh = await newSelfSigned(dir);
+      const fresh = selfSignedLocalhost(dir);
       copyFileSync(fresh.cert, cert);
       copyFileSync(fresh.key, key);
       proc.signal('SIGHUP');
@@ -179,35 +179,4 @@ describe('tcpkit serve with TLS flags', () => {
 async function readText(path: string): Promise<string> {
   const { readFile } = await import('node:fs/promises');
   return readFile(path, 'utf8');
-}
-
-/** A new self-signed certificate for localhost in `dir` (openssl CLI). */
-function newSelfSigned(dir: string): Promise<{ cert: string; key: string }> {
-  const cert = join(dir, 'fresh-cert.pem');
-  const key = join(dir, 'fresh-key.pem');
-  return new Promise((resolve, reject) =>
-    execFile(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-keyout',
-        key,
-        '-out',
-        cert,
-        '-days',
-        '1',
-        '-subj',
-        '/CN=localhost',
-        '-addext',
-        'subjectAltName=DNS:localhost',
-      ],
-      (e) => (e ? reject(e) : resolve({ cert, key })),
-    ),
-  );
 }

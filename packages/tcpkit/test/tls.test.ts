@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import tls from 'node:tls';
 import { type Conn, lines, type ServeOptions, type Server, serve } from '../src/index.js';
-import { certs } from './fixtures/certs.js';
+import { certs, selfSignedLocalhost } from './fixtures/certs.js';
 import { ChannelProbe, deferred, LOOPBACK, portOf, stop, until, within } from './helpers.js';
 
 const TEST = { timeout: 30_000 };
@@ -223,8 +226,11 @@ describe('tls', () => {
       const old = await tlsConnect(portOf(server));
       const first = old.getPeerCertificate().fingerprint256;
       // A fresh self-signed certificate for localhost: different from the CA-signed one.
-      const { privateKey, cert } = await selfSigned();
-      server.setSecureContext({ key: privateKey, cert });
+      const dir = mkdtempSync(join(tmpdir(), 'tcpkit-rotate-'));
+      const files = selfSignedLocalhost(dir);
+      const cert = readFileSync(files.cert, 'utf8');
+      server.setSecureContext({ key: readFileSync(files.key), cert });
+      rmSync(dir, { recursive: true, force: true });
       const fresh = await tlsConnect(portOf(server), { ca: [c.ca, cert] });
       assert.notEqual(fresh.getPeerCertificate().fingerprint256, first);
       old.end('still here\n');
@@ -328,42 +334,3 @@ describe('tls', () => {
     await stop(plain);
   });
 });
-
-/** A self-signed certificate for localhost, made with the openssl CLI. */
-async function selfSigned(): Promise<{ privateKey: string; cert: string }> {
-  const { mkdtempSync, readFileSync, rmSync } = await import('node:fs');
-  const { join } = await import('node:path');
-  const { tmpdir } = await import('node:os');
-  const dir = mkdtempSync(join(tmpdir(), 'tcpkit-rotate-'));
-  try {
-    await new Promise<void>((resolve, reject) =>
-      execFile(
-        'openssl',
-        [
-          'req',
-          '-x509',
-          '-newkey',
-          'ec',
-          '-pkeyopt',
-          'ec_paramgen_curve:prime256v1',
-          '-nodes',
-          '-keyout',
-          'k.pem',
-          '-out',
-          'c.pem',
-          '-days',
-          '1',
-          '-subj',
-          '/CN=localhost',
-          '-addext',
-          'subjectAltName=DNS:localhost',
-        ],
-        { cwd: dir },
-        (e) => (e ? reject(e) : resolve()),
-      ),
-    );
-    return { privateKey: readFileSync(join(dir, 'k.pem'), 'utf8'), cert: readFileSync(join(dir, 'c.pem'), 'utf8') };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
