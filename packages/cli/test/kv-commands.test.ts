@@ -10,10 +10,27 @@ import { addInt64, parseInt64 } from '../src/apps/kv/numbers.js';
 import { Store } from '../src/apps/kv/store.js';
 import { COMMANDS, execute } from '../src/apps/kv/table.js';
 
+/** A client as the app makes one, connected at time 0 from 127.0.0.9:40000. */
+function newClient(id: number, db: Store): ClientState {
+  return {
+    id,
+    db,
+    name: null,
+    quit: false,
+    addr: '127.0.0.9:40000',
+    laddr: '127.0.0.1:6380',
+    createdAt: 0,
+    lastInteraction: 0,
+    lastCommand: 'NULL',
+    queuedBytes: () => 0,
+  };
+}
+
 function session() {
   const databases = Array.from({ length: DATABASES }, () => new Store());
-  const ctx: ServerContext = { databases, version: '7.0.0', info: new InfoState(10_000) };
-  const client: ClientState = { id: 7, db: databases[0]!, name: null, quit: false };
+  const client = newClient(7, databases[0]!);
+  const others = [client, newClient(8, databases[3]!)];
+  const ctx: ServerContext = { databases, version: '7.0.0', info: new InfoState(10_000), clients: () => others };
   const codec = resp();
   /** Runs one command at time `now` and returns the reply as RESP text. */
   const run = (now: number, ...args: string[]): string => {
@@ -31,6 +48,30 @@ function session() {
 }
 
 describe('kv commands', () => {
+  test('CLIENT INFO: Redis 7 fields in Redis order, age and idle in seconds, cmd the latest command', () => {
+    const { run } = session();
+    run(1000, 'CLIENT', 'SETNAME', 'worker-1');
+    assert.equal(
+      run(5500, 'CLIENT', 'INFO'),
+      '$159\r\nid=7 addr=127.0.0.9:40000 laddr=127.0.0.1:6380 name=worker-1 age=5 idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 omem=0 cmd=client|info user=default resp=2\n\r\n',
+    );
+  });
+
+  test('CLIENT LIST: every client, ID and TYPE filters, errors as Redis words them', () => {
+    const { run } = session();
+    const all = run(3000, 'CLIENT', 'LIST');
+    assert.match(
+      all,
+      /^\$\d+\r\nid=7 addr=127\.0\.0\.9:40000 .* cmd=client\|list .*\nid=8 .* idle=3 .* cmd=NULL .*\n\r\n$/s,
+    );
+    assert.match(run(0, 'CLIENT', 'LIST', 'ID', '8'), /^\$\d+\r\nid=8 [^\n]*\n\r\n$/);
+    assert.match(run(0, 'CLIENT', 'LIST', 'TYPE', 'normal'), /id=7 .*id=8/s);
+    assert.equal(run(0, 'CLIENT', 'LIST', 'TYPE', 'pubsub'), '$0\r\n\r\n');
+    assert.equal(run(0, 'CLIENT', 'LIST', 'TYPE', 'bogus'), "-ERR Unknown client type 'bogus'\r\n");
+    assert.equal(run(0, 'CLIENT', 'LIST', 'ID', 'x'), '-ERR Invalid client ID\r\n');
+    assert.equal(run(0, 'CLIENT', 'LIST', 'WHAT'), '-ERR syntax error\r\n');
+  });
+
   test('SET PX expires lazily at the deadline, not before', () => {
     const { run } = session();
     assert.equal(run(1000, 'SET', 'k', 'v', 'PX', '100'), '+OK\r\n');
@@ -68,7 +109,7 @@ describe('kv commands', () => {
 
   test('values are copied out of the request buffer', () => {
     const { ctx } = session();
-    const client: ClientState = { id: 1, db: ctx.databases[0]!, name: null, quit: false };
+    const client = newClient(1, ctx.databases[0]!);
     const value = Buffer.from('abc');
     execute(ctx, client, [Buffer.from('SET'), Buffer.from('k'), value], 0);
     value.fill(0x78);

@@ -13,6 +13,16 @@ export interface ClientState {
   name: Buffer | null;
   /** Set by QUIT: reply, then close. */
   quit: boolean;
+  /** `IP:port` of the client (behind a PROXY-protocol balancer, the client's own) and of the server end. */
+  readonly addr: string;
+  readonly laddr: string;
+  /** Unix ms of the connection's start and of its latest command (CLIENT INFO age and idle). */
+  readonly createdAt: number;
+  lastInteraction: number;
+  /** Full name of the latest command (`client|info`), as CLIENT INFO's `cmd`. */
+  lastCommand: string;
+  /** Bytes of replies queued for the client (CLIENT INFO `omem`). */
+  queuedBytes(): number;
 }
 
 /** What every connection shares. */
@@ -23,6 +33,8 @@ export interface ServerContext {
   readonly version: string;
   /** What INFO reports: counters, meters and, once attached, the tcpkit server's own counters. */
   readonly info: InfoState;
+  /** Every connection being served, oldest first (CLIENT LIST). */
+  clients(): Iterable<ClientState>;
 }
 
 /** A command's handler: a pure function of the store, the client and the arguments to a reply. */
@@ -311,6 +323,53 @@ const clientSetname: CommandHandler = (_x, client, args) => setName(client, args
 const clientGetname: CommandHandler = (_x, client) => client.name ?? NULL;
 const clientId: CommandHandler = (_x, client) => client.id;
 
+/**
+ * One client as CLIENT INFO and CLIENT LIST print it: Redis 7's fields in Redis's order, those tcpkit
+ * knows (no fd, no buffer internals; no pub/sub or MULTI in this app, so those are 0 and -1).
+ */
+function clientLine(ctx: ServerContext, client: ClientState, now: number): string {
+  const name = client.name === null ? '' : cstr(client.name);
+  const age = Math.floor((now - client.createdAt) / 1000);
+  const idle = Math.floor((now - client.lastInteraction) / 1000);
+  return (
+    `id=${client.id} addr=${client.addr} laddr=${client.laddr} name=${name} age=${age} idle=${idle} flags=N db=${ctx.databases.indexOf(client.db)}` +
+    ` sub=0 psub=0 ssub=0 multi=-1 omem=${client.queuedBytes()} cmd=${client.lastCommand} user=default resp=2\n`
+  );
+}
+
+const clientInfo: CommandHandler = (ctx, client, _a, now) => Buffer.from(clientLine(ctx, client, now), 'latin1');
+
+/** CLIENT LIST [TYPE normal|master|replica|pubsub] [ID id [id ...]]. */
+const clientList: CommandHandler = (ctx, _c, args, now) => {
+  let ids: Set<string> | null = null;
+  let type = 'normal';
+  for (let i = 2; i < args.length; i++) {
+    const opt = lower(args[i]!);
+    if (opt === 'type' && i + 1 < args.length) {
+      type = lower(args[++i]!);
+      if (!['normal', 'master', 'replica', 'slave', 'pubsub'].includes(type)) {
+        return err(`Unknown client type '${cstr(args[i]!)}'`);
+      }
+    } else if (opt === 'id' && i + 1 < args.length) {
+      ids = new Set();
+      while (i + 1 < args.length) {
+        const id = args[++i]!.toString('latin1');
+        if (!/^[1-9]\d*$/.test(id)) return err('Invalid client ID');
+        ids.add(id);
+      }
+    } else {
+      return SYNTAX;
+    }
+  }
+  let out = '';
+  // Every client of this app is a normal one: no replicas, no pub/sub.
+  if (type === 'normal') {
+    for (const client of ctx.clients())
+      if (ids === null || ids.has(String(client.id))) out += clientLine(ctx, client, now);
+  }
+  return Buffer.from(out, 'latin1');
+};
+
 const hello: CommandHandler = (ctx, client, args) => {
   let next = 1;
   if (args.length >= 2) {
@@ -357,6 +416,8 @@ export {
   append,
   clientGetname,
   clientId,
+  clientInfo,
+  clientList,
   clientSetname,
   decr,
   decrby,

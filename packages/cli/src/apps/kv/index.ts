@@ -51,12 +51,18 @@ const SWEEP_AGAIN = SWEEP_SAMPLE / 4;
 /** A sweep yields the event loop after this long, so expiry never stalls the connections it serves. */
 const SWEEP_BUDGET_MS = 2;
 
+/** `IP:port` as Redis prints addresses (IPv6 unbracketed, as Redis does). */
+function hostPort(address: string, port: number): string {
+  return `${address}:${port}`;
+}
+
 export function createApp(options: KvOptions = {}): KvApp {
   const { sweepInterval = 100, maxBulkLength, version = '7.0.0', maxClients = 10_000 } = options;
   const databases = Array.from({ length: DATABASES }, () => new Store());
   const codec = resp({ maxBulkLength });
   const info = new InfoState(maxClients);
-  const ctx: ServerContext = { databases, version, info };
+  const clients = new Set<ClientState>();
+  const ctx: ServerContext = { databases, version, info, clients: () => clients };
 
   // Neither timer may keep a process alive whose server has closed.
   const meters = setInterval(() => info.sample(Date.now()), SAMPLE_INTERVAL);
@@ -75,7 +81,20 @@ export function createApp(options: KvOptions = {}): KvApp {
   async function handler(conn: Conn): Promise<void> {
     info.connectedClients++;
     info.connectionsReceived++;
-    const client: ClientState = { id: conn.id, db: databases[0]!, name: null, quit: false };
+    const now = Date.now();
+    const client: ClientState = {
+      id: conn.id,
+      db: databases[0]!,
+      name: null,
+      quit: false,
+      addr: hostPort(conn.remoteAddress, conn.remotePort),
+      laddr: hostPort(conn.localAddress, conn.localPort),
+      createdAt: now,
+      lastInteraction: now,
+      lastCommand: 'NULL',
+      queuedBytes: () => conn.queuedBytes,
+    };
+    clients.add(client);
     try {
       for await (const args of conn.frames(codec)) {
         if (args.length === 0) continue; // Redis ignores empty requests
@@ -96,6 +115,7 @@ export function createApp(options: KvOptions = {}): KvApp {
       throw error;
     } finally {
       info.connectedClients--;
+      clients.delete(client);
     }
   }
 

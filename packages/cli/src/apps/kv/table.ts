@@ -287,6 +287,22 @@ const SPECS: Record<string, Spec> = {
         group: 'connection',
         run: c.clientGetname,
       },
+      info: {
+        arity: 2,
+        ...S('noscript loading stale', '@slow @connection', NO_KEYS),
+        summary: 'Returns information about the current client connection.',
+        since: '6.2.0',
+        group: 'connection',
+        run: c.clientInfo,
+      },
+      list: {
+        arity: -2,
+        ...S('admin noscript loading stale', '@admin @slow @dangerous @connection', NO_KEYS),
+        summary: 'Get the list of client connections',
+        since: '2.4.0',
+        group: 'connection',
+        run: c.clientList,
+      },
       id: {
         arity: 2,
         ...S('noscript loading stale', '@slow @connection', NO_KEYS),
@@ -306,6 +322,10 @@ const SPECS: Record<string, Spec> = {
           '    Return the name of the current connection.',
           'ID',
           '    Return the ID of the current connection.',
+          'INFO',
+          '    Return information about the current client connection.',
+          'LIST [TYPE <NORMAL|MASTER|REPLICA|PUBSUB>] [ID <id> [<id> ...]]',
+          '    Return information about client connections.',
           'SETNAME <name>',
           '    Assign the name <name> to the current connection.',
           'HELP',
@@ -515,6 +535,8 @@ function dispatch(ctx: ServerContext, client: ClientState, args: Buffer[], now: 
   }
   const arity = spec.arity;
   if ((arity > 0 && arity !== args.length) || args.length < -arity) return c.arityError(spec.fullName);
+  client.lastCommand = spec.fullName;
+  client.lastInteraction = now;
   const reply = spec.run(ctx, client, args, now);
   // After the command, as Redis's call() counts it: INFO does not count itself.
   ctx.info.commands++;
