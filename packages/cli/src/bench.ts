@@ -33,6 +33,10 @@ interface BenchFlags {
   html?: string;
   quiet: boolean;
   allowErrors: boolean;
+  tls: boolean;
+  tlsResume: boolean;
+  servername?: string;
+  proxyProtocol?: 1 | 2;
 }
 
 function integer(text: string): number {
@@ -93,6 +97,20 @@ export function registerBench(program: Command): void {
     .option('--json', 'print the result as JSON on stdout', false)
     .option('--html <file>', 'write a self-contained HTML report with charts')
     .option('-q, --quiet', 'no progress lines', false)
+    .option('--tls', 'connect over TLS (the certificate is not verified); churn then measures handshakes/s', false)
+    .option('--tls-resume', 'with --tls: resume the previous session of each connection slot (churn)', false)
+    .option('--servername <name>', 'with --tls: the SNI server name to send')
+    .addOption(
+      new Option(
+        '--proxy-protocol <version>',
+        'send a PROXY protocol header (v1 or v2) first, as a load balancer would',
+      )
+        .choices(['v1', 'v2'])
+        .argParser((v) => {
+          if (v !== 'v1' && v !== 'v2') throw new InvalidArgumentError('expected v1 or v2');
+          return v === 'v1' ? 1 : 2;
+        }),
+    )
     .option('--allow-errors', 'exit 0 even if errors occurred (a run with no connection still exits 1)', false)
     .action(async (flags: BenchFlags) => {
       const controller = new AbortController();
@@ -123,6 +141,10 @@ export function registerBench(program: Command): void {
             payload: flags.payload,
             verify: flags.verify,
             serverPid: flags.serverPid,
+            tls: flags.tls,
+            tlsResume: flags.tlsResume,
+            servername: flags.servername,
+            proxyProtocol: flags.proxyProtocol,
           },
           {
             signal: controller.signal,

@@ -7,8 +7,10 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
+import { serve } from 'tcpkit';
 import { certs, selfSignedLocalhost } from '../../tcpkit/test/fixtures/certs.js';
 import { Child, within } from '../../tcpkit/test/helpers.js';
+import { runBench } from '../src/loadgen/runner.js';
 import { needs } from './integration/kv-helpers.js';
 
 const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
@@ -180,3 +182,52 @@ async function readText(path: string): Promise<string> {
   const { readFile } = await import('node:fs/promises');
   return readFile(path, 'utf8');
 }
+
+describe('tcpkit bench --tls and --proxy-protocol', () => {
+  for (const [name, options] of [
+    ['echo over TLS with a v2 header, verified', { mode: 'echo', tls: true, proxyProtocol: 2, verify: true }],
+    [
+      'churn over TLS with session resumption and a v1 header',
+      { mode: 'churn', tls: true, tlsResume: true, proxyProtocol: 1 },
+    ],
+    ['echo with a v1 header, no TLS', { mode: 'echo', proxyProtocol: 1, verify: true }],
+  ] as const) {
+    it(name, SLOW, async () => {
+      const c = certs();
+      const peers = new Set<string>();
+      let resumed = 0;
+      const secure = 'tls' in options;
+      const server = await serve(
+        {
+          host: '127.0.0.1',
+          port: 0,
+          // The generator is the balancer here: it connects from 127.0.0.9 and names itself in the header.
+          proxyProtocol: { trusted: ['127.0.0.9'] },
+          ...(secure ? { tls: { key: c.serverKey, cert: c.serverCert } } : {}),
+        },
+        async (conn) => {
+          peers.add(`${conn.remoteAddress} v${conn.proxy?.version}`);
+          if (conn.tls?.resumed) resumed++;
+          for await (const chunk of conn) await conn.write(chunk);
+        },
+      );
+      try {
+        const result = await runBench({
+          port: (server.address as { port: number }).port,
+          connections: 4,
+          durationMs: 500,
+          warmupMs: 0,
+          sourceAddresses: ['127.0.0.9'],
+          ...options,
+        });
+        assert.ok(result.messages > 0, `messages completed: ${JSON.stringify(result.connections)} ${JSON.stringify(result.errors)}`);
+        assert.equal(result.errorsTotal, 0, JSON.stringify(result.errors));
+        assert.deepEqual([...peers], [`127.0.0.9 v${options.proxyProtocol}`], 'the header carried the client address');
+        assert.equal(server.stats().proxyErrors, 0);
+        if ('tlsResume' in options) assert.ok(resumed > 0, 'sessions were resumed');
+      } finally {
+        await server.shutdown({ timeout: 2000 });
+      }
+    });
+  }
+});

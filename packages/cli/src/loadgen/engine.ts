@@ -9,6 +9,8 @@
 import { randomFillSync } from 'node:crypto';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
+import tls from 'node:tls';
+import { encodeProxyHeader } from 'tcpkit';
 import { createLatencyHistogram, encodeHistogram, type Histogram } from './histogram.js';
 import type { BenchMode, PayloadKind } from './options.js';
 
@@ -30,6 +32,12 @@ export interface EngineConfig {
   sourceAddresses: string[];
   rampUpMs: number;
   connectTimeoutMs: number;
+  /** Connect over TLS (certificate not verified), resuming sessions with `tlsResume`, sending `servername` as SNI. */
+  tls: boolean;
+  tlsResume: boolean;
+  servername: string | null;
+  /** Send a PROXY header of this version first (client address: the socket's own). */
+  proxyProtocol: 1 | 2 | null;
 }
 
 /** What happened since the previous report. Connection counts are cumulative. */
@@ -250,6 +258,8 @@ class Client {
   /** Bytes of the current (partial) message received so far. */
   #received = 0;
   #connectStartedAt = 0;
+  /** The previous connection's TLS session, offered to the next one (tlsResume). */
+  #session: Buffer | null = null;
   // open-loop state
   #owed = 0;
   #sentIndex = 0;
@@ -282,16 +292,41 @@ class Client {
     this.#receivedIndex = this.#sentIndex;
     this.#connectStartedAt = performance.now();
     engine.connectAttemptStarted();
-    const socket = net.connect({
-      host,
-      port,
-      localAddress: engine.sourceAddressFor(this.#index),
-      noDelay: true,
-      onread: { buffer: engine.readBuffer, callback: this.#onRead },
-    });
+    const { tls: secure, proxyProtocol } = engine.config;
+    const localAddress = engine.sourceAddressFor(this.#index);
+    let socket: net.Socket;
+    if (!secure && proxyProtocol === null) {
+      socket = net.connect({
+        host,
+        port,
+        localAddress,
+        noDelay: true,
+        onread: { buffer: engine.readBuffer, callback: this.#onRead },
+      });
+      socket.on('connect', this.#onConnect);
+    } else {
+      // A header and/or TLS: the raw socket first (the header must precede the ClientHello), TLS over it.
+      const raw = net.connect({ host, port, localAddress, noDelay: true });
+      socket = raw;
+      if (proxyProtocol !== null) raw.once('connect', () => raw.write(proxyHeader(proxyProtocol, raw)));
+      if (secure) {
+        const t = tls.connect({
+          socket: raw,
+          rejectUnauthorized: false,
+          servername: engine.config.servername ?? undefined,
+          session: engine.config.tlsResume ? (this.#session ?? undefined) : undefined,
+        });
+        if (engine.config.tlsResume) t.once('session', (session: Buffer) => (this.#session = session));
+        t.on('secureConnect', this.#onConnect);
+        raw.on('error', this.#onError);
+        socket = t;
+      } else {
+        raw.on('connect', this.#onConnect);
+      }
+      socket.on('data', (chunk: Buffer) => this.#onRead(chunk.length, chunk));
+    }
     this.#socket = socket;
     if (connectTimeoutMs > 0) socket.setTimeout(connectTimeoutMs);
-    socket.on('connect', this.#onConnect);
     socket.on('timeout', this.#onTimeout);
     socket.on('error', this.#onError);
     socket.on('close', this.#onClose);
@@ -477,3 +512,12 @@ class Client {
 }
 
 function ignore(): void {}
+
+/** The PROXY header a balancer would send for `socket`'s connection: its own addresses, as seen from both ends. */
+function proxyHeader(version: 1 | 2, socket: net.Socket): Buffer {
+  return encodeProxyHeader(
+    version,
+    { address: socket.localAddress ?? '127.0.0.1', port: socket.localPort ?? 0 },
+    { address: socket.remoteAddress ?? '127.0.0.1', port: socket.remotePort ?? 0 },
+  );
+}

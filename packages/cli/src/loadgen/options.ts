@@ -58,12 +58,24 @@ export interface BenchOptions {
   serverPid?: number;
   /** Interval between timeline points and progress lines, in ms. Default `1_000`. */
   intervalMs?: number;
+  /** Connect over TLS (the server's certificate is not verified: this measures, it does not trust). Default `false`. */
+  tls?: boolean;
+  /** With `tls`: offer each connection the session of its slot's previous one (resumption, in churn). Default `false`. */
+  tlsResume?: boolean;
+  /** With `tls`: the SNI server name to send. Default: none. */
+  servername?: string;
+  /** Send a PROXY protocol header of this version (1 or 2) first on every connection, as a load balancer would. Default: none. */
+  proxyProtocol?: 1 | 2;
 }
 
 /** `BenchOptions` with every default applied and every value checked. */
-export type ResolvedBenchOptions = Required<Omit<BenchOptions, 'rate' | 'serverPid'>> & {
+export type ResolvedBenchOptions = Required<
+  Omit<BenchOptions, 'rate' | 'serverPid' | 'servername' | 'proxyProtocol'>
+> & {
   rate: number | null;
   serverPid: number | null;
+  servername: string | null;
+  proxyProtocol: 1 | 2 | null;
 };
 
 function positiveInt(name: string, value: number, min: number): number {
@@ -112,7 +124,15 @@ export function resolveBenchOptions(options: BenchOptions = {}): ResolvedBenchOp
     verify: options.verify ?? false,
     serverPid: options.serverPid ?? null,
     intervalMs: positiveInt('interval', options.intervalMs ?? 1_000, 10),
+    tls: options.tls ?? false,
+    tlsResume: options.tlsResume ?? false,
+    servername: options.servername ?? null,
+    proxyProtocol: options.proxyProtocol ?? null,
   };
+  if (resolved.tlsResume && !resolved.tls) throw new RangeError('bench: tls-resume needs tls');
+  if (resolved.proxyProtocol !== null && resolved.proxyProtocol !== 1 && resolved.proxyProtocol !== 2) {
+    throw new RangeError('bench: proxy-protocol must be 1 or 2');
+  }
   if (resolved.port > 65535) throw new RangeError('bench: port must be <= 65535');
   return resolved;
 }

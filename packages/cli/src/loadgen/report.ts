@@ -58,7 +58,8 @@ export function formatSummary(result: BenchResult): string {
     // Each connection exchanged one message while connecting; the window itself is silent.
     lines.push(`  held         ${formatCount(result.connections.open)} connections idle through the window`);
   } else {
-    const unit = options.mode === 'churn' ? 'connections' : 'messages   ';
+    // Over TLS every churn cycle is one handshake (a resumed one with --tls-resume).
+    const unit = options.mode !== 'churn' ? 'messages   ' : options.tls ? 'handshakes ' : 'connections';
     lines.push(`  ${unit}  ${formatCount(result.messages)} (${formatCount(result.messagesPerSec)}/s)`);
     lines.push(`  throughput   ${result.mibPerSec.toFixed(2)} MiB/s received`);
     lines.push(
@@ -78,7 +79,7 @@ export function formatSummary(result: BenchResult): string {
   if (result.server) {
     const s = result.server;
     lines.push(
-      `  server       pid ${s.pid}: ${s.cpuPercent}% CPU, ${s.cpuUsPerMessage ?? '-'} µs CPU per ${options.mode === 'churn' ? 'connection' : 'message'}, RSS ${formatBytes(s.rssEndBytes)} (baseline ${formatBytes(s.rssBaselineBytes)})${options.mode !== 'idle' || s.rssPerConnectionBytes === null ? '' : `, ${formatBytes(s.rssPerConnectionBytes)} per connection`}`,
+      `  server       pid ${s.pid}: ${s.cpuPercent}% CPU, ${s.cpuUsPerMessage ?? '-'} µs CPU per ${options.mode !== 'churn' ? 'message' : options.tls ? 'handshake' : 'connection'}, RSS ${formatBytes(s.rssEndBytes)} (baseline ${formatBytes(s.rssBaselineBytes)})${options.mode !== 'idle' || s.rssPerConnectionBytes === null ? '' : `, ${formatBytes(s.rssPerConnectionBytes)} per connection`}`,
     );
   }
   const env = result.environment;

@@ -124,6 +124,10 @@ export function splitConfig(options: ResolvedBenchOptions): EngineConfig[] {
       sourceAddresses: options.sourceAddresses,
       rampUpMs: options.rampUpMs,
       connectTimeoutMs: options.connectTimeoutMs,
+      tls: options.tls,
+      tlsResume: options.tlsResume,
+      servername: options.servername,
+      proxyProtocol: options.proxyProtocol,
     });
     first += share;
   }
