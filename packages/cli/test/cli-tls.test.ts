@@ -21,9 +21,9 @@ function tcpkit(...args: string[]): Child {
 }
 
 async function listening(proc: Child): Promise<number> {
-  const line = await proc.line((l) => l.includes('listening on'), 'the listening line', 30_000);
-  const m = /listening on 127\.0\.0\.1:(\d+) \(TLS\)$/.exec(line);
-  assert.ok(m, `a TLS address in ${JSON.stringify(line)}`);
+  const line = await proc.line((l) => l.includes('"msg":"listening"'), 'the listening line', 30_000);
+  const m = /^127\.0\.0\.1:(\d+)$/.exec(String((JSON.parse(line) as { address: unknown }).address));
+  assert.ok(m, `an address in ${JSON.stringify(line)}`);
   return Number(m[1]);
 }
 
@@ -220,7 +220,10 @@ describe('tcpkit bench --tls and --proxy-protocol', () => {
           sourceAddresses: ['127.0.0.9'],
           ...options,
         });
-        assert.ok(result.messages > 0, `messages completed: ${JSON.stringify(result.connections)} ${JSON.stringify(result.errors)}`);
+        assert.ok(
+          result.messages > 0,
+          `messages completed: ${JSON.stringify(result.connections)} ${JSON.stringify(result.errors)}`,
+        );
         assert.equal(result.errorsTotal, 0, JSON.stringify(result.errors));
         assert.deepEqual([...peers], [`127.0.0.9 v${options.proxyProtocol}`], 'the header carried the client address');
         assert.equal(server.stats().proxyErrors, 0);

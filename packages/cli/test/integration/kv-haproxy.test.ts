@@ -127,8 +127,8 @@ describe('kv behind HAProxy (PROXY v2)', () => {
         '--trusted-proxy',
         '127.0.0.1',
       ]);
-      const line = await proc.line((l) => l.includes('listening on'), 'the listening line', 30_000);
-      const backend = Number(/:(\d+)$/.exec(line)?.[1]);
+      const line = await proc.line((l) => l.includes('"msg":"listening"'), 'the listening line', 30_000);
+      const backend = Number(/:(\d+)$/.exec(String((JSON.parse(line) as { address: unknown }).address))?.[1]);
       const front = await freePort();
       const haproxy = await Haproxy.start(haproxyConfig(front, backend));
       try {
