@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import diagnostics_channel from 'node:diagnostics_channel';
+import { once } from 'node:events';
 import net, { type Socket } from 'node:net';
 import type { Clock } from '../src/deadlines.js';
 import { type Conn, type ServeOptions, type Server, serve } from '../src/index.js';
@@ -433,4 +434,15 @@ export async function withServer(
   } finally {
     await stop(server);
   }
+}
+
+/** A free TCP port on 127.0.0.1 (for a program that cannot report an ephemeral port: HAProxy, redis-server). */
+export async function freePort(): Promise<number> {
+  const probe = net.createServer();
+  probe.listen(0, '127.0.0.1');
+  await once(probe, 'listening');
+  const { port } = probe.address() as net.AddressInfo;
+  probe.close();
+  await once(probe, 'close');
+  return port;
 }

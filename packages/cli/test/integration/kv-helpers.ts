@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { after, before } from 'node:test';
 import { type Server, serve } from 'tcpkit';
+import { freePort } from '../../../tcpkit/test/helpers.js';
 import { createApp, type KvApp, type KvOptions } from '../../src/apps/kv/index.js';
 
 export interface Running {
@@ -49,16 +50,6 @@ export function needs(binary: string): string | false {
   const message = `${binary} not found: apt-get install redis-tools redis-server`;
   if (process.env.CI) throw new Error(message);
   return message;
-}
-
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  probe.listen(0, '127.0.0.1');
-  await once(probe, 'listening');
-  const { port } = probe.address() as net.AddressInfo;
-  probe.close();
-  await once(probe, 'close');
-  return port;
 }
 
 /** A throwaway redis-server on 127.0.0.1 (no persistence, Redis's default 16 databases), for byte-for-byte comparison. */

@@ -9,6 +9,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from '../helpers.js';
+
+export { freePort };
 
 /** The `skip` option for a test that needs haproxy (under CI a missing binary fails instead). */
 export function needsHaproxy(): string | false {
@@ -20,17 +23,6 @@ export function needsHaproxy(): string | false {
     if (process.env.CI) throw new Error(message);
     return message;
   }
-}
-
-/** A free TCP port on 127.0.0.1 (for HAProxy's frontends, which cannot report an ephemeral port). */
-export async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  probe.listen(0, '127.0.0.1');
-  await once(probe, 'listening');
-  const { port } = probe.address() as net.AddressInfo;
-  probe.close();
-  await once(probe, 'close');
-  return port;
 }
 
 export class Haproxy {
