@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { parseCount } from './parse.js';
-import { runTop } from './top/view.js';
 
 export function registerTop(program: Command): void {
   program
@@ -10,6 +9,11 @@ export function registerTop(program: Command): void {
     .option('--admin-host <address>', 'address of the admin endpoint', '127.0.0.1')
     .action(async (flags: { adminPort: number; adminHost: string }) => {
       const host = flags.adminHost.includes(':') ? `[${flags.adminHost}]` : flags.adminHost;
+      // ink draws only the final frame when CI or CONTINUOUS_INTEGRATION is set, as in a CI job or a shell
+      // that inherited it; on a terminal the user asked for the live view. ink (and React) load only here, so
+      // the other commands do not pay for them.
+      if (process.stdout.isTTY) for (const key of ['CI', 'CONTINUOUS_INTEGRATION']) delete process.env[key];
+      const { runTop } = await import('./top/view.js');
       await runTop(`http://${host}:${flags.adminPort}`);
       // fetch's keep-alive sockets would hold the process for seconds after the view is gone.
       process.exit(0);
