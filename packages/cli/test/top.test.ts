@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { type Conn, serve } from 'tcpkit';
+import { type Conn, serve, type WorkerStats } from 'tcpkit';
 import { type Client, connect, LOOPBACK, portOf, stop } from '../../tcpkit/test/helpers.js';
 import { History, type Sample, sparkline } from '../src/top/sample.js';
 import { screen } from '../src/top/screen.js';
@@ -103,6 +103,20 @@ describe('tcpkit top screen', () => {
     ready: true,
   });
 
+  const row = (over: Partial<WorkerStats>): WorkerStats => ({
+    pid: 0,
+    slot: 0,
+    state: 'serving',
+    active: 0,
+    waiting: 0,
+    accepted: 0,
+    served: 0,
+    errors: 0,
+    rssBytes: 0,
+    cpuUs: 0,
+    ...over,
+  });
+
   it('computes per-second rates and lists workers, in 80 columns', () => {
     const history = new History();
     history.push(sample(0, { accepted: 10, served: 10, active: 10, bytesRead: 0 }));
@@ -113,8 +127,8 @@ describe('tcpkit top screen', () => {
         active: 20,
         bytesRead: 4096,
         workers: [
-          { id: 1, pid: 101, active: 12, accepted: 18 },
-          { id: 2, pid: 102, active: 8, accepted: 12 },
+          row({ slot: 0, pid: 101, active: 12, accepted: 18 }),
+          row({ slot: 1, pid: 102, active: 8, accepted: 12 }),
         ],
       } as Partial<Sample['stats']>),
     );
@@ -123,7 +137,7 @@ describe('tcpkit top screen', () => {
     assert.match(text('tcpkit top'), /127\.0\.0\.1:7000 {2}up 1h 2m {2}ready/);
     assert.match(text('accepts/s'), /^\s+10 .*closes\/s 5$/);
     assert.match(text('bytes in/s'), /2\.0 KiB/);
-    assert.match(text('worker 1'), /pid 101 {2}active 12/);
+    assert.match(text('worker 1'), /pid 101 {2}serving {2}active 12/);
     assert.match(text('worker 2'), /accepted 12/);
     for (const l of lines) assert.ok(12 + l.text.length <= 80, `${l.label}: ${l.text}`);
   });

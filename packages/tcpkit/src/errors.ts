@@ -18,7 +18,9 @@ export type ErrorCode =
   | 'ERR_INVALID_OPTION'
   | 'ERR_HANDSHAKE_TIMEOUT'
   | 'ERR_TLS_HANDSHAKE'
-  | 'ERR_PROXY_PROTOCOL';
+  | 'ERR_PROXY_PROTOCOL'
+  | 'ERR_WORKER_START'
+  | 'ERR_WORKER_CRASH_LOOP';
 
 /** Base class of every error tcpkit throws or rejects with. */
 export class TcpkitError extends Error {
@@ -148,5 +150,16 @@ export class TlsHandshakeError extends TcpkitError {
 export class ProxyProtocolError extends TcpkitError {
   constructor(message: string) {
     super('ERR_PROXY_PROTOCOL', message);
+  }
+}
+
+/**
+ * A worker process failed: `ERR_WORKER_START` (it could not listen, or died before listening: `serve()`
+ * or `restart()` rejects and the running workers stay) or `ERR_WORKER_CRASH_LOOP` (workers died
+ * `crashLoop.deaths` times within `crashLoop.window`: the primary stops replacing them).
+ */
+export class WorkerError extends TcpkitError {
+  constructor(code: 'ERR_WORKER_START' | 'ERR_WORKER_CRASH_LOOP', message: string, cause?: unknown) {
+    super(code, message, cause === undefined ? undefined : { cause });
   }
 }

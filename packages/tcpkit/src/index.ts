@@ -19,10 +19,12 @@ export type { ConnProxyInfo, ProxyProtocolOptions } from './proxy-stage.js';
 export {
   type Handler,
   type RejectReason,
-  Server,
+  type RestartResult,
+  type Server,
   type ServerAddress,
   type ServerStats,
   type ShutdownResult,
   serve,
 } from './server.js';
 export type { ConnTlsInfo, TlsOptions } from './tls.js';
+export type { WorkerStats } from './workers/stats.js';

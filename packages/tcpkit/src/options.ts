@@ -1,10 +1,11 @@
 import type { BlockList } from 'node:net';
-import { constants } from 'node:os';
+import { availableParallelism, constants } from 'node:os';
 import type { AdminOptions } from './admin.js';
 import { InvalidOptionError } from './errors.js';
 import type { Logger } from './logging.js';
 import { type ProxyProtocolOptions, type ResolvedProxyProtocol, resolveProxyProtocol } from './proxy-stage.js';
 import { resolveTlsOptions, type TlsOptions } from './tls.js';
+import { chooseBalance, reusePortSupported } from './workers/balance.js';
 
 /**
  * Options of {@link serve}. Every option is optional. Durations are in milliseconds and `0`
@@ -113,6 +114,25 @@ export interface ServeOptions {
    * connection's addresses, `blockList` and `maxConnectionsPerPeer` are then the client's. Default: none.
    */
   proxyProtocol?: ProxyProtocolOptions;
+  /**
+   * Worker processes that serve connections, each a full tcpkit server (gate, deadlines, drain) under a
+   * supervising primary: a number, or `'auto'` for `os.availableParallelism()`. Default 1: this process
+   * serves by itself, no primary. See the README's "Every core" section for what runs where.
+   */
+  workers?: number | 'auto';
+  /**
+   * How connections reach the workers: `'kernel'` (each worker listens with SO_REUSEPORT and the kernel
+   * spreads connections; the primary is off the data path; Linux with Node 22.12+), `'primary'` (node:cluster
+   * round-robin: the primary accepts and hands each socket to a worker), or `'auto'` (kernel where it works,
+   * else primary). Ignored with `workers: 1`. Default `'auto'`.
+   */
+  balance?: 'auto' | 'kernel' | 'primary';
+  /**
+   * When the primary stops replacing dead workers: `deaths` deaths within `window` ms (or `deaths`
+   * replacements in a row that die before listening) is a crash loop; the primary logs why, drains the
+   * other workers and exits with code 1. Default `{ deaths: 5, window: 10000 }`.
+   */
+  crashLoop?: { deaths?: number; window?: number };
 }
 
 /** Per-connection timeouts that `conn.setTimeouts()` may change. */
@@ -158,6 +178,9 @@ export interface ResolvedOptions {
   tls: TlsOptions | undefined;
   handshakeTimeout: number;
   proxyProtocol: ResolvedProxyProtocol | undefined;
+  workers: number;
+  balance: 'kernel' | 'primary';
+  crashLoop: { deaths: number; window: number };
 }
 
 /** Longest unix socket path: `sun_path` holds 108 bytes on Linux (104 on macOS and the BSDs), the last a NUL. */
@@ -206,6 +229,9 @@ const KNOWN = new Set<string>([
   'logger',
   'tls',
   'proxyProtocol',
+  'workers',
+  'balance',
+  'crashLoop',
 ]);
 
 function describe(v: unknown): string {
@@ -345,6 +371,47 @@ export function resolveOptions(options: ServeOptions): ResolvedOptions {
     tls: resolveTlsOptions(o.tls),
     handshakeTimeout: duration('handshakeTimeout', o.handshakeTimeout),
     proxyProtocol: resolveProxyProtocol(o.proxyProtocol),
+    ...resolveWorkers(o, maxConnections),
+  };
+}
+
+/** Validates `workers`, `balance` and `crashLoop`. */
+function resolveWorkers(
+  o: Record<string, unknown>,
+  maxConnections: number,
+): Pick<ResolvedOptions, 'workers' | 'balance' | 'crashLoop'> {
+  const workers = o.workers === 'auto' ? availableParallelism() : integer('workers', o.workers ?? 1, 1, 1024);
+  const requested = o.balance ?? 'auto';
+  if (requested !== 'auto' && requested !== 'kernel' && requested !== 'primary') {
+    throw new InvalidOptionError('balance', `must be 'auto', 'kernel' or 'primary', got ${describe(requested)}`);
+  }
+  const unixSocket = o.path !== undefined;
+  if (workers > 1 && requested === 'kernel') {
+    if (unixSocket) throw new InvalidOptionError('balance', "'kernel' needs a TCP port; unix sockets use 'primary'");
+    if (!reusePortSupported()) {
+      throw new InvalidOptionError(
+        'balance',
+        `'kernel' needs SO_REUSEPORT in listen(): Linux with Node 22.12+ (this is Node ${process.versions.node} on ${process.platform}); use 'primary' or 'auto'`,
+      );
+    }
+  }
+  if (workers > maxConnections) {
+    throw new InvalidOptionError(
+      'maxConnections',
+      `is split over the workers and must be at least workers (${workers}), got ${maxConnections}`,
+    );
+  }
+  const crash = o.crashLoop ?? {};
+  if (crash === null || typeof crash !== 'object') {
+    throw new InvalidOptionError('crashLoop', 'must be an object such as { deaths: 5, window: 10000 }');
+  }
+  const { deaths = 5, window = 10_000, ...rest } = crash as { deaths?: unknown; window?: unknown };
+  const unknown = Object.keys(rest)[0];
+  if (unknown !== undefined) throw new InvalidOptionError(`crashLoop.${unknown}`, 'is not a known option');
+  return {
+    workers,
+    balance: chooseBalance(requested, unixSocket),
+    crashLoop: { deaths: integer('crashLoop.deaths', deaths, 1), window: duration('crashLoop.window', window) },
   };
 }
 

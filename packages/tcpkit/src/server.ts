@@ -19,6 +19,10 @@ import { attachLogger } from './logging.js';
 import { type ResolvedOptions, resolveOptions, type ServeOptions } from './options.js';
 import { type ConnOrigin, directOrigin, originOf, type ResolvedProxyProtocol, readProxyHeader } from './proxy-stage.js';
 import { resolveTlsOptions, type TlsOptions, TlsTerminator } from './tls.js';
+import { WorkerPool } from './workers/primary.js';
+import { workerConfig } from './workers/protocol.js';
+import type { WorkerStats } from './workers/stats.js';
+import { serveInWorker } from './workers/worker.js';
 
 /** A connection handler: the connection's life. When its promise settles the connection is closed. */
 export type Handler = (conn: Conn) => Promise<void> | void;
@@ -67,6 +71,8 @@ export interface ServerStats {
   limits: { maxConnections: number; maxWaiting: number };
   bytesRead: number;
   bytesWritten: number;
+  /** In a primary with workers: one row per worker process (the counters above are their sums). */
+  workers?: WorkerStats[];
 }
 
 /** What `shutdown()` resolves to. */
@@ -76,6 +82,17 @@ export interface ShutdownResult {
   /** Handlers destroyed at the deadline. */
   forced: number;
   /** From the start of the shutdown to the last socket closed, including `shutdownDelay`. */
+  durationMs: number;
+}
+
+/** What `restart()` resolves to: the old workers' drains summed. */
+export interface RestartResult {
+  /** Workers replaced. */
+  restarted: number;
+  /** Handlers of the old workers that finished by themselves while draining. */
+  graceful: number;
+  /** Handlers of the old workers destroyed at the drain deadline. */
+  forced: number;
   durationMs: number;
 }
 
@@ -107,18 +124,65 @@ const TIMEOUT_KEYS = {
 
 function ignore(): void {}
 
-/** Constructs and starts a Server; set in its static block, so the constructor stays private. */
-let startServer: (options: ResolvedOptions, handler: Handler) => Promise<Server>;
+/**
+ * A listening tcpkit server, from {@link serve}: one process, or with `workers` the primary that
+ * supervises them (its `stats()` sums theirs, its `shutdown()` drains them all).
+ */
+export interface Server extends AsyncDisposable {
+  /** Where the server listens: `{ address, family, port }`, or the unix socket path. */
+  readonly address: ServerAddress | string;
+  /** Aborts (with `ERR_SERVER_CLOSING`) when shutdown begins; every `conn.signal` follows. */
+  readonly signal: AbortSignal;
+  /** Resolves once the server has shut down and every socket is closed. */
+  readonly closed: Promise<void>;
+  /** Where the admin endpoint listens (`serve({ admin })`; in the primary with workers), or undefined without one. */
+  readonly adminAddress: ServerAddress | undefined;
+  /** A snapshot of the counters (in a primary: the workers' sums, and a row per worker). */
+  stats(): ServerStats;
+  /**
+   * Graceful shutdown: stop listening, reject waiting connections, abort `signal` and every
+   * `conn.signal`, let reads end at the input already received, wait up to `timeout` ms
+   * (default `drainTimeout`; 0 = no limit) for handlers, then destroy the rest.
+   */
+  shutdown(options?: { timeout?: number; delay?: number }): Promise<ShutdownResult>;
+  /**
+   * Rolling restart of the workers, one at a time: a new worker starts with freshly loaded code and
+   * listens, then an old one drains (within `drainTimeout`) and exits; no connection is refused or reset.
+   * Rejects with `ERR_INVALID_OPTION` on a server without workers, `ERR_WORKER_START` if a new worker
+   * cannot start (the running ones keep serving).
+   */
+  restart(): Promise<RestartResult>;
+  /**
+   * Replaces the TLS certificate and key (or any other secure-context option of `tls`) for handshakes
+   * from now on; connections already established keep theirs.
+   * @throws InvalidOptionError if the server was started without `tls` or Node rejects the options; in a
+   * primary with workers (each worker holds its own context: `restart()` makes new workers read the files again).
+   */
+  setSecureContext(options: TlsOptions): void;
+}
+
+/** Where a worker's listener listens, set by the worker bootstrap. */
+export interface ListenTarget {
+  /** A listening socket the primary sent (kernel balance): listen on it instead of binding. */
+  handle?: object;
+  /** Bind with SO_REUSEPORT (kernel balance). */
+  reusePort?: boolean;
+  /** Called with the listener once listening. */
+  onListening?: (listener: net.Server) => void;
+}
+
+/** Constructs and starts a ProcessServer; set in its static block, so the constructor stays private. */
+let startServer: (options: ResolvedOptions, handler: Handler, target?: ListenTarget) => Promise<Server>;
 
 /**
  * A shutdown signal repeated sooner than this after the first is the same signal delivered twice, not a
  * request to force: a terminal's Ctrl-C reaches the whole process group, and npm (or pnpm, yarn) forwards
  * it to its child once more, so a server run by `npm start` receives SIGINT twice for one keypress.
  */
-const REPEATED_SIGNAL_MS = 1000;
+export const REPEATED_SIGNAL_MS = 1000;
 
-/** A listening tcpkit server. Create it with {@link serve}. */
-export class Server implements AsyncDisposable {
+/** The server of one process. Create it with {@link serve}. */
+class ProcessServer implements Server {
   #options: ResolvedOptions;
   /** What its connections call back into (kept off the public type). */
   #connHost: ConnHost;
@@ -194,14 +258,14 @@ export class Server implements AsyncDisposable {
   }
 
   static {
-    startServer = async (options, handler) => {
-      const server = new Server(options, handler);
-      await server.#listen();
+    startServer = async (options, handler, target = {}) => {
+      const server = new ProcessServer(options, handler);
+      await server.#listen(target);
       return server;
     };
   }
 
-  async #listen(): Promise<void> {
+  async #listen(target: ListenTarget): Promise<void> {
     const o = this.#options;
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error): void => reject(err);
@@ -210,9 +274,15 @@ export class Server implements AsyncDisposable {
         this.#listener.off('error', onError);
         resolve();
       };
-      if (o.path !== undefined) this.#listener.listen({ path: o.path, backlog: o.backlog }, done);
-      else this.#listener.listen({ port: o.port, host: o.host, backlog: o.backlog }, done);
+      if (target.handle !== undefined) this.#listener.listen(target.handle, o.backlog, done);
+      else if (o.path !== undefined) this.#listener.listen({ path: o.path, backlog: o.backlog }, done);
+      else {
+        // exclusive: a cluster worker binds its own SO_REUSEPORT socket instead of asking the primary.
+        const reuse = target.reusePort === true ? { reusePort: true, exclusive: true } : {};
+        this.#listener.listen({ port: o.port, host: o.host, backlog: o.backlog, ...reuse }, done);
+      }
     });
+    target.onListening?.(this.#listener);
     this.#gate.countDescriptors();
     const a = this.#listener.address();
     this.#address =
@@ -341,6 +411,13 @@ export class Server implements AsyncDisposable {
   setSecureContext(options: TlsOptions): void {
     if (this.#tls === null) throw new InvalidOptionError('tls', 'setSecureContext() needs a server started with tls');
     this.#tls.setSecureContext(resolveTlsOptions(options)!);
+  }
+
+  /** Rejects: one process has no workers to restart. */
+  restart(): Promise<RestartResult> {
+    return Promise.reject(
+      new InvalidOptionError('workers', 'restart() replaces worker processes: serve with workers: 2 or more'),
+    );
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -595,5 +672,13 @@ export async function serve(options: ServeOptions, handler: Handler): Promise<Se
   const resolved = resolveOptions(options);
   if (typeof handler !== 'function') throw new TypeError('serve: handler must be a function');
   if (resolved.signal?.aborted) throw new ServerClosingError('serve: signal already aborted');
+  // node:cluster re-runs the program in each worker, which calls serve() again: there it serves.
+  const config = workerConfig();
+  if (config !== undefined) return serveInWorker(config, resolved, handler, startServer);
+  if (resolved.workers > 1) {
+    const pool = new WorkerPool(resolved);
+    await pool.start();
+    return pool;
+  }
   return startServer(resolved, handler);
 }

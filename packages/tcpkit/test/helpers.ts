@@ -284,8 +284,12 @@ export class Child {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   #waiters: (() => void)[] = [];
 
-  constructor(command: string, args: string[], options: { cwd?: string } = {}) {
-    this.process = spawn(command, args, { cwd: options.cwd ?? process.cwd(), stdio: ['pipe', 'pipe', 'pipe'] });
+  constructor(command: string, args: string[], options: { cwd?: string; env?: Record<string, string> } = {}) {
+    this.process = spawn(command, args, {
+      cwd: options.cwd ?? process.cwd(),
+      env: { ...process.env, ...options.env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let partial = '';
     this.process.stdout!.setEncoding('utf8').on('data', (text: string) => {
       const parts = (partial + text).split('\n');

@@ -3,17 +3,8 @@
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import type { ServerStats } from 'tcpkit';
 
-/** A worker's row in `stats().workers` (present when the server runs workers). */
-export interface WorkerRow {
-  id?: number | string;
-  pid?: number;
-  active?: number;
-  waiting?: number;
-  accepted?: number;
-  errors?: number;
-}
-
-export type TopStats = ServerStats & { workers?: WorkerRow[] };
+/** `stats()` as /stats serves it; `workers` lists the worker processes of a server with workers. */
+export type TopStats = ServerStats;
 
 /** One reading of the admin endpoint. */
 export interface Sample {

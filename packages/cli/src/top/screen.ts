@@ -96,11 +96,9 @@ export function screen(history: History, source: string, error: string | undefin
     text: `${count(s.descriptors.open)} open / ${s.descriptors.budget === 0 ? 'no budget' : count(s.descriptors.budget)}  queued out ${bytes(s.queuedBytes)}`,
   });
   for (const [i, w] of (s.workers ?? []).entries()) {
-    const name = `worker ${w.id ?? i + 1}`;
-    const pid = w.pid === undefined ? '' : `pid ${w.pid}  `;
     lines.push({
-      label: name,
-      text: `${pid}active ${count(w.active ?? 0)}  waiting ${count(w.waiting ?? 0)}  accepted ${count(w.accepted ?? 0)}  errors ${count(w.errors ?? 0)}`,
+      label: `worker ${w.slot + 1}${i > 0 && s.workers![i - 1]!.slot === w.slot ? "'" : ''}`,
+      text: `pid ${w.pid}  ${w.state}  active ${count(w.active)}  waiting ${count(w.waiting)}  accepted ${count(w.accepted)}  errors ${count(w.errors)}`,
     });
   }
   if (error !== undefined) lines.push({ label: 'error', text: error });

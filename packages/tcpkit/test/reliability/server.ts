@@ -176,7 +176,9 @@ function sumStats(all: ServerStats[]): ServerStats {
     for (const key of Object.keys(s) as (keyof ServerStats)[]) {
       const v = s[key];
       if (typeof v === 'number') (total[key] as number) += v;
-      else for (const [k, n] of Object.entries(v)) (total[key] as Record<string, number>)[k]! += n;
+      else if (v !== undefined && !Array.isArray(v)) {
+        for (const [k, n] of Object.entries(v)) (total[key] as Record<string, number>)[k]! += n;
+      }
     }
   }
   return total;

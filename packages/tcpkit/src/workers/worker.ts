@@ -1,0 +1,111 @@
+// A worker process: node:cluster re-ran the user's program, which called serve() again. Here that
+// call becomes a one-process server with this worker's share of the limits, listening where the
+// primary says, reporting its counters, and draining when the primary asks.
+import cluster from 'node:cluster';
+import type net from 'node:net';
+import type { ResolvedOptions } from '../options.js';
+import type { Handler, ListenTarget, Server, ShutdownResult } from '../server.js';
+import { type FromWorker, isToWorker, type WorkerConfig, type WorkerReport } from './protocol.js';
+
+/** How often a worker sends its counters to the primary (only when they changed), in ms. */
+const REPORT_INTERVAL = 100;
+
+type StartServer = (options: ResolvedOptions, handler: Handler, target: ListenTarget) => Promise<Server>;
+
+function send(message: FromWorker, handle?: object, sent?: () => void): void {
+  if (!process.connected) return;
+  // A handle is a listening socket the primary keeps; node sends it as a raw handle ('net.Native'),
+  // which the primary holds without accepting on it.
+  process.send?.(message, handle as net.Server | undefined, {}, sent);
+}
+
+function report(server: Server): WorkerReport {
+  const cpu = process.cpuUsage();
+  return { stats: server.stats(), rssBytes: process.memoryUsage.rss(), cpuUs: cpu.user + cpu.system };
+}
+
+/** The next listening socket the primary sends (kernel balance: the slot's socket, kept across restarts). */
+function receiveHandle(): Promise<object> {
+  return new Promise((resolve) => {
+    const onMessage = (message: unknown, handle: unknown): void => {
+      if (!isToWorker(message) || message.tcpkit !== 'handle' || handle === undefined) return;
+      process.off('message', onMessage);
+      resolve(handle as object);
+    };
+    process.on('message', onMessage);
+    send({ tcpkit: 'want-handle' });
+  });
+}
+
+/** serve() in a worker process. */
+export async function serveInWorker(
+  config: WorkerConfig,
+  options: ResolvedOptions,
+  handler: Handler,
+  start: StartServer,
+): Promise<Server> {
+  const local: ResolvedOptions = {
+    ...options,
+    port: config.port,
+    maxConnections: config.maxConnections,
+    maxWaiting: config.maxWaiting,
+    workers: 1,
+    // The primary decides when a worker drains; the user's signal lives in the primary, and so does
+    // the admin endpoint (one port, the summed stats).
+    signal: undefined,
+    admin: undefined,
+    // A worker leaves by disconnecting once it has reported its drain; exiting first would lose the report.
+    exitOnShutdown: false,
+  };
+  // shutdownOn stays: a signal sent to the whole process group (Ctrl-C, systemd's stop) drains each
+  // worker as it drains one process, and the primary's own drain request then joins that shutdown.
+  // SIGHUP means "restart" to the primary; its default action would kill a worker that receives it too.
+  if (options.shutdownOn.length > 0) process.on('SIGHUP', () => {});
+  const handle = config.awaitHandle ? await receiveHandle() : undefined;
+  let listener: net.Server | undefined;
+  let server: Server;
+  try {
+    server = await start(local, handler, {
+      handle,
+      reusePort: config.balance === 'kernel',
+      onListening: (l) => {
+        listener = l;
+      },
+    });
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    send({ tcpkit: 'listen-error', message: e.message, code: e.code });
+    throw error;
+  }
+  const address = server.address;
+  const where = typeof address === 'string' ? { address: '', family: '', port: 0, path: address } : address;
+  const listening: FromWorker = { tcpkit: 'listening', ...where, ...report(server) };
+  // The first worker of a slot gives the primary its listening socket, so the socket (and its accept
+  // queue) outlives this process: a replacement listens on the very same socket.
+  const ownSocket = config.balance === 'kernel' && handle === undefined;
+  send(listening, ownSocket ? (listener as unknown as { _handle?: object })?._handle : undefined);
+  let last = '';
+  const timer = setInterval(() => {
+    const r = report(server);
+    const text = JSON.stringify(r.stats);
+    if (text === last) return;
+    last = text;
+    send({ tcpkit: 'report', ...r });
+  }, REPORT_INTERVAL);
+  timer.unref();
+  const onMessage = (message: unknown): void => {
+    if (isToWorker(message) && message.tcpkit === 'drain') {
+      // The primary already waited out shutdownDelay (or it is a restart, where no balancer needs one).
+      server.shutdown({ timeout: message.timeout, delay: 0 }).catch(() => {});
+    }
+  };
+  process.on('message', onMessage);
+  server.closed.then(async () => {
+    clearInterval(timer);
+    process.off('message', onMessage);
+    const result: ShutdownResult = await server.shutdown();
+    // Then leave the cluster: the IPC channel closes and the process ends once the user's code lets it.
+    send({ tcpkit: 'drained', result, ...report(server) }, undefined, () => cluster.worker?.disconnect());
+  });
+  return server;
+}

@@ -1,0 +1,184 @@
+// serve({ workers }) with real worker processes on loopback: both workers serve, a killed worker is
+// replaced while the other's connections live on, a crash loop ends the primary, the limits are
+// split over the workers, and SIGTERM drains every worker.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import { after, describe, it } from 'node:test';
+import { type Child, type Client, connect, within } from './helpers.js';
+import { Load, spawnFixture, startFixture, statsOf, statsUntil } from './workers-helpers.js';
+
+const children: Child[] = [];
+after(() => {
+  for (const c of children) c.kill();
+});
+
+async function fixture(options: Record<string, unknown>, mode?: string): Promise<{ child: Child; port: number }> {
+  const started = await startFixture(options, mode);
+  children.push(started.child);
+  return started;
+}
+
+/** Sends one line and resolves with the answering worker's pid and the echoed text. */
+async function ask(client: Client, line: string): Promise<{ pid: number; text: string }> {
+  const before = client.receivedLength;
+  client.write(`${line}\n`);
+  await client.receive(before + line.length + 3, 30_000);
+  for (;;) {
+    const text = client.received().subarray(before).toString();
+    const nl = text.indexOf('\n');
+    if (nl >= 0) {
+      const [pid, ...rest] = text.slice(0, nl).split(' ');
+      return { pid: Number(pid), text: rest.join(' ') };
+    }
+    await client.receive(client.receivedLength + 1, 30_000);
+  }
+}
+
+async function shutDown(child: Child): Promise<void> {
+  child.signal('SIGTERM');
+  assert.deepEqual(await within(child.exited, 60_000, 'the primary to exit'), { code: 0, signal: null });
+}
+
+describe('serve({ workers: 2 })', () => {
+  it('serves from both workers, echoes intact, and stats() sums them with a row per worker', async () => {
+    const { child, port } = await fixture({});
+    const clients = await Promise.all(Array.from({ length: 16 }, () => connect(port)));
+    const pids = new Set<number>();
+    for (const [i, client] of clients.entries()) {
+      const payload = randomBytes(48 * 1024 + i).toString('base64');
+      const { pid, text } = await ask(client, payload);
+      assert.equal(text, payload, 'the echo is byte for byte what was sent');
+      pids.add(pid);
+    }
+    assert.equal(pids.size, 2, `both workers answered (${[...pids].join(', ')})`);
+    const stats = await statsUntil(child, (s) => s.active === 16, 'all 16 connections counted');
+    assert.deepEqual(new Set(stats.workers.map((w) => w.pid)), pids, 'the rows are the workers that answered');
+    assert.equal(
+      stats.workers.reduce((n, w) => n + w.active, 0),
+      stats.active,
+    );
+    for (const w of stats.workers) {
+      assert.equal(w.state, 'serving');
+      assert.ok(w.rssBytes > 0 && w.cpuUs > 0, 'each row has the process cost');
+    }
+    for (const c of clients) c.end();
+    await statsUntil(child, (s) => s.active === 0 && s.served === 16, 'the handlers ended');
+    await shutDown(child);
+  });
+
+  it('serves the admin endpoint from the primary: /stats has the sums and the rows, /metrics the sums', async () => {
+    const child = spawnFixture({ admin: { port: 0 } });
+    children.push(child);
+    const { admin } = await child.json<{ admin: number }>('port', 60_000);
+    const stats = (await (await fetch(`http://127.0.0.1:${admin}/stats`)).json()) as { workers: unknown[] };
+    assert.equal(stats.workers.length, 2);
+    assert.equal((await fetch(`http://127.0.0.1:${admin}/readyz`)).status, 200);
+    const metrics = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
+    assert.match(metrics, /tcpkit_/);
+    await shutDown(child);
+  });
+
+  it('replaces a worker killed with SIGKILL; the other worker keeps its connections', async () => {
+    const { child, port } = await fixture({});
+    const clients = await Promise.all(Array.from({ length: 12 }, () => connect(port)));
+    const byPid = new Map<number, Client[]>();
+    for (const [i, c] of clients.entries()) {
+      const { pid } = await ask(c, `hello ${i}`);
+      byPid.set(pid, [...(byPid.get(pid) ?? []), c]);
+    }
+    assert.equal(byPid.size, 2, 'connections on both workers');
+    const [victim, survivor] = [...byPid.keys()] as [number, number];
+    process.kill(victim, 'SIGKILL');
+    for (const c of byPid.get(victim)!) await c.waitClosed(30_000);
+    const stats = await statsUntil(
+      child,
+      (s) => s.workers.length === 2 && s.workers.every((w) => w.state === 'serving' && w.pid !== victim),
+      'a replacement worker',
+    );
+    assert.ok(
+      stats.workers.some((w) => w.pid === survivor),
+      'the survivor still runs',
+    );
+    for (const [i, c] of byPid.get(survivor)!.entries()) {
+      const answer = await ask(c, `still here ${i}`);
+      assert.deepEqual(answer, { pid: survivor, text: `still here ${i}` }, "the survivor's connections are untouched");
+    }
+    const fresh = await Promise.all(Array.from({ length: 12 }, () => connect(port)));
+    const freshPids = new Set<number>();
+    for (const c of fresh) freshPids.add((await ask(c, 'new')).pid);
+    assert.ok(!freshPids.has(victim), 'new connections are served by live workers');
+    assert.ok(freshPids.size >= 1);
+    for (const c of [...clients, ...fresh]) c.destroy();
+    await shutDown(child);
+  });
+
+  it('a worker that throws at load: the primary stops respawning and exits non-zero with a message', async () => {
+    const child = spawnFixture({ crashLoop: { deaths: 4, window: 10_000 } }, 'crash-at-load');
+    children.push(child);
+    const exit = await within(child.exited, 90_000, 'the primary to give up');
+    assert.notEqual(exit.code, 0, 'a non-zero exit');
+    assert.match(child.stderr, /ERR_WORKER_CRASH_LOOP|4 workers in a row died before listening/);
+    const starts = child.stderr.split('fixture: this worker fails at load').length - 1;
+    assert.ok(starts >= 4, `respawned, then stopped (${starts} workers failed)`);
+    assert.ok(!child.lines.some((l) => l.includes('"port"')), 'never listened');
+  });
+
+  it('workers that keep dying after they listen: a crash loop ends the primary with code 1', async () => {
+    const { child, port } = await fixture({ crashLoop: { deaths: 4, window: 60_000 } }, 'crash-on-connect');
+    const deadline = performance.now() + 90_000;
+    while (child.process.exitCode === null && performance.now() < deadline) {
+      await new Promise<void>((resolve) => {
+        const socket = net.connect(port, '127.0.0.1', () => socket.end());
+        socket.on('error', () => {});
+        socket.on('close', () => resolve());
+      });
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const exit = await within(child.exited, 30_000, 'the primary to exit');
+    assert.deepEqual(exit, { code: 1, signal: null });
+    assert.match(child.stderr, /crash loop: 4 worker deaths within 60000 ms/);
+    assert.match(child.stderr, /replacing it in \d+ ms/, 'the first deaths were replaced');
+  });
+
+  it('splits maxConnections and maxWaiting over the workers: the machine holds exactly the totals', async () => {
+    const { child, port } = await fixture({ maxConnections: 4, waitTimeout: 0 }, 'hold');
+    const clients = await Promise.all(Array.from({ length: 30 }, () => connect(port)));
+    const stats = await statsUntil(
+      child,
+      (s) => s.active + s.waiting + s.rejected.full === 30,
+      'every connection admitted, queued or rejected',
+    );
+    assert.equal(stats.active, 4, 'maxConnections 4 in total');
+    assert.equal(stats.waiting, 4, 'maxWaiting (default maxConnections) 4 in total');
+    assert.equal(stats.rejected.full, 22);
+    for (const w of stats.workers) assert.deepEqual([w.active, w.waiting], [2, 2], 'each worker holds its share');
+    for (const c of clients) c.destroy();
+    await shutDown(child);
+  });
+
+  it('SIGTERM with 200 busy clients: every request a worker received is answered; exit 0 within drainTimeout', async () => {
+    const { child, port } = await fixture({ drainTimeout: 30_000 }, 'slow');
+    const load = new Load(port, 200, 0, { answerBound: 60_000, reconnect: false });
+    await statsUntil(child, (s) => s.active === 200 && s.served >= 200, '200 busy connections', 60_000);
+    const before = await statsOf(child);
+    assert.ok(before.bytesRead > 0);
+    child.signal('SIGTERM');
+    const exit = await within(child.exited, 60_000, 'the primary to exit');
+    const counts = await load.stop();
+    assert.deepEqual(exit, { code: 0, signal: null });
+    const workers = child.lines.filter((l) => l.includes('"worker"')).map((l) => JSON.parse(l));
+    const { result } = JSON.parse(child.lines.find((l) => l.includes('"result"'))!);
+    assert.equal(workers.length, 2, 'both workers reported');
+    for (const w of workers) assert.equal(w.answered, w.received, `worker ${w.worker} answered all it received`);
+    assert.equal(
+      workers.reduce((n, w) => n + w.answered, 0),
+      counts.answered,
+      'the clients got every answer the workers sent',
+    );
+    assert.equal(result.forced, 0, 'no handler was cut at the deadline');
+    assert.equal(result.graceful, 200);
+    assert.ok(result.durationMs < 30_000, 'drained before drainTimeout');
+    assert.equal(counts.reset + counts.unanswered, 0);
+  });
+});
