@@ -8,6 +8,7 @@
  *   npm run bench                     full suite, 3 repeats (~10 minutes)
  *   npm run bench -- --quick          short subset, 1 repeat, under a minute; prints only
  *   npm run bench -- --repeats 5 --only echo-64-c1000,idle-10000 [--write]
+ *   npm run bench -- --only workers [--write] [--scaling]   workers' cost, spread and scaling (bench/workers.ts)
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -426,6 +427,11 @@ async function main(): Promise<void> {
   });
   if (!existsSync(`${root}packages/cli/src/main.ts`))
     throw new Error('packages/cli/src/main.ts is missing: no tcpkit server to measure');
+  if (args.only?.includes('workers')) {
+    // Its own suite (several server processes, no plain counterpart): bench/workers.ts.
+    await import('./workers.js');
+    return;
+  }
   const all = args.quick ? QUICK : FULL;
   const scenarios = args.only ? all.filter((s) => args.only!.includes(s.name)) : all;
   if (scenarios.length === 0)

@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import { BlockList } from 'node:net';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { type ServeOptions, serve, TcpkitError } from 'tcpkit';
@@ -5,6 +6,7 @@ import { APPS } from './apps/index.js';
 import { createLogger, type LogFormat, type LogLevel, parseLogFormat, parseLogLevel } from './log.js';
 import { parseBoolean, parseCount, parseDuration, parseSize } from './parse.js';
 import { certificateFiles, registerTlsFlags, reloadOnSighup, tlsAndProxyOptions } from './tls-flags.js';
+import { isModulePath, loadUserModule, ModuleError } from './user-module.js';
 
 /** ServeOptions limits and timeouts as kebab-case flags: [flag, option key, parser, description]. */
 const FLAGS: [string, keyof ServeOptions, (v: string) => unknown, string][] = [
@@ -32,6 +34,8 @@ const FLAGS: [string, keyof ServeOptions, (v: string) => unknown, string][] = [
   ],
   ['--keep-alive <duration>', 'keepAlive', parseDuration, 'TCP keep-alive initial delay (default 0 = off)'],
   ['--nodelay <on|off>', 'noDelay', parseBoolean, 'TCP_NODELAY (default on)'],
+  ['--workers <n|auto>', 'workers', parseWorkers, 'worker processes, auto = one per core (default 1: one process)'],
+  ['--balance <mode>', 'balance', parseBalance, "with workers: 'auto', 'kernel' or 'primary' (default auto)"],
   [
     '--abort-on-close <on|off>',
     'abortOnClose',
@@ -45,6 +49,19 @@ function parseWhenFull(v: string): 'wait' | 'reject' {
   return v;
 }
 
+function parseWorkers(v: string): number | 'auto' {
+  if (v === 'auto') return v;
+  if (!/^\d+$/.test(v) || Number(v) < 1) throw new InvalidArgumentError(`expected auto or a number >= 1, got "${v}"`);
+  return Number(v);
+}
+
+function parseBalance(v: string): 'auto' | 'kernel' | 'primary' {
+  if (v !== 'auto' && v !== 'kernel' && v !== 'primary') {
+    throw new InvalidArgumentError(`expected auto, kernel or primary, got "${v}"`);
+  }
+  return v;
+}
+
 function camel(flag: string): string {
   return flag
     .replace(/^--/, '')
@@ -55,8 +72,8 @@ function camel(flag: string): string {
 export function registerServe(program: Command): void {
   const cmd = program
     .command('serve')
-    .description(`serve an app: ${Object.keys(APPS).join(', ')}`)
-    .argument('<app>', `the app to serve (${Object.keys(APPS).join(' | ')})`)
+    .description(`serve an app (${Object.keys(APPS).join(', ')}) or your own handler module`)
+    .argument('<app>', `${Object.keys(APPS).join(' | ')} | ./module.js (its default export is the handler)`)
     .option('--host <address>', 'address to listen on', '127.0.0.1')
     .option('--port <n>', "port to listen on (default: the app's, echo 7000, kv 6380)", parseCount)
     .option('--path <socket>', 'listen on a unix socket instead')
@@ -71,14 +88,30 @@ export function registerServe(program: Command): void {
   for (const [flag, , parser, description] of FLAGS) cmd.option(flag, description, parser);
   registerTlsFlags(cmd);
   cmd.action(async (appName: string, flags: Record<string, unknown>) => {
-    const spec = APPS[appName];
+    let spec = APPS[appName];
+    let moduleOptions: ServeOptions = {};
+    if (spec === undefined && isModulePath(appName)) {
+      try {
+        const mod = await loadUserModule(appName);
+        moduleOptions = mod.options;
+        spec = { port: 7000, createApp: () => ({ handler: async (conn) => mod.handler(conn), close() {} }) };
+      } catch (error) {
+        if (error instanceof ModuleError) cmd.error(`tcpkit: ${error.message}`);
+        throw error;
+      }
+    }
     if (spec === undefined) {
-      cmd.error(`unknown app "${appName}"; choose one of ${Object.keys(APPS).join(', ')}`);
+      cmd.error(
+        `unknown app "${appName}"; choose one of ${Object.keys(APPS).join(', ')} or a path such as ./server.js`,
+      );
       return;
     }
+    // The module's options apply under the flags: a flag given on the command line wins.
+    const given = (name: string): boolean => cmd.getOptionValueSource(name) === 'cli';
     const options: ServeOptions = {
-      host: flags.host as string,
-      port: (flags.port as number | undefined) ?? spec.port,
+      ...moduleOptions,
+      host: given('host') || moduleOptions.host === undefined ? (flags.host as string) : moduleOptions.host,
+      port: (flags.port as number | undefined) ?? moduleOptions.port ?? spec.port,
       shutdownOn: ['SIGINT', 'SIGTERM'],
       // The process ends with its drain, forced or not, whatever a handler left running.
       exitOnShutdown: true,
@@ -121,7 +154,18 @@ export function registerServe(program: Command): void {
       const server = await serve(options, app.handler);
       app.attach?.(server);
       const files = certificateFiles(flags);
-      if (files !== undefined) reloadOnSighup(server, files, logger);
+      // With workers the primary restarts them on SIGHUP, and each new worker reads the certificate files
+      // again. One process reloads its certificates; without any, a SIGHUP (a reload by habit, systemd's
+      // ExecReload) must not kill it either.
+      if (cluster.isPrimary && server.stats().workers === undefined) {
+        if (files !== undefined) reloadOnSighup(server, files, logger);
+        else {
+          const onHup = (): void =>
+            logger.warn({}, 'SIGHUP: one process has no workers to restart (serve with --workers 2 or more)');
+          process.on('SIGHUP', onHup);
+          void server.closed.then(() => process.off('SIGHUP', onHup));
+        }
+      }
       await server.closed;
       app.close();
     } catch (err) {
