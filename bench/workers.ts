@@ -23,7 +23,9 @@ import { writeSection } from './docs.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const argv = process.argv.slice(2);
-const SECONDS = Number(argv[argv.indexOf('--seconds') + 1] || 5);
+const SECONDS = argv.includes('--seconds') ? Number(argv[argv.indexOf('--seconds') + 1]) : 5;
+/** Counted before this process pins itself to one CPU (which availableParallelism() would then report). */
+const CORES = os.availableParallelism();
 const hasTaskset = (() => {
   try {
     execFileSync('taskset', ['-c', '0', 'true']);
@@ -227,13 +229,13 @@ for (const balance of balances) {
   );
 }
 
-if (os.availableParallelism() >= 4 || argv.includes('--scaling')) {
+if (CORES >= 4 || argv.includes('--scaling')) {
   say('');
   say('### Scaling: 64 B pipelined echo (depth 4), 1,000 connections, unpinned');
   say('');
   say('| workers | messages/s | x one worker |');
   say('|---:|---:|---:|');
-  const cores = os.availableParallelism();
+  const cores = CORES;
   let base = 0;
   for (let w = 1; w <= Math.max(2, Math.floor(cores / 2)); w++) {
     const server = await new EchoServer(w, 'auto', false).started();
@@ -272,7 +274,7 @@ if (os.availableParallelism() >= 4 || argv.includes('--scaling')) {
 } else {
   say('');
   say(
-    `Scaling from 1 to N workers is not measured here: ${os.availableParallelism()} cores leave none for the generator. On a machine with more cores, \`npm run bench -- --only workers\` adds the table (workers 1 to cores/2, the generator on the other half).`,
+    `Scaling from 1 to N workers is not measured here: ${CORES} cores leave none for the generator. On a machine with more cores, \`npm run bench -- --only workers\` adds the table (workers 1 to cores/2, the generator on the other half).`,
   );
 }
 
