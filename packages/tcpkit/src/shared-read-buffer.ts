@@ -50,17 +50,9 @@ function probe(socket: Socket): void {
  * leaving the socket untouched, where the hook is unavailable: then listen to 'data' as usual.
  */
 export function useSharedReadBuffer(socket: Socket, onChunk: ChunkSink): boolean {
-  if (kBuffer === undefined) probe(socket);
-  const b = kBuffer as symbol | null;
-  const handle = (socket as unknown as { _handle: HandleWithUserBuffer | null })._handle;
-  if (b === null || typeof handle?.useUserBuffer !== 'function') return false;
-  const slots = socket as unknown as Record<symbol, unknown>;
   // A socket that waited at the cap reads into the waiters' buffer: switch it over.
-  if (slots[b] !== waiterReadBuffer && (slots[b] !== null || slots[kBufferCb!] !== null)) return false;
+  if (!install(socket, () => sharedReadBuffer!, onSharedRead, waiterReadBuffer)) return false;
   sink = onChunk;
-  handle.useUserBuffer(sharedReadBuffer!);
-  slots[b] = sharedReadBuffer;
-  slots[kBufferCb!] = onSharedRead;
   return true;
 }
 
@@ -71,16 +63,29 @@ export function useSharedReadBuffer(socket: Socket, onChunk: ChunkSink): boolean
  * buffer with useSharedReadBuffer.
  */
 export function useWaiterReadBuffer(socket: Socket, onChunk: ChunkSink): boolean {
+  if (!install(socket, () => waiterReadBuffer!, onWaiterRead, null)) return false;
+  waiterSink = onChunk;
+  return true;
+}
+
+/** Points the socket's reads at `buffer()` with `callback`, if the hook exists and its slots are free (or hold `replaces`). */
+function install(
+  socket: Socket,
+  buffer: () => Buffer,
+  callback: (this: Socket, nread: number, buf: Buffer) => void,
+  replaces: Buffer | null,
+): boolean {
   if (kBuffer === undefined) probe(socket);
   const b = kBuffer as symbol | null;
   const handle = (socket as unknown as { _handle: HandleWithUserBuffer | null })._handle;
   if (b === null || typeof handle?.useUserBuffer !== 'function') return false;
   const slots = socket as unknown as Record<symbol, unknown>;
-  if (slots[b] !== null || slots[kBufferCb!] !== null) return false;
-  waiterSink = onChunk;
-  handle.useUserBuffer(waiterReadBuffer!);
-  slots[b] = waiterReadBuffer;
-  slots[kBufferCb!] = onWaiterRead;
+  const current = slots[b];
+  if (!(current === null && slots[kBufferCb!] === null) && !(replaces !== null && current === replaces)) return false;
+  const buf = buffer();
+  handle.useUserBuffer(buf);
+  slots[b] = buf;
+  slots[kBufferCb!] = callback;
   return true;
 }
 
