@@ -149,11 +149,13 @@ describe('loadgen accounting against real sockets', () => {
     });
     assert.equal(result.errorsTotal, 0, JSON.stringify(result.errors));
     assert.ok(result.messages > 0);
-    // Messages completed in the window can only be those scheduled in it, plus those in flight at its start.
-    const scheduledInWindow = (rate * result.measuredMs) / 1000;
+    // Messages completed in the window can only be those scheduled up to its end: on a loaded machine the
+    // warm-up's backlog (several in flight per connection, as open-loop allows) may complete inside it.
+    // Sending as fast as the server answers would be thousands.
+    const scheduledByEnd = (rate * (200 + result.measuredMs)) / 1000;
     assert.ok(
-      result.messages <= Math.ceil(scheduledInWindow) + connections + 1,
-      `${result.messages} > ${scheduledInWindow}`,
+      result.messages <= Math.ceil(scheduledByEnd) + connections,
+      `${result.messages} > ${scheduledByEnd}`,
     );
   });
 
