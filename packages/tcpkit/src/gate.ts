@@ -5,6 +5,9 @@ import type { ResolvedOptions } from './options.js';
 import type { RejectReason } from './server.js';
 import { useWaiterReadBuffer, WAITER_READ_SIZE } from './shared-read-buffer.js';
 
+/** The peer of a unix-socket connection: it has no address. */
+export const UNIX_PEER = '';
+
 /** What the gate calls back into (the server, through a private object). */
 export interface GateHost {
   /**
@@ -181,9 +184,14 @@ export class Gate {
     if (peer === undefined) return this.#turnAway(socket, lease, 'abandoned');
     const o = this.#o;
     if (this.#closed) return this.#turnAway(socket, lease, 'shutdown');
-    if (o.blockList?.check(peer, peer.includes(':') ? 'ipv6' : 'ipv4')) return this.#turnAway(socket, lease, 'blocked');
-    if (o.maxConnectionsPerPeer > 0 && (this.#perPeer.get(peer) ?? 0) >= o.maxConnectionsPerPeer) {
-      return this.#turnAway(socket, lease, 'perPeer');
+    // A unix-socket peer has no address: the blocklist and the per-peer cap do not apply to it.
+    if (peer !== UNIX_PEER) {
+      if (o.blockList?.check(peer, peer.includes(':') ? 'ipv6' : 'ipv4')) {
+        return this.#turnAway(socket, lease, 'blocked');
+      }
+      if (o.maxConnectionsPerPeer > 0 && (this.#perPeer.get(peer) ?? 0) >= o.maxConnectionsPerPeer) {
+        return this.#turnAway(socket, lease, 'perPeer');
+      }
     }
     if (this.#active < o.maxConnections) {
       this.#take(lease, true);

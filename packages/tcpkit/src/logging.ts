@@ -28,6 +28,7 @@ type ConnMessage = { server: Server; conn: Conn; error?: unknown };
 
 /** `ip:port` of a connection's peer. */
 function peerOf(conn: Conn): string {
+  if (conn.remoteAddress === '') return 'unix socket';
   return conn.remoteAddress.includes(':')
     ? `[${conn.remoteAddress}]:${conn.remotePort}`
     : `${conn.remoteAddress}:${conn.remotePort}`;

@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import diagnostics_channel from 'node:diagnostics_channel';
 import net, { type Socket } from 'node:net';
 import { formatAddress } from './address.js';
@@ -14,11 +15,12 @@ import {
   type TimeoutError,
   TlsHandshakeError,
 } from './errors.js';
-import { Gate, type Lease, type WaitedInput } from './gate.js';
+import { Gate, type Lease, UNIX_PEER, type WaitedInput } from './gate.js';
 import { attachLogger } from './logging.js';
 import { type ResolvedOptions, resolveOptions, type ServeOptions } from './options.js';
 import { type ConnOrigin, directOrigin, originOf, type ResolvedProxyProtocol, readProxyHeader } from './proxy-stage.js';
 import { resolveTlsOptions, type TlsOptions, TlsTerminator } from './tls.js';
+import { claimSocketPath } from './unix-socket.js';
 import { WorkerPool } from './workers/primary.js';
 import { workerConfig } from './workers/protocol.js';
 import type { WorkerStats } from './workers/stats.js';
@@ -267,6 +269,8 @@ class ProcessServer implements Server {
 
   async #listen(target: ListenTarget): Promise<void> {
     const o = this.#options;
+    // In a cluster worker the path is the primary's (shared, and live): only a process of its own claims it.
+    if (o.path !== undefined && target.handle === undefined && cluster.isPrimary) await claimSocketPath(o.path);
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error): void => reject(err);
       this.#listener.once('error', onError);
@@ -488,6 +492,11 @@ class ProcessServer implements Server {
   #onConnection(socket: Socket): void {
     this.#stats.accepted++;
     socket.on('error', ignore);
+    // A unix-socket peer has no address (''); a TCP socket without one was reset before we looked.
+    if (this.#options.path !== undefined) {
+      this.#gate.offer(socket, UNIX_PEER);
+      return;
+    }
     const address = socket.remoteAddress;
     const peer = address === undefined ? undefined : normalizeAddress(address);
     const pp = this.#options.proxyProtocol;
