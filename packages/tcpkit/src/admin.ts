@@ -21,6 +21,12 @@ export interface AdminOptions {
    * 10 s: a process too busy to serve fails its liveness probe. Default 2000 (2 s); 0 = never.
    */
   maxEventLoopDelay?: number;
+  /**
+   * Also serve prom-client's default `process_*` and `nodejs_*` metrics on `/metrics`. They cost about
+   * three times the server's own metrics per scrape (they list every open descriptor and handle).
+   * Default true.
+   */
+  processMetrics?: boolean;
 }
 
 /** @internal what the endpoint reads from the server. */
@@ -41,7 +47,10 @@ export async function startAdmin(host: AdminHost, options: Required<AdminOptions
   const metrics = await loadMetrics();
   const { Registry } = await import('prom-client');
   const registry = new Registry();
-  const collector: MetricsCollector = metrics.collectMetrics(host.server, { registry, processMetrics: true });
+  const collector: MetricsCollector = metrics.collectMetrics(host.server, {
+    registry,
+    processMetrics: options.processMetrics,
+  });
   eventLoop.start();
   const httpServer = http.createServer((req, res) => {
     respond(host, options, registry, req, res).catch((error: unknown) => {

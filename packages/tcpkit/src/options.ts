@@ -215,7 +215,7 @@ export const DEFAULTS = {
 } as const;
 
 /** Defaults of `admin` beside its required `port`. */
-export const ADMIN_DEFAULTS = { host: '127.0.0.1', maxEventLoopDelay: 2000 } as const;
+export const ADMIN_DEFAULTS = { host: '127.0.0.1', maxEventLoopDelay: 2000, processMetrics: true } as const;
 
 const KNOWN = new Set<string>([
   ...Object.keys(DEFAULTS),
@@ -420,8 +420,11 @@ function resolveAdmin(v: unknown): Required<AdminOptions> {
     throw new InvalidOptionError('admin', `must be an object such as { port: 9090 }, got ${describe(v)}`);
   }
   for (const key of Object.keys(v)) {
-    if (!['port', 'host', 'maxEventLoopDelay'].includes(key)) {
-      throw new InvalidOptionError(`admin.${key}`, 'is not a known option (port, host, maxEventLoopDelay)');
+    if (!['port', 'host', 'maxEventLoopDelay', 'processMetrics'].includes(key)) {
+      throw new InvalidOptionError(
+        `admin.${key}`,
+        'is not a known option (port, host, maxEventLoopDelay, processMetrics)',
+      );
     }
   }
   const a = { ...ADMIN_DEFAULTS, ...stripUndefined(v) } as Record<string, unknown>;
@@ -431,7 +434,13 @@ function resolveAdmin(v: unknown): Required<AdminOptions> {
     port: integer('admin.port', a.port, 0, 65535),
     host: a.host,
     maxEventLoopDelay: duration('admin.maxEventLoopDelay', a.maxEventLoopDelay),
+    processMetrics: flag('admin.processMetrics', a.processMetrics),
   };
+}
+
+function flag(name: string, v: unknown): boolean {
+  if (typeof v !== 'boolean') throw new InvalidOptionError(name, `must be a boolean, got ${describe(v)}`);
+  return v;
 }
 
 function resolveLogger(v: unknown): Logger {

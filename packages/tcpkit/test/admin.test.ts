@@ -68,6 +68,17 @@ describe('serve({ admin })', () => {
     assert.equal(result.forced, 0);
   });
 
+  it('leaves out the default process metrics with processMetrics: false', TEST, async () => {
+    const server = await serve({ ...LOOPBACK, admin: { port: 0, processMetrics: false } }, echo);
+    try {
+      const families = parseMetrics((await get(server, '/metrics')).body);
+      assert.ok(families.has('tcpkit_connections_active'));
+      assert.ok(!families.has('process_resident_memory_bytes'));
+    } finally {
+      await stop(server);
+    }
+  });
+
   it('answers /healthz 503 after the event loop was blocked past maxEventLoopDelay', TEST, async () => {
     const server = await serve({ ...LOOPBACK, admin: { port: 0, maxEventLoopDelay: 100 } }, echo);
     try {
@@ -115,6 +126,9 @@ describe('serve({ admin })', () => {
     await assert.rejects(serve({ ...LOOPBACK, admin: 9090 as never }, echo), { option: 'admin' });
     await assert.rejects(serve({ ...LOOPBACK, admin: { port: 0, hots: 'x' } as never }, echo), {
       option: 'admin.hots',
+    });
+    await assert.rejects(serve({ ...LOOPBACK, admin: { port: 0, processMetrics: 1 as never } }, echo), {
+      option: 'admin.processMetrics',
     });
     await assert.rejects(serve({ ...LOOPBACK, shutdownDelay: -5 }, echo), { option: 'shutdownDelay' });
     await assert.rejects(serve({ ...LOOPBACK, logger: { info() {} } as never }, echo), { option: 'logger' });
