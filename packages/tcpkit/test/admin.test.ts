@@ -55,7 +55,7 @@ describe('serve({ admin })', () => {
   });
 
   it('turns /readyz 503 at the start of shutdown and keeps serving through shutdownDelay', TEST, async () => {
-    const options = { ...LOOPBACK, admin: { port: 0 }, shutdownDelay: 60_000, shutdownOn: ['SIGWINCH' as const] };
+    const options = { ...LOOPBACK, admin: { port: 0 }, shutdownDelay: 15_000 };
     const server = await serve(options, echo);
     const port = portOf(server);
     const done = server.shutdown({ timeout: 1000 });
@@ -63,8 +63,8 @@ describe('serve({ admin })', () => {
     assert.equal((await get(server, '/healthz')).status, 200, 'alive while shutting down');
     assert.equal((await exchange(port, 'during the delay')).toString(), 'during the delay');
     assert.equal(server.signal.aborted, false, 'not draining yet');
-    process.kill(process.pid, 'SIGWINCH'); // a second signal forces it (SIGWINCH: SIGUSR2 would write a diagnostic report on Node 22+ test runs)
-    const result = await within(done, 10_000, 'the forced shutdown');
+    // The delay only bounds how long the checks above may take; then the drain runs as always.
+    const result = await within(done, 40_000, 'the shutdown after the delay');
     assert.equal(result.forced, 0);
   });
 
