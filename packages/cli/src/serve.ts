@@ -1,190 +1,283 @@
+/** `tcpkit serve <app>`: one of the shipped apps behind every limit and timeout of `serve()`. */
 import cluster from 'node:cluster';
-import { BlockList } from 'node:net';
-import { type Command, InvalidArgumentError, Option } from 'commander';
-import { type ServeOptions, serve, TcpkitError } from 'tcpkit';
-import { APPS } from './apps/index.js';
-import { createLogger, type LogFormat, type LogLevel, parseLogFormat, parseLogLevel } from './log.js';
-import { parseBoolean, parseCount, parseDuration, parseSize } from './parse.js';
+import { BlockList, isIP } from 'node:net';
+import { type Command, InvalidArgumentError } from 'commander';
+import { DEFAULTS, InvalidOptionError, type ServeOptions, serve } from 'tcpkit';
+import { APPS, type AppSpec } from './apps/index.js';
+import { addFlags, type Flag, givenValues, inFlagTerms, UsageError, withDefaults } from './flags.js';
+import { createLogger, LOG_LEVELS, type LogFormat, type LogLevel } from './log.js';
+import { choice, count, duration, keepAlive, onOff, size, text, type ValueType } from './parse.js';
 import { certificateFiles, registerTlsFlags, reloadOnSighup, tlsAndProxyOptions } from './tls-flags.js';
-import { isModulePath, loadUserModule, ModuleError } from './user-module.js';
+import { isModulePath, loadUserModule } from './user-module.js';
 
-/** ServeOptions limits and timeouts as kebab-case flags: [flag, option key, parser, description]. */
-const FLAGS: [string, keyof ServeOptions, (v: string) => unknown, string][] = [
-  ['--backlog <n>', 'backlog', parseCount, 'kernel accept queue length (default 511)'],
-  ['--max-connections <n>', 'maxConnections', parseCount, 'handlers running at once (default 10000)'],
-  ['--when-full <mode>', 'whenFull', parseWhenFull, "at the cap: 'wait' or 'reject' (default wait)"],
-  ['--max-waiting <n>', 'maxWaiting', parseCount, 'connections queued at the cap (default max-connections)'],
-  ['--wait-timeout <duration>', 'waitTimeout', parseDuration, 'longest wait in the queue (default 10s, 0 = none)'],
-  ['--max-connections-per-peer <n>', 'maxConnectionsPerPeer', parseCount, 'per remote IP (default 0 = none)'],
-  ['--first-byte-timeout <duration>', 'firstByteTimeout', parseDuration, 'accept to first byte (default 10s)'],
-  ['--idle-timeout <duration>', 'idleTimeout', parseDuration, 'no input while waiting for it (default 60s)'],
-  ['--frame-timeout <duration>', 'frameTimeout', parseDuration, "a frame's first to last byte (default 30s)"],
-  ['--write-timeout <duration>', 'writeTimeout', parseDuration, 'unflushed output (default 30s)'],
-  ['--max-lifetime <duration>', 'maxLifetime', parseDuration, 'connection lifetime (default 0 = none)'],
-  ['--max-read-buffer <size>', 'maxReadBuffer', parseSize, 'unread input before pausing (default 64KiB)'],
-  ['--max-write-buffer <size>', 'maxWriteBuffer', parseSize, 'queued output before write() waits (default 64KiB)'],
-  ['--max-queued-bytes <size>', 'maxQueuedBytes', parseSize, 'queued output before slow-consumer kill (default 4MiB)'],
-  ['--linger-timeout <duration>', 'lingerTimeout', parseDuration, 'lingering close after FIN (default 2s)'],
-  ['--drain-timeout <duration>', 'drainTimeout', parseDuration, 'graceful shutdown budget (default 30s)'],
-  [
-    '--shutdown-delay <duration>',
-    'shutdownDelay',
-    parseDuration,
-    'at SIGTERM, keep serving this long after /readyz turns 503 (default 0)',
-  ],
-  ['--keep-alive <duration>', 'keepAlive', parseDuration, 'TCP keep-alive initial delay (default 0 = off)'],
-  ['--nodelay <on|off>', 'noDelay', parseBoolean, 'TCP_NODELAY (default on)'],
-  ['--workers <n|auto>', 'workers', parseWorkers, 'worker processes, auto = one per core (default 1: one process)'],
-  ['--balance <mode>', 'balance', parseBalance, "with workers: 'auto', 'kernel' or 'primary' (default auto)"],
-  [
-    '--abort-on-close <on|off>',
-    'abortOnClose',
-    parseBoolean,
-    'drop a waiting connection at FIN after data (default off)',
-  ],
+/** An address or a subnet for `--block`: `10.0.0.1`, `10.0.0.0/8`, `fd00::/8`. */
+interface Cidr {
+  address: string;
+  prefix: number | undefined;
+  family: 'ipv4' | 'ipv6';
+}
+
+const cidr: ValueType<Cidr> = {
+  placeholder: '<cidr>',
+  parse(t) {
+    const [address = '', prefixText, extra] = t.trim().split('/');
+    const version = isIP(address);
+    if (version === 0 || extra !== undefined) {
+      throw new InvalidArgumentError('expected an address or a subnet such as 10.0.0.0/8 or fd00::/8');
+    }
+    const bits = version === 4 ? 32 : 128;
+    const prefix = prefixText === undefined ? undefined : Number(prefixText);
+    if (prefix !== undefined && !(/^\d+$/.test(prefixText!) && prefix <= bits)) {
+      throw new InvalidArgumentError(`the prefix length of an IPv${version} subnet is 0 to ${bits}`);
+    }
+    return { address, prefix, family: version === 4 ? 'ipv4' : 'ipv6' };
+  },
+  format: (c) => (c.prefix === undefined ? c.address : `${c.address}/${c.prefix}`),
+};
+
+const workers: ValueType<number | 'auto'> = {
+  placeholder: '<n|auto>',
+  parse(t) {
+    if (t === 'auto') return t;
+    if (!/^\d+$/.test(t) || Number(t) < 1) throw new InvalidArgumentError('expected auto or a number >= 1');
+    return Number(t);
+  },
+  format: String,
+};
+
+const placeholder = (type: ValueType<string>, name: string): ValueType<string> => ({ ...type, placeholder: name });
+
+/** `serve()`'s options as flags. Defaults not given here are `DEFAULTS`' (filled in below). */
+const OPTION_FLAGS: Flag<keyof ServeOptions>[] = withDefaults<keyof ServeOptions>(DEFAULTS, [
+  {
+    name: '--host',
+    key: 'host',
+    type: placeholder(text, '<address>'),
+    help: 'address to listen on',
+    default: '127.0.0.1',
+  },
+  { name: '--port', key: 'port', type: count, help: 'port to listen on', defaultText: 'echo 7000, kv 6380' },
+  { name: '--path', key: 'path', type: placeholder(text, '<socket>'), help: 'listen on a unix socket instead' },
+  {
+    name: '--block',
+    key: 'blockList',
+    type: cidr,
+    repeatable: true,
+    help: 'refuse connections from this address or subnet (repeat the flag for more)',
+  },
+  { name: '--backlog', key: 'backlog', type: count, help: 'kernel accept queue length' },
+  { name: '--max-connections', key: 'maxConnections', type: count, help: 'handlers running at once' },
+  { name: '--when-full', key: 'whenFull', type: choice('wait', 'reject'), help: 'at the cap: queue or close' },
+  {
+    name: '--max-waiting',
+    key: 'maxWaiting',
+    type: count,
+    help: 'connections queued at the cap',
+    defaultText: 'the --max-connections value',
+  },
+  { name: '--wait-timeout', key: 'waitTimeout', type: duration, help: 'longest wait in the queue, 0 = none' },
+  {
+    name: '--max-connections-per-peer',
+    key: 'maxConnectionsPerPeer',
+    type: count,
+    help: 'per remote IP, 0 = no limit',
+  },
+  { name: '--first-byte-timeout', key: 'firstByteTimeout', type: duration, help: 'admission to first byte' },
+  { name: '--idle-timeout', key: 'idleTimeout', type: duration, help: 'no input while waiting for it' },
+  { name: '--frame-timeout', key: 'frameTimeout', type: duration, help: "a frame's first to last byte" },
+  { name: '--write-timeout', key: 'writeTimeout', type: duration, help: 'output the peer does not read' },
+  { name: '--max-lifetime', key: 'maxLifetime', type: duration, help: 'connection lifetime, 0 = none' },
+  { name: '--max-read-buffer', key: 'maxReadBuffer', type: size, help: 'unread input before pausing' },
+  { name: '--max-write-buffer', key: 'maxWriteBuffer', type: size, help: 'queued output before write() waits' },
+  { name: '--max-queued-bytes', key: 'maxQueuedBytes', type: size, help: 'queued output before a slow-consumer cut' },
+  { name: '--linger-timeout', key: 'lingerTimeout', type: duration, help: 'lingering close after FIN' },
+  { name: '--drain-timeout', key: 'drainTimeout', type: duration, help: 'graceful shutdown budget' },
+  {
+    name: '--shutdown-delay',
+    key: 'shutdownDelay',
+    type: duration,
+    help: 'at SIGTERM, keep serving this long after /readyz turns 503',
+  },
+  {
+    name: '--keep-alive',
+    key: 'keepAlive',
+    type: keepAlive,
+    help: 'TCP keep-alive: on (the OS delay), off, or the idle time before the first probe',
+  },
+  { name: '--nodelay', key: 'noDelay', type: onOff, help: 'TCP_NODELAY' },
+  { name: '--workers', key: 'workers', type: workers, help: 'worker processes, auto = one per core', default: 1 },
+  {
+    name: '--balance',
+    key: 'balance',
+    type: choice('auto', 'kernel', 'primary'),
+    help: 'with workers: how connections reach them',
+  },
+  {
+    name: '--abort-on-close',
+    key: 'abortOnClose',
+    type: onOff,
+    help: 'drop a waiting connection at FIN after data',
+  },
+]);
+
+/** What the CLI itself does around `serve()`: the admin endpoint and the logger. */
+interface CliOptions {
+  adminPort?: number;
+  adminHost?: string;
+  logLevel?: LogLevel;
+  logFormat?: LogFormat;
+}
+
+const CLI_FLAGS: Flag<keyof CliOptions>[] = [
+  {
+    name: '--admin-port',
+    key: 'adminPort',
+    type: count,
+    help: 'serve /metrics, /healthz, /readyz and /stats on this port',
+    defaultText: 'none',
+  },
+  {
+    name: '--admin-host',
+    key: 'adminHost',
+    type: placeholder(text, '<address>'),
+    help: 'address of the admin endpoint',
+    default: '127.0.0.1',
+  },
+  {
+    name: '--log-level',
+    key: 'logLevel',
+    type: choice(...LOG_LEVELS),
+    help: 'least severe level logged',
+    default: 'info',
+  },
+  {
+    name: '--log-format',
+    key: 'logFormat',
+    type: choice('json', 'pretty'),
+    help: 'log lines as JSON or for a person',
+    defaultText: 'pretty on a terminal, json otherwise',
+  },
 ];
 
-function parseWhenFull(v: string): 'wait' | 'reject' {
-  if (v !== 'wait' && v !== 'reject') throw new InvalidArgumentError(`expected wait or reject, got "${v}"`);
-  return v;
-}
-
-function parseWorkers(v: string): number | 'auto' {
-  if (v === 'auto') return v;
-  if (!/^\d+$/.test(v) || Number(v) < 1) throw new InvalidArgumentError(`expected auto or a number >= 1, got "${v}"`);
-  return Number(v);
-}
-
-function parseBalance(v: string): 'auto' | 'kernel' | 'primary' {
-  if (v !== 'auto' && v !== 'kernel' && v !== 'primary') {
-    throw new InvalidArgumentError(`expected auto, kernel or primary, got "${v}"`);
-  }
-  return v;
-}
-
-function camel(flag: string): string {
-  return flag
-    .replace(/^--/, '')
-    .replace(/ .*$/, '')
-    .replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
-}
+const APP_FLAGS = Object.values(APPS).flatMap((app) => app.flags);
+const ALL_FLAGS: readonly Flag[] = [...OPTION_FLAGS, ...CLI_FLAGS, ...APP_FLAGS];
 
 export function registerServe(program: Command): void {
+  const names = Object.keys(APPS);
   const cmd = program
     .command('serve')
-    .description(`serve an app (${Object.keys(APPS).join(', ')}) or your own handler module`)
-    .argument('<app>', `${Object.keys(APPS).join(' | ')} | ./module.js (its default export is the handler)`)
-    .option('--host <address>', 'address to listen on', '127.0.0.1')
-    .option('--port <n>', "port to listen on (default: the app's, echo 7000, kv 6380)", parseCount)
-    .option('--path <socket>', 'listen on a unix socket instead')
-    .addOption(
-      new Option('--block <cidr...>', 'refuse these addresses or subnets (e.g. 10.0.0.0/8), repeatable').default([]),
-    )
-    .option('--max-bulk-length <size>', 'kv only: longest value or argument accepted (default 512MiB)', parseSize)
-    .option('--admin-port <n>', 'serve /metrics, /healthz, /readyz and /stats on this port (default: none)', parseCount)
-    .option('--admin-host <address>', 'address of the admin endpoint (default 127.0.0.1)')
-    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (default info)', parseLogLevel)
-    .option('--log-format <format>', 'json or pretty (default: pretty on a terminal, json otherwise)', parseLogFormat);
-  for (const [flag, , parser, description] of FLAGS) cmd.option(flag, description, parser);
+    .description(`serve an app (${names.join(', ')}) or your own handler module`)
+    .argument('<app>', `${names.join(' | ')} | ./module.js (its default export is the handler)`);
+  addFlags(cmd, ALL_FLAGS);
   registerTlsFlags(cmd);
-  cmd.action(async (appName: string, flags: Record<string, unknown>) => {
-    let spec = APPS[appName];
+  cmd.action(async (appName: string, parsed: Record<string, unknown>) => {
+    let spec: AppSpec | undefined = APPS[appName];
     let moduleOptions: ServeOptions = {};
     if (spec === undefined && isModulePath(appName)) {
-      try {
-        const mod = await loadUserModule(appName);
-        moduleOptions = mod.options;
-        spec = { port: 7000, createApp: () => ({ handler: async (conn) => mod.handler(conn), close() {} }) };
-      } catch (error) {
-        if (error instanceof ModuleError) cmd.error(`tcpkit: ${error.message}`);
-        throw error;
-      }
+      // A module that cannot be loaded is a runtime failure (exit 1) whose message says what to export.
+      const mod = await loadUserModule(appName);
+      moduleOptions = mod.options;
+      spec = { port: 7000, flags: [], createApp: () => ({ handler: async (conn) => mod.handler(conn), close() {} }) };
     }
     if (spec === undefined) {
-      cmd.error(
-        `unknown app "${appName}"; choose one of ${Object.keys(APPS).join(', ')} or a path such as ./server.js`,
-      );
-      return;
+      throw new UsageError(`unknown app "${appName}"; choose one of ${names.join(', ')} or a path such as ./server.js`);
+    }
+    const appOptions = givenValues(spec.flags, parsed);
+    for (const flag of APP_FLAGS) {
+      if (!spec.flags.includes(flag) && givenValues([flag], parsed)[flag.key] !== undefined) {
+        throw new UsageError(`${flag.name} applies to the ${appOf(flag)} app only`);
+      }
     }
     // The module's options apply under the flags: a flag given on the command line wins.
-    const given = (name: string): boolean => cmd.getOptionValueSource(name) === 'cli';
-    const options: ServeOptions = {
+    const options = {
+      host: '127.0.0.1',
+      port: spec.port,
       ...moduleOptions,
-      host: given('host') || moduleOptions.host === undefined ? (flags.host as string) : moduleOptions.host,
-      port: (flags.port as number | undefined) ?? moduleOptions.port ?? spec.port,
+      ...givenValues(OPTION_FLAGS, parsed),
       shutdownOn: ['SIGINT', 'SIGTERM'],
       // The process ends with its drain, forced or not, whatever a handler left running.
       exitOnShutdown: true,
-    };
-    if (flags.path !== undefined) options.path = flags.path as string;
-    for (const [flag, key] of FLAGS) {
-      const v = flags[camel(flag)];
-      if (v !== undefined) (options as Record<string, unknown>)[key] = v;
-    }
-    if (flags.adminPort !== undefined) {
-      options.admin = { port: flags.adminPort as number, host: (flags.adminHost as string | undefined) ?? '127.0.0.1' };
-    } else if (flags.adminHost !== undefined) {
-      cmd.error('tcpkit: --admin-host needs --admin-port');
-      return;
-    }
-    const logger = createLogger(
-      (flags.logLevel as LogLevel | undefined) ?? 'info',
-      flags.logFormat as LogFormat | undefined,
-    ).child({ app: appName });
+    } as ServeOptions & { blockList?: BlockList | Cidr[] };
+    if (Array.isArray(options.blockList)) options.blockList = blockListOf(options.blockList);
+    const cli = givenValues(CLI_FLAGS, parsed) as CliOptions;
+    if (cli.adminPort !== undefined) options.admin = { port: cli.adminPort, host: cli.adminHost ?? '127.0.0.1' };
+    else if (cli.adminHost !== undefined) throw new UsageError('--admin-host needs --admin-port');
+    const logger = createLogger(cli.logLevel ?? 'info', cli.logFormat).child({ app: appName });
     options.logger = logger;
-    const blocked = flags.block as string[];
-    if (blocked.length > 0) options.blockList = parseBlockList(blocked);
     try {
-      Object.assign(options, tlsAndProxyOptions(flags));
+      Object.assign(options, tlsAndProxyOptions(parsed));
     } catch (error) {
-      cmd.error(`tcpkit: ${(error as Error).message}`);
-      return;
+      throw new UsageError((error as Error).message);
     }
-    const appOptions: Record<string, unknown> = { maxClients: options.maxConnections ?? 10_000 };
-    if (flags.maxBulkLength !== undefined) {
-      if (appName !== 'kv') {
-        cmd.error('tcpkit: --max-bulk-length applies to the kv app only');
-        return;
-      }
-      appOptions.maxBulkLength = flags.maxBulkLength;
-    }
-    const app = spec.createApp(appOptions);
+    // kv reports the cap as INFO maxclients.
+    const app = spec.createApp({ maxClients: options.maxConnections ?? DEFAULTS.maxConnections, ...appOptions });
+    let server: Awaited<ReturnType<typeof serve>>;
     try {
-      // The server logs its lifecycle (listening, draining, shut down) and every handler error.
-      const server = await serve(options, app.handler);
-      app.attach?.(server);
-      const files = certificateFiles(flags);
-      // With workers the primary restarts them on SIGHUP, and each new worker reads the certificate files
-      // again. One process reloads its certificates; without any, a SIGHUP (a reload by habit, systemd's
-      // ExecReload) must not kill it either.
-      if (cluster.isPrimary && server.stats().workers === undefined) {
-        if (files !== undefined) reloadOnSighup(server, files, logger);
-        else {
-          const onHup = (): void =>
-            logger.warn({}, 'SIGHUP: one process has no workers to restart (serve with --workers 2 or more)');
-          process.on('SIGHUP', onHup);
-          void server.closed.then(() => process.off('SIGHUP', onHup));
-        }
-      }
-      await server.closed;
+      server = await serve(options as ServeOptions, app.handler);
+    } catch (error) {
       app.close();
-    } catch (err) {
-      app.close();
-      if (err instanceof TcpkitError || (err as NodeJS.ErrnoException).code !== undefined) {
-        cmd.error(`tcpkit: ${(err as Error).message}`);
-      }
-      throw err;
+      throw explainServeError(error, options);
     }
+    app.attach?.(server);
+    const files = certificateFiles(parsed);
+    // With workers the primary restarts them on SIGHUP, and each new worker reads the certificate files
+    // again. One process reloads its certificates; without any, a SIGHUP (a reload by habit, systemd's
+    // ExecReload) must not kill it either.
+    if (cluster.isPrimary && server.stats().workers === undefined) {
+      if (files !== undefined) reloadOnSighup(server, files, logger);
+      else {
+        const onHup = (): void =>
+          logger.warn({}, 'SIGHUP: one process has no workers to restart (serve with --workers 2 or more)');
+        process.on('SIGHUP', onHup);
+        void server.closed.then(() => process.off('SIGHUP', onHup));
+      }
+    }
+    // The server logs its lifecycle (listening, draining, shut down) and every handler error.
+    await server.closed;
+    app.close();
   });
 }
 
-function parseBlockList(entries: string[]): BlockList {
+function appOf(flag: Flag): string {
+  return Object.keys(APPS).find((name) => APPS[name]!.flags.includes(flag)) ?? '';
+}
+
+function blockListOf(entries: Cidr[]): BlockList {
   const list = new BlockList();
-  for (const entry of entries) {
-    const [address, prefix] = entry.split('/');
-    const type = address!.includes(':') ? 'ipv6' : 'ipv4';
-    if (prefix === undefined) list.addAddress(address!, type);
-    else list.addSubnet(address!, Number(prefix), type);
+  for (const { address, prefix, family } of entries) {
+    if (prefix === undefined) list.addAddress(address, family);
+    else list.addSubnet(address, prefix, family);
   }
   return list;
+}
+
+/**
+ * What the user should read when `serve()` fails: option errors in flag terms (a usage error), and
+ * listen errors with the flag that fixes them (a runtime error).
+ */
+function explainServeError(error: unknown, options: ServeOptions): unknown {
+  if (error instanceof InvalidOptionError) return new UsageError(inFlagTerms(ALL_FLAGS, error.message));
+  const code = (error as NodeJS.ErrnoException).code;
+  const where = options.path ?? `${options.host}:${options.port}`;
+  switch (code) {
+    case 'EADDRINUSE':
+      return new Error(
+        options.path === undefined
+          ? `port ${options.port} is in use on ${options.host}; choose another with --port`
+          : `${options.path} is in use; choose another path with --path`,
+      );
+    case 'EACCES':
+      return new Error(
+        options.path === undefined
+          ? `permission denied to listen on ${where}; ports below 1024 need privileges: choose another with --port`
+          : `permission denied to create ${where}; choose another path with --path`,
+      );
+    case 'EADDRNOTAVAIL':
+      return new Error(`${options.host} is not an address of this machine; choose another with --host`);
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return new Error(`cannot resolve host "${options.host}"; check --host`);
+    default:
+      return error;
+  }
 }

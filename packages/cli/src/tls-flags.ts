@@ -15,7 +15,7 @@ export interface CertificateFiles {
   clientAuth: boolean;
 }
 
-function collect(value: string, previous: string[]): string[] {
+function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
 
@@ -31,7 +31,6 @@ export function registerTlsFlags(cmd: Command): void {
       '--trusted-proxy <cidr>',
       'a load balancer address or subnet allowed to send the PROXY header (repeatable)',
       collect,
-      [] as string[],
     );
 }
 

@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Child, connect, exchange, within } from '../../tcpkit/test/helpers.js';
-import { parseBoolean, parseCount, parseDuration, parseSize } from '../src/parse.js';
+import { formatDuration, keepAlive, parseBoolean, parseCount, parseDuration, parseSize } from '../src/parse.js';
 
 const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
 const SLOW = { timeout: 40_000 };
@@ -27,10 +30,10 @@ async function listening(proc: Child): Promise<number> {
   return Number(m[1]);
 }
 
-describe('parseDuration', () => {
+describe('parseDuration: one rule for every duration flag', () => {
   const cases: Array<[string, number]> = [
     ['0', 0],
-    ['1500', 1500],
+    ['1500ms', 1500],
     ['250ms', 250],
     ['30s', 30_000],
     ['1.5s', 1500],
@@ -41,6 +44,31 @@ describe('parseDuration', () => {
   for (const bad of ['', 'abc', '-1s', '10 parsecs', '5d', 's']) {
     it(`rejects ${JSON.stringify(bad)}`, () => assert.throws(() => parseDuration(bad), /duration/));
   }
+  it('refuses a bare number other than 0, asking for a unit', () => {
+    for (const bare of ['30', '1500', '1.5']) assert.throws(() => parseDuration(bare), /needs a unit, such as/);
+  });
+  it('prints defaults as the README writes them', () => {
+    const cases: Array<[number, string]> = [
+      [0, '0'],
+      [500, '500ms'],
+      [2000, '2s'],
+      [60_000, '60s'],
+      [600_000, '10m'],
+      [3_600_000, '1h'],
+    ];
+    for (const [ms, text] of cases) assert.equal(formatDuration(ms), text);
+  });
+});
+
+describe('keepAlive values', () => {
+  it('reads on, off and a duration', () => {
+    assert.equal(keepAlive.parse('on'), true);
+    assert.equal(keepAlive.parse('off'), false);
+    assert.equal(keepAlive.parse('0'), false);
+    assert.equal(keepAlive.parse('30s'), 30_000);
+    assert.throws(() => keepAlive.parse('maybe'), /on, off or a duration/);
+    assert.throws(() => keepAlive.parse('30'), /needs a unit/);
+  });
 });
 
 describe('parseSize', () => {
@@ -132,22 +160,32 @@ describe('tcpkit serve echo', () => {
     }
   });
 
+  // Usage errors: one `tcpkit:` line naming what the user typed (and a hint), exit status 2, no stack trace.
   const invalid: Array<[string, string[], RegExp]> = [
-    ['a malformed number', ['--max-connections', 'abc'], /max-connections.*abc|abc/s],
+    ['a malformed number', ['--max-connections', 'abc'], /--max-connections.*abc.*whole number/],
     ['a malformed duration', ['--idle-timeout', '5parsecs'], /5parsecs/],
+    ['a bare number as a duration', ['--idle-timeout', '30'], /'30'.*needs a unit, such as 30s or 30ms/],
     ['an unknown --when-full mode', ['--when-full', 'maybe'], /maybe/],
     ['an unknown flag', ['--bogus', '1'], /bogus/],
-    ['options serve() refuses', ['--max-write-buffer', '1MiB', '--max-queued-bytes', '1KiB'], /maxQueuedBytes/],
+    ['a --block that is not an address', ['--block', 'notacidr'], /--block.*'notacidr'.*address or a subnet/],
+    ['a --block prefix out of range', ['--block', '10.0.0.0/33'], /'10\.0\.0\.0\/33'.*prefix length.*0 to 32/],
+    ['a value serve() refuses, by its flag', ['--max-connections', '0'], /^tcpkit: --max-connections: must be/m],
+    [
+      'options serve() refuses together',
+      ['--max-write-buffer', '1MiB', '--max-queued-bytes', '1KiB'],
+      /--max-queued-bytes: must be >= --max-write-buffer/,
+    ],
     ['a kv flag given to echo', ['--max-bulk-length', '1KiB'], /--max-bulk-length applies to the kv app only/],
     ['an empty --host', ['--host', ''], /host: must not be empty/],
   ];
   for (const [name, flags, message] of invalid) {
-    it(`exits non-zero with a message for ${name}`, SLOW, async () => {
+    it(`exits 2 with one message for ${name}`, SLOW, async () => {
       const proc = tcpkit('serve', 'echo', '--port', '0', ...flags);
       try {
         const exit = await within(proc.exited, 30_000, 'the CLI to exit');
-        assert.notEqual(exit.code, 0);
+        assert.equal(exit.code, 2, proc.stderr);
         assert.match(proc.stderr, message);
+        assertOneError(proc.stderr);
         assert.ok(!proc.lines.some((l) => l.includes('"msg":"listening"')), 'it never listened');
       } finally {
         proc.kill();
@@ -155,12 +193,55 @@ describe('tcpkit serve echo', () => {
     });
   }
 
-  it('exits non-zero for an unknown app', SLOW, async () => {
+  it('exits 2 for an unknown app', SLOW, async () => {
     const proc = tcpkit('serve', 'nope', '--port', '0');
     try {
       const exit = await within(proc.exited, 30_000, 'the CLI to exit');
-      assert.notEqual(exit.code, 0);
-      assert.match(proc.stderr, /unknown app "nope"/);
+      assert.equal(exit.code, 2);
+      assert.match(
+        proc.stderr,
+        /^tcpkit: unknown app "nope"; choose one of echo, kv or a path such as \.\/server\.js$/m,
+      );
+      assertOneError(proc.stderr);
+    } finally {
+      proc.kill();
+    }
+  });
+
+  it('a port in use: exit 1 and the error alone, with the flag that fixes it', SLOW, async () => {
+    const taken = net.createServer().listen(0, '127.0.0.1');
+    await once(taken, 'listening');
+    const port = (taken.address() as net.AddressInfo).port;
+    const proc = tcpkit('serve', 'echo', '--port', String(port));
+    try {
+      const exit = await within(proc.exited, 30_000, 'the CLI to exit');
+      assert.equal(exit.code, 1, proc.stderr);
+      assert.equal(proc.stderr, `tcpkit: port ${port} is in use on 127.0.0.1; choose another with --port\n`);
+    } finally {
+      proc.kill();
+      taken.close();
+    }
+  });
+
+  it('an address not on this machine: exit 1, naming --host', SLOW, async () => {
+    // 192.0.2.1 (TEST-NET-1) is on no interface here: bind fails locally, nothing is sent.
+    const proc = tcpkit('serve', 'echo', '--host', '192.0.2.1', '--port', '0');
+    try {
+      const exit = await within(proc.exited, 30_000, 'the CLI to exit');
+      assert.equal(exit.code, 1, proc.stderr);
+      assert.equal(proc.stderr, 'tcpkit: 192.0.2.1 is not an address of this machine; choose another with --host\n');
+    } finally {
+      proc.kill();
+    }
+  });
+
+  it('--keep-alive on is accepted (on with the OS delay)', SLOW, async () => {
+    const proc = tcpkit('serve', 'echo', '--port', '0', '--keep-alive', 'on');
+    try {
+      const port = await listening(proc);
+      assert.equal((await exchange(port, 'ka')).toString(), 'ka');
+      proc.signal('SIGTERM');
+      assert.equal((await within(proc.exited, 15_000, 'the CLI to exit')).code, 0);
     } finally {
       proc.kill();
     }
@@ -218,6 +299,54 @@ describe('tcpkit serve logs', () => {
     }
   });
 });
+
+describe('tcpkit --version and --help', () => {
+  it('--version prints the CLI package version', SLOW, async () => {
+    const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+      version: string;
+    };
+    const proc = tcpkit('--version');
+    const exit = await within(proc.exited, 30_000, 'the CLI to exit');
+    assert.equal(exit.code, 0);
+    assert.deepEqual(proc.lines, [version]);
+  });
+
+  it('help texts show every default one way, durations as the README writes them', SLOW, async () => {
+    for (const command of ['serve', 'bench']) {
+      const proc = tcpkit(command, '--help');
+      assert.equal((await within(proc.exited, 30_000, 'the CLI to exit')).code, 0);
+      const help = proc.lines.join('\n');
+      assert.doesNotMatch(help, /\(default: /, `${command}: commander's own default format`);
+      if (command === 'serve') {
+        assert.match(help, /--idle-timeout <duration> +no input while waiting for it \(default 60s\)/);
+        assert.match(help, /--max-read-buffer <size> +unread input before pausing \(default 64KiB\)/);
+      } else {
+        assert.match(help, /measured window \(default 10s\)/);
+        assert.doesNotMatch(help, /10000/, 'the duration default as a raw number of milliseconds');
+      }
+    }
+  });
+});
+
+describe('one duration rule for serve and bench', () => {
+  for (const command of ['serve', 'bench']) {
+    it(`${command} refuses a bare number with the same message`, SLOW, async () => {
+      const flag = command === 'serve' ? '--idle-timeout' : '--duration';
+      const proc = tcpkit(command, ...(command === 'serve' ? ['echo'] : []), flag, '30');
+      const exit = await within(proc.exited, 30_000, 'the CLI to exit');
+      assert.equal(exit.code, 2);
+      assert.match(proc.stderr, /a duration needs a unit, such as 30s or 30ms \(a bare number is refused, except 0\)/);
+    });
+  }
+});
+
+/** A usage or runtime error: `tcpkit: ...` lines only (plus the --help hint), no usage text, no stack. */
+function assertOneError(stderr: string): void {
+  const lines = stderr.trimEnd().split('\n');
+  assert.match(lines[0]!, /^tcpkit: /);
+  assert.ok(lines.length <= 2 && (lines.length === 1 || lines[1] === '(add --help for usage)'), stderr);
+  assert.doesNotMatch(stderr, /Usage:|\n\s+at /);
+}
 
 describe('tcpkit serve kv', () => {
   it('--max-bulk-length lowers the longest value the kv accepts', SLOW, async () => {

@@ -197,7 +197,7 @@ describe('tcpkit bench exit status', () => {
     for (const extra of [[], ['--allow-errors']]) {
       const { code, stdout, stderr } = await benchProcess(['--port', String(port), ...short, ...extra]);
       assert.equal(code, 1);
-      assert.match(stderr, /^tcpkit bench: no connection was established \(connect ECONNREFUSED: \d+\)$/m);
+      assert.match(stderr, /^tcpkit: no connection was established \(connect ECONNREFUSED: \d+\)$/m);
       const result = JSON.parse(stdout) as BenchResult;
       assert.equal(result.connections.established, 0);
       assert.ok(result.errors['connect ECONNREFUSED']! > 0);
@@ -218,7 +218,7 @@ describe('tcpkit bench exit status', () => {
     try {
       const strict = await benchProcess(['--port', String(port), ...short, '--connections', '4']);
       assert.equal(strict.code, 1);
-      assert.match(strict.stderr, /^tcpkit bench: \d+ errors \(.*\); --allow-errors exits 0 despite them$/m);
+      assert.match(strict.stderr, /^tcpkit: \d+ errors \(.*\); --allow-errors exits 0 despite them$/m);
       const result = JSON.parse(strict.stdout) as BenchResult;
       assert.ok(result.connections.established > 0);
       assert.ok(result.errorsTotal > 0);

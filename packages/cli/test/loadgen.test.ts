@@ -13,7 +13,7 @@ import {
   summarize,
 } from '../src/loadgen/histogram.js';
 import { renderHtml } from '../src/loadgen/html.js';
-import { parseDuration, parseSourceAddresses, resolveBenchOptions } from '../src/loadgen/options.js';
+import { parseSourceAddresses, resolveBenchOptions } from '../src/loadgen/options.js';
 import { parseMachineCpu, parseStatCpuUs, parseStatusRssBytes, sampleProcess } from '../src/loadgen/proc.js';
 import { runBench, splitConfig } from '../src/loadgen/runner.js';
 
@@ -40,15 +40,6 @@ async function listen(onSocket: (socket: net.Socket) => void): Promise<{ port: n
 const plainEcho = (socket: net.Socket) => socket.on('data', (d) => socket.write(d));
 
 describe('loadgen options', () => {
-  it('parses durations', () => {
-    assert.equal(parseDuration('10s'), 10_000);
-    assert.equal(parseDuration('1.5s'), 1_500);
-    assert.equal(parseDuration('250ms'), 250);
-    assert.equal(parseDuration('2m'), 120_000);
-    assert.equal(parseDuration('3'), 3_000);
-    assert.throws(() => parseDuration('soon'), /cannot parse duration/);
-  });
-
   it('expands source address ranges and lists', () => {
     assert.deepEqual(parseSourceAddresses('127.0.0.1-127.0.0.3'), ['127.0.0.1', '127.0.0.2', '127.0.0.3']);
     assert.deepEqual(parseSourceAddresses('127.0.0.255-127.0.1.0,::1'), ['127.0.0.255', '127.0.1.0', '::1']);
@@ -63,7 +54,7 @@ describe('loadgen options', () => {
     assert.equal(options.port, 7000);
     assert.equal(options.mode, 'echo');
     assert.equal(options.workers, 1);
-    assert.throws(() => resolveBenchOptions({ mode: 'open-loop' }), /open-loop mode needs rate/);
+    assert.throws(() => resolveBenchOptions({ mode: 'open-loop' }), /rate must be > 0 in open-loop mode/);
     assert.throws(() => resolveBenchOptions({ connections: 0 }), /connections must be an integer >= 1/);
     assert.equal(resolveBenchOptions({ connections: 3, workers: 8 }).workers, 3);
   });
@@ -215,11 +206,12 @@ describe('loadgen accounting against real sockets', () => {
   });
 
   it('counts corrupted echoes as verify errors', async () => {
-    // Flips one byte in every 1000th chunk it echoes.
+    // Flips one byte in the 10th chunk it echoes and every 1000th after: a run on a loaded machine that
+    // gets through few messages still meets a corrupted one.
     let chunks = 0;
     const corrupting = await listen((socket) =>
       socket.on('data', (d) => {
-        if (++chunks % 1000 === 0) d[d.length >> 1]! ^= 0xff;
+        if (++chunks % 1000 === 10) d[d.length >> 1]! ^= 0xff;
         socket.write(d);
       }),
     );
@@ -232,7 +224,7 @@ describe('loadgen accounting against real sockets', () => {
         verify: true,
         intervalMs: 100,
       });
-      assert.ok(checked.messages > 2000, `too few messages to corrupt one: ${checked.messages}`);
+      assert.ok(checked.messages > 10, `too few messages to corrupt one: ${checked.messages}`);
       assert.ok((checked.errors.verify ?? 0) >= 1, JSON.stringify(checked.errors));
       const unchecked = await runBench({ port: corrupting.port, connections: 2, durationMs: 300, warmupMs: 0 });
       assert.equal(unchecked.errors.verify, undefined);

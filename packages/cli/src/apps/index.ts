@@ -1,5 +1,7 @@
 // The apps `tcpkit serve <app>` runs, imported statically so the CLI's build and package hold them.
 import type { Conn, Server } from 'tcpkit';
+import type { Flag } from '../flags.js';
+import { size } from '../parse.js';
 import { createApp as createEcho } from './echo.js';
 import { createApp as createKv } from './kv/index.js';
 
@@ -11,8 +13,27 @@ export interface App {
   close(): void;
 }
 
-/** Apps shipped with tcpkit, by name: how to create one (with app-specific flags such as kv's) and its default port. */
-export const APPS: Record<string, { createApp(options: Record<string, unknown>): App; port: number }> = {
-  echo: { createApp: createEcho, port: 7000 },
-  kv: { createApp: createKv, port: 6380 },
+/** A shipped app: how to create one, its default port and the flags only it takes (passed to `createApp`). */
+export interface AppSpec {
+  createApp(options: Record<string, unknown>): App;
+  port: number;
+  flags: Flag[];
+}
+
+/** Apps shipped with tcpkit, by name. */
+export const APPS: Record<string, AppSpec> = {
+  echo: { createApp: createEcho, port: 7000, flags: [] },
+  kv: {
+    createApp: createKv,
+    port: 6380,
+    flags: [
+      {
+        name: '--max-bulk-length',
+        key: 'maxBulkLength',
+        type: size,
+        help: 'kv only: longest value or argument accepted',
+        default: 512 * 1024 * 1024, // resp()'s default, Redis's proto-max-bulk-len
+      },
+    ],
+  },
 };

@@ -1,6 +1,6 @@
 /**
  * Options of `tcpkit bench`, their defaults and their validation.
- * Durations are in milliseconds here; the CLI parses `10s`, `500ms`, `2m`.
+ * Durations are in milliseconds here; the CLI reads them as `10s`, `500ms`, `2m` (see cli/parse.ts).
  */
 
 /** What each connection does. */
@@ -78,84 +78,94 @@ export type ResolvedBenchOptions = Required<
   proxyProtocol: 1 | 2 | null;
 };
 
-function positiveInt(name: string, value: number, min: number): number {
+/** The default of every option that has one; `tcpkit bench --help` shows these. */
+export const BENCH_DEFAULTS = {
+  host: '127.0.0.1',
+  port: 7000,
+  mode: 'echo',
+  connections: 10,
+  size: 64,
+  depth: 1,
+  durationMs: 10_000,
+  warmupMs: 1_000,
+  rampUpMs: 0,
+  connectTimeoutMs: 5_000,
+  workers: 1,
+  payload: 'random',
+  verify: false,
+  intervalMs: 1_000,
+  tls: false,
+  tlsResume: false,
+} as const satisfies BenchOptions;
+
+// Errors name the option by its BenchOptions key; the CLI rewrites keys into its flag names.
+function positiveInt(name: keyof BenchOptions, value: number, min: number): number {
   if (!Number.isInteger(value) || value < min) {
-    throw new RangeError(`bench: ${name} must be an integer >= ${min}, got ${value}`);
+    throw new RangeError(`${name} must be an integer >= ${min}, got ${value}`);
   }
   return value;
 }
 
-function nonNegative(name: string, value: number): number {
+function nonNegative(name: keyof BenchOptions, value: number): number {
   if (!Number.isFinite(value) || value < 0) {
-    throw new RangeError(`bench: ${name} must be a finite number >= 0, got ${value}`);
+    throw new RangeError(`${name} must be a finite number >= 0, got ${value}`);
   }
   return value;
 }
 
 /** Applies defaults and validates; throws a `RangeError` naming the option. */
 export function resolveBenchOptions(options: BenchOptions = {}): ResolvedBenchOptions {
-  const mode = options.mode ?? 'echo';
-  if (!BENCH_MODES.includes(mode)) throw new RangeError(`bench: mode must be one of ${BENCH_MODES.join(', ')}`);
-  const payload = options.payload ?? 'random';
-  if (payload !== 'random' && payload !== 'zeros') throw new RangeError('bench: payload must be random or zeros');
+  const d = BENCH_DEFAULTS;
+  const mode = options.mode ?? d.mode;
+  if (!BENCH_MODES.includes(mode)) throw new RangeError(`mode must be one of ${BENCH_MODES.join(', ')}`);
+  const payload = options.payload ?? d.payload;
+  if (payload !== 'random' && payload !== 'zeros') throw new RangeError('payload must be random or zeros');
   const rate = options.rate ?? null;
   if (mode === 'open-loop') {
     if (rate === null || !(rate > 0) || !Number.isFinite(rate)) {
-      throw new RangeError('bench: open-loop mode needs rate > 0 (messages per second across all connections)');
+      throw new RangeError('rate must be > 0 in open-loop mode (messages per second across all connections)');
     }
   }
-  const connections = positiveInt('connections', options.connections ?? 10, 1);
+  const connections = positiveInt('connections', options.connections ?? d.connections, 1);
   const resolved: ResolvedBenchOptions = {
-    host: options.host ?? '127.0.0.1',
-    port: positiveInt('port', options.port ?? 7000, 1),
+    host: options.host ?? d.host,
+    port: positiveInt('port', options.port ?? d.port, 1),
     mode,
     connections,
-    size: positiveInt('size', options.size ?? 64, 1),
-    depth: positiveInt('depth', options.depth ?? 1, 1),
+    size: positiveInt('size', options.size ?? d.size, 1),
+    depth: positiveInt('depth', options.depth ?? d.depth, 1),
     rate,
-    durationMs: nonNegative('duration', options.durationMs ?? 10_000),
-    warmupMs: nonNegative('warmup', options.warmupMs ?? 1_000),
-    rampUpMs: nonNegative('ramp-up', options.rampUpMs ?? 0),
-    connectTimeoutMs: nonNegative('connect-timeout', options.connectTimeoutMs ?? 5_000),
+    durationMs: nonNegative('durationMs', options.durationMs ?? d.durationMs),
+    warmupMs: nonNegative('warmupMs', options.warmupMs ?? d.warmupMs),
+    rampUpMs: nonNegative('rampUpMs', options.rampUpMs ?? d.rampUpMs),
+    connectTimeoutMs: nonNegative('connectTimeoutMs', options.connectTimeoutMs ?? d.connectTimeoutMs),
     sourceAddresses: options.sourceAddresses ?? [],
     // More workers than connections would leave some idle.
-    workers: Math.min(positiveInt('workers', options.workers ?? 1, 1), connections),
+    workers: Math.min(positiveInt('workers', options.workers ?? d.workers, 1), connections),
     payload,
-    verify: options.verify ?? false,
+    verify: options.verify ?? d.verify,
     serverPid: options.serverPid ?? null,
-    intervalMs: positiveInt('interval', options.intervalMs ?? 1_000, 10),
-    tls: options.tls ?? false,
-    tlsResume: options.tlsResume ?? false,
+    intervalMs: positiveInt('intervalMs', options.intervalMs ?? d.intervalMs, 10),
+    tls: options.tls ?? d.tls,
+    tlsResume: options.tlsResume ?? d.tlsResume,
     servername: options.servername ?? null,
     proxyProtocol: options.proxyProtocol ?? null,
   };
-  if (resolved.tlsResume && !resolved.tls) throw new RangeError('bench: tls-resume needs tls');
+  if (resolved.tlsResume && !resolved.tls) throw new RangeError('tlsResume needs tls');
   if (resolved.proxyProtocol !== null && resolved.proxyProtocol !== 1 && resolved.proxyProtocol !== 2) {
-    throw new RangeError('bench: proxy-protocol must be 1 or 2');
+    throw new RangeError('proxyProtocol must be 1 or 2');
   }
-  if (resolved.port > 65535) throw new RangeError('bench: port must be <= 65535');
+  if (resolved.port > 65535) throw new RangeError('port must be <= 65535');
   return resolved;
-}
-
-/**
- * Parses a duration: `10s`, `1.5s`, `500ms`, `2m`, or a bare number of seconds.
- * Returns milliseconds.
- */
-export function parseDuration(text: string): number {
-  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$/.exec(text);
-  if (!match) throw new RangeError(`bench: cannot parse duration "${text}" (examples: 10s, 500ms, 2m)`);
-  const value = Number(match[1]);
-  const unit = match[2] ?? 's';
-  return unit === 'ms' ? value : unit === 's' ? value * 1000 : value * 60_000;
 }
 
 function ipv4ToInt(text: string): number {
   const parts = text.split('.');
-  if (parts.length !== 4) throw new RangeError(`bench: not an IPv4 address: "${text}"`);
+  if (parts.length !== 4) throw new RangeError(`not an IPv4 address: "${text}"`);
   let value = 0;
   for (const part of parts) {
     const octet = Number(part);
-    if (!/^\d{1,3}$/.test(part) || octet > 255) throw new RangeError(`bench: not an IPv4 address: "${text}"`);
+    if (!/^\d{1,3}$/.test(part) || octet > 255) throw new RangeError(`not an IPv4 address: "${text}"`);
     value = value * 256 + octet;
   }
   return value;
@@ -182,10 +192,10 @@ export function parseSourceAddresses(text: string): string[] {
     const first = ipv4ToInt(trimmed.slice(0, dash).trim());
     const last = ipv4ToInt(trimmed.slice(dash + 1).trim());
     if (last < first || last - first >= 65_536) {
-      throw new RangeError(`bench: bad source address range "${trimmed}"`);
+      throw new RangeError(`bad source address range "${trimmed}"`);
     }
     for (let value = first; value <= last; value++) out.push(intToIpv4(value));
   }
-  if (out.length === 0) throw new RangeError('bench: source-addresses is empty');
+  if (out.length === 0) throw new RangeError('source-addresses is empty');
   return out;
 }

@@ -77,7 +77,7 @@ class ThreadHandle implements EngineHandle {
       this.#pending.clear();
     };
     this.#worker.on('error', failAll);
-    this.#worker.on('exit', () => failAll(new Error('bench: worker thread exited')));
+    this.#worker.on('exit', () => failAll(new Error('worker thread exited')));
   }
 
   #request(op: WorkerRequest['op']): Promise<WorkerResponse> {
