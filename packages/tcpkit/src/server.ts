@@ -685,6 +685,8 @@ export async function serve(options: ServeOptions, handler: Handler): Promise<Se
   const config = workerConfig();
   if (config !== undefined) return serveInWorker(config, resolved, handler, startServer);
   if (resolved.workers > 1) {
+    // The workers bind through the primary's handle, which never checks the path: claim it here, once.
+    if (resolved.path !== undefined) await claimSocketPath(resolved.path);
     const pool = new WorkerPool(resolved);
     await pool.start();
     return pool;

@@ -2,8 +2,12 @@
 // replaced while the other's connections live on, a crash loop ends the primary, the limits are
 // split over the workers, and SIGTERM drains every worker.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { lstatSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { type Child, type Client, connect, within } from './helpers.js';
 import { Load, spawnFixture, startFixture, statsOf, statsUntil } from './workers-helpers.js';
@@ -64,6 +68,32 @@ describe('serve({ workers: 2 })', () => {
     }
     for (const c of clients) c.end();
     await statsUntil(child, (s) => s.active === 0 && s.served === 16, 'the handlers ended');
+    await shutDown(child);
+  });
+
+  it('on a unix socket, a stale socket file left by a crashed process is replaced before the workers start', async () => {
+    const path = join(tmpdir(), `tcpkit-workers-${process.pid}.sock`);
+    // A socket file nothing accepts on, as a killed server leaves behind.
+    execFileSync(process.execPath, [
+      '-e',
+      `require('net').createServer().listen(${JSON.stringify(path)}, () => process.exit(0))`,
+    ]);
+    assert.ok(lstatSync(path).isSocket(), 'the stale file is there');
+    const { child } = await fixture({ path, host: undefined, port: undefined });
+    const client = await new Promise<net.Socket>((resolve, reject) => {
+      const socket = net.connect(path, () => resolve(socket));
+      socket.once('error', reject);
+    });
+    client.write('over the socket\n');
+    const reply = await new Promise<string>((resolve) => {
+      let text = '';
+      client.on('data', (d) => {
+        text += d.toString();
+        if (text.includes('\n')) resolve(text);
+      });
+    });
+    assert.match(reply, /^\d+ over the socket\n$/, 'a worker answered over the unix socket');
+    client.end();
     await shutDown(child);
   });
 
