@@ -443,8 +443,9 @@ class ProcessServer implements Server {
       });
     }
     const reason = new ServerClosingError();
-    log?.info({ active: this.#running.size, waiting: this.#gate.waiting, drainTimeoutMs: timeout }, 'draining');
+    // Closed before the line goes out: whoever reads "draining" must find the listener refusing.
     this.#listener.close();
+    log?.info({ active: this.#running.size, waiting: this.#gate.waiting, drainTimeoutMs: timeout }, 'draining');
     this.#gate.close();
     this.#abort.abort(reason);
     // Connections still before their handler (reading a PROXY header, in a TLS handshake) have sent no request.
