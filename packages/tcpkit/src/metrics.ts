@@ -131,6 +131,16 @@ export function collectMetrics(server: Server, options: MetricsOptions = {}): Me
     (s) => s.slowConsumers,
   );
   counter('accept_errors_total', 'Connections shed at accept for want of descriptors.', (s) => s.acceptErrors);
+  counter(
+    'tls_handshake_failures_total',
+    'TLS handshakes that failed (not TLS, bad version, rejected certificate, timed out): closed before any handler ran.',
+    (s) => s.tlsErrors,
+  );
+  counter(
+    'proxy_header_failures_total',
+    'PROXY protocol headers refused (malformed, from an untrusted peer, missing, timed out): closed before the gate.',
+    (s) => s.proxyErrors,
+  );
   counter('read_bytes_total', 'Bytes received from peers.', (s) => s.bytesRead);
   counter('written_bytes_total', 'Bytes handed to the kernel for peers.', (s) => s.bytesWritten);
 

@@ -5,6 +5,7 @@ import { describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import { collectMetrics } from 'tcpkit/metrics';
 import { type Conn, lines, serve } from '../src/index.js';
+import { certs } from './fixtures/certs.js';
 import { type Client, connect, LOOPBACK, portOf, stop, until } from './helpers.js';
 import { documentedMetrics, parseMetrics, sampleValue } from './metrics-helpers.js';
 
@@ -92,6 +93,51 @@ describe('collectMetrics', () => {
       assert.equal(v('tcpkit_server_info', { address: `127.0.0.1:${port}` }), 1);
     } finally {
       for (const c of held) c.destroy();
+      metrics.close();
+      await stop(server);
+    }
+  });
+
+  it('counts TLS handshake failures, refused PROXY headers and handshake timeouts as stats() does', TEST, async () => {
+    const c = certs();
+    const server = await serve(
+      {
+        ...LOOPBACK,
+        tls: { key: c.serverKey, cert: c.serverCert },
+        handshakeTimeout: 300,
+        proxyProtocol: { trusted: ['127.0.0.1'] },
+      },
+      lineEcho,
+    );
+    const registry = new Registry();
+    const metrics = collectMetrics(server, { registry });
+    try {
+      const port = portOf(server);
+      const header = 'PROXY TCP4 192.0.2.7 127.0.0.1 4000 7000\r\n';
+      // A header from a peer not in `trusted`.
+      const spoof = await connect(port, { localAddress: '127.0.0.3' });
+      spoof.write(header);
+      await spoof.waitClosed();
+      // A trusted header, then an HTTP request where the ClientHello should be.
+      const garbage = await connect(port);
+      garbage.write(`${header}GET / HTTP/1.1\r\nHost: x\r\n\r\n`);
+      await garbage.waitClosed();
+      // A trusted header, then silence: cut by handshakeTimeout.
+      const stalled = await connect(port);
+      stalled.write(header);
+      await stalled.waitClosed(10_000);
+      await until(() => server.stats().tlsErrors === 2, 'both handshake failures counted');
+
+      const s = server.stats();
+      assert.equal(s.proxyErrors, 1);
+      assert.equal(s.timeouts.handshake, 1);
+      const families = parseMetrics(await registry.metrics());
+      const v = (name: string, labels?: Record<string, string>): number => sampleValue(families, name, labels);
+      assert.equal(v('tcpkit_tls_handshake_failures_total'), s.tlsErrors);
+      assert.equal(v('tcpkit_proxy_header_failures_total'), s.proxyErrors);
+      assert.equal(v('tcpkit_timeouts_total', { kind: 'handshake' }), s.timeouts.handshake);
+      assert.equal(v('tcpkit_connections_served_total'), 0, 'no handler ran');
+    } finally {
       metrics.close();
       await stop(server);
     }
