@@ -124,6 +124,7 @@ const OPTION_FLAGS: Flag<keyof ServeOptions>[] = withDefaults<keyof ServeOptions
 interface CliOptions {
   adminPort?: number;
   adminHost?: string;
+  adminProcessMetrics?: boolean;
   logLevel?: LogLevel;
   logFormat?: LogFormat;
 }
@@ -142,6 +143,14 @@ const CLI_FLAGS: Flag<keyof CliOptions>[] = [
     type: placeholder(text, '<address>'),
     help: 'address of the admin endpoint',
     default: '127.0.0.1',
+  },
+  {
+    name: '--admin-process-metrics',
+    key: 'adminProcessMetrics',
+    type: onOff,
+    help: "also serve prom-client's process_* and nodejs_* metrics on /metrics",
+    // admin.processMetrics' own default.
+    default: true,
   },
   {
     name: '--log-level',
@@ -200,8 +209,11 @@ export function registerServe(program: Command): void {
     } as ServeOptions & { blockList?: BlockList | Cidr[] };
     if (Array.isArray(options.blockList)) options.blockList = blockListOf(options.blockList);
     const cli = givenValues(CLI_FLAGS, parsed) as CliOptions;
-    if (cli.adminPort !== undefined) options.admin = { port: cli.adminPort, host: cli.adminHost ?? '127.0.0.1' };
-    else if (cli.adminHost !== undefined) throw new UsageError('--admin-host needs --admin-port');
+    if (cli.adminPort !== undefined) {
+      options.admin = { port: cli.adminPort, host: cli.adminHost ?? '127.0.0.1' };
+      if (cli.adminProcessMetrics !== undefined) options.admin.processMetrics = cli.adminProcessMetrics;
+    } else if (cli.adminHost !== undefined) throw new UsageError('--admin-host needs --admin-port');
+    else if (cli.adminProcessMetrics !== undefined) throw new UsageError('--admin-process-metrics needs --admin-port');
     const logger = createLogger(cli.logLevel ?? 'info', cli.logFormat).child({ app: appName });
     options.logger = logger;
     try {

@@ -300,6 +300,46 @@ describe('tcpkit serve logs', () => {
   });
 });
 
+describe('tcpkit serve --admin-process-metrics', () => {
+  /** The metric names of `/metrics` of `tcpkit serve echo --admin-port 0 ...flags`. */
+  async function metricNames(...flags: string[]): Promise<string[]> {
+    const proc = tcpkit('serve', 'echo', '--port', '0', '--admin-port', '0', ...flags);
+    try {
+      const line = await proc.line((l) => l.includes('"msg":"listening"'), 'the listening line', 30_000);
+      const admin = String((JSON.parse(line) as LogLine).admin);
+      const res = await within(fetch(`http://${admin}/metrics`), 10_000, 'GET /metrics');
+      const text = await res.text();
+      return [...text.matchAll(/^# TYPE (\S+)/gm)].map((m) => m[1]!);
+    } finally {
+      proc.kill();
+    }
+  }
+
+  it("serves prom-client's process metrics by default and leaves them out with off", SLOW, async () => {
+    const on = await metricNames();
+    assert.ok(on.includes('process_resident_memory_bytes'), 'process metrics by default');
+    assert.ok(on.includes('tcpkit_connections_active'));
+    const off = await metricNames('--admin-process-metrics', 'off');
+    assert.ok(off.includes('tcpkit_connections_active'));
+    assert.deepEqual(
+      off.filter((name) => /^(process|nodejs)_/.test(name)),
+      [],
+      'no process_* or nodejs_* metric',
+    );
+  });
+
+  it('needs --admin-port', SLOW, async () => {
+    const proc = tcpkit('serve', 'echo', '--port', '0', '--admin-process-metrics', 'off');
+    try {
+      const exit = await within(proc.exited, 30_000, 'the CLI to exit');
+      assert.equal(exit.code, 2);
+      assert.match(proc.stderr, /--admin-process-metrics needs --admin-port/);
+    } finally {
+      proc.kill();
+    }
+  });
+});
+
 describe('tcpkit --version and --help', () => {
   it('--version prints the CLI package version', SLOW, async () => {
     const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
