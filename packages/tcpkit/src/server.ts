@@ -1,25 +1,15 @@
 import cluster from 'node:cluster';
-import diagnostics_channel from 'node:diagnostics_channel';
 import net, { type Socket } from 'node:net';
 import { formatAddress } from './address.js';
 import type { AdminEndpoint } from './admin.js';
-import { type Conn, normalizeAddress } from './conn.js';
-import { ConnCore, type ConnHost } from './conn-core.js';
-import { CLOSED } from './conn-state.js';
-import {
-  HandshakeTimeoutError,
-  InvalidOptionError,
-  type ProxyProtocolError,
-  ServerClosingError,
-  SlowConsumerError,
-  type TimeoutError,
-  TlsHandshakeError,
-} from './errors.js';
-import { Gate, type Lease, UNIX_PEER, type WaitedInput } from './gate.js';
+import type { Conn } from './conn.js';
+import { InvalidOptionError, ServerClosingError } from './errors.js';
 import { attachLogger } from './logging.js';
 import { type ResolvedOptions, resolveOptions, type ServeOptions } from './options.js';
-import { type ConnOrigin, directOrigin, originOf, type ResolvedProxyProtocol, readProxyHeader } from './proxy-stage.js';
-import { resolveTlsOptions, type TlsOptions, TlsTerminator } from './tls.js';
+import { Connections } from './server-connections.js';
+import { readStats } from './server-events.js';
+import { drainConnections } from './server-shutdown.js';
+import { resolveTlsOptions, type TlsOptions } from './tls.js';
 import { claimSocketPath } from './unix-socket.js';
 import { WorkerPool } from './workers/primary.js';
 import { workerConfig } from './workers/protocol.js';
@@ -105,25 +95,6 @@ export interface ServerAddress {
   port: number;
 }
 
-const channels = {
-  open: diagnostics_channel.channel('tcpkit:connection:open'),
-  close: diagnostics_channel.channel('tcpkit:connection:close'),
-  reject: diagnostics_channel.channel('tcpkit:connection:reject'),
-  timeout: diagnostics_channel.channel('tcpkit:connection:timeout'),
-  error: diagnostics_channel.channel('tcpkit:connection:error'),
-  acceptError: diagnostics_channel.channel('tcpkit:server:accept-error'),
-  tlsError: diagnostics_channel.channel('tcpkit:tls:error'),
-  proxyError: diagnostics_channel.channel('tcpkit:proxy:error'),
-};
-
-const TIMEOUT_KEYS = {
-  ERR_FIRST_BYTE_TIMEOUT: 'firstByte',
-  ERR_IDLE_TIMEOUT: 'idle',
-  ERR_FRAME_TIMEOUT: 'frame',
-  ERR_WRITE_TIMEOUT: 'write',
-  ERR_LIFETIME_EXCEEDED: 'lifetime',
-} as const;
-
 function ignore(): void {}
 
 /**
@@ -186,13 +157,9 @@ export const REPEATED_SIGNAL_MS = 1000;
 /** The server of one process. Create it with {@link serve}. */
 class ProcessServer implements Server {
   #options: ResolvedOptions;
-  /** What its connections call back into (kept off the public type). */
-  #connHost: ConnHost;
-  #handler: Handler;
   #listener: net.Server;
-  #gate: Gate;
-  /** Connections whose handler is running. */
-  #running = new Set<ConnCore>();
+  /** Every connection from accept to close, and the stages it passes through. */
+  #conns: Connections;
   #abort = new AbortController();
   #shutdown: Promise<ShutdownResult> | null = null;
   #closedResolve!: () => void;
@@ -207,40 +174,14 @@ class ProcessServer implements Server {
   #firstSignalAt = 0;
   #signalHandlers: [NodeJS.Signals, () => void][] = [];
   #removeAbortListener: () => void = ignore;
-  #stats = {
-    accepted: 0,
-    served: 0,
-    rejected: { full: 0, perPeer: 0, blocked: 0, waitTimeout: 0, shutdown: 0, abandoned: 0 },
-    timeouts: { firstByte: 0, idle: 0, frame: 0, write: 0, lifetime: 0, handshake: 0 },
-    tlsErrors: 0,
-    proxyErrors: 0,
-    slowConsumers: 0,
-    errors: 0,
-    acceptErrors: 0,
-    bytesRead: 0,
-    bytesWritten: 0,
-  };
-
   /** Resolves once the server has shut down and every socket is closed. */
   readonly closed: Promise<void>;
 
   // Made and started by serve() only (see the static block).
   private constructor(options: ResolvedOptions, handler: Handler) {
     this.#options = options;
-    this.#handler = handler;
-    this.#gate = new Gate(options, {
-      admit: (socket, lease, waitMs, waited) => this.#admit(socket, lease, waitMs, waited),
-      reject: (socket, peer, reason) => this.#reject(socket, peer, reason),
-      shed: (socket) => this.#shed(socket),
-    });
-    this.#tls = options.tls === undefined ? null : new TlsTerminator(options.tls, options.handshakeTimeout);
-    this.#connHost = {
-      options,
-      onTimeout: (core, error) => this.#onTimeout(core, error),
-      onSlowConsumer: (core, error) => this.#onSlowConsumer(core, error),
-      onOutputFlushed: (core) => this.#releaseSlot(core),
-      onSocketClosed: (core) => this.#onSocketClosed(core),
-    };
+    const conns = new Connections(this, options, handler, this.#abort.signal);
+    this.#conns = conns;
     this.closed = new Promise((resolve) => {
       this.#closedResolve = resolve;
     });
@@ -256,7 +197,7 @@ class ProcessServer implements Server {
       keepAlive,
       keepAliveInitialDelay: typeof options.keepAlive === 'number' ? options.keepAlive : 0,
     });
-    this.#listener.on('connection', (socket: Socket) => this.#onConnection(socket));
+    this.#listener.on('connection', (socket: Socket) => conns.onConnection(socket));
   }
 
   static {
@@ -287,16 +228,13 @@ class ProcessServer implements Server {
       }
     });
     target.onListening?.(this.#listener);
-    this.#gate.countDescriptors();
+    this.#conns.gate.countDescriptors();
     const a = this.#listener.address();
     this.#address =
       a === null ? (o.path ?? '') : typeof a === 'string' ? a : { address: a.address, family: a.family, port: a.port };
     // After listen, errors are accept errors (EMFILE, ENFILE, ...): libuv keeps the listener
     // alive and backs off, so count them and go on serving.
-    this.#listener.on('error', (error: Error) => {
-      this.#stats.acceptErrors++;
-      if (channels.acceptError.hasSubscribers) channels.acceptError.publish({ server: this, error });
-    });
+    this.#listener.on('error', (error: Error) => this.#conns.onAcceptError(error));
     if (o.admin !== undefined) {
       try {
         const { startAdmin } = await import('./admin.js');
@@ -361,34 +299,7 @@ class ProcessServer implements Server {
 
   /** A snapshot of the counters. */
   stats(): ServerStats {
-    const s = this.#stats;
-    let bytesRead = s.bytesRead;
-    let bytesWritten = s.bytesWritten;
-    let queuedBytes = 0;
-    for (const c of this.#unclosed) {
-      bytesRead += c.socket.bytesRead;
-      bytesWritten += c.socket.bytesWritten;
-      queuedBytes += c.queuedBytes;
-    }
-    return {
-      active: this.#running.size,
-      waiting: this.#gate.waiting,
-      accepted: s.accepted,
-      served: s.served,
-      rejected: { ...s.rejected },
-      timeouts: { ...s.timeouts },
-      tlsErrors: s.tlsErrors,
-      proxyErrors: s.proxyErrors,
-      slowConsumers: s.slowConsumers,
-      errors: s.errors,
-      acceptErrors: s.acceptErrors,
-      lingering: this.#unclosed.size - this.#running.size,
-      queuedBytes,
-      descriptors: this.#gate.descriptors,
-      limits: { maxConnections: this.#options.maxConnections, maxWaiting: this.#options.maxWaiting },
-      bytesRead,
-      bytesWritten,
-    };
+    return readStats(this.#conns, this.#options);
   }
 
   /**
@@ -413,8 +324,9 @@ class ProcessServer implements Server {
    * @throws InvalidOptionError if the server was started without `tls` or Node rejects the options.
    */
   setSecureContext(options: TlsOptions): void {
-    if (this.#tls === null) throw new InvalidOptionError('tls', 'setSecureContext() needs a server started with tls');
-    this.#tls.setSecureContext(resolveTlsOptions(options)!);
+    const tls = this.#conns.tls;
+    if (tls === null) throw new InvalidOptionError('tls', 'setSecureContext() needs a server started with tls');
+    tls.setSecureContext(resolveTlsOptions(options)!);
   }
 
   /** Rejects: one process has no workers to restart. */
@@ -443,234 +355,27 @@ class ProcessServer implements Server {
       });
     }
     const reason = new ServerClosingError();
+    const conns = this.#conns;
     // Closed before the line goes out: whoever reads "draining" must find the listener refusing.
     this.#listener.close();
-    log?.info({ active: this.#running.size, waiting: this.#gate.waiting, drainTimeoutMs: timeout }, 'draining');
-    this.#gate.close();
-    this.#abort.abort(reason);
-    // Connections still before their handler (reading a PROXY header, in a TLS handshake) have sent no request.
-    for (const socket of this.#inProxyStage) socket.destroy();
-    this.#tls?.abortAll(new TlsHandshakeError('server shut down during the TLS handshake'));
-    const draining = [...this.#running];
-    for (const c of draining) c.drain(reason);
-    const handlersDone = Promise.all(draining.map((c) => c.handlerSettled));
+    log?.info({ active: conns.running.size, waiting: conns.gate.waiting, drainTimeoutMs: timeout }, 'draining');
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<void>((resolve) => {
       this.#forceNow = resolve;
       if (this.#forced) resolve();
       else if (timeout > 0) timer = setTimeout(resolve, timeout);
     });
-    await Promise.race([handlersDone, deadline]);
-    let forced = 0;
-    for (const c of draining) {
-      if (this.#running.has(c)) {
-        forced++;
-        c.destroy(new ServerClosingError('server shut down: drain timeout reached'));
-      }
-    }
-    // Lingering closes of finished handlers get what is left of the timeout: one whose output
-    // still waits for a peer that does not read would otherwise linger up to writeTimeout.
-    const open = [...this.#unclosed];
-    const socketsClosed = Promise.all(open.map((c) => c.closed()));
-    await Promise.race([socketsClosed, deadline]);
+    const { graceful, forced } = await drainConnections(conns, reason, (r) => this.#abort.abort(r), deadline);
     clearTimeout(timer);
-    for (const c of open) c.destroy();
-    await socketsClosed;
     for (const [sig, fn] of this.#signalHandlers) process.off(sig, fn);
     this.#removeAbortListener();
     await this.#admin?.close();
     this.#detachLogger();
-    const result = { graceful: draining.length - forced, forced, durationMs: Math.round(performance.now() - start) };
-    const s = this.#stats;
+    const result = { graceful, forced, durationMs: Math.round(performance.now() - start) };
+    const s = conns.counters;
     log?.info({ ...result, accepted: s.accepted, served: s.served, errors: s.errors }, 'shut down');
     this.#closedResolve();
     return result;
-  }
-
-  /** Every connection whose socket is not yet closed: running or lingering (waiting ones are the gate's). */
-  #unclosed = new Set<ConnCore>();
-
-  #onConnection(socket: Socket): void {
-    this.#stats.accepted++;
-    socket.on('error', ignore);
-    // A unix-socket peer has no address (''); a TCP socket without one was reset before we looked.
-    if (this.#options.path !== undefined) {
-      this.#gate.offer(socket, UNIX_PEER);
-      return;
-    }
-    const address = socket.remoteAddress;
-    const peer = address === undefined ? undefined : normalizeAddress(address);
-    const pp = this.#options.proxyProtocol;
-    if (pp === undefined || peer === undefined) this.#gate.offer(socket, peer);
-    else this.#proxyStage(socket, peer, pp);
-  }
-
-  /** Sockets reading their PROXY header (before the gate). */
-  #inProxyStage = new Set<Socket>();
-  /** What the PROXY stage learnt of a socket, from its header until its Conn is made. */
-  #origins = new WeakMap<Socket, ConnOrigin>();
-  #tls: TlsTerminator | null;
-
-  /**
-   * The PROXY stage: gate by the socket's own address (a blocked balancer or peer is never read), read
-   * the header, then offer the socket to the gate under the client's real address. (Its descriptor
-   * joins the gate's budget then: until, it is bounded by proxyProtocol.timeout and trusted peers.)
-   */
-  #proxyStage(socket: Socket, balancer: string, pp: ResolvedProxyProtocol): void {
-    if (this.#options.blockList?.check(balancer, balancer.includes(':') ? 'ipv6' : 'ipv4')) {
-      this.#reject(socket, balancer, 'blocked');
-      return;
-    }
-    this.#inProxyStage.add(socket);
-    readProxyHeader(socket, pp, balancer, (error, header, rest) => {
-      this.#inProxyStage.delete(socket);
-      if (this.#abort.signal.aborted) {
-        this.#reject(socket, balancer, 'shutdown');
-      } else if (error !== null) {
-        this.#proxyFailed(socket, balancer, error);
-      } else if (header === null) {
-        // No header and none required: the bytes read to tell are the stream's first.
-        if (rest !== null) this.#origins.set(socket, directOrigin(socket, balancer, rest));
-        this.#gate.offer(socket, balancer);
-      } else {
-        const origin = originOf(socket, balancer, header, rest);
-        this.#origins.set(socket, origin);
-        this.#gate.offer(socket, origin.remoteAddress);
-      }
-    });
-  }
-
-  #proxyFailed(socket: Socket, balancer: string, error: ProxyProtocolError): void {
-    this.#stats.proxyErrors++;
-    if (channels.proxyError.hasSubscribers)
-      channels.proxyError.publish({ server: this, remoteAddress: balancer, error });
-    socket.destroy();
-  }
-
-  /** The gate shed a socket at accept: the process is out of descriptors. */
-  #shed(socket: Socket): void {
-    this.#stats.acceptErrors++;
-    if (channels.acceptError.hasSubscribers) {
-      const error = Object.assign(new Error('out of file descriptors: connection closed at accept'), {
-        code: 'EMFILE',
-      });
-      channels.acceptError.publish({ server: this, error });
-    }
-    socket.destroy();
-  }
-
-  /** The gate admitted a socket: start its handler (after the TLS handshake, with `tls`). */
-  #admit(socket: Socket, lease: Lease, waitMs: number, waited?: WaitedInput): void {
-    if (this.#tls === null) this.#start(socket, lease, socket, waitMs, waited);
-    else this.#handshake(this.#tls, socket, lease, waitMs, waited);
-  }
-
-  #handshake(tls: TlsTerminator, socket: Socket, lease: Lease, waitMs: number, waited?: WaitedInput): void {
-    const origin = this.#origins.get(socket);
-    // Bytes already read (with the PROXY header, then while waiting in the gate) are the ClientHello's
-    // first, in that order: TLS takes them from the socket's buffer, so they go back into it.
-    const first = [...(origin?.initial ? [origin.initial] : []), ...(waited?.chunks ?? [])];
-    if (origin !== undefined) origin.initial = null;
-    for (let i = first.length - 1; i >= 0; i--) socket.unshift(first[i]!);
-    tls.handshake(socket, (error, secure) => {
-      if (secure !== null) {
-        this.#start(secure, lease, socket, waitMs);
-        return;
-      }
-      if (this.#abort.signal.aborted) {
-        this.#stats.rejected.shutdown++;
-      } else {
-        this.#stats.tlsErrors++;
-        if (error instanceof HandshakeTimeoutError) this.#stats.timeouts.handshake++;
-        if (channels.tlsError.hasSubscribers)
-          channels.tlsError.publish({ server: this, remoteAddress: lease.peer, error });
-      }
-      socket.destroy();
-      lease.release();
-    });
-  }
-
-  /** Starts the handler on `socket`: the accepted one, or the TLS socket over `accepted`. */
-  #start(socket: Socket, lease: Lease, accepted: Socket, waitMs: number, waited?: WaitedInput): void {
-    if (socket === accepted) socket.off('error', ignore);
-    const core = new ConnCore(socket, this.#connHost, lease, this.#origins.get(accepted));
-    if (waited !== undefined) {
-      // What it sent while it waited comes first, as if it had just arrived.
-      for (const chunk of waited.chunks) core.reader.onData(chunk);
-      if (waited.ended) core.reader.onEnd();
-    }
-    const conn = core.conn;
-    this.#stats.served++;
-    this.#running.add(core);
-    this.#unclosed.add(core);
-    if (this.#abort.signal.aborted) core.drain(this.#abort.signal.reason as Error);
-    if (channels.open.hasSubscribers) channels.open.publish({ server: this, conn, waitMs });
-    // Plain promise reactions rather than an async wrapper: a suspended async function keeps a
-    // generator and its registers alive per connection (about 300 bytes of an idle connection).
-    let settled: Promise<void> | void;
-    try {
-      settled = this.#handler(conn);
-    } catch (error) {
-      settled = Promise.reject(error);
-    }
-    core.handlerSettled = Promise.resolve(settled).then(
-      () => this.#handlerEnded(core, false, undefined),
-      (error: unknown) => this.#handlerEnded(core, true, error),
-    );
-  }
-
-  #handlerEnded(core: ConnCore, threw: boolean, error: unknown): void {
-    if (!threw) {
-      core.handlerEnded();
-    } else {
-      this.#stats.errors++;
-      // Published as thrown (even a non-Error), so a subscriber sees exactly what the handler threw;
-      // a slow-consumer error rethrown by the handler was published when it happened.
-      const seen = error instanceof SlowConsumerError && core.signal.reason === error;
-      if (channels.error.hasSubscribers && !seen) channels.error.publish({ server: this, conn: core.conn, error });
-      core.handlerEnded(error instanceof Error ? error : new Error(String(error)));
-    }
-    this.#running.delete(core);
-    this.#releaseSlot(core);
-  }
-
-  /**
-   * A connection's slot (and per-peer count) is freed when its handler ends, as Go's semaphore is
-   * released after Close; but a finished handler whose output is still queued for a peer that does not
-   * read keeps its slot until the socket closes, so such sockets (memory and a descriptor each) stay
-   * bounded by maxConnections and maxConnectionsPerPeer. Called at handler end and at socket close.
-   */
-  #releaseSlot(core: ConnCore): void {
-    if (this.#running.has(core)) return;
-    if (core.phase !== CLOSED && core.queuedBytes > 0) return;
-    core.lease.releaseSlot();
-  }
-
-  /** The gate turned a socket away. */
-  #reject(socket: Socket, peer: string, reason: RejectReason): void {
-    this.#stats.rejected[reason]++;
-    if (channels.reject.hasSubscribers) channels.reject.publish({ server: this, remoteAddress: peer, reason });
-    socket.destroy();
-  }
-
-  #onTimeout(core: ConnCore, error: TimeoutError): void {
-    const key = TIMEOUT_KEYS[error.code as keyof typeof TIMEOUT_KEYS];
-    if (key !== undefined) this.#stats.timeouts[key]++;
-    if (channels.timeout.hasSubscribers) channels.timeout.publish({ server: this, conn: core.conn, error });
-  }
-
-  #onSlowConsumer(core: ConnCore, error: SlowConsumerError): void {
-    this.#stats.slowConsumers++;
-    if (channels.error.hasSubscribers) channels.error.publish({ server: this, conn: core.conn, error });
-  }
-
-  #onSocketClosed(core: ConnCore): void {
-    this.#unclosed.delete(core);
-    core.lease.releaseDescriptor();
-    this.#releaseSlot(core);
-    this.#stats.bytesRead += core.socket.bytesRead;
-    this.#stats.bytesWritten += core.socket.bytesWritten;
-    if (channels.close.hasSubscribers) channels.close.publish({ server: this, conn: core.conn });
   }
 }
 

@@ -1,0 +1,247 @@
+/**
+ * The connections of one server process, from the listener's 'connection' event to the socket's close:
+ * the stages before the handler (PROXY header, the gate, the TLS handshake), the handler's run, the
+ * release of its slot, and the events counted and published on the way (server-events.ts). The server
+ * (server.ts) owns the listener and the shutdown; it hands every accepted socket to `onConnection`.
+ */
+import type { Socket } from 'node:net';
+import { normalizeAddress } from './conn.js';
+import { ConnCore, type ConnHost } from './conn-core.js';
+import { CLOSED } from './conn-state.js';
+import { HandshakeTimeoutError, type ProxyProtocolError, SlowConsumerError, type TimeoutError } from './errors.js';
+import { Gate, type Lease, UNIX_PEER, type WaitedInput } from './gate.js';
+import type { ResolvedOptions } from './options.js';
+import { type ConnOrigin, directOrigin, originOf, type ResolvedProxyProtocol, readProxyHeader } from './proxy-stage.js';
+import type { Handler, RejectReason, Server } from './server.js';
+import { type Counters, channels, countTimeout, newCounters } from './server-events.js';
+import { TlsTerminator } from './tls.js';
+
+function ignore(): void {}
+
+/** Every connection of one server, and the stages it passes through. */
+export class Connections {
+  readonly counters: Counters = newCounters();
+  readonly gate: Gate;
+  /** The TLS stage, with `tls`. */
+  readonly tls: TlsTerminator | null;
+  /** Connections whose handler is running. */
+  readonly running = new Set<ConnCore>();
+  /** Every connection whose socket is not yet closed: running or lingering (waiting ones are the gate's). */
+  readonly unclosed = new Set<ConnCore>();
+  /** Sockets reading their PROXY header (before the gate). */
+  readonly inProxyStage = new Set<Socket>();
+  /** What the PROXY stage learnt of a socket, from its header until its Conn is made. */
+  #origins = new WeakMap<Socket, ConnOrigin>();
+  #options: ResolvedOptions;
+  #handler: Handler;
+  /** The public server, as named in what the channels publish. */
+  #server: Server;
+  /** Aborted when shutdown begins. */
+  #signal: AbortSignal;
+  /** What its connections call back into (kept off the public type). */
+  #connHost: ConnHost;
+
+  constructor(server: Server, options: ResolvedOptions, handler: Handler, signal: AbortSignal) {
+    this.#server = server;
+    this.#options = options;
+    this.#handler = handler;
+    this.#signal = signal;
+    this.gate = new Gate(options, {
+      admit: (socket, lease, waitMs, waited) => this.#admit(socket, lease, waitMs, waited),
+      reject: (socket, peer, reason) => this.#reject(socket, peer, reason),
+      shed: (socket) => this.#shed(socket),
+    });
+    this.tls = options.tls === undefined ? null : new TlsTerminator(options.tls, options.handshakeTimeout);
+    this.#connHost = {
+      options,
+      onTimeout: (core, error) => this.#onTimeout(core, error),
+      onSlowConsumer: (core, error) => this.#onSlowConsumer(core, error),
+      onOutputFlushed: (core) => this.#releaseSlot(core),
+      onSocketClosed: (core) => this.#onSocketClosed(core),
+    };
+  }
+
+  /** The listener accepted `socket`. */
+  onConnection(socket: Socket): void {
+    this.counters.accepted++;
+    socket.on('error', ignore);
+    // A unix-socket peer has no address (''); a TCP socket without one was reset before we looked.
+    if (this.#options.path !== undefined) {
+      this.gate.offer(socket, UNIX_PEER);
+      return;
+    }
+    const address = socket.remoteAddress;
+    const peer = address === undefined ? undefined : normalizeAddress(address);
+    const pp = this.#options.proxyProtocol;
+    if (pp === undefined || peer === undefined) this.gate.offer(socket, peer);
+    else this.#proxyStage(socket, peer, pp);
+  }
+
+  /** The listener reported an accept error (EMFILE, ENFILE, ...): libuv backs off and goes on. */
+  onAcceptError(error: Error): void {
+    this.counters.acceptErrors++;
+    if (channels.acceptError.hasSubscribers) channels.acceptError.publish({ server: this.#server, error });
+  }
+
+  /**
+   * The PROXY stage: gate by the socket's own address (a blocked balancer or peer is never read), read
+   * the header, then offer the socket to the gate under the client's real address. (Its descriptor
+   * joins the gate's budget then: until, it is bounded by proxyProtocol.timeout and trusted peers.)
+   */
+  #proxyStage(socket: Socket, balancer: string, pp: ResolvedProxyProtocol): void {
+    if (this.#options.blockList?.check(balancer, balancer.includes(':') ? 'ipv6' : 'ipv4')) {
+      this.#reject(socket, balancer, 'blocked');
+      return;
+    }
+    this.inProxyStage.add(socket);
+    readProxyHeader(socket, pp, balancer, (error, header, rest) => {
+      this.inProxyStage.delete(socket);
+      if (this.#signal.aborted) {
+        this.#reject(socket, balancer, 'shutdown');
+      } else if (error !== null) {
+        this.#proxyFailed(socket, balancer, error);
+      } else if (header === null) {
+        // No header and none required: the bytes read to tell are the stream's first.
+        if (rest !== null) this.#origins.set(socket, directOrigin(socket, balancer, rest));
+        this.gate.offer(socket, balancer);
+      } else {
+        const origin = originOf(socket, balancer, header, rest);
+        this.#origins.set(socket, origin);
+        this.gate.offer(socket, origin.remoteAddress);
+      }
+    });
+  }
+
+  #proxyFailed(socket: Socket, balancer: string, error: ProxyProtocolError): void {
+    this.counters.proxyErrors++;
+    if (channels.proxyError.hasSubscribers)
+      channels.proxyError.publish({ server: this.#server, remoteAddress: balancer, error });
+    socket.destroy();
+  }
+
+  /** The gate shed a socket at accept: the process is out of descriptors. */
+  #shed(socket: Socket): void {
+    this.counters.acceptErrors++;
+    if (channels.acceptError.hasSubscribers) {
+      const error = Object.assign(new Error('out of file descriptors: connection closed at accept'), {
+        code: 'EMFILE',
+      });
+      channels.acceptError.publish({ server: this.#server, error });
+    }
+    socket.destroy();
+  }
+
+  /** The gate admitted a socket: start its handler (after the TLS handshake, with `tls`). */
+  #admit(socket: Socket, lease: Lease, waitMs: number, waited?: WaitedInput): void {
+    if (this.tls === null) this.#start(socket, lease, socket, waitMs, waited);
+    else this.#handshake(this.tls, socket, lease, waitMs, waited);
+  }
+
+  #handshake(tls: TlsTerminator, socket: Socket, lease: Lease, waitMs: number, waited?: WaitedInput): void {
+    const origin = this.#origins.get(socket);
+    // Bytes already read (with the PROXY header, then while waiting in the gate) are the ClientHello's
+    // first, in that order: TLS takes them from the socket's buffer, so they go back into it.
+    const first = [...(origin?.initial ? [origin.initial] : []), ...(waited?.chunks ?? [])];
+    if (origin !== undefined) origin.initial = null;
+    for (let i = first.length - 1; i >= 0; i--) socket.unshift(first[i]!);
+    tls.handshake(socket, (error, secure) => {
+      if (secure !== null) {
+        this.#start(secure, lease, socket, waitMs);
+        return;
+      }
+      if (this.#signal.aborted) {
+        this.counters.rejected.shutdown++;
+      } else {
+        this.counters.tlsErrors++;
+        if (error instanceof HandshakeTimeoutError) this.counters.timeouts.handshake++;
+        if (channels.tlsError.hasSubscribers)
+          channels.tlsError.publish({ server: this.#server, remoteAddress: lease.peer, error });
+      }
+      socket.destroy();
+      lease.release();
+    });
+  }
+
+  /** Starts the handler on `socket`: the accepted one, or the TLS socket over `accepted`. */
+  #start(socket: Socket, lease: Lease, accepted: Socket, waitMs: number, waited?: WaitedInput): void {
+    if (socket === accepted) socket.off('error', ignore);
+    const core = new ConnCore(socket, this.#connHost, lease, this.#origins.get(accepted));
+    if (waited !== undefined) {
+      // What it sent while it waited comes first, as if it had just arrived.
+      for (const chunk of waited.chunks) core.reader.onData(chunk);
+      if (waited.ended) core.reader.onEnd();
+    }
+    const conn = core.conn;
+    this.counters.served++;
+    this.running.add(core);
+    this.unclosed.add(core);
+    if (this.#signal.aborted) core.drain(this.#signal.reason as Error);
+    if (channels.open.hasSubscribers) channels.open.publish({ server: this.#server, conn, waitMs });
+    // Plain promise reactions rather than an async wrapper: a suspended async function keeps a
+    // generator and its registers alive per connection (about 300 bytes of an idle connection).
+    let settled: Promise<void> | void;
+    try {
+      settled = this.#handler(conn);
+    } catch (error) {
+      settled = Promise.reject(error);
+    }
+    core.handlerSettled = Promise.resolve(settled).then(
+      () => this.#handlerEnded(core, false, undefined),
+      (error: unknown) => this.#handlerEnded(core, true, error),
+    );
+  }
+
+  #handlerEnded(core: ConnCore, threw: boolean, error: unknown): void {
+    if (!threw) {
+      core.handlerEnded();
+    } else {
+      this.counters.errors++;
+      // Published as thrown (even a non-Error), so a subscriber sees exactly what the handler threw;
+      // a slow-consumer error rethrown by the handler was published when it happened.
+      const seen = error instanceof SlowConsumerError && core.signal.reason === error;
+      if (channels.error.hasSubscribers && !seen)
+        channels.error.publish({ server: this.#server, conn: core.conn, error });
+      core.handlerEnded(error instanceof Error ? error : new Error(String(error)));
+    }
+    this.running.delete(core);
+    this.#releaseSlot(core);
+  }
+
+  /**
+   * A connection's slot (and per-peer count) is freed when its handler ends, as Go's semaphore is
+   * released after Close; but a finished handler whose output is still queued for a peer that does not
+   * read keeps its slot until the socket closes, so such sockets (memory and a descriptor each) stay
+   * bounded by maxConnections and maxConnectionsPerPeer. Called at handler end and at socket close.
+   */
+  #releaseSlot(core: ConnCore): void {
+    if (this.running.has(core)) return;
+    if (core.phase !== CLOSED && core.queuedBytes > 0) return;
+    core.lease.releaseSlot();
+  }
+
+  /** The gate (or the PROXY stage) turned a socket away. */
+  #reject(socket: Socket, peer: string, reason: RejectReason): void {
+    this.counters.rejected[reason]++;
+    if (channels.reject.hasSubscribers) channels.reject.publish({ server: this.#server, remoteAddress: peer, reason });
+    socket.destroy();
+  }
+
+  #onTimeout(core: ConnCore, error: TimeoutError): void {
+    countTimeout(this.counters, error);
+    if (channels.timeout.hasSubscribers) channels.timeout.publish({ server: this.#server, conn: core.conn, error });
+  }
+
+  #onSlowConsumer(core: ConnCore, error: SlowConsumerError): void {
+    this.counters.slowConsumers++;
+    if (channels.error.hasSubscribers) channels.error.publish({ server: this.#server, conn: core.conn, error });
+  }
+
+  #onSocketClosed(core: ConnCore): void {
+    this.unclosed.delete(core);
+    core.lease.releaseDescriptor();
+    this.#releaseSlot(core);
+    this.counters.bytesRead += core.socket.bytesRead;
+    this.counters.bytesWritten += core.socket.bytesWritten;
+    if (channels.close.hasSubscribers) channels.close.publish({ server: this.#server, conn: core.conn });
+  }
+}
