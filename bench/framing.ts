@@ -21,7 +21,7 @@ import { ByteQueue } from '../packages/tcpkit/src/byte-queue.js';
 import { lengthPrefixed } from '../packages/tcpkit/src/framing/length-prefixed.js';
 import { lines } from '../packages/tcpkit/src/framing/lines.js';
 import type { Decoder } from '../packages/tcpkit/src/framing/types.js';
-import { writeSection } from './docs.js';
+import { writeSection } from './common.js';
 
 const QUICK = process.argv.includes('--quick');
 const ROUNDS = QUICK ? 1 : 3;

@@ -8,13 +8,11 @@
  * Env: KV_BENCH_REQUESTS (default 200000), KV_BENCH_REPEAT (runs per cell, default 3),
  * KV_BENCH_OUT (default docs/benchmarks.md; the file must have the kv section markers).
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { BENCHMARKS_MD, writeSection } from './docs.js';
+import { BENCHMARKS_MD, cpuModel, freePort, hasTaskset, median, pinned, startProcess, writeSection } from './common.js';
 
 const REQUESTS = Number(process.env.KV_BENCH_REQUESTS ?? 200_000);
 const OUT = process.env.KV_BENCH_OUT ?? BENCHMARKS_MD;
@@ -25,10 +23,11 @@ const TESTS = 'ping,set,get';
 /** No single redis-benchmark run may take longer than this: the bench always ends. */
 const RUN_TIMEOUT_MS = 120_000;
 
-const hasTaskset = tryExec('taskset', ['--version']) !== undefined;
 const cores = os.cpus().length;
-const pin = (core: number, cmd: string, args: string[]): [string, string[]] =>
-  hasTaskset && cores > 1 ? ['taskset', ['-c', String(core), cmd, ...args]] : [cmd, args];
+const pin = (core: number, cmd: string, args: string[]): [string, string[]] => {
+  const [file, ...rest] = pinned(core, [cmd, ...args]);
+  return [file!, rest];
+};
 
 function tryExec(cmd: string, args: string[]): string | undefined {
   try {
@@ -36,34 +35,6 @@ function tryExec(cmd: string, args: string[]): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-async function freePort(): Promise<number> {
-  const probe = net.createServer().listen(0, '127.0.0.1');
-  await once(probe, 'listening');
-  const { port } = probe.address() as net.AddressInfo;
-  probe.close();
-  await once(probe, 'close');
-  return port;
-}
-
-/** Spawns a server and resolves once it prints `ready` on stdout. */
-async function startServer(cmd: string, args: string[], ready: string, env?: NodeJS.ProcessEnv): Promise<ChildProcess> {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
-  let out = '';
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${cmd} did not start: ${out}`)), 15_000);
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes(ready)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`${cmd} exited with ${code}: ${out}`)));
-  });
-  child.stdout!.resume();
-  return child;
 }
 
 interface Row {
@@ -113,23 +84,11 @@ async function benchmark(port: number, pipeline: number, tests: string): Promise
 
 /** Per test name, the median requests/s and the median p99 of its runs. */
 function medians(rows: Row[]): Row[] {
-  const median = (xs: number[]): number => {
-    const s = [...xs].sort((a, b) => a - b);
-    return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-  };
   const names = [...new Set(rows.map((r) => r.test))];
   return names.map((test) => {
     const mine = rows.filter((r) => r.test === test);
     return { test, rps: median(mine.map((r) => r.rps)), p99: median(mine.map((r) => r.p99)) };
   });
-}
-
-function cpuModel(): string {
-  try {
-    const m = /model name\s*:\s*(.+)/.exec(readFileSync('/proc/cpuinfo', 'utf8'));
-    if (m) return m[1]!.trim();
-  } catch {}
-  return os.cpus()[0]?.model ?? 'unknown';
 }
 
 async function main(): Promise<void> {
@@ -140,23 +99,19 @@ async function main(): Promise<void> {
   const redisVersion = /v=(\S+)/.exec(tryExec('redis-server', ['--version']) ?? '')?.[1] ?? 'unknown';
   const load = os.loadavg()[0]!.toFixed(2);
   const [redisPort, kvPort] = await Promise.all([freePort(), freePort()]);
-  const [rc, ra] = pin(0, 'redis-server', [
-    '--port',
-    String(redisPort),
-    '--bind',
-    '127.0.0.1',
-    '--save',
-    '',
-    '--appendonly',
-    'no',
-  ]);
-  const [kc, ka] = pin(0, process.execPath, [
-    '--import',
-    'tsx',
-    fileURLToPath(new URL('../packages/cli/src/apps/kv/main.ts', import.meta.url)),
-  ]);
-  const redis = await startServer(rc, ra, 'Ready to accept connections');
-  const kv = await startServer(kc, ka, 'kv listening on', { PORT: String(kvPort) });
+  const redis = await startProcess(
+    pinned(0, ['redis-server', '--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']),
+    { ready: 'Ready to accept connections', timeoutMs: 15_000 },
+  );
+  const kv = await startProcess(
+    pinned(0, [
+      process.execPath,
+      '--import',
+      'tsx',
+      fileURLToPath(new URL('../packages/cli/src/apps/kv/main.ts', import.meta.url)),
+    ]),
+    { ready: 'kv listening on', env: { PORT: String(kvPort) }, timeoutMs: 15_000 },
+  );
   const results: Array<{ pipeline: number; redis: Row[]; kv: Row[] }> = [];
   try {
     for (const pipeline of [1, 16]) {
@@ -188,10 +143,7 @@ async function main(): Promise<void> {
       results.push({ pipeline, redis: medians(runs.redis), kv: medians(runs.kv) });
     }
   } finally {
-    for (const child of [redis, kv]) {
-      child.kill('SIGTERM');
-      if (child.exitCode === null) await once(child, 'exit');
-    }
+    await Promise.all([redis.stop(), kv.stop()]);
   }
 
   const rows: string[] = [];

@@ -8,96 +8,41 @@
  *
  * --no-scrape leaves the endpoint unscraped: the resident cost alone (subscriptions, timers).
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { once } from 'node:events';
-import net from 'node:net';
-import os from 'node:os';
-import { fileURLToPath } from 'node:url';
-import type { BenchResult } from '../packages/cli/src/loadgen/result.js';
-import { writeSection } from './docs.js';
+import {
+  freePort,
+  hasTaskset,
+  median,
+  otherCpuPercent,
+  runLoadgen,
+  type Spawned,
+  startProcess,
+  writeSection,
+} from './common.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const argv = process.argv.slice(2);
 const repeats = Number(argv[argv.indexOf('--repeats') + 1] ?? 3) || 3;
 const LOAD = ['--mode', 'echo', '--connections', '1000', '--size', '64', '--duration', '8s', '--ramp-up', '1s'];
 
-const hasTaskset = ((): boolean => {
-  try {
-    execFileSync('taskset', ['-c', '0', 'true']);
-    return os.cpus().length >= 2;
-  } catch {
-    return false;
-  }
-})();
-const pinned = (cpu: number, command: string[]): string[] =>
-  hasTaskset ? ['taskset', '-c', String(cpu), ...command] : command;
-
-async function freePort(): Promise<number> {
-  const probe = net.createServer().listen(0, '127.0.0.1');
-  await once(probe, 'listening');
-  const { port } = probe.address() as net.AddressInfo;
-  probe.close();
-  await once(probe, 'close');
-  return port;
-}
-
 /** Starts the CLI's echo server, with the admin endpoint on `adminPort` if given; resolves once listening. */
-async function startServer(port: number, adminPort: number | undefined): Promise<ChildProcess> {
+function startServer(port: number, adminPort: number | undefined): Promise<Spawned> {
   const admin = adminPort === undefined ? [] : ['--admin-port', String(adminPort)];
-  const command = pinned(0, [
-    process.execPath,
-    '--conditions=tcpkit-source',
-    '--import',
-    'tsx',
-    'packages/cli/src/main.ts',
-    'serve',
-    'echo',
-    '--port',
-    String(port),
-    '--max-connections',
-    '30000',
-    ...admin,
-  ]);
-  const child = spawn(command[0]!, command.slice(1), { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start: ${out}`)), 30_000);
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('"msg":"listening"')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`server exited with ${code}: ${out}`)));
-  });
-  return child;
-}
-
-async function generate(port: number, serverPid: number): Promise<BenchResult> {
-  const command = pinned(1, [
-    process.execPath,
-    '--import',
-    'tsx',
-    'bench/loadgen.ts',
-    'bench',
-    '--port',
-    String(port),
-    '--server-pid',
-    String(serverPid),
-    '--json',
-    '--quiet',
-    ...LOAD,
-  ]);
-  const child = spawn(command[0]!, command.slice(1), { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
-  let stdout = '';
-  child.stdout!.setEncoding('utf8').on('data', (s: string) => {
-    stdout += s;
-  });
-  const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
-  await once(child, 'exit');
-  clearTimeout(timer);
-  return JSON.parse(stdout) as BenchResult;
+  return startProcess(
+    [
+      process.execPath,
+      '--conditions=tcpkit-source',
+      '--import',
+      'tsx',
+      'packages/cli/src/main.ts',
+      'serve',
+      'echo',
+      '--port',
+      String(port),
+      '--max-connections',
+      '30000',
+      ...admin,
+    ],
+    { cpu: 0, ready: '"msg":"listening"' },
+  );
 }
 
 interface Run {
@@ -126,7 +71,7 @@ async function run(metrics: boolean): Promise<Run> {
             );
         }, 1000);
   try {
-    const result = await generate(port, server.pid!);
+    const result = await runLoadgen(port, LOAD, { serverPid: server.pid });
     const cpu = result.server?.cpuUsPerMessage;
     if (cpu === undefined || cpu === null) throw new Error('the generator did not sample the server');
     return {
@@ -135,24 +80,12 @@ async function run(metrics: boolean): Promise<Run> {
       messagesPerSec: result.messagesPerSec,
       p99Us: result.latencyUs.p99,
       scrapes,
-      otherCpu:
-        result.machineCpuPercent === null
-          ? 0
-          : Math.max(0, result.machineCpuPercent - result.generatorCpuPercent - (result.server?.cpuPercent ?? 0)),
+      otherCpu: otherCpuPercent(result) ?? 0,
     };
   } finally {
     clearInterval(scraper);
-    server.kill('SIGTERM');
-    const timer = setTimeout(() => server.kill('SIGKILL'), 10_000);
-    await once(server, 'exit');
-    clearTimeout(timer);
+    await server.stop();
   }
-}
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
 const runs: Run[] = [];

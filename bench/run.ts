@@ -1,24 +1,35 @@
 /**
- * `npm run bench`: tcpkit's echo server against a plain node:net echo server, same scenarios, same
- * run. Each run gets a fresh server process (so RSS per connection starts from a clean baseline),
+ * `npm run bench`: tcpkit's echo server against a plain node:net echo server and, when it is built, the
+ * Go echo server of /work/shared/anchors (/tmp/tcpkit-anchors/go-echo, or $TCPKIT_GO_ECHO), same scenarios,
+ * same run. Each run gets a fresh server process (so RSS per connection starts from a clean baseline),
  * pinned to CPU 0, and a generator process pinned to CPU 1 (`taskset`, when present). Servers
- * alternate (ABBA) across repeats; the table shows medians with min-max and tcpkit/plain ratios,
- * and is written into the bench section of docs/benchmarks.md (bench/docs.ts).
+ * alternate across repeats (tcpkit first, then last); the table shows medians with min-max and the
+ * tcpkit/plain and tcpkit/Go ratios, and is written into the bench section of docs/benchmarks.md.
  *
  *   npm run bench                     full suite, 3 repeats (~10 minutes)
  *   npm run bench -- --quick          short subset, 1 repeat, under a minute; prints only
- *   npm run bench -- --repeats 5 --only echo-64-c1000,idle-10000 [--write]
+ *   npm run bench -- --repeats 5 --only echo-64-c1000,idle-10000 [--write] [--no-go]
  *   npm run bench -- --only workers [--write] [--scaling]   workers' cost, spread and scaling (bench/workers.ts)
  */
-import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
-import { fileURLToPath } from 'node:url';
 import type { BenchResult } from '../packages/cli/src/loadgen/result.js';
-import { writeSection } from './docs.js';
+import {
+  freePort,
+  goEchoBinary,
+  machine,
+  otherCpuPercent,
+  root,
+  runLoadgen,
+  type Spawned,
+  type Stat,
+  startProcess,
+  stat,
+  writeSection,
+} from './common.js';
 
-type ServerKind = 'tcpkit' | 'plain';
+type ServerKind = 'tcpkit' | 'plain' | 'go';
+const LABEL: Record<ServerKind, string> = { tcpkit: 'tcpkit', plain: 'plain node:net', go: 'Go' };
 type ScenarioKind = 'ping-pong' | 'pipelined' | 'churn' | 'idle';
 
 interface Scenario {
@@ -28,7 +39,6 @@ interface Scenario {
   args: string[];
 }
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const SOURCES = ['--source-addresses', '127.0.0.1-127.0.0.16'];
 /**
  * Big runs: the window opens once every connection is up or ramp-up + connect timeout has passed.
@@ -126,6 +136,7 @@ interface Args {
   only: string[] | null;
   write: boolean;
   ceiling: boolean;
+  go: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -142,39 +153,24 @@ function parseArgs(argv: string[]): Args {
     only: value('--only')?.split(',') ?? null,
     write: argv.includes('--write') || (!quick && !argv.includes('--no-write') && !value('--only')),
     ceiling: !quick && !argv.includes('--no-ceiling') && !value('--only'),
+    go: !argv.includes('--no-go'),
   };
 }
 
-const hasTaskset = (() => {
-  try {
-    execFileSync('taskset', ['-c', '0', 'true']);
-    return os.cpus().length >= 2;
-  } catch {
-    return false;
-  }
-})();
+const goEcho = goEchoBinary();
 
-function pinned(cpu: number, command: string[]): string[] {
-  return hasTaskset ? ['taskset', '-c', String(cpu), ...command] : command;
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
-interface RunningServer {
-  pid: number;
-  port: number;
-  stop(): Promise<void>;
-}
-
-/** Starts a server pinned to CPU 0 and resolves once it has printed its first line (it listens). */
-async function startServer(kind: ServerKind): Promise<RunningServer> {
+/** A server under test: tcpkit's CLI echo, the plain node:net echo, and the Go anchor when it is built. */
+async function startServer(kind: ServerKind): Promise<Spawned & { port: number }> {
   const port = await freePort();
+  if (kind === 'go') {
+    // The Go design tcpkit started from (a goroutine per connection, a semaphore); it says so on stderr.
+    const server = await startProcess([goEcho!, '-max-conns', '100000', String(port)], {
+      cpu: 0,
+      ready: 'listening',
+      stream: 'stderr',
+    });
+    return { ...server, port };
+  }
   const command =
     kind === 'tcpkit'
       ? // max-connections above the largest idle run: the default cap (10,000) would queue the rest.
@@ -190,67 +186,8 @@ async function startServer(kind: ServerKind): Promise<RunningServer> {
           '30000',
         ]
       : ['bench/plain-echo.ts', String(port), '127.0.0.1'];
-  const [file, ...args] = pinned(0, [process.execPath, '--import', 'tsx', ...command]);
-  const child = spawn(file!, args, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${kind} server did not start within 20 s`)), 20_000);
-    child.stdout!.once('data', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${kind} server exited with ${code}`));
-    });
-  });
-  child.stdout!.resume();
-  return {
-    pid: child.pid!,
-    port,
-    async stop() {
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
-}
-
-/** Runs the generator (pinned to CPU 1 unless told otherwise) and parses its JSON. */
-function runGenerator(port: number, serverPid: number, args: string[], pin = true): Promise<BenchResult> {
-  const command = [
-    process.execPath,
-    '--import',
-    'tsx',
-    'bench/loadgen.ts',
-    'bench',
-    '--port',
-    String(port),
-    '--server-pid',
-    String(serverPid),
-    '--json',
-    '--quiet',
-    ...args,
-  ];
-  const [file, ...rest] = pin ? pinned(1, command) : command;
-  return new Promise((resolve, reject) => {
-    const child = spawn(file!, rest, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
-    let stdout = '';
-    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-      stdout += chunk;
-    });
-    // Every run stops by itself; this only guards against a hung generator.
-    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      try {
-        resolve(JSON.parse(stdout) as BenchResult);
-      } catch {
-        reject(new Error(`generator exited with ${code} and no JSON`));
-      }
-    });
-  });
+  const server = await startProcess([process.execPath, '--import', 'tsx', ...command], { cpu: 0, timeoutMs: 20_000 });
+  return { ...server, port };
 }
 
 interface Sample {
@@ -274,27 +211,10 @@ function toSample(result: BenchResult): Sample {
     rssPerConnection: result.server?.rssPerConnectionBytes ?? null,
     generatorCpu: result.generatorCpuPercent,
     serverCpu: result.server?.cpuPercent ?? 0,
-    otherCpu:
-      result.machineCpuPercent === null
-        ? null
-        : Math.max(0, result.machineCpuPercent - result.generatorCpuPercent - (result.server?.cpuPercent ?? 0)),
+    otherCpu: otherCpuPercent(result),
     errors: result.errorsTotal,
     established: result.connections.open,
   };
-}
-
-interface Stat {
-  median: number;
-  min: number;
-  max: number;
-}
-
-function stat(values: Array<number | null>): Stat | null {
-  const present = values.filter((v): v is number => v !== null).sort((a, b) => a - b);
-  if (present.length === 0) return null;
-  const mid = present.length >> 1;
-  const median = present.length % 2 ? present[mid]! : (present[mid - 1]! + present[mid]!) / 2;
-  return { median, min: present[0]!, max: present[present.length - 1]! };
 }
 
 type Fmt = (v: number) => string;
@@ -352,20 +272,25 @@ interface ScenarioOutcome {
   samples: Record<ServerKind, Sample[]>;
 }
 
-function resultsTable(outcomes: ScenarioOutcome[], repeats: number): string {
+const ratio = (a: Stat | null, b: Stat | null): string =>
+  a && b && b.median !== 0 ? (a.median / b.median).toFixed(2) : '–';
+
+function resultsTable(outcomes: ScenarioOutcome[], repeats: number, kinds: ServerKind[]): string {
+  const go = kinds.includes('go');
   const lines = [
-    '| Scenario | Metric | tcpkit | plain node:net | tcpkit/plain | Goal |',
-    '|---|---|---:|---:|---:|---|',
+    `| Scenario | Metric | tcpkit | plain node:net |${go ? ' Go |' : ''} tcpkit/plain |${go ? ' tcpkit/Go |' : ''} Goal (on tcpkit/plain) |`,
+    `|---|---|---:|---:|${go ? '---:|' : ''}---:|${go ? '---:|' : ''}---|`,
   ];
   for (const { scenario, samples } of outcomes) {
     for (const metric of metricsFor(scenario.kind)) {
       const t = stat(samples.tcpkit.map(metric.pick));
       const p = stat(samples.plain.map(metric.pick));
-      const ratio = t && p && p.median !== 0 ? (t.median / p.median).toFixed(2) : '–';
+      const g = stat(samples.go.map(metric.pick));
       const goal = metric.goal && t && p ? metric.goal(t, p) : null;
       const goalText = goal ? `${goal.text} ${goal.met ? '✅ met' : '❌ short'}` : '';
+      const goCells = go ? ` ${cell(g, metric.fmt, repeats)} |` : '';
       lines.push(
-        `| ${scenario.title} | ${metric.label} | ${cell(t, metric.fmt, repeats)} | ${cell(p, metric.fmt, repeats)} | ${ratio} | ${goalText} |`,
+        `| ${scenario.title} | ${metric.label} | ${cell(t, metric.fmt, repeats)} | ${cell(p, metric.fmt, repeats)} |${goCells} ${ratio(t, p)} |${go ? ` ${ratio(t, g)} |` : ''} ${goalText} |`,
       );
     }
   }
@@ -380,13 +305,13 @@ function boundBy(generatorCpu: number, serverCpu: number): string {
   return 'neither (round trips, or CPU taken by other processes)';
 }
 
-function cpuTable(outcomes: ScenarioOutcome[]): string {
+function cpuTable(outcomes: ScenarioOutcome[], kinds: ServerKind[]): string {
   const lines = [
     '| Scenario | Server | generator CPU % | server CPU % | other processes CPU % | bound by | errors | conns open at end |',
     '|---|---|---:|---:|---:|---|---:|---:|',
   ];
   for (const { scenario, samples } of outcomes) {
-    for (const kind of ['tcpkit', 'plain'] as const) {
+    for (const kind of kinds) {
       const g = stat(samples[kind].map((s) => s.generatorCpu));
       const s = stat(samples[kind].map((x) => x.serverCpu));
       const errors = samples[kind].reduce((sum, x) => sum + x.errors, 0);
@@ -394,25 +319,11 @@ function cpuTable(outcomes: ScenarioOutcome[]): string {
       const other = stat(samples[kind].map((x) => x.otherCpu));
       const bound = scenario.kind === 'idle' ? 'n/a (idle)' : g && s ? boundBy(g.median, s.median) : '–';
       lines.push(
-        `| ${scenario.title} | ${kind} | ${g ? g.median.toFixed(0) : '–'} | ${s ? s.median.toFixed(0) : '–'} | ${other ? other.median.toFixed(0) : '–'} | ${bound} | ${errors} | ${open ? fmtRate(open.median) : '–'} |`,
+        `| ${scenario.title} | ${LABEL[kind]} | ${g ? g.median.toFixed(0) : '–'} | ${s ? s.median.toFixed(0) : '–'} | ${other ? other.median.toFixed(0) : '–'} | ${bound} | ${errors} | ${open ? fmtRate(open.median) : '–'} |`,
       );
     }
   }
   return lines.join('\n');
-}
-
-function machine(): string {
-  const cpus = os.cpus();
-  let hardLimit = '?';
-  try {
-    hardLimit = execFileSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim();
-  } catch {}
-  return [
-    `- CPU: ${cpus[0]?.model ?? 'unknown'}, ${cpus.length} cores; ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM`,
-    `- OS: ${os.type()} ${os.release()}; open-file hard limit ${hardLimit}`,
-    `- Node.js ${process.version} (servers and generator run from source under tsx)`,
-    `- Pinning: ${hasTaskset ? 'server on CPU 0, generator on CPU 1 (taskset)' : 'none (taskset missing or one core)'}`,
-  ].join('\n');
 }
 
 /** Ctrl-C reaches the servers and the generator too (one process group): the current run ends early. */
@@ -436,24 +347,31 @@ async function main(): Promise<void> {
   const scenarios = args.only ? all.filter((s) => args.only!.includes(s.name)) : all;
   if (scenarios.length === 0)
     throw new Error(`no scenario matches --only; known: ${all.map((s) => s.name).join(', ')}`);
+  const kinds: ServerKind[] = args.go && goEcho ? ['tcpkit', 'plain', 'go'] : ['tcpkit', 'plain'];
+  const goNote = !args.go
+    ? '- Go echo server: left out (--no-go).'
+    : goEcho
+      ? `- Go echo server: ${goEcho} (/work/shared/anchors/servers/go-echo), pinned like the others.`
+      : '- Go echo server: not built, so its column is left out (build it with /work/shared/anchors/setup.sh).';
+  if (args.go && !goEcho) console.log(goNote.slice(2));
   const began = Date.now();
   const loadBefore = os.loadavg();
   console.log(`${machine()}\n- load average before: ${loadBefore.map((v) => v.toFixed(2)).join(' ')}\n`);
 
   const outcomes: ScenarioOutcome[] = [];
-  const totalRuns = scenarios.length * args.repeats * 2;
+  const totalRuns = scenarios.length * args.repeats * kinds.length;
   let runIndex = 0;
   for (const scenario of scenarios) {
-    const outcome: ScenarioOutcome = { scenario, samples: { tcpkit: [], plain: [] } };
+    const outcome: ScenarioOutcome = { scenario, samples: { tcpkit: [], plain: [], go: [] } };
     for (let rep = 0; rep < args.repeats; rep++) {
-      // ABBA: alternate which server goes first, so drift in the machine hits both alike.
-      const order: ServerKind[] = rep % 2 === 0 ? ['tcpkit', 'plain'] : ['plain', 'tcpkit'];
+      // Alternate the order (ABC, CBA, ...), so drift in the machine hits every server alike.
+      const order = rep % 2 === 0 ? kinds : [...kinds].reverse();
       for (const kind of order) {
         if (interrupted) break;
         runIndex++;
         const server = await startServer(kind);
         try {
-          const result = await runGenerator(server.port, server.pid, scenario.args);
+          const result = await runLoadgen(server.port, scenario.args, { serverPid: server.pid });
           const sample = toSample(result);
           outcome.samples[kind].push(sample);
           const extra =
@@ -486,7 +404,10 @@ async function main(): Promise<void> {
       if (interrupted) break;
       const server = await startServer('plain');
       try {
-        const result = await runGenerator(server.port, server.pid, ['--mode', 'echo', ...probe.args], probe.pinned);
+        const result = await runLoadgen(server.port, ['--mode', 'echo', ...probe.args], {
+          serverPid: server.pid,
+          pin: probe.pinned,
+        });
         ceilingLines.push(
           `| ${probe.label} | ${fmtRate(result.messagesPerSec)} | ${result.generatorCpuPercent} | ${result.server?.cpuPercent ?? '–'} |`,
         );
@@ -501,7 +422,7 @@ async function main(): Promise<void> {
   const others = stat(
     outcomes
       .filter((o) => o.scenario.kind !== 'idle')
-      .flatMap((o) => [...o.samples.tcpkit, ...o.samples.plain])
+      .flatMap((o) => kinds.flatMap((kind) => o.samples[kind]))
       .map((x) => x.otherCpu),
   );
   const contention =
@@ -516,18 +437,20 @@ async function main(): Promise<void> {
     `Measured ${new Date().toISOString().slice(0, 10)} in ${minutes} min; each cell is the ${repeatsNote}.`,
     '',
     machine(),
+    '- tcpkit and the plain server run from source under tsx',
+    goNote,
     `- Load average before / after the run: ${loadBefore.map((v) => v.toFixed(2)).join(' ')} / ${loadAfter.map((v) => v.toFixed(2)).join(' ')}`,
     contention,
     '',
-    '### tcpkit against plain node:net',
+    `### tcpkit against plain node:net${kinds.includes('go') ? ' and Go' : ''}`,
     '',
-    resultsTable(outcomes, args.repeats),
+    resultsTable(outcomes, args.repeats, kinds),
     '',
     '### Where each run was bound',
     '',
     'CPU use of each side during the measured window, in percent of one core (medians; each side is pinned to its own core). A side near 100% is the bottleneck; when it is the generator, messages/s and p99 measure the generator, and server CPU per message is the fair comparison. "Other processes" is the rest of the machine\'s busy CPU in the window: well above zero means the run competed with other work and its messages/s and latency are skewed low and high (CPU per message is the figure least affected).',
     '',
-    cpuTable(outcomes),
+    cpuTable(outcomes, kinds),
     ...(ceilingLines.length
       ? ['', '### Generator ceiling (against the plain server)', '', ceilingLines.join('\n')]
       : []),

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { type DeadlineEntry, Deadlines } from '../packages/tcpkit/src/deadlines.js';
-import { writeSection } from './docs.js';
+import { writeSection } from './common.js';
 
 const [connections = 10_000, readsPerSecond = 1_000_000, seconds = 4] = process.argv.slice(3).map(Number);
 const IDLE = 1_000; // idle timeout (ms): short so entries really fire and re-arm during the run

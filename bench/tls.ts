@@ -4,19 +4,18 @@
 // Servers are pinned to CPU 0, the load generator (tcpkit bench's engine) to CPU 1; medians of `rounds`.
 // Usage: npm run build && node --import tsx bench/tls.ts [rounds=3] [seconds=5] [--write]
 // The tcpkit server runs the built dist/, as users run it. --write rewrites the tls section of docs/benchmarks.md.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import type { BenchOptions } from '../packages/cli/src/loadgen/options.js';
 import { runBench } from '../packages/cli/src/loadgen/runner.js';
 import { encodeProxyHeader, parseProxyHeader } from '../packages/tcpkit/src/proxy-protocol.js';
-import { writeSection } from './docs.js';
+import { hasTaskset, median as med, pinSelf, startInline, writeSection } from './common.js';
 
 const rounds = Number(process.argv[2] ?? 3);
 const seconds = Number(process.argv[3] ?? 5);
-const hasTaskset = spawnSync('taskset', ['-V']).status === 0;
-if (hasTaskset) spawnSync('taskset', ['-pc', '1', String(process.pid)]);
+pinSelf(1);
 
 const dir = mkdtempSync(join(os.tmpdir(), 'tcpkit-bench-tls-'));
 process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
@@ -35,15 +34,6 @@ const SERVERS: Record<string, string> = {
   'tcpkit tcp + PROXY v2': `import(${JSON.stringify(dist)}).then(async({serve})=>{const s=await serve({host:'127.0.0.1',port:0,proxyProtocol:{trusted:['127.0.0.1']}},async(c)=>{for await(const ch of c) await c.write(ch)});console.log(s.address.port)})`,
 };
 
-async function start(kind: string): Promise<{ pid: number; port: number; kill(): void }> {
-  const args = ['-e', SERVERS[kind]!];
-  const cmd = hasTaskset ? 'taskset' : process.execPath;
-  const argv = hasTaskset ? ['-c', '0', process.execPath, ...args] : args;
-  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise<number>((resolve) => child.stdout.once('data', (d) => resolve(Number(String(d)))));
-  return { pid: child.pid!, port, kill: () => child.kill('SIGKILL') };
-}
-
 interface Row {
   rate: number;
   cpuUs: number;
@@ -51,7 +41,7 @@ interface Row {
 
 /** One measurement: `load` against a fresh `kind` server; the rate and the server's CPU µs per message (or cycle). */
 async function measure(kind: string, load: BenchOptions): Promise<Row> {
-  const srv = await start(kind);
+  const srv = await startInline(SERVERS[kind]!);
   try {
     const r = await runBench({
       port: srv.port,
@@ -64,11 +54,9 @@ async function measure(kind: string, load: BenchOptions): Promise<Row> {
     if (r.errorsTotal > 0) console.error(`${kind}: ${r.errorsTotal} errors ${JSON.stringify(r.errors)}`);
     return { rate: r.messagesPerSec, cpuUs: r.server?.cpuUsPerMessage ?? Number.NaN };
   } finally {
-    srv.kill();
+    await srv.stop('SIGKILL');
   }
 }
-
-const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** Rounds alternate between the two servers so drift in the machine's load hits both alike. */
 async function compare(base: string, ours: string, load: BenchOptions): Promise<[Row, Row]> {

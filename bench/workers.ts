@@ -11,35 +11,17 @@
  *
  * Writes the `workers` section of docs/benchmarks.md with --write.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import net from 'node:net';
+import { type ChildProcess, spawn } from 'node:child_process';
 import os from 'node:os';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
-import type { BenchResult } from '../packages/cli/src/loadgen/result.js';
 import { reusePortSupported } from '../packages/tcpkit/src/workers/balance.js';
-import { writeSection } from './docs.js';
+import { churnLoop, cpuUs, pingPongLoop, pinned, pinSelf, root, runLoadgen, writeSection } from './common.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const argv = process.argv.slice(2);
 const SECONDS = argv.includes('--seconds') ? Number(argv[argv.indexOf('--seconds') + 1]) : 5;
 /** Counted before this process pins itself to one CPU (which availableParallelism() would then report). */
 const CORES = os.availableParallelism();
-const hasTaskset = (() => {
-  try {
-    execFileSync('taskset', ['-c', '0', 'true']);
-    return os.cpus().length >= 2;
-  } catch {
-    return false;
-  }
-})();
-if (hasTaskset) execFileSync('taskset', ['-pc', '1', String(process.pid)]);
-
-function cpuUs(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return ((Number(f[11]) + Number(f[12])) * 1e6) / 100;
-}
+pinSelf(1);
 
 interface Row {
   pid: number;
@@ -53,7 +35,7 @@ class EchoServer {
 
   constructor(workers: number, balance: string, pin: boolean) {
     const command = [process.execPath, '--import', 'tsx', 'bench/workers-echo.ts', '0', String(workers), balance];
-    const [file, ...args] = pin && hasTaskset ? ['taskset', '-c', '0', ...command] : command;
+    const [file, ...args] = pin ? pinned(0, command) : command;
     this.child = spawn(file!, args, {
       cwd: root,
       stdio: ['pipe', 'pipe', 'inherit'],
@@ -92,75 +74,6 @@ class EchoServer {
   }
 }
 
-/** 64 B ping-pong on `n` connections for `ms`; resolves with messages completed in the window. */
-async function pingPong(port: number, n: number, ms: number, window: () => Promise<void>): Promise<number> {
-  const msg = Buffer.alloc(64, 120);
-  let count = 0;
-  let running = true;
-  const sockets: net.Socket[] = [];
-  for (let i = 0; i < n; i += 100) {
-    await Promise.all(
-      Array.from(
-        { length: Math.min(100, n - i) },
-        () =>
-          new Promise<void>((resolve) => {
-            const s = net.connect({ port, host: '127.0.0.1', noDelay: true }, () => resolve());
-            let got = 0;
-            s.on('data', (d) => {
-              got += d.length;
-              while (got >= 64) {
-                got -= 64;
-                count++;
-                if (running) s.write(msg);
-              }
-            });
-            s.on('error', () => {});
-            sockets.push(s);
-          }),
-      ),
-    );
-  }
-  for (const s of sockets) s.write(msg);
-  await new Promise((r) => setTimeout(r, 1000));
-  const before = count;
-  await window();
-  await new Promise((r) => setTimeout(r, ms));
-  const done = count - before;
-  await window();
-  running = false;
-  for (const s of sockets) s.destroy();
-  return done;
-}
-
-/** Connect, 64 B echo, close, in `loops` loops for `ms`; resolves with cycles completed in the window. */
-async function churn(port: number, loops: number, ms: number, window: () => Promise<void>): Promise<number> {
-  let cycles = 0;
-  let running = true;
-  const one = (): Promise<void> =>
-    new Promise((resolve) => {
-      const s = net.connect({ port, host: '127.0.0.1' }, () => s.write(Buffer.alloc(64, 1)));
-      s.on('data', () => {
-        cycles++;
-        s.end();
-      });
-      s.on('error', () => {});
-      s.on('close', () => resolve());
-    });
-  const loop = async (): Promise<void> => {
-    while (running) await one();
-  };
-  const all = Array.from({ length: loops }, loop);
-  await new Promise((r) => setTimeout(r, 1000));
-  const before = cycles;
-  await window();
-  await new Promise((r) => setTimeout(r, ms));
-  const done = cycles - before;
-  await window();
-  running = false;
-  await Promise.all(all);
-  return done;
-}
-
 const balances = reusePortSupported() ? ['primary', 'kernel'] : ['primary'];
 const lines: string[] = [];
 const say = (line: string): void => {
@@ -191,7 +104,7 @@ for (const [workers, balance] of [[1, 'auto'], ...balances.map((b) => [2, b] as 
   let t1 = 0;
   let spread = '–';
   let samples = 0;
-  const n = await pingPong(server.port, 1000, SECONDS * 1000, async () => {
+  const n = await pingPongLoop(server.port, 1000, SECONDS * 1000, async () => {
     const total = pids.reduce((sum, pid) => sum + cpuUs(pid), 0);
     if (samples++ === 0) {
       t0 = total;
@@ -219,7 +132,7 @@ for (const balance of balances) {
   const pids = await server.pids();
   const primary = server.child.pid!;
   const marks: { primary: number; all: number }[] = [];
-  const n = await churn(server.port, 50, SECONDS * 1000, async () => {
+  const n = await churnLoop(server.port, 50, SECONDS * 1000, async () => {
     marks.push({ primary: cpuUs(primary), all: pids.reduce((sum, pid) => sum + cpuUs(pid), 0) });
   });
   await server.stop();
@@ -239,15 +152,9 @@ if (CORES >= 4 || argv.includes('--scaling')) {
   let base = 0;
   for (let w = 1; w <= Math.max(2, Math.floor(cores / 2)); w++) {
     const server = await new EchoServer(w, 'auto', false).started();
-    const gen = spawn(
-      process.execPath,
+    const result = await runLoadgen(
+      server.port,
       [
-        '--import',
-        'tsx',
-        'bench/loadgen.ts',
-        'bench',
-        '--port',
-        String(server.port),
         '--connections',
         '1000',
         '--depth',
@@ -256,18 +163,11 @@ if (CORES >= 4 || argv.includes('--scaling')) {
         `${SECONDS}s`,
         '--workers',
         String(Math.max(1, Math.floor(cores / 2))),
-        '--json',
-        '--quiet',
       ],
-      { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] },
+      { pin: false },
     );
-    let out = '';
-    gen.stdout!.on('data', (d) => {
-      out += d;
-    });
-    await new Promise((resolve) => gen.once('exit', resolve));
     await server.stop();
-    const rate = (JSON.parse(out) as BenchResult).messagesPerSec;
+    const rate = result.messagesPerSec;
     if (w === 1) base = rate;
     say(`| ${w} | ${Math.round(rate).toLocaleString('en-US')} | ${(rate / base).toFixed(2)} |`);
   }
