@@ -22,9 +22,9 @@ export interface AdminOptions {
    */
   maxEventLoopDelay?: number;
   /**
-   * Also serve prom-client's default `process_*` and `nodejs_*` metrics on `/metrics`. They cost about
-   * three times the server's own metrics per scrape (they list every open descriptor and handle).
-   * Default true.
+   * Also serve prom-client's default `process_*` and `nodejs_*` metrics on `/metrics`. Those that list
+   * every open descriptor and handle are refreshed at most every 10 s: with thousands of connections
+   * they cost more than the rest of a scrape. Default true.
    */
   processMetrics?: boolean;
 }

@@ -160,6 +160,31 @@ describe('collectMetrics', () => {
     }
   });
 
+  it('refreshes the process metrics that list every descriptor at most every 10 s', TEST, async () => {
+    const server = await serve(LOOPBACK, lineEcho);
+    const registry = new Registry();
+    const metrics = collectMetrics(server, { registry, processMetrics: true });
+    const held: Client[] = [];
+    try {
+      const started = performance.now();
+      const first = parseMetrics(await registry.metrics());
+      for (let i = 0; i < 20; i++) held.push(await connect(portOf(server)));
+      await until(() => server.stats().active === 20, 'the connections admitted');
+      const second = parseMetrics(await registry.metrics());
+      // Only a stall of 10 s between the two scrapes would make the second one list the descriptors again.
+      if (performance.now() - started < 10_000) {
+        for (const name of ['process_open_fds', 'nodejs_active_handles_total']) {
+          assert.equal(sampleValue(second, name), sampleValue(first, name), `${name} served from the last listing`);
+        }
+      }
+      assert.equal(sampleValue(second, 'tcpkit_connections_active'), 20, "tcpkit's own gauges are fresh");
+    } finally {
+      for (const c of held) c.destroy();
+      metrics.close();
+      await stop(server);
+    }
+  });
+
   it('takes a prefix, adds process metrics on request, and close() removes what it added', TEST, async () => {
     const server = await serve(LOOPBACK, lineEcho);
     const registry = new Registry();
