@@ -9,6 +9,7 @@ import { InvalidOptionError } from './errors.js';
 import { eventLoop } from './event-loop.js';
 import type { MetricsCollector } from './metrics.js';
 import type { Server, ServerAddress } from './server.js';
+import { type WorkerProbe, workersMetricsText } from './workers/metrics.js';
 
 /** Options of the admin endpoint (`serve({ admin })`). */
 export interface AdminOptions {
@@ -34,7 +35,12 @@ export interface AdminHost {
   server: Server;
   /** True while listening and not shutting down. */
   ready(): boolean;
+  /** In a primary: asks the workers for their event-loop delay and (`metrics`) their histograms. */
+  workers?: { probe(metrics: boolean, timeoutMs: number): Promise<WorkerProbe[]> };
 }
+
+/** How long a scrape waits for a worker's histograms, in ms (a worker that is late is left out of that scrape). */
+const SCRAPE_WAIT_MS = 2000;
 
 /** @internal a running admin endpoint. */
 export interface AdminEndpoint {
@@ -47,10 +53,12 @@ export async function startAdmin(host: AdminHost, options: Required<AdminOptions
   const metrics = await loadMetrics();
   const { Registry } = await import('prom-client');
   const registry = new Registry();
-  const collector: MetricsCollector = metrics.collectMetrics(host.server, {
-    registry,
-    processMetrics: options.processMetrics,
-  });
+  // A primary's own event loop and connections say nothing of its workers': those come from the workers.
+  const collector: MetricsCollector = metrics.collectParts(
+    host.server,
+    { registry, processMetrics: options.processMetrics },
+    { stats: true, events: host.workers === undefined },
+  );
   eventLoop.start();
   const httpServer = http.createServer((req, res) => {
     respond(host, options, registry, req, res).catch((error: unknown) => {
@@ -99,14 +107,15 @@ async function respond(
     return;
   }
   switch (path) {
-    case '/metrics':
-      send(res, 200, registry.contentType, await registry.metrics());
+    case '/metrics': {
+      let text = await registry.metrics();
+      if (host.workers !== undefined) text += await workersMetricsText(await host.workers.probe(true, SCRAPE_WAIT_MS));
+      send(res, 200, registry.contentType, text);
       return;
+    }
     case '/healthz': {
-      const delay = eventLoop.maxMs();
-      const blocked = options.maxEventLoopDelay > 0 && delay > options.maxEventLoopDelay;
-      const body = blocked ? `event loop blocked for ${Math.round(delay)} ms\n` : 'ok\n';
-      send(res, blocked ? 503 : 200, 'text/plain; charset=utf-8', body);
+      const problem = await unhealthy(host, options.maxEventLoopDelay);
+      send(res, problem === undefined ? 200 : 503, 'text/plain; charset=utf-8', `${problem ?? 'ok'}\n`);
       return;
     }
     case '/readyz': {
@@ -120,6 +129,22 @@ async function respond(
     default:
       send(res, 404, 'text/plain; charset=utf-8', 'not found: try /metrics, /healthz, /readyz or /stats\n');
   }
+}
+
+/**
+ * Why `/healthz` fails, or undefined: an event loop (this process's, or in a primary any worker's)
+ * blocked longer than `limit` ms in the last 10 s, or a worker that does not answer within `limit`.
+ */
+async function unhealthy(host: AdminHost, limit: number): Promise<string | undefined> {
+  if (limit <= 0) return undefined;
+  const delay = eventLoop.maxMs();
+  if (delay > limit) return `event loop blocked for ${Math.round(delay)} ms`;
+  for (const w of host.workers === undefined ? [] : await host.workers.probe(false, limit)) {
+    const which = `worker ${w.slot} (pid ${w.pid})`;
+    if (!w.answered) return `${which} did not answer within ${limit} ms`;
+    if (w.eventLoopMaxMs > limit) return `${which}: event loop blocked for ${Math.round(w.eventLoopMaxMs)} ms`;
+  }
+  return undefined;
 }
 
 function send(res: http.ServerResponse, status: number, type: string, body: string): void {

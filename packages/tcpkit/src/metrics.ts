@@ -11,6 +11,7 @@ import { formatAddress } from './address.js';
 import type { Conn } from './conn.js';
 import { eventLoop } from './event-loop.js';
 import type { Server, ServerStats } from './server.js';
+import type { WorkerStats } from './workers/stats.js';
 
 /** Options of {@link collectMetrics}. */
 export interface MetricsOptions {
@@ -67,11 +68,55 @@ type ConnMessage = { server: Server; conn: Conn; waitMs?: number };
  * Two servers in one registry need different prefixes.
  */
 export function collectMetrics(server: Server, options: MetricsOptions = {}): MetricsCollector {
+  return collectParts(server, options, { stats: true, events: true });
+}
+
+/**
+ * @internal Which metrics to collect. With workers the primary collects `stats` (its stats() sums the
+ * workers' reports) and each worker its `events` (event-loop delay and the histograms, which only it sees).
+ */
+export interface MetricParts {
+  /** Counters and gauges read from stats() at scrape time, with per-worker series in a primary. */
+  stats: boolean;
+  /** The event-loop delay and the histograms fed by the diagnostics channels. */
+  events: boolean;
+}
+
+/** @internal {@link collectMetrics} of some parts only. */
+export function collectParts(server: Server, options: MetricsOptions, parts: MetricParts): MetricsCollector {
   const registry = options.registry ?? register;
   const p = options.prefix ?? 'tcpkit_';
   const registers = [registry];
   const names: string[] = [];
 
+  const closers: (() => void)[] = [];
+  if (parts.stats) statsMetrics(server, p, registers, names);
+  if (parts.events) closers.push(eventMetrics(server, p, registers, names));
+
+  if (options.processMetrics === true) {
+    const before = new Set(registry.getMetricsAsArray().map((m) => m.name));
+    collectDefaultMetrics({ register: registry });
+    for (const m of registry.getMetricsAsArray()) {
+      if (before.has(m.name)) continue;
+      names.push(m.name);
+      if (LISTING_METRICS.has(m.name)) refreshAtMost(m, LISTING_REFRESH_MS);
+    }
+  }
+
+  let closed = false;
+  return {
+    registry,
+    close() {
+      if (closed) return;
+      closed = true;
+      for (const closer of closers) closer();
+      for (const name of names) registry.removeSingleMetric(name);
+    },
+  };
+}
+
+/** Counters and gauges of `server.stats()`, read when scraped; in a primary, a series per worker too. */
+function statsMetrics(server: Server, p: string, registers: Registry[], names: string[]): void {
   // One stats() per scrape: a scrape collects every metric in one synchronous pass.
   let snapshot: ServerStats | null = null;
   const stats = (): ServerStats => {
@@ -179,6 +224,59 @@ export function collectMetrics(server: Server, options: MetricsOptions = {}): Me
     registers,
   }).set({ address: formatAddress(server.address) }, 1);
 
+  if (server.stats().workers !== undefined) workerMetrics(p, registers, names, () => stats().workers ?? []);
+}
+
+/** A primary's series per worker, labelled `worker` (the slot) and `pid` (a replacement is a new series). */
+function workerMetrics(p: string, registers: Registry[], names: string[], rows: () => WorkerStats[]): void {
+  const STATES = ['starting', 'serving', 'draining'] as const;
+  names.push(`${p}workers`);
+  new Gauge({
+    name: `${p}workers`,
+    help: 'Worker processes, by state.',
+    labelNames: ['state'],
+    registers,
+    collect() {
+      for (const state of STATES) this.set({ state }, rows().filter((w) => w.state === state).length);
+    },
+  });
+  const labelNames = ['worker', 'pid'];
+  const labelsOf = (w: WorkerStats) => ({ worker: String(w.slot), pid: String(w.pid) });
+  const gauge = (name: string, help: string, read: (w: WorkerStats) => number): void => {
+    names.push(p + name);
+    new Gauge({
+      name: p + name,
+      help,
+      labelNames,
+      registers,
+      collect() {
+        this.reset();
+        for (const w of rows()) this.set(labelsOf(w), read(w));
+      },
+    });
+  };
+  const counter = (name: string, help: string, read: (w: WorkerStats) => number): void => {
+    names.push(p + name);
+    new Counter({
+      name: p + name,
+      help,
+      labelNames,
+      registers,
+      collect() {
+        this.reset();
+        for (const w of rows()) this.inc(labelsOf(w), read(w));
+      },
+    });
+  };
+  gauge('worker_connections_active', 'Handlers running in the worker.', (w) => w.active);
+  gauge('worker_connections_waiting', "Connections queued at the worker's share of the cap.", (w) => w.waiting);
+  counter('worker_connections_accepted_total', 'Sockets the worker accepted.', (w) => w.accepted);
+  gauge('worker_resident_memory_bytes', 'Resident set size of the worker process.', (w) => w.rssBytes);
+  counter('worker_cpu_seconds_total', 'User and system CPU time of the worker process.', (w) => w.cpuUs / 1e6);
+}
+
+/** The event-loop delay, and the histograms fed by the diagnostics channels; returns the unsubscriber. */
+function eventMetrics(server: Server, p: string, registers: Registry[], names: string[]): () => void {
   eventLoop.start();
   names.push(`${p}event_loop_delay_max_seconds`, `${p}event_loop_delay_p99_seconds`);
   new Gauge({
@@ -246,29 +344,11 @@ export function collectMetrics(server: Server, options: MetricsOptions = {}): Me
   open.subscribe(onOpen);
   close.subscribe(onClose);
   server.signal.addEventListener('abort', onDrain, { once: true });
-
-  if (options.processMetrics === true) {
-    const before = new Set(registry.getMetricsAsArray().map((m) => m.name));
-    collectDefaultMetrics({ register: registry });
-    for (const m of registry.getMetricsAsArray()) {
-      if (before.has(m.name)) continue;
-      names.push(m.name);
-      if (LISTING_METRICS.has(m.name)) refreshAtMost(m, LISTING_REFRESH_MS);
-    }
-  }
-
-  let closed = false;
-  return {
-    registry,
-    close() {
-      if (closed) return;
-      closed = true;
-      open.unsubscribe(onOpen);
-      close.unsubscribe(onClose);
-      server.signal.removeEventListener('abort', onDrain);
-      eventLoop.stop();
-      for (const name of names) registry.removeSingleMetric(name);
-    },
+  return () => {
+    open.unsubscribe(onOpen);
+    close.unsubscribe(onClose);
+    server.signal.removeEventListener('abort', onDrain);
+    eventLoop.stop();
   };
 }
 

@@ -3,10 +3,15 @@
 import { readFileSync } from 'node:fs';
 import parsePrometheusTextFormat, { type MetricFamily } from 'parse-prometheus-text-format';
 
-/** The metric names and types of the table in docs/deploy.md. */
-export function documentedMetrics(): { name: string; type: string }[] {
+/**
+ * The metric names and types of a table in docs/deploy.md: `server` (every server's), or `workers` (a
+ * primary's series per worker, the table under "### With workers").
+ */
+export function documentedMetrics(table: 'server' | 'workers' = 'server'): { name: string; type: string }[] {
   const doc = readFileSync(new URL('../../../docs/deploy.md', import.meta.url), 'utf8');
-  const rows = [...doc.matchAll(/^\| `(tcpkit_[a-z_]+)` \| (gauge|counter|histogram) \|/gm)];
+  const [server = '', rest = ''] = doc.split(/^### With workers$/m);
+  const text = table === 'server' ? server : (rest.split(/^## /m)[0] ?? '');
+  const rows = [...text.matchAll(/^\| `(tcpkit_[a-z_]+)` \| (gauge|counter|histogram) \|/gm)];
   return rows.map((m) => ({ name: m[1]!, type: m[2]! }));
 }
 

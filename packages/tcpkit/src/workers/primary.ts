@@ -17,6 +17,7 @@ import {
 } from '../server.js';
 import { shareOf } from './balance.js';
 import { CrashPolicy } from './crash-policy.js';
+import { WorkerProbes } from './metrics.js';
 import { isFromWorker, WORKER_ENV, type WorkerConfig, type WorkerReport } from './protocol.js';
 import { StatsTotals } from './stats.js';
 
@@ -100,6 +101,7 @@ export class WorkerPool implements Server {
   #removeAbortListener: () => void = () => {};
   #closedResolve!: () => void;
   #admin: AdminEndpoint | null = null;
+  #probes = new WorkerProbes();
   /** When the first shutdown signal arrived: a repeat within REPEATED_SIGNAL_MS is the same one (npm start). */
   #firstSignalAt = 0;
   /** Ends what is left of shutdownDelay (a second shutdown signal). */
@@ -131,7 +133,22 @@ export class WorkerPool implements Server {
     }
     if (o.admin !== undefined) {
       const { startAdmin } = await import('../admin.js');
-      this.#admin = await startAdmin({ server: this, ready: () => this.#shutdown === null }, o.admin);
+      this.#admin = await startAdmin(
+        {
+          server: this,
+          // Ready while not shutting down and some worker accepts (a replacement may be on its way).
+          ready: () => this.#shutdown === null && this.#serving.some((m) => m !== undefined),
+          workers: {
+            probe: (metrics, timeout) =>
+              this.#probes.ask(
+                [...this.#members].filter((m) => m.state !== 'starting'),
+                metrics,
+                timeout,
+              ),
+          },
+        },
+        o.admin,
+      );
     }
     for (const sig of o.shutdownOn) {
       const onSignal = (): void => {
@@ -422,6 +439,9 @@ export class WorkerPool implements Server {
       case 'drained':
         m.report = { stats: message.stats, rssBytes: message.rssBytes, cpuUs: message.cpuUs };
         m.drained.resolve(message.result);
+        break;
+      case 'probe':
+        this.#probes.answer(message);
         break;
     }
   }

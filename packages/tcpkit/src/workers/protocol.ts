@@ -2,6 +2,7 @@
 // `tcpkit` tag so a user's own process.send() traffic is left alone. A worker learns its place
 // (slot, limits, where to listen) from one environment variable set at fork.
 import type { ServerStats, ShutdownResult } from '../server.js';
+import type { ProbeAnswer, ProbeRequest } from './metrics.js';
 
 /** Name of the environment variable that marks a tcpkit worker and carries its configuration. */
 export const WORKER_ENV = 'TCPKIT_WORKER';
@@ -28,7 +29,9 @@ export type ToWorker =
   /** Kernel balance: the slot's listening socket travels as the message's handle. */
   | { tcpkit: 'handle' }
   /** Stop accepting, drain as `server.shutdown({ timeout })`, report, exit. */
-  | { tcpkit: 'drain'; timeout: number };
+  | { tcpkit: 'drain'; timeout: number }
+  /** The admin endpoint asks for the worker's event-loop delay and histograms (workers/metrics.ts). */
+  | ProbeRequest;
 
 /** A worker's counters and its process's cost, as it last reported them. */
 export interface WorkerReport {
@@ -48,7 +51,8 @@ export type FromWorker =
   /** listen() failed (EADDRINUSE, EACCES, ...): the primary gives up starting. */
   | { tcpkit: 'listen-error'; message: string; code?: string }
   | ({ tcpkit: 'report' } & WorkerReport)
-  | ({ tcpkit: 'drained'; result: ShutdownResult } & WorkerReport);
+  | ({ tcpkit: 'drained'; result: ShutdownResult } & WorkerReport)
+  | ProbeAnswer;
 
 function tagged(message: unknown): boolean {
   return (

@@ -5,6 +5,7 @@ import cluster from 'node:cluster';
 import type net from 'node:net';
 import type { ResolvedOptions } from '../options.js';
 import type { Handler, ListenTarget, Server, ShutdownResult } from '../server.js';
+import { answerProbes } from './metrics.js';
 import { type FromWorker, isToWorker, type WorkerConfig, type WorkerReport } from './protocol.js';
 
 /** How often a worker sends its counters to the primary (only when they changed), in ms. */
@@ -77,6 +78,8 @@ export async function serveInWorker(
     send({ tcpkit: 'listen-error', message: e.message, code: e.code });
     throw error;
   }
+  // The primary's admin endpoint asks each worker for what only the worker sees.
+  const answer = options.admin === undefined ? undefined : await answerProbes(server);
   const address = server.address;
   const where = typeof address === 'string' ? { address: '', family: '', port: 0, path: address } : address;
   const listening: FromWorker = { tcpkit: 'listening', ...where, ...report(server) };
@@ -97,6 +100,8 @@ export async function serveInWorker(
     if (isToWorker(message) && message.tcpkit === 'drain') {
       // The primary already waited out shutdownDelay (or it is a restart, where no balancer needs one).
       server.shutdown({ timeout: message.timeout, delay: 0 }).catch(() => {});
+    } else if (isToWorker(message) && message.tcpkit === 'probe' && answer !== undefined) {
+      answer(message).then(send, () => {});
     }
   };
   process.on('message', onMessage);
