@@ -20,12 +20,13 @@ export function parseLogFormat(v: string): LogFormat {
 }
 
 /**
- * A pino logger writing to stdout: JSON lines (pino's `level`, `time`, `msg`, ...) unless `format` is
- * 'pretty' or, with no format given, stdout is a terminal. Writes are synchronous, so the last lines
- * (shut down) are out before the process exits.
+ * A pino logger writing to stdout (or `fd` 2, stderr): JSON lines (pino's `level`, `time`, `msg`, ...)
+ * unless `format` is 'pretty' or, with no format given, that stream is a terminal. Writes are
+ * synchronous, so the last lines (shut down) are out before the process exits.
  */
-export function createLogger(level: LogLevel, format: LogFormat | undefined): Logger {
-  const usePretty = format === 'pretty' || (format === undefined && process.stdout.isTTY === true);
-  if (usePretty) return pino({ level }, pretty({ sync: true, colorize: process.stdout.isTTY === true }));
-  return pino({ level }, destination({ dest: 1, sync: true }));
+export function createLogger(level: LogLevel, format: LogFormat | undefined, fd: 1 | 2 = 1): Logger {
+  const tty = (fd === 1 ? process.stdout : process.stderr).isTTY === true;
+  const usePretty = format === 'pretty' || (format === undefined && tty);
+  if (usePretty) return pino({ level }, pretty({ sync: true, colorize: tty, destination: fd }));
+  return pino({ level }, destination({ dest: fd, sync: true }));
 }

@@ -8,6 +8,7 @@ import { addFlags, type Flag, givenValues, inFlagTerms, UsageError, withDefaults
 import { createLogger, LOG_LEVELS, type LogFormat, type LogLevel } from './log.js';
 import { choice, count, duration, keepAlive, onOff, size, text, type ValueType } from './parse.js';
 import { certificateFiles, registerTlsFlags, reloadOnSighup, tlsAndProxyOptions } from './tls-flags.js';
+import { adminUrl, liveView } from './top.js';
 import { isModulePath, loadUserModule } from './user-module.js';
 
 /** An address or a subnet for `--block`: `10.0.0.1`, `10.0.0.0/8`, `fd00::/8`. */
@@ -127,6 +128,7 @@ interface CliOptions {
   adminProcessMetrics?: boolean;
   logLevel?: LogLevel;
   logFormat?: LogFormat;
+  top?: boolean;
 }
 
 const CLI_FLAGS: Flag<keyof CliOptions>[] = [
@@ -165,6 +167,12 @@ const CLI_FLAGS: Flag<keyof CliOptions>[] = [
     type: choice('json', 'pretty'),
     help: 'log lines as JSON or for a person',
     defaultText: 'pretty on a terminal, json otherwise',
+  },
+  {
+    name: '--top',
+    key: 'top',
+    help: 'show the live view (tcpkit top) in the foreground; the log goes to stderr, silent while the view runs if that is the terminal; q or Ctrl-C drains',
+    defaultText: 'off',
   },
 ];
 
@@ -214,7 +222,16 @@ export function registerServe(program: Command): void {
       if (cli.adminProcessMetrics !== undefined) options.admin.processMetrics = cli.adminProcessMetrics;
     } else if (cli.adminHost !== undefined) throw new UsageError('--admin-host needs --admin-port');
     else if (cli.adminProcessMetrics !== undefined) throw new UsageError('--admin-process-metrics needs --admin-port');
-    const logger = createLogger(cli.logLevel ?? 'info', cli.logFormat).child({ app: appName });
+    if (cli.top === true) {
+      if (process.stdout.isTTY !== true) throw new UsageError('--top needs a terminal on stdout');
+      // The view reads the admin endpoint: without --admin-port it gets one of its own.
+      options.admin ??= { port: 0, host: '127.0.0.1' };
+    }
+    // With --top the screen is the view's: the log goes to stderr, and is silent while the view runs
+    // if stderr is the same terminal (`2>tcpkit.log` keeps every line).
+    const logLevel = cli.logLevel ?? 'info';
+    const logger = createLogger(logLevel, cli.logFormat, cli.top === true ? 2 : 1).child({ app: appName });
+    if (cli.top === true && process.stderr.isTTY === true) logger.level = 'silent';
     options.logger = logger;
     try {
       Object.assign(options, tlsAndProxyOptions(parsed));
@@ -244,9 +261,17 @@ export function registerServe(program: Command): void {
         void server.closed.then(() => process.off('SIGHUP', onHup));
       }
     }
+    if (cli.top === true && cluster.isPrimary) {
+      await liveView(adminUrl(server.adminAddress!.address, server.adminAddress!.port), server.closed);
+      // q or Ctrl-C: the view is gone, the log is back on the terminal, and the server drains as at SIGINT.
+      logger.level = logLevel;
+      void server.shutdown();
+    }
     // The server logs its lifecycle (listening, draining, shut down) and every handler error.
     await server.closed;
     app.close();
+    // The view's keep-alive fetch sockets would hold the process for seconds after the drain.
+    if (cli.top === true) process.exit(0);
   });
 }
 

@@ -8,14 +8,23 @@ export function registerTop(program: Command): void {
     .requiredOption('--admin-port <n>', 'port of the admin endpoint', parseCount)
     .option('--admin-host <address>', 'address of the admin endpoint', '127.0.0.1')
     .action(async (flags: { adminPort: number; adminHost: string }) => {
-      const host = flags.adminHost.includes(':') ? `[${flags.adminHost}]` : flags.adminHost;
-      // ink draws only the final frame when CI or CONTINUOUS_INTEGRATION is set, as in a CI job or a shell
-      // that inherited it; on a terminal the user asked for the live view. ink (and React) load only here, so
-      // the other commands do not pay for them.
-      if (process.stdout.isTTY) for (const key of ['CI', 'CONTINUOUS_INTEGRATION']) delete process.env[key];
-      const { runTop } = await import('./top/view.js');
-      await runTop(`http://${host}:${flags.adminPort}`);
+      await liveView(adminUrl(flags.adminHost, flags.adminPort));
       // fetch's keep-alive sockets would hold the process for seconds after the view is gone.
       process.exit(0);
     });
+}
+
+/** The base URL of an admin endpoint. */
+export function adminUrl(host: string, port: number): string {
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+/** The live view of the admin endpoint at `base` until q or Ctrl-C (or until `until` settles). */
+export async function liveView(base: string, until?: Promise<unknown>): Promise<void> {
+  // ink draws only the final frame when CI or CONTINUOUS_INTEGRATION is set, as in a CI job or a shell
+  // that inherited it; on a terminal the user asked for the live view. ink (and React) load only here, so
+  // the other commands do not pay for them.
+  if (process.stdout.isTTY) for (const key of ['CI', 'CONTINUOUS_INTEGRATION']) delete process.env[key];
+  const { runTop } = await import('./top/view.js');
+  await runTop(base, 1000, until);
 }

@@ -59,8 +59,9 @@ function Top({ base, intervalMs }: TopProps): ReturnType<typeof h> {
   );
 }
 
-/** Runs the live view until q or Ctrl-C. */
-export async function runTop(base: string, intervalMs = 1000): Promise<void> {
+/** Runs the live view until q or Ctrl-C, or until `until` settles (the server it watches has closed). */
+export async function runTop(base: string, intervalMs = 1000, until?: Promise<unknown>): Promise<void> {
   const app = render(h(Top, { base, intervalMs }), { exitOnCtrlC: true });
+  void until?.finally(() => app.unmount());
   await app.waitUntilExit();
 }
