@@ -242,32 +242,24 @@ function workerMetrics(p: string, registers: Registry[], names: string[], rows: 
   });
   const labelNames = ['worker', 'pid'];
   const labelsOf = (w: WorkerStats) => ({ worker: String(w.slot), pid: String(w.pid) });
-  const gauge = (name: string, help: string, read: (w: WorkerStats) => number): void => {
-    names.push(p + name);
-    new Gauge({
-      name: p + name,
-      help,
-      labelNames,
-      registers,
-      collect() {
-        this.reset();
-        for (const w of rows()) this.set(labelsOf(w), read(w));
-      },
-    });
-  };
-  const counter = (name: string, help: string, read: (w: WorkerStats) => number): void => {
-    names.push(p + name);
-    new Counter({
-      name: p + name,
-      help,
-      labelNames,
-      registers,
-      collect() {
-        this.reset();
-        for (const w of rows()) this.inc(labelsOf(w), read(w));
-      },
-    });
-  };
+  /** A gauge or a counter with one series per worker, rebuilt at each scrape (both count up from a reset). */
+  const series =
+    (Metric: typeof Gauge | typeof Counter) =>
+    (name: string, help: string, read: (w: WorkerStats) => number): void => {
+      names.push(p + name);
+      new Metric({
+        name: p + name,
+        help,
+        labelNames,
+        registers,
+        collect(this: Gauge | Counter) {
+          this.reset();
+          for (const w of rows()) this.inc(labelsOf(w), read(w));
+        },
+      });
+    };
+  const gauge = series(Gauge);
+  const counter = series(Counter);
   gauge('worker_connections_active', 'Handlers running in the worker.', (w) => w.active);
   gauge('worker_connections_waiting', "Connections queued at the worker's share of the cap.", (w) => w.waiting);
   counter('worker_connections_accepted_total', 'Sockets the worker accepted.', (w) => w.accepted);
