@@ -10,9 +10,10 @@ const ARENA_SIZE = 4096;
 /** Options of a {@link ByteQueue}. */
 export interface ByteQueueOptions {
   /**
-   * Chunks of at most this many bytes are copied into an arena on push and queued as one
-   * chunk, so that a peer sending a byte at a time cannot make each decode walk thousands of
-   * chunks. 0 queues every chunk as is. Default 128; at most 4096.
+   * Chunks of at most this many bytes pushed behind others are copied into an arena and queued
+   * as one chunk, so that a peer sending a byte at a time cannot make each decode walk thousands
+   * of chunks (a chunk pushed into an empty queue is kept as is). 0 queues every chunk as is.
+   * Default 128; at most 4096.
    */
   coalesceMax?: number;
 }
@@ -111,14 +112,17 @@ export class ByteQueue {
 
   /**
    * Appends a chunk. The queue keeps a reference: do not reuse the buffer. Chunks of up to
-   * `coalesceMax` bytes are copied into an arena instead (O(chunk length)), so that a peer
-   * trickling bytes cannot make every later operation walk thousands of chunks.
+   * `coalesceMax` bytes pushed behind others are copied into an arena instead (O(chunk length)),
+   * so that a peer trickling bytes cannot make every later operation walk thousands of chunks.
    */
   push(chunk: Buffer): void {
     const n = chunk.length;
     if (n === 0) return;
+    // Into an empty queue a chunk goes as is, whatever its size: there is nothing to gather it with,
+    // and a tiny frame (a request, a ping) is then decoded from its own chunk without a copy.
+    const empty = this.#length === 0;
     this.#length += n;
-    if (n > this.#coalesceMax) {
+    if (n > this.#coalesceMax || empty) {
       if (this.#arenaPending !== 0) this.#sync();
       this.#chunks.push(chunk);
       return;
@@ -502,7 +506,10 @@ export class ByteQueue {
     this.#head++;
     this.#offset = 0;
     if (this.#head === this.#chunks.length) {
-      this.#chunks.length = 0;
+      // Popped rather than `length = 0`, which makes V8 free the array's backing store and the next
+      // push allocate it again: about 150 bytes per frame when every read is consumed whole.
+      const chunks = this.#chunks;
+      while (chunks.length > 0) chunks.pop();
       this.#head = 0;
     } else if (this.#head >= 32 && this.#head * 2 >= this.#chunks.length) {
       // Compact now and then so a long run of small chunks does not grow the array forever.

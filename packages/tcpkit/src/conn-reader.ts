@@ -20,6 +20,14 @@ import { deadlines } from './deadlines.js';
 import { FrameInvalidError } from './errors.js';
 import type { Decoder } from './framing/types.js';
 
+/** The reader whose promise is being made (see ConnReader#parked), and how it waits. */
+let parking: ConnReader | null = null;
+let parkingMode = WAIT_NONE;
+
+/** decodeNext's answers other than a frame (decoders never return undefined as a frame, so these cannot be one). */
+export const NEED_MORE: unique symbol = Symbol('need more input');
+export const END: unique symbol = Symbol('end of input');
+
 /** Why input ended, as bits: both may hold (a FIN that arrives while draining). */
 const EOF = 1;
 const DRAINING = 2;
@@ -75,8 +83,25 @@ export class ConnReader implements HandlerState {
     const error = this.#core.error;
     if (error !== null) return Promise.reject(error);
     if (this.#inputOver()) return Promise.resolve(null);
-    return new Promise<Buffer | null>((resolve, reject) => this.#park(WAIT_READ, resolve, reject));
+    return this.#parked(WAIT_READ) as Promise<Buffer | null>;
   }
+
+  /**
+   * A promise for the parked reader. Its executor is one function for every connection (it runs
+   * synchronously, so the reader and mode can wait in module slots): a parked read allocates only
+   * the promise and its resolving functions, no closure.
+   */
+  #parked(mode: number): Promise<unknown> {
+    parking = this;
+    parkingMode = mode;
+    return new Promise(ConnReader.#parkExecutor);
+  }
+
+  static #parkExecutor = (resolve: (v: never) => void, reject: (e: Error) => void): void => {
+    const reader = parking!;
+    parking = null;
+    reader.#park(parkingMode, resolve, reject);
+  };
 
   async readExactly(n: number): Promise<Buffer> {
     if (!Number.isInteger(n) || n < 0) throw new RangeError(`readExactly: n must be a non-negative integer, got ${n}`);
@@ -97,11 +122,15 @@ export class ConnReader implements HandlerState {
     const error = this.#core.error;
     if (error !== null) return Promise.reject(error);
     if (this.#inputOver()) return Promise.resolve({ value: undefined, done: true });
-    return new Promise<IteratorResult<Buffer>>((resolve, reject) => this.#park(WAIT_ITERATE, resolve, reject));
+    return this.#parked(WAIT_ITERATE) as Promise<IteratorResult<Buffer>>;
   }
 
-  /** One step of frame decoding for FrameIterator; returns undefined when it must wait. */
-  decode<T>(decoder: Decoder<T>): IteratorResult<T> | undefined {
+  /**
+   * One step of frame decoding for the frame iterators: the next frame, or NEED_MORE when it must
+   * wait for input, or END at end of input. Returns the frame itself (no result object), so a
+   * batch of frames costs no allocation per frame beyond what the decoder makes.
+   */
+  decodeNext<T>(decoder: Decoder<T>): T | typeof NEED_MORE | typeof END {
     const q = this.#queue();
     const t = this.#timers;
     if (q.length > 0) {
@@ -114,16 +143,16 @@ export class ConnReader implements HandlerState {
           t.frameStartAt = deadlines.now();
           this.#core.armAt(t.frameStartAt + t.frameTimeout);
         }
-        return { value: frame, done: false };
+        return frame;
       }
     }
     if (this.#core.error !== null) throw this.#core.error;
-    if (this.draining || this.#core.phase === CLOSED) return { value: undefined, done: true };
+    if (this.draining || this.#core.phase === CLOSED) return END;
     if (this.eof) {
-      if (q.length === 0) return { value: undefined, done: true };
+      if (q.length === 0) return END;
       const last = decoder.decodeEnd?.(q);
-      if (last !== undefined) return { value: last, done: false };
-      if (q.length === 0) return { value: undefined, done: true };
+      if (last !== undefined) return last;
+      if (q.length === 0) return END;
       throw new FrameInvalidError(`truncated frame: stream ended with ${q.length} bytes of an incomplete frame`);
     }
     if (q.length > 0 && t.frameTimeout > 0) {
@@ -131,7 +160,7 @@ export class ConnReader implements HandlerState {
       if (t.frameStartAt === 0) t.frameStartAt = deadlines.now();
       this.#core.armAt(t.frameStartAt + t.frameTimeout);
     }
-    return undefined;
+    return NEED_MORE;
   }
 
   /** Parks a callback run when input, end of stream or an error arrives. */
@@ -265,51 +294,141 @@ export class ChunkIterator implements AsyncIterator<Buffer> {
   }
 }
 
-/** `conn.frames(decoder)`. */
-export class FrameIterator<T> implements AsyncIterableIterator<T> {
-  #reader: ConnReader;
-  #decoder: Decoder<T>;
+const DONE: IteratorResult<never> = Object.freeze({ value: undefined, done: true }) as IteratorResult<never>;
+
+/**
+ * What the frame iterators share: decode what is buffered, else park on the reader with one wake
+ * callback made per iterator (not per frame) and one promise per wait, whose resolving functions
+ * the iterator keeps.
+ */
+abstract class FrameSource<T, R> {
+  readonly #reader: ConnReader;
+  readonly #decoder: Decoder<T>;
   #done = false;
+  #resolve: ((r: IteratorResult<R>) => void) | null = null;
+  #reject: ((e: unknown) => void) | null = null;
+  #wake: (() => void) | null = null;
 
   constructor(reader: ConnReader, decoder: Decoder<T>) {
     this.#reader = reader;
     this.#decoder = decoder;
   }
 
+  /** What is buffered, as a result: undefined when the iterator must wait. Throws a decoder's error. */
+  protected abstract take(reader: ConnReader, decoder: Decoder<T>): R | typeof END | undefined;
+
+  next(): Promise<IteratorResult<R>> {
+    if (this.#done) return Promise.resolve(DONE);
+    try {
+      const r = this.#result();
+      if (r !== undefined) return Promise.resolve(r);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    making = this as FrameSource<unknown, unknown>;
+    const promise = new Promise(FrameSource.#executor) as Promise<IteratorResult<R>>;
+    this.#wake ??= () => this.#step();
+    this.#reader.waitForData(this.#wake);
+    return promise;
+  }
+
+  return(): Promise<IteratorResult<R>> {
+    this.#done = true;
+    return Promise.resolve(DONE);
+  }
+
+  #result(): IteratorResult<R> | undefined {
+    const r = this.take(this.#reader, this.#decoder);
+    if (r === undefined) return undefined;
+    if (r === END) {
+      this.#done = true;
+      return DONE;
+    }
+    return { value: r, done: false };
+  }
+
+  /** Input, end of stream or an error arrived while parked. */
+  #step(): void {
+    let r: IteratorResult<R> | undefined;
+    try {
+      r = this.#result();
+    } catch (err) {
+      const reject = this.#reject!;
+      this.#resolve = this.#reject = null;
+      reject(err);
+      return;
+    }
+    if (r === undefined) {
+      this.#reader.waitForData(this.#wake!);
+      return;
+    }
+    const resolve = this.#resolve!;
+    this.#resolve = this.#reject = null;
+    resolve(r);
+  }
+
+  /** One executor for every iterator (it runs synchronously: the iterator waits in a module slot). */
+  static #executor = (resolve: (r: IteratorResult<unknown>) => void, reject: (e: unknown) => void): void => {
+    const source = making!;
+    making = null;
+    source.#resolve = resolve;
+    source.#reject = reject;
+  };
+}
+
+/** The iterator whose promise is being made (see FrameSource#next). */
+let making: FrameSource<unknown, unknown> | null = null;
+
+/** `conn.frames(decoder)`: one frame a step. */
+export class FrameIterator<T> extends FrameSource<T, T> implements AsyncIterableIterator<T> {
   [Symbol.asyncIterator](): AsyncIterableIterator<T> {
     return this;
   }
 
-  next(): Promise<IteratorResult<T>> {
-    if (this.#done) return Promise.resolve({ value: undefined, done: true });
-    try {
-      const r = this.#reader.decode(this.#decoder);
-      if (r !== undefined) {
-        if (r.done) this.#done = true;
-        return Promise.resolve(r);
-      }
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    return new Promise((resolve, reject) => {
-      const step = (): void => {
-        try {
-          const r = this.#reader.decode(this.#decoder);
-          if (r === undefined) this.#reader.waitForData(step);
-          else {
-            if (r.done) this.#done = true;
-            resolve(r);
-          }
-        } catch (err) {
-          reject(err);
-        }
-      };
-      this.#reader.waitForData(step);
-    });
+  protected take(reader: ConnReader, decoder: Decoder<T>): T | typeof END | undefined {
+    const frame = reader.decodeNext(decoder);
+    return frame === NEED_MORE ? undefined : frame;
+  }
+}
+
+/**
+ * `conn.frameBatches(decoder)`: every frame that the buffered input holds, as one array a step. A
+ * decoder error after some frames first delivers those frames; the next step rejects with it. End of
+ * input after some frames likewise: the next step ends the iteration.
+ */
+export class FrameBatchIterator<T> extends FrameSource<T, T[]> implements AsyncIterableIterator<T[]> {
+  /** A decoder error met after frames already taken into the batch: thrown by the next step. */
+  #pendingError: unknown = undefined;
+  #pendingEnd = false;
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<T[]> {
+    return this;
   }
 
-  return(): Promise<IteratorResult<T>> {
-    this.#done = true;
-    return Promise.resolve({ value: undefined, done: true });
+  protected take(reader: ConnReader, decoder: Decoder<T>): T[] | typeof END | undefined {
+    if (this.#pendingError !== undefined) {
+      const error = this.#pendingError;
+      this.#pendingError = undefined;
+      throw error;
+    }
+    if (this.#pendingEnd) return END;
+    const first = reader.decodeNext(decoder);
+    if (first === NEED_MORE || first === END) return first === END ? END : undefined;
+    const batch = [first];
+    for (;;) {
+      let frame: T | typeof NEED_MORE | typeof END;
+      try {
+        frame = reader.decodeNext(decoder);
+      } catch (err) {
+        this.#pendingError = err;
+        return batch;
+      }
+      if (frame === NEED_MORE) return batch;
+      if (frame === END) {
+        this.#pendingEnd = true;
+        return batch;
+      }
+      batch.push(frame);
+    }
   }
 }

@@ -5,7 +5,7 @@
  */
 import { TLSSocket } from 'node:tls';
 import type { ConnCore } from './conn-core.js';
-import { ChunkIterator, FrameIterator } from './conn-reader.js';
+import { ChunkIterator, FrameBatchIterator, FrameIterator } from './conn-reader.js';
 import { CLOSED } from './conn-state.js';
 import type { Decoder, Encoder } from './framing/types.js';
 import type { ConnTimeouts } from './options.js';
@@ -127,6 +127,17 @@ export class Conn implements AsyncIterable<Buffer> {
    */
   frames<T>(decoder: Decoder<T>): AsyncIterableIterator<T> {
     return new FrameIterator(this.#core.reader, decoder);
+  }
+
+  /**
+   * As `frames(decoder)`, but each step yields every frame the input received so far holds, as one
+   * array in arrival order (never empty): a pipelined burst of requests is one step, so a handler can
+   * answer them all and await one write. Frames decoded before a `FrameError` or the end of stream are
+   * yielded first; the next step then rejects with the error, or ends. Flow control, `frameTimeout` and
+   * draining are those of `frames()`.
+   */
+  frameBatches<T>(decoder: Decoder<T>): AsyncIterableIterator<T[]> {
+    return new FrameBatchIterator(this.#core.reader, decoder);
   }
 
   /**

@@ -36,12 +36,28 @@ describe('ByteQueue#push/length/shift', () => {
 const wide = (s: string) => s.replace(/./g, (c) => c.repeat(130));
 
 describe('ByteQueue#push (tiny chunks)', () => {
-  it('gathers chunks of up to 128 bytes into one chunk, copying each once', () => {
+  it('gathers chunks of up to 128 bytes pushed behind others into one chunk, copying each once', () => {
     const q = new ByteQueue();
-    for (const c of 'abcdef') q.push(Buffer.from(c));
-    assert.equal(q.copiedBytes, 6);
-    assert.equal(q.take(6).toString(), 'abcdef');
+    const first = Buffer.from('a');
+    q.push(first);
+    for (const c of 'bcdef') q.push(Buffer.from(c));
+    assert.equal(q.copiedBytes, 5, 'the chunk pushed into the empty queue is kept as is');
+    assert.equal(q.shift(), first);
+    assert.equal(q.take(5).toString(), 'bcdef');
     assert.equal(q.copies, 0, 'a frame inside the arena is a view of it');
+  });
+
+  it('keeps a tiny chunk pushed into an empty queue as is, so a frame in it is a view of it', () => {
+    const q = new ByteQueue();
+    const chunk = Buffer.from('ping\n');
+    q.push(chunk);
+    assert.equal(q.copiedBytes, 0);
+    const frame = q.take(4);
+    assert.equal(frame.buffer, chunk.buffer);
+    assert.equal(frame.byteOffset, chunk.byteOffset);
+    q.skip(1);
+    q.push(Buffer.from('pong\n'));
+    assert.equal(q.copiedBytes, 0, 'emptied again: the next chunk is kept as is too');
   });
 
   it('never rewrites arena bytes a frame still views', () => {

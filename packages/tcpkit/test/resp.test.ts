@@ -403,3 +403,48 @@ describe('splitArgs', () => {
     assert.deepEqual(splitArgs(Buffer.from('a"b c"'))?.map(String), ['ab c']);
   });
 });
+
+describe('resp#decode: one codec, many connections', () => {
+  test('requests split across reads on interleaved connections decode as sent (shared scratch, long requests)', () => {
+    const arg = fc.uint8Array({ maxLength: 12 }).map((a) => Buffer.from(a));
+    // Up to 100 arguments: both sides of the 64-argument scratch limit.
+    const command = fc.array(arg, { minLength: 1, maxLength: 100 });
+    const stream = fc.record({
+      commands: fc.array(command, { minLength: 1, maxLength: 4 }),
+      cuts: fc.array(fc.nat(), { maxLength: 8 }),
+    });
+    fc.assert(
+      fc.property(fc.array(stream, { minLength: 2, maxLength: 3 }), (streams) => {
+        const codec = resp();
+        const conns = streams.map(({ commands, cuts }) => {
+          const bytes = Buffer.concat(commands.map(encodeCommand));
+          const points = [...new Set(cuts.map((c) => c % bytes.length))].sort((a, b) => a - b);
+          const pieces: Buffer[] = [];
+          let at = 0;
+          for (const p of [...points, bytes.length]) {
+            if (p > at) pieces.push(Buffer.from(bytes.subarray(at, p)));
+            at = Math.max(at, p);
+          }
+          return { expected: commands, pieces, queue: new ByteQueue(), got: [] as Buffer[][] };
+        });
+        // Round robin: each connection gets its next read, then decodes what it can.
+        while (conns.some((c) => c.pieces.length > 0)) {
+          for (const c of conns) {
+            const piece = c.pieces.shift();
+            if (piece === undefined) continue;
+            c.queue.push(piece);
+            for (let r = codec.decode(c.queue); r !== undefined; r = codec.decode(c.queue)) c.got.push(r);
+          }
+        }
+        for (const c of conns) {
+          assert.equal(c.queue.length, 0);
+          assert.deepEqual(
+            c.got.map((args) => args.map((b) => b.toString('hex'))),
+            c.expected.map((args) => args.map((b) => b.toString('hex'))),
+          );
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+});

@@ -90,6 +90,11 @@ interface Progress {
   need: number;
 }
 
+/** Requests of at most this many arguments are parsed in the shared scratch arrays below. */
+const SCRATCH_ARGS = 64;
+const scratchStarts: number[] = [];
+const scratchLengths: number[] = [];
+
 /**
  * The RESP2 (Redis protocol) codec for a server: decodes requests, encodes replies.
  *
@@ -134,9 +139,19 @@ class RespCodec implements Codec<Buffer[], RespReply> {
 
   /** Mirrors Redis's processMultibulkBuffer, check for check and message for message. */
   #multibulk(queue: ByteQueue, length: number): Buffer[] | undefined {
-    let state = queue.decoderState as Progress | undefined;
+    const state = queue.decoderState as Progress | undefined;
+    let at: number;
+    let remaining: number;
+    // Where the arguments found so far are noted: the state's own arrays when resuming, else the
+    // shared scratch arrays (decode runs to completion, so one pair serves every connection); a
+    // request complete in the queue, the usual case, then allocates only its arguments.
+    let starts: number[];
+    let lengths: number[];
+    let found: number;
     if (state !== undefined) {
       if (length < state.need) return undefined;
+      ({ at, remaining, starts, lengths } = state);
+      found = starts.length;
     } else {
       const nl = queue.indexOf(CR);
       // The limit is checked against the line however it was cut into reads: an unfinished line
@@ -163,25 +178,29 @@ class RespCodec implements Codec<Buffer[], RespReply> {
         queue.skip(nl + 2);
         return [];
       }
-      state = { at: nl + 2, remaining: count, starts: [], lengths: [], need: 0 };
+      at = nl + 2;
+      remaining = count;
+      // The scratch arrays stay small: a longer request notes its arguments in its own arrays.
+      const scratch = count <= SCRATCH_ARGS;
+      starts = scratch ? scratchStarts : [];
+      lengths = scratch ? scratchLengths : [];
+      found = 0;
     }
-
-    while (state.remaining > 0) {
-      const at = state.at;
+    while (remaining > 0) {
       const nl = at < length ? queue.indexOf(CR, at) : -1;
       if (nl === -1 || nl - at > this.#maxInlineLength) {
         if (length - at > this.#maxInlineLength)
           throw new FrameTooLargeError('Protocol error: too big bulk count string');
-        return this.#suspend(queue, state, at + 1);
+        return this.#suspend(queue, state, at, remaining, starts, lengths, found, at + 1);
       }
-      if (nl + 2 > length) return this.#suspend(queue, state, nl + 2);
+      if (nl + 2 > length) return this.#suspend(queue, state, at, remaining, starts, lengths, found, nl + 2);
       const first = queue.byteAt(at);
       const bulk = first === DOLLAR ? parseInteger(queue, at + 1, nl) : Number.NaN;
       if (Number.isNaN(bulk) && hasNul(queue, at, nl)) {
         // As for the count: a NUL before the CR hides the line end from Redis, which waits.
         if (length - at > this.#maxInlineLength)
           throw new FrameTooLargeError('Protocol error: too big bulk count string');
-        return this.#suspend(queue, state, length + 1);
+        return this.#suspend(queue, state, at, remaining, starts, lengths, found, length + 1);
       }
       if (first !== DOLLAR) {
         // (A NUL here is handled above: Redis never sees this line end.)
@@ -193,33 +212,53 @@ class RespCodec implements Codec<Buffer[], RespReply> {
       if (end > this.#maxLength) {
         throw new FrameTooLargeError(`Protocol error: request longer than maxLength (${this.#maxLength} bytes)`);
       }
-      if (end > length) {
-        // The header is known good; only the body is missing. Wait for all of it at once.
-        state.at = at;
-        return this.#suspend(queue, state, end);
-      }
-      state.starts.push(nl + 2);
-      state.lengths.push(bulk);
-      state.at = end;
-      state.remaining--;
+      // The header is known good; only the body is missing. Wait for all of it at once.
+      if (end > length) return this.#suspend(queue, state, at, remaining, starts, lengths, found, end);
+      starts[found] = nl + 2;
+      lengths[found] = bulk;
+      found++;
+      at = end;
+      remaining--;
     }
 
-    const { starts, lengths } = state;
-    const args = new Array<Buffer>(starts.length);
+    const args = new Array<Buffer>(found);
     let consumed = 0;
-    for (let i = 0; i < starts.length; i++) {
+    for (let i = 0; i < found; i++) {
       queue.skip(starts[i]! - consumed);
       args[i] = queue.take(lengths[i]!);
       consumed = starts[i]! + lengths[i]!;
     }
     // Like Redis, the two bytes after a bulk body are skipped without checking they are CRLF.
-    queue.skip(state.at - consumed);
+    queue.skip(at - consumed);
     return args;
   }
 
-  #suspend(queue: ByteQueue, state: Progress, need: number): undefined {
-    state.need = need;
-    queue.decoderState = state;
+  /** Records how far the walk got (in the queue's decoderState) and waits for `need` bytes. */
+  #suspend(
+    queue: ByteQueue,
+    state: Progress | undefined,
+    at: number,
+    remaining: number,
+    starts: number[],
+    lengths: number[],
+    found: number,
+    need: number,
+  ): undefined {
+    if (state !== undefined) {
+      // Resuming: the arguments went into the state's own arrays.
+      state.at = at;
+      state.remaining = remaining;
+      state.need = need;
+    } else {
+      const scratch = starts === scratchStarts;
+      queue.decoderState = {
+        at,
+        remaining,
+        starts: scratch ? starts.slice(0, found) : starts,
+        lengths: scratch ? lengths.slice(0, found) : lengths,
+        need,
+      } satisfies Progress;
+    }
     return undefined;
   }
 

@@ -10,12 +10,21 @@ import { fileURLToPath } from 'node:url';
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
 describe('read path', () => {
-  it('passes the Conn and echo suites on the stream fallback (TCPKIT_READ_PATH=stream)', {
+  it('passes the Conn, read-path and echo suites on the stream fallback (TCPKIT_READ_PATH=stream)', {
     timeout: 120_000,
   }, async () => {
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', '--test', '--test-reporter=dot', 'test/conn.test.ts', 'test/integration/echo.test.ts'],
+      [
+        '--import',
+        'tsx',
+        '--test',
+        '--test-reporter=dot',
+        'test/conn.test.ts',
+        'test/conn-reader.test.ts',
+        'test/conn-frame-batches.test.ts',
+        'test/integration/echo.test.ts',
+      ],
       { cwd: root, env: { ...process.env, TCPKIT_READ_PATH: 'stream' }, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let output = '';

@@ -5,7 +5,16 @@
  * Run it with `tcpkit serve kv --port 6380`, or pass `createApp().handler` to `serve()`.
  */
 
-import { type Conn, FrameError, protocolErrorReply, resp, type Server, TcpkitError } from 'tcpkit';
+import {
+  type Conn,
+  type Encoder,
+  FrameError,
+  type FrameSink,
+  protocolErrorReply,
+  resp,
+  type Server,
+  TcpkitError,
+} from 'tcpkit';
 import type { ClientState, ServerContext } from './commands.js';
 import { DATABASES } from './databases.js';
 import { InfoState, SAMPLE_INTERVAL } from './info.js';
@@ -51,6 +60,42 @@ const SWEEP_AGAIN = SWEEP_SAMPLE / 4;
 /** A sweep yields the event loop after this long, so expiry never stalls the connections it serves. */
 const SWEEP_BUDGET_MS = 2;
 
+/** Encoded replies held before they are written (and awaited) within one batch of requests, in bytes. */
+const REPLY_FLUSH = 64 * 1024;
+
+/** The encoded replies of one batch of requests, written to the connection as one frame; one per connection, reused. */
+class ReplyBuffer implements FrameSink {
+  readonly #pieces: Array<Uint8Array | string> = [];
+  #count = 0;
+  /** Bytes held (strings counted by length: a bound, not an exact size). */
+  bytes = 0;
+
+  push(...chunks: Array<Uint8Array | string>): number {
+    for (const chunk of chunks) {
+      this.#pieces[this.#count++] = chunk;
+      this.bytes += typeof chunk === 'string' ? chunk.length : chunk.byteLength;
+    }
+    return this.#count;
+  }
+
+  /** Writes what is held, if anything, and empties the buffer (the write encodes synchronously). */
+  writeTo(conn: Conn): Promise<void> | undefined {
+    if (this.#count === 0) return undefined;
+    const written = conn.writeFrame(ReplyBuffer.#encoder, this);
+    // Slots are cleared, not the array shortened: its backing store is kept for the next batch.
+    for (let i = 0; i < this.#count; i++) this.#pieces[i] = '';
+    this.#count = 0;
+    this.bytes = 0;
+    return written;
+  }
+
+  static readonly #encoder: Encoder<ReplyBuffer> = {
+    encode(replies, out) {
+      for (let i = 0; i < replies.#count; i++) out.push(replies.#pieces[i]!);
+    },
+  };
+}
+
 /** `IP:port` as Redis prints addresses (IPv6 unbracketed, as Redis does). */
 function hostPort(address: string, port: number): string {
   return `${address}:${port}`;
@@ -95,13 +140,23 @@ export function createApp(options: KvOptions = {}): KvApp {
       queuedBytes: () => conn.queuedBytes,
     };
     clients.add(client);
+    const replies = new ReplyBuffer();
     try {
-      for await (const args of conn.frames(codec)) {
-        if (args.length === 0) continue; // Redis ignores empty requests
-        // Not awaiting would be faster still, but the await is what applies backpressure; it
-        // resolves at once while the write buffer has room, and pipelined replies still leave
-        // in one syscall because conn coalesces writes made in the same event-loop turn.
-        await conn.writeFrame(codec, execute(ctx, client, args, Date.now()));
+      // A pipelined burst of requests is one batch: every command in it runs and its replies go out
+      // as one write, awaited once (that await is the backpressure: it resolves at once while the
+      // write buffer has room). Replies past REPLY_FLUSH bytes are written and awaited on the way, so
+      // a batch of large GETs waits for the peer instead of queueing without bound. The clock is read
+      // once a batch, as Redis caches it per event.
+      for await (const batch of conn.frameBatches(codec)) {
+        const now = Date.now();
+        for (const args of batch) {
+          if (args.length === 0) continue; // Redis ignores empty requests
+          codec.encode(execute(ctx, client, args, now), replies);
+          if (client.quit) break;
+          if (replies.bytes >= REPLY_FLUSH) await replies.writeTo(conn);
+        }
+        const written = replies.writeTo(conn);
+        if (written !== undefined) await written;
         if (client.quit) {
           await conn.end();
           return;
