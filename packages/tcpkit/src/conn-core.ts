@@ -21,6 +21,12 @@ import { useSharedReadBuffer } from './shared-read-buffer.js';
 /** What a connection needs from its server. */
 export interface ConnHost {
   readonly options: ResolvedOptions;
+  /**
+   * The local end of every socket the listener accepts, known once it listens: a TCP listener bound to
+   * one address gives each accepted socket that address and its port (so no getsockname per connection);
+   * `address` is null for a wildcard listener (0.0.0.0, ::), where each socket is asked. A unix socket: '' and 0.
+   */
+  readonly local: { address: string | null; port: number };
   onTimeout(core: ConnCore, error: TimeoutError): void;
   onSlowConsumer(core: ConnCore, error: SlowConsumerError): void;
   /** A finished connection's queued output has all reached the kernel. */
@@ -44,7 +50,6 @@ export class ConnCore implements DeadlineEntry {
   readonly conn: Conn;
   readonly socket: Socket;
   readonly host: ConnHost;
-  readonly options: ResolvedOptions;
   readonly timers: ConnTimers;
   readonly reader: ConnReader;
   /** Created on the first write. */
@@ -70,7 +75,6 @@ export class ConnCore implements DeadlineEntry {
     this.socket = socket;
     this.lease = lease;
     this.host = host;
-    this.options = host.options;
     this.timers = new ConnTimers(host.options, deadlines.now());
     this.reader = new ConnReader(this, socket, this.timers, host.options.maxReadBuffer);
     this.conn = newConn(this, lease.peer, origin);
@@ -84,6 +88,11 @@ export class ConnCore implements DeadlineEntry {
     this.arm();
     if (origin?.initial) this.reader.onData(origin.initial);
     socket.resume();
+  }
+
+  /** The server's options (read through the host: one field less per connection). */
+  get options(): ResolvedOptions {
+    return this.host.options;
   }
 
   get signal(): AbortSignal {

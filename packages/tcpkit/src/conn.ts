@@ -53,8 +53,10 @@ export class Conn implements AsyncIterable<Buffer> {
     this.#core = core;
     this.remoteAddress = remoteAddress;
     this.remotePort = origin?.remotePort ?? socket.remotePort ?? 0;
-    this.localAddress = origin?.localAddress ?? normalizeAddress(socket.localAddress ?? '');
-    this.localPort = origin?.localPort ?? socket.localPort ?? 0;
+    const local = core.host.local;
+    // Asked of the socket only behind a wildcard listener; at once, as a closed socket no longer answers.
+    this.localAddress = origin?.localAddress ?? local.address ?? normalizeAddress(socket.localAddress ?? '');
+    this.localPort = origin?.localPort ?? local.port;
     this.proxy = origin?.proxy ?? null;
     // Taken at once: a closed TLS socket no longer answers.
     this.tls = socket instanceof TLSSocket ? tlsInfo(socket) : null;

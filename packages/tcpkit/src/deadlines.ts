@@ -6,7 +6,8 @@
  * idle deadline is a plain field write by the owner (no timer call), and the entry fires at its
  * scheduled tick, where the owner checks its real deadlines and re-arms if none has passed
  * (the lazy re-check of Netty's IdleStateHandler). One `setInterval` drives all of it and runs
- * only while entries exist.
+ * only while entries exist: it stops at the first tick that finds the wheel empty, not at the cancel
+ * that empties it, so connections that come and go (churn) do not start and stop a timer each.
  */
 
 /** A scheduled callback; owned by one connection and re-armed with `Deadlines#schedule`. */
@@ -56,7 +57,7 @@ export class Deadlines {
     this.#clock = clock;
   }
 
-  /** A coarse monotonic clock (ms, the clock's): exact when idle, updated every tick while running. */
+  /** A coarse monotonic clock (ms, the clock's): exact when stopped, updated every tick while running. */
   now(): number {
     return this.#stopTicking === null ? this.#clock.now() : this.#now;
   }
@@ -78,12 +79,17 @@ export class Deadlines {
     this.#slots[tick & (SLOTS - 1)]!.add(entry);
   }
 
-  /** Removes `entry` if scheduled. */
+  /** Removes `entry` if scheduled (an emptied wheel stops at its next tick). */
   cancel(entry: DeadlineEntry): void {
     if (entry.tick === -1) return;
     this.#slots[entry.tick & (SLOTS - 1)]!.delete(entry);
     entry.tick = -1;
-    if (--this.#size === 0) this.#stop();
+    this.#size--;
+  }
+
+  /** The wheel is ticking (it has entries, or had some until its last tick). */
+  get running(): boolean {
+    return this.#stopTicking !== null;
   }
 
   #start(): void {

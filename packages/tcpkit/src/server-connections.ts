@@ -54,6 +54,7 @@ export class Connections {
     this.tls = options.tls === undefined ? null : new TlsTerminator(options.tls, options.handshakeTimeout);
     this.#connHost = {
       options,
+      local: this.#local,
       onTimeout: (core, error) => this.#onTimeout(core, error),
       onSlowConsumer: (core, error) => this.#onSlowConsumer(core, error),
       onOutputFlushed: (core) => this.#releaseSlot(core),
@@ -61,20 +62,44 @@ export class Connections {
     };
   }
 
+  /** What every accepted socket's local end is (see ConnHost.local); set once listening. */
+  #local: { address: string | null; port: number } = { address: null, port: 0 };
+
+  /** The listener listens at `address` (as `server.address` gives it). */
+  listening(address: { address: string; port: number } | string): void {
+    if (typeof address === 'string') {
+      this.#local.address = '';
+      this.#local.port = 0;
+      return;
+    }
+    const wildcard = address.address === '0.0.0.0' || address.address === '::';
+    this.#local.address = wildcard ? null : normalizeAddress(address.address);
+    this.#local.port = address.port;
+  }
+
   /** The listener accepted `socket`. */
   onConnection(socket: Socket): void {
     this.counters.accepted++;
-    socket.on('error', ignore);
     // A unix-socket peer has no address (''); a TCP socket without one was reset before we looked.
     if (this.#options.path !== undefined) {
-      this.gate.offer(socket, UNIX_PEER);
+      this.#offer(socket, UNIX_PEER);
       return;
     }
     const address = socket.remoteAddress;
     const peer = address === undefined ? undefined : normalizeAddress(address);
     const pp = this.#options.proxyProtocol;
-    if (pp === undefined || peer === undefined) this.gate.offer(socket, peer);
+    if (pp === undefined || peer === undefined) this.#offer(socket, peer);
     else this.#proxyStage(socket, peer, pp);
+  }
+
+  /**
+   * Offers `socket` to the gate. A socket that waits, is turned away or goes into a TLS handshake keeps
+   * a listener that ignores its errors until its connection takes it over (an unhandled 'error' would
+   * crash the process); one whose handler starts now needs none: errors come from I/O, never during
+   * this call, and its connection listens from the start. (An added and removed listener per accept.)
+   */
+  #offer(socket: Socket, peer: string | undefined): void {
+    if (this.gate.offer(socket, peer) !== 'run' || this.tls !== null) socket.on('error', ignore);
   }
 
   /** The listener reported an accept error (EMFILE, ENFILE, ...): libuv backs off and goes on. */
@@ -94,6 +119,7 @@ export class Connections {
       return;
     }
     this.inProxyStage.add(socket);
+    socket.on('error', ignore);
     readProxyHeader(socket, pp, balancer, (error, header, rest) => {
       this.inProxyStage.delete(socket);
       if (this.#signal.aborted) {
@@ -103,11 +129,13 @@ export class Connections {
       } else if (header === null) {
         // No header and none required: the bytes read to tell are the stream's first.
         if (rest !== null) this.#origins.set(socket, directOrigin(socket, balancer, rest));
-        this.gate.offer(socket, balancer);
+        socket.off('error', ignore);
+        this.#offer(socket, balancer);
       } else {
         const origin = originOf(socket, balancer, header, rest);
         this.#origins.set(socket, origin);
-        this.gate.offer(socket, origin.remoteAddress);
+        socket.off('error', ignore);
+        this.#offer(socket, origin.remoteAddress);
       }
     });
   }
@@ -164,7 +192,8 @@ export class Connections {
 
   /** Starts the handler on `socket`: the accepted one, or the TLS socket over `accepted`. */
   #start(socket: Socket, lease: Lease, accepted: Socket, waitMs: number, waited?: WaitedInput): void {
-    if (socket === accepted) socket.off('error', ignore);
+    // A socket that waited at the cap carries the ignoring listener (see #offer): its connection takes over.
+    if (waited !== undefined && socket === accepted) socket.off('error', ignore);
     const core = new ConnCore(socket, this.#connHost, lease, this.#origins.get(accepted));
     if (waited !== undefined) {
       // What it sent while it waited comes first, as if it had just arrived.

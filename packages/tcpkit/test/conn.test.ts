@@ -1,5 +1,10 @@
 // Conn's lifecycle (src/conn.ts, src/conn-core.ts): properties, close, destroy, setTimeouts.
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { type Conn, InvalidOptionError, serve } from '../src/index.js';
 import {
@@ -52,6 +57,52 @@ describe('Conn properties', () => {
       await until(() => connA.isClosed && connB.isClosed, 'both connections to close');
     } finally {
       await stop(server);
+    }
+  });
+});
+
+describe('Conn addresses', () => {
+  // The local end is the listener's (no getsockname per connection): it must still be the socket's own.
+  for (const host of ['127.0.0.1', '127.0.0.2']) {
+    it(`are the socket's own, read after the peer reset it (listener on ${host})`, TEST, async () => {
+      const closedConn = deferred<Conn>();
+      const server = await serve({ ...LOOPBACK, host }, async (conn) => {
+        await conn.closed;
+        closedConn.resolve(conn);
+      });
+      try {
+        const port = portOf(server);
+        const socket = net.connect({ host, port, localAddress: '127.0.0.3' });
+        await once(socket, 'connect');
+        const ownPort = socket.localPort;
+        socket.resetAndDestroy();
+        const conn = await within(closedConn.promise, 10_000, 'the handler to see the close');
+        assert.equal(conn.isClosed, true);
+        assert.deepEqual(
+          [conn.remoteAddress, conn.remotePort, conn.localAddress, conn.localPort],
+          ['127.0.0.3', ownPort, host, port],
+        );
+      } finally {
+        await stop(server);
+      }
+    });
+  }
+
+  it('of a unix socket: no local address, port 0', TEST, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tcpkit-conn-'));
+    const seen = deferred<Conn>();
+    const server = await serve({ path: join(dir, 's.sock'), lingerTimeout: 500 }, async (conn) => {
+      seen.resolve(conn);
+    });
+    try {
+      const socket = net.connect(join(dir, 's.sock'));
+      socket.on('error', () => {});
+      const conn = await within(seen.promise, 10_000, 'the connection');
+      assert.deepEqual([conn.remoteAddress, conn.remotePort, conn.localAddress, conn.localPort], ['', 0, '', 0]);
+      socket.destroy();
+    } finally {
+      await stop(server);
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

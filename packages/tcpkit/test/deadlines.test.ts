@@ -194,6 +194,26 @@ describe('Deadlines (timer wheel)', () => {
     assert.ok(p.fired[1]! >= clock.now() - 10);
   });
 
+  it('keeps ticking after a cancel empties it, and stops at its next tick', () => {
+    const { clock, wheel } = virtualWheel();
+    const p = new Probe('a');
+    wheel.schedule(p, wheel.now() + 1000);
+    wheel.cancel(p);
+    assert.equal(wheel.size, 0);
+    assert.equal(wheel.running, true, 'no timer stopped per cancel');
+    // Re-filed before the tick: the same timer serves it, and it still fires on time.
+    wheel.schedule(p, wheel.now() + 30);
+    clock.advance(40);
+    assert.equal(p.fired.length, 1);
+    assert.equal(wheel.running, false, 'the tick that found it empty stopped it');
+    wheel.schedule(p, wheel.now() + 1000);
+    wheel.cancel(p);
+    clock.advance(10);
+    assert.equal(wheel.running, false);
+    assert.deepEqual(p.fired.length, 1, 'a cancelled entry never fires');
+    assert.equal(wheel.now(), clock.now(), 'stopped: now() reads the clock itself');
+  });
+
   it('reads an exact clock when idle', () => {
     const wheel = new Deadlines(100);
     const before = performance.now();
