@@ -227,6 +227,41 @@ describe('proxyProtocol', () => {
     }
   });
 
+  // Before its handler a socket has no connection listening to it: a reset then must be ignored, not crash.
+  for (const stage of ['PROXY header', 'TLS handshake'] as const) {
+    it(`a peer that resets during the ${stage} is dropped; the next one is served`, TEST, async () => {
+      const c = certs();
+      const withTls = stage === 'TLS handshake';
+      const { server } = await recording({
+        ...trusted,
+        ...(withTls ? { tls: { key: c.serverKey, cert: c.serverCert } } : {}),
+      });
+      try {
+        const port = portOf(server);
+        const header = encodeProxyHeader(2, CLIENT, DEST);
+        const raw = net.connect(port, '127.0.0.1');
+        await once(raw, 'connect');
+        // A whole header puts the socket past the gate into the handshake; half of one keeps it in the PROXY stage.
+        raw.write(withTls ? header : header.subarray(0, 8));
+        await until(() => server.stats().accepted === 1, 'the server to accept it');
+        if (withTls) await until(() => server.stats().descriptors.open === 1, 'the socket to reach the handshake');
+        raw.resetAndDestroy();
+        const next = net.connect(port, '127.0.0.1');
+        await once(next, 'connect');
+        next.write(header);
+        const s = withTls ? tls.connect({ socket: next, ca: c.ca, servername: 'localhost' }) : next;
+        if (withTls) await once(s, 'secureConnect');
+        s.write('next');
+        const [reply] = (await within(once(s, 'data'), 10_000, 'the echo')) as [Buffer];
+        assert.equal(reply.toString(), 'next');
+        assert.equal(server.stats().served, 1, 'only the second one reached its handler');
+        s.destroy();
+      } finally {
+        await stop(server);
+      }
+    });
+  }
+
   it('options: proxyProtocol is validated at serve()', TEST, async () => {
     const bad: [unknown, RegExp][] = [
       [{}, /proxyProtocol.trusted: must name the load balancers/],
