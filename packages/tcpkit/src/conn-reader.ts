@@ -68,9 +68,9 @@ export class ConnReader implements HandlerState {
     return this.#inbound === null ? 0 : this.#inbound.length;
   }
 
-  /** Output waits in the socket (HandlerState, for the deadline policy). */
+  /** Output handed to the socket waits for the kernel (HandlerState, for the deadline policy). */
   get writePending(): boolean {
-    return this.#socket.writableLength > 0;
+    return this.#core.writer?.waitsForKernel ?? this.#socket.writableLength > 0;
   }
 
   /** No input will arrive beyond what is buffered: FIN, drain, or the socket closed. */

@@ -1,16 +1,19 @@
 /**
- * The write path of a connection: writes queued, coalesced and flushed in one syscall, backpressure
- * against `maxWriteBuffer`, the slow-consumer cap `maxQueuedBytes`, write progress for `writeTimeout`,
- * and `end()`. Created on the first write (an idle connection needs none), as the inbound queue is on
- * the first read.
+ * The write path of a connection: writes queued (write-queue.ts), coalesced and flushed in one syscall,
+ * backpressure against `maxWriteBuffer`, the slow-consumer cap `maxQueuedBytes`, write progress for
+ * `writeTimeout`, and `end()`. Created on the first write (an idle connection needs none), as the
+ * inbound queue is on the first read. Plain TCP output goes straight to the socket's libuv handle
+ * (handle-writer.ts); TLS, and every socket where that hook is missing or `TCPKIT_WRITE_PATH=stream`,
+ * through the socket's stream.
  *
  * Memory: `maxQueuedBytes` bounds what queued output costs, not only its payload. Small writes are
  * copied into one append buffer (not an object each), every queued piece and every write waiting for
  * the drain is charged {@link ENTRY_OVERHEAD} on top of its bytes, writes waiting for the same drain
  * share one promise, and while the kernel buffer is full output stays in this queue (compact) instead
- * of piling up as one stream request per write in the socket.
+ * of piling up as one request per write below it.
  */
 import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import { defaultPool } from './buffer-pool.js';
 import type { WriteData } from './conn.js';
 import type { ConnCore } from './conn-core.js';
@@ -18,14 +21,10 @@ import { CLOSED, ENDED, LINGERING, OPEN } from './conn-state.js';
 import { deadlines } from './deadlines.js';
 import { ConnectionClosedError, SlowConsumerError } from './errors.js';
 import type { Encoder, FrameSink } from './framing/types.js';
+import { type HandleWriter, type HandleWriteSink, useHandleWrites } from './handle-writer.js';
+import { byteLength, COALESCE_LIMIT, copyInto, WriteQueue } from './write-queue.js';
 
 const RESOLVED = Promise.resolve();
-/** Batches up to this size are copied into one pooled buffer; larger ones go out with writev. */
-const COALESCE_LIMIT = 16 * 1024;
-/** Writes shorter than this are copied at write(); a larger buffer is sent from the caller's memory. */
-const COPY_LIMIT = 4 * 1024;
-/** The first append buffer of a batch; each next one doubles, up to COALESCE_LIMIT. */
-const APPEND_MIN = 1024;
 /**
  * What a queued piece of output or a write waiting for the drain costs beyond its bytes (a Buffer
  * header, an array slot, the caller's promise reaction), charged against `maxQueuedBytes` so that a
@@ -83,27 +82,25 @@ function flushAll(): void {
   dirtyCount = 0;
 }
 
+/** Copies a batch of pieces into one pooled buffer (`bytes` long). */
+function coalesce(first: WriteData, rest: WriteData[], bytes: number): Buffer {
+  const batch = defaultPool.acquire(bytes);
+  let off = copyInto(batch, first, 0);
+  for (let i = 0; i < rest.length; i++) off += copyInto(batch, rest[i]!, off);
+  return batch;
+}
+
+function releaseAll(pooled: Buffer[] | null): void {
+  if (pooled !== null) for (const b of pooled) defaultPool.release(b);
+}
+
 type SocketHandle = { writeQueueSize?: number } | null;
 
-export class ConnWriter {
+export class ConnWriter extends WriteQueue implements HandleWriteSink {
   #core: ConnCore;
   #socket: Socket;
-  /** Queued pieces in order: the first in a field (the common single write allocates no array), the rest after it. */
-  #first: WriteData | null = null;
-  #rest: WriteData[] | null = null;
-  /** The open append buffer (pooled), always after the pieces above; small writes are copied into it. */
-  #tail: Buffer | null = null;
-  #tailUsed = 0;
-  /** The first piece is a small write's own copy (it moves into the append buffer when a second one comes). */
-  #firstSmall = false;
-  /** Pooled buffers among the queued pieces, given back once the write that carries them completes. */
-  #pooled: Buffer[] | null = null;
-  /** Payload bytes queued here (not yet handed to the socket). */
-  #pendingBytes = 0;
-  /** Queued pieces (the open append buffer included): each is charged ENTRY_OVERHEAD. */
-  #pieces = 0;
-  /** Caller buffers queued here, not yet handed to the socket (their writes wait for the kernel). */
-  #callerBuffers = 0;
+  /** Writes straight to the socket's handle (plain TCP); null: through the socket's stream. */
+  #handle: HandleWriter | null;
   #scheduled = false;
   /** Writes waiting for the queue to drop below maxWriteBuffer. */
   #belowMark: SharedWait | null = null;
@@ -115,21 +112,35 @@ export class ConnWriter {
   #endPromise: Promise<void> | null = null;
   /** What encoders push to (created on the first writeFrame). */
   #sink: FrameSink | null = null;
+  #frameHasCallerBuffer = false;
 
   constructor(core: ConnCore, socket: Socket) {
+    super();
     this.#core = core;
     this.#socket = socket;
+    // A TLS socket's handle takes ciphertext: its writes go through the stream that encrypts them.
+    this.#handle = socket instanceof TLSSocket ? null : useHandleWrites(socket, this);
+  }
+
+  /** Bytes handed to the socket that have not reached the kernel. */
+  get #handedOut(): number {
+    return this.#handle === null ? this.#socket.writableLength : this.#handle.pendingBytes;
+  }
+
+  /** Output handed to the socket waits for the kernel (the deadline policy's writePending). */
+  get waitsForKernel(): boolean {
+    return this.#handle === null ? this.#socket.writableLength > 0 : this.#handle.busy;
   }
 
   /** Bytes accepted by `write()` and not yet handed to the kernel. */
   get queuedBytes(): number {
-    return this.#pendingBytes + this.#socket.writableLength;
+    return this.pendingBytes + this.#handedOut;
   }
 
   /** What queued output costs, as charged against `maxQueuedBytes`: bytes plus overhead per piece and per waiting write. */
   get #charged(): number {
     const waiting = (this.#belowMark?.count ?? 0) + (this.#taken?.count ?? 0);
-    return this.queuedBytes + (this.#pieces + waiting) * ENTRY_OVERHEAD;
+    return this.queuedBytes + (this.pieces + waiting) * ENTRY_OVERHEAD;
   }
 
   write(data: WriteData): Promise<void> {
@@ -150,43 +161,16 @@ export class ConnWriter {
       },
     };
     const before = this.#charged;
-    const first = this.#first;
-    const restLength = this.#rest?.length ?? 0;
-    const { pendingBytes, pieces, callerBuffers, tail, tailUsed } = this.#snapshot();
-    const firstSmall = this.#firstSmall;
-    const pooledLength = this.#pooled?.length ?? 0;
+    const mark = this.mark();
     this.#frameHasCallerBuffer = false;
     try {
       encoder.encode(item, this.#sink);
     } catch (error) {
       // Never send part of a frame: drop what the encoder pushed before it threw.
-      if (this.#core.error === null) {
-        this.#first = first;
-        if (first === null || restLength === 0) this.#rest = null;
-        else if (this.#rest !== null) this.#rest.length = restLength;
-        if (this.#pooled !== null) this.#pooled.length = pooledLength;
-        this.#pendingBytes = pendingBytes;
-        this.#pieces = pieces;
-        this.#callerBuffers = callerBuffers;
-        this.#tail = tail;
-        this.#tailUsed = tailUsed;
-        this.#firstSmall = firstSmall;
-      }
+      if (this.#core.error === null) this.restore(mark);
       return handled(Promise.reject(error));
     }
     return this.#settle(before, this.#frameHasCallerBuffer);
-  }
-
-  #frameHasCallerBuffer = false;
-
-  #snapshot(): { pendingBytes: number; pieces: number; callerBuffers: number; tail: Buffer | null; tailUsed: number } {
-    return {
-      pendingBytes: this.#pendingBytes,
-      pieces: this.#pieces,
-      callerBuffers: this.#callerBuffers,
-      tail: this.#tail,
-      tailUsed: this.#tailUsed,
-    };
   }
 
   /**
@@ -203,7 +187,7 @@ export class ConnWriter {
       // The caller may reuse its buffer once the write resolves: that is once the kernel has it.
       this.flush();
       if (core.error !== null) return handled(Promise.reject(core.error));
-      if (this.#callerBuffers > 0 || this.#socket.writableLength > 0) wait = this.#taken ??= new SharedWait();
+      if (this.callerBuffers > 0 || this.waitsForKernel) wait = this.#taken ??= new SharedWait();
     } else if (this.queuedBytes >= maxWriteBuffer) {
       wait = this.#belowMark ??= new SharedWait();
     }
@@ -222,41 +206,13 @@ export class ConnWriter {
     return null;
   }
 
-  /** Queues `data`; says whether it was queued as the caller's own buffer (not copied). */
+  /** Queues `data` and schedules the flush; says whether it was queued as the caller's own buffer (not copied). */
   #enqueue(data: WriteData): boolean {
     const core = this.#core;
     if (core.error !== null || core.phase !== OPEN) return false;
-    const len = typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength;
+    const len = byteLength(data);
     if (len === 0) return false;
-    let callerBuffer = false;
-    if (len < COPY_LIMIT) {
-      // A resolved write means the caller may reuse its buffer (as after Go's Write): small writes are
-      // copied now. The first of a batch into a buffer of its own (the common single reply), the next
-      // ones into an append buffer, so a thousand tiny writes cost one buffer, not a thousand objects.
-      if (this.#tail === null && this.#first === null) {
-        if (typeof data === 'string') this.#first = data;
-        else {
-          const copy = Buffer.allocUnsafe(len);
-          copy.set(data);
-          this.#first = copy;
-        }
-        this.#firstSmall = true;
-        this.#pieces = 1;
-      } else {
-        this.#append(data, len);
-      }
-    } else {
-      // A larger buffer is sent from the caller's memory and its write resolves only once the kernel
-      // has it (see #settle), since copying it would cost an allocation of its own: 4 KiB echo went from
-      // 1.42x to 1.06x the plain server's CPU per message. (Strings are immutable: never copied.)
-      this.#seal();
-      this.#push(data);
-      if (typeof data !== 'string') {
-        this.#callerBuffers++;
-        callerBuffer = true;
-      }
-    }
-    this.#pendingBytes += len;
+    const callerBuffer = this.add(data, len);
     if (!this.#scheduled) {
       this.#scheduled = true;
       if (!flushPending) {
@@ -268,52 +224,6 @@ export class ConnWriter {
     return callerBuffer;
   }
 
-  #push(piece: WriteData): void {
-    this.#firstSmall = false;
-    if (this.#first === null) this.#first = piece;
-    else if (this.#rest === null) this.#rest = [piece];
-    else this.#rest.push(piece);
-    this.#pieces++;
-  }
-
-  /** Copies a small write into the append buffer, opening one (the lone first write moves into it). */
-  #append(data: WriteData, len: number): void {
-    let tail = this.#tail;
-    if (tail !== null && this.#tailUsed + len > tail.length) {
-      this.#seal();
-      tail = null;
-    }
-    if (tail === null) {
-      // The lone small first piece joins the append buffer, so the batch leaves as one buffer uncopied.
-      const lone = this.#firstSmall ? this.#first : null;
-      const loneLength = lone === null ? 0 : typeof lone === 'string' ? Buffer.byteLength(lone) : lone.byteLength;
-      const grown = this.#pooled === null ? APPEND_MIN : Math.min(this.#pooled.at(-1)!.length * 2, COALESCE_LIMIT);
-      tail = defaultPool.acquire(Math.max(grown, loneLength + len));
-      this.#tailUsed = 0;
-      if (lone !== null) {
-        this.#first = null;
-        this.#firstSmall = false;
-        this.#pieces = 0;
-        this.#tailUsed = typeof lone === 'string' ? tail.write(lone, 0) : (tail.set(lone), loneLength);
-      }
-      this.#tail = tail;
-      this.#pieces++;
-    }
-    this.#tailUsed +=
-      typeof data === 'string' ? tail.write(data, this.#tailUsed) : (tail.set(data, this.#tailUsed), len);
-  }
-
-  /** Closes the append buffer: it becomes a queued piece (given back to the pool after its write). */
-  #seal(): void {
-    const tail = this.#tail;
-    if (tail === null) return;
-    this.#tail = null;
-    this.#pieces--;
-    this.#push(this.#tailUsed === tail.length ? tail : tail.subarray(0, this.#tailUsed));
-    if (this.#pooled === null) this.#pooled = [tail];
-    else this.#pooled.push(tail);
-  }
-
   /** Flushes now if writes wait for the scheduler (the handler is about to wait for input). */
   flushIfScheduled(): void {
     if (this.#scheduled) this.flush();
@@ -321,55 +231,67 @@ export class ConnWriter {
 
   /**
    * Hands the queued writes to the socket in one write (or one writev). While the kernel buffer is full
-   * (the socket still holds output) they stay queued here until 'drain': one compact queue instead of a
-   * stream request per flush, and the socket then holds only what the kernel is taking (see progressed()).
+   * (output handed out still waits) they stay queued here until it drains: one compact queue instead
+   * of a request per flush, and below it only what the kernel is taking (see progressed()).
    */
   flush(): void {
     this.#scheduled = false;
     const core = this.#core;
-    if (core.error !== null || core.phase === CLOSED || this.#socket.writableLength > 0) return;
+    if (core.error !== null || core.phase === CLOSED || this.waitsForKernel) return;
     this.#handOut();
   }
 
   #handOut(): void {
-    this.#seal();
-    const first = this.#first;
+    this.seal();
+    const first = this.first;
     if (first === null) return;
-    const rest = this.#rest;
-    const pooled = this.#pooled;
+    const rest = this.rest;
+    const pooled = this.pooled;
+    const bytes = this.pendingBytes;
+    this.clear();
+    if (this.#handle !== null) this.#toHandle(this.#handle, first, rest, pooled, bytes);
+    else this.#toStream(first, rest, pooled, bytes);
+    if (this.#core.error !== null) return; // the write failed at once: the connection is over
+    if (this.waitsForKernel) {
+      const t = this.#core.timers;
+      this.#seenLength = this.#handedOut;
+      this.#seenQueue = this.#queueSize();
+      if (t.writeBlockedSince === 0) {
+        t.writeBlockedSince = deadlines.now();
+        if (t.writeTimeout > 0) this.#core.armAt(t.writeBlockedSince + t.writeTimeout);
+      }
+    } else {
+      this.#allTaken();
+    }
+  }
+
+  /** Plain TCP: libuv writes what the kernel takes now and reports the rest's completion (onHandleDrained). */
+  #toHandle(h: HandleWriter, first: WriteData, rest: WriteData[] | null, pooled: Buffer[] | null, bytes: number): void {
+    if (rest === null) {
+      h.write(first, pooled);
+    } else if (bytes <= COALESCE_LIMIT) {
+      const batch = coalesce(first, rest, bytes);
+      releaseAll(pooled);
+      h.write(batch.length === bytes ? batch : batch.subarray(0, bytes), [batch]);
+    } else {
+      rest.unshift(first);
+      h.writev(rest, pooled);
+    }
+  }
+
+  /** TLS and the fallback: through the socket's Writable. */
+  #toStream(first: WriteData, rest: WriteData[] | null, pooled: Buffer[] | null, bytes: number): void {
     const socket = this.#socket;
-    const bytes = this.#pendingBytes;
-    this.#first = null;
-    this.#firstSmall = false;
-    this.#rest = null;
-    this.#pooled = null;
-    this.#pendingBytes = 0;
-    this.#pieces = 0;
-    this.#callerBuffers = 0;
     // A failed write may still be referenced by libuv: only a completed one gives its buffers back.
-    const release =
-      pooled === null
-        ? undefined
-        : (err?: Error | null): void => {
-            if (!err) for (const b of pooled) defaultPool.release(b);
-          };
+    const release = pooled === null ? undefined : (err?: Error | null): void => (err ? undefined : releaseAll(pooled));
     // The socket's writable high-water mark is 1 byte (see server.ts), so write() returns false
     // exactly when output is left waiting for the kernel, and 'drain' fires once it is all out:
     // write deadlines and backpressure need no per-write callback.
     if (rest === null) {
       socket.write(first, release);
     } else if (bytes <= COALESCE_LIMIT) {
-      const batch = defaultPool.acquire(bytes);
-      let off = 0;
-      for (let i = -1; i < rest.length; i++) {
-        const c = i < 0 ? first : rest[i]!;
-        if (typeof c === 'string') off += batch.write(c, off);
-        else {
-          batch.set(c, off);
-          off += c.byteLength;
-        }
-      }
-      release?.();
+      const batch = coalesce(first, rest, bytes);
+      releaseAll(pooled);
       socket.write(batch.length === bytes ? batch : batch.subarray(0, bytes), (err) => {
         if (!err) defaultPool.release(batch);
       });
@@ -378,17 +300,6 @@ export class ConnWriter {
       socket.write(first);
       for (let i = 0; i < rest.length; i++) socket.write(rest[i]!, i === rest.length - 1 ? release : undefined);
       socket.uncork();
-    }
-    if (socket.writableLength > 0) {
-      const t = this.#core.timers;
-      this.#seenLength = socket.writableLength;
-      this.#seenQueue = this.#queueSize();
-      if (t.writeBlockedSince === 0) {
-        t.writeBlockedSince = deadlines.now();
-        if (t.writeTimeout > 0) this.#core.armAt(t.writeBlockedSince + t.writeTimeout);
-      }
-    } else {
-      this.#allTaken();
     }
   }
 
@@ -406,7 +317,7 @@ export class ConnWriter {
    * its send buffer is free, so progress is seen in steps of that size.
    */
   progressed(): boolean {
-    const length = this.#socket.writableLength;
+    const length = this.#handedOut;
     const queue = this.#queueSize();
     if (length === this.#seenLength && queue === this.#seenQueue) return false;
     this.#seenLength = length;
@@ -414,11 +325,22 @@ export class ConnWriter {
     return true;
   }
 
-  /** Socket 'drain': the socket handed everything it held to the kernel. Hand it what queued meanwhile. */
+  /** HandleWriteSink: the handle's last write in flight completed (the stream path's 'drain'). */
+  onHandleDrained(): void {
+    this.#core.onDrain();
+  }
+
+  /** HandleWriteSink: a handle write failed: end this connection with the error, as the socket's 'error' would. */
+  onHandleError(error: Error): void {
+    this.#core.onError(error);
+    this.#core.destroy();
+  }
+
+  /** Everything handed out reached the kernel. Hand it what queued meanwhile. */
   onDrain(): void {
     this.#core.timers.writeBlockedSince = 0;
-    if (this.#callerBuffers === 0) this.#wake('taken');
-    if (this.#first !== null || this.#tail !== null) this.#handOut();
+    if (this.callerBuffers === 0) this.#wake('taken');
+    if (this.first !== null || this.tail !== null) this.#handOut();
     if (this.queuedBytes < this.#core.options.maxWriteBuffer) this.#wake('belowMark');
   }
 
@@ -446,6 +368,7 @@ export class ConnWriter {
     core.phase = ENDED;
     this.#scheduled = false;
     // Everything goes to the socket now, behind what it already holds: nothing is written after the FIN.
+    // (On the handle path libuv queues the stream's shutdown behind the writes still in flight.)
     this.#handOut();
     this.#endPromise = handled(
       new Promise<void>((resolve, reject) => {
@@ -470,14 +393,7 @@ export class ConnWriter {
 
   /** The connection failed: what is queued will never be sent. */
   discard(): void {
-    this.#first = null;
-    this.#firstSmall = false;
-    this.#rest = null;
-    this.#tail = null;
-    this.#pooled = null;
-    this.#pendingBytes = 0;
-    this.#pieces = 0;
-    this.#callerBuffers = 0;
+    this.clear();
   }
 
   /** Writes wait for the drain. */

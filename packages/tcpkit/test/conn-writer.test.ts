@@ -1,6 +1,5 @@
 // Conn's write path (src/conn-writer.ts): write, backpressure, the slow consumer, writeFrame, end.
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { describe, it } from 'node:test';
 import { lines } from '../src/framing/index.js';
 import type { Encoder } from '../src/framing/types.js';
@@ -21,19 +20,15 @@ import {
   within,
   withServer,
 } from './helpers.js';
+import { logServerWrites } from './write-helpers.js';
 
 const TEST = { timeout: 20_000 };
 
 describe('Conn#write', () => {
   it('sends everything written in answer to one read in one socket write (coalescing)', TEST, async () => {
-    // Count the server-side socket writes by patching net.Socket#write for sockets on the server's port.
-    const calls: string[] = [];
-    const original = net.Socket.prototype.write;
+    // Count the server's writes at the layer they reach first (the handle, or the stream on the fallback).
     let serverPort = -1;
-    net.Socket.prototype.write = function (this: net.Socket, ...args: Parameters<typeof original>) {
-      if (this.localPort === serverPort) calls.push(Buffer.from(args[0] as Uint8Array | string).toString());
-      return original.apply(this, args);
-    } as typeof original;
+    const log = logServerWrites(() => serverPort);
     try {
       await withConn(
         {},
@@ -57,9 +52,9 @@ describe('Conn#write', () => {
         },
       );
     } finally {
-      net.Socket.prototype.write = original;
+      log.restore();
     }
-    assert.deepEqual(calls, ['header;body 1;trailer\n', 'header;body 2;trailer\n']);
+    assert.deepEqual(log.calls, ['header;body 1;trailer\n', 'header;body 2;trailer\n']);
   });
 
   it('delivers many un-awaited writes (strings, small and large buffers) complete and in order', TEST, async () => {

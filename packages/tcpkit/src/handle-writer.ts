@@ -1,0 +1,223 @@
+/**
+ * Writes of plain TCP sockets straight to their libuv handle: tcpkit's second hook into Node internals
+ * (the first is shared-read-buffer.ts, for reads).
+ *
+ * `net.Socket#write` runs every write through `stream.Writable` (its state machine, a callback per
+ * write, a `process.nextTick` after it, a 'drain' event when the high-water mark was reached) and then
+ * makes a `WriteWrap` request for the handle. tcpkit keeps its own queue above the socket, so it
+ * writes to the handle as Node's `lib/internal/stream_base_commons.js` does (`writeBuffer`, `writev`,
+ * `writeUtf8String` with a `WriteWrap`): libuv first tries the write synchronously and queues only what
+ * the kernel did not take; only then is the request in flight, and its `oncomplete` reports when the
+ * rest reached the kernel. A write the kernel took at once never touches the request, so one spare
+ * request serves every synchronous write in the process.
+ *
+ * Feature detection runs once, on the first socket. If any piece is missing (another Node version,
+ * or `TCPKIT_WRITE_PATH=stream` in the environment), `useHandleWrites` returns null and the writer
+ * keeps writing through the socket's stream: the fallback is the stream, never an error. TLS sockets
+ * always take the stream (their handle encrypts through it).
+ */
+import type { Socket } from 'node:net';
+import { getSystemErrorName } from 'node:util';
+import { defaultPool } from './buffer-pool.js';
+import type { WriteData } from './conn.js';
+
+/** What a handle write reports back to the writer that made it. */
+export interface HandleWriteSink {
+  /** The last write in flight completed: everything handed out reached the kernel. */
+  onHandleDrained(): void;
+  /** A write failed (EPIPE, ECONNRESET...): the connection is over. */
+  onHandleError(error: Error): void;
+}
+
+/** A `WriteWrap` as Node's stream_base_commons.js fills it in, plus what tcpkit keeps on it. */
+interface WriteReq {
+  handle: StreamHandle | null;
+  oncomplete: (this: WriteReq, status: number) => void;
+  /** The writer of the write in flight. */
+  writer: HandleWriter | null;
+  /** Keeps the buffers of a write in flight alive until libuv is done with them (libuv holds no reference). */
+  chunks: WriteData | WriteData[] | null;
+  /** Pooled buffers to give back once the write completed. */
+  pooled: Buffer[] | null;
+}
+
+interface StreamHandle {
+  writeBuffer(req: WriteReq, data: Uint8Array): number;
+  writeUtf8String(req: WriteReq, data: string): number;
+  writev(req: WriteReq, chunks: WriteData[] | (WriteData | string)[], allBuffers: boolean): number;
+  readonly writeQueueSize: number;
+}
+
+interface StreamWrapBinding {
+  WriteWrap: new () => WriteReq;
+  streamBaseState: Int32Array;
+  kLastWriteWasAsync: number;
+}
+
+/** undefined: not probed yet; null: not available on this Node. */
+let binding: StreamWrapBinding | null | undefined;
+/** The request the next write uses: untouched by every write the kernel took synchronously. */
+let spare: WriteReq | null = null;
+/** Node runs with --pending-deprecation: process.binding() would print a deprecation warning. */
+function pendingDeprecation(): boolean {
+  const flag = '--pending-deprecation';
+  return (
+    process.execArgv.includes(flag) ||
+    (process.env.NODE_OPTIONS ?? '').includes(flag) ||
+    process.env.NODE_PENDING_DEPRECATION === '1'
+  );
+}
+
+function probe(): void {
+  binding = null;
+  if (process.env.TCPKIT_WRITE_PATH === 'stream' || pendingDeprecation()) return;
+  try {
+    // process.binding() is the one door to these; its deprecation (DEP0111) is documentation-only
+    // unless --pending-deprecation is on, where the stream path is taken rather than print a warning.
+    const b = (process as unknown as { binding(name: string): Partial<StreamWrapBinding> }).binding('stream_wrap');
+    if (typeof b.WriteWrap !== 'function' || !(b.streamBaseState instanceof Int32Array)) return;
+    if (typeof b.kLastWriteWasAsync !== 'number') return;
+    binding = b as StreamWrapBinding;
+  } catch {
+    // No binding on this runtime: the stream path it is.
+  }
+}
+
+/**
+ * A writer straight to `socket`'s handle, reporting to `sink`. Returns null where the hook is
+ * unavailable: then write through the socket's stream.
+ */
+export function useHandleWrites(socket: Socket, sink: HandleWriteSink): HandleWriter | null {
+  if (binding === undefined) probe();
+  if (binding === null) return null;
+  const handle = (socket as unknown as { _handle: Partial<StreamHandle> | null })._handle;
+  if (
+    handle == null ||
+    typeof handle.writeBuffer !== 'function' ||
+    typeof handle.writev !== 'function' ||
+    typeof handle.writeUtf8String !== 'function'
+  ) {
+    return null;
+  }
+  return new HandleWriter(socket, sink);
+}
+
+function newReq(): WriteReq {
+  const req = new binding!.WriteWrap();
+  req.oncomplete = onWriteComplete;
+  req.writer = null;
+  req.chunks = null;
+  req.pooled = null;
+  return req;
+}
+
+/** A failed write's status as the error Node's own write would raise ('write EPIPE', code 'EPIPE'). */
+function writeError(status: number): Error {
+  const name = getSystemErrorName(status);
+  return Object.assign(new Error(`write ${name}`), { code: name, errno: status, syscall: 'write' });
+}
+
+function onWriteComplete(this: WriteReq, status: number): void {
+  const writer = this.writer!;
+  const pooled = this.pooled;
+  this.writer = null;
+  this.chunks = null;
+  this.pooled = null;
+  this.handle = null;
+  writer.completed(status, pooled);
+}
+
+/** One connection's writes to its handle. */
+export class HandleWriter {
+  #socket: Socket;
+  #sink: HandleWriteSink;
+  /** Writes in flight (the kernel did not take them at once). */
+  #inFlight = 0;
+
+  constructor(socket: Socket, sink: HandleWriteSink) {
+    this.#socket = socket;
+    this.#sink = sink;
+  }
+
+  /** Output handed out waits for the kernel. */
+  get busy(): boolean {
+    return this.#inFlight > 0;
+  }
+
+  /** libuv's count of bytes handed to it and not yet written to the kernel. */
+  get pendingBytes(): number {
+    if (this.#inFlight === 0) return 0;
+    const handle = (this.#socket as unknown as { _handle: StreamHandle | null })._handle;
+    return handle === null ? 0 : handle.writeQueueSize;
+  }
+
+  /** Writes `data`; `pooled` is given back once the kernel has it. */
+  write(data: WriteData, pooled: Buffer[] | null): void {
+    const handle = this.#handle();
+    if (handle === null) return;
+    const req = spare ?? newReq();
+    req.handle = handle;
+    const err = typeof data === 'string' ? handle.writeUtf8String(req, data) : handle.writeBuffer(req, data);
+    this.#dispatched(req, err, data, pooled);
+  }
+
+  /** Writes `chunks` in one writev; `pooled` is given back once the kernel has them. */
+  writev(chunks: WriteData[], pooled: Buffer[] | null): void {
+    const handle = this.#handle();
+    if (handle === null) return;
+    const req = spare ?? newReq();
+    req.handle = handle;
+    let allBuffers = true;
+    for (let i = 0; i < chunks.length; i++) if (typeof chunks[i] === 'string') allBuffers = false;
+    let list: (WriteData | string)[] = chunks;
+    if (!allBuffers) {
+      // Node's writev form for mixed input: chunk, encoding, chunk, encoding...
+      list = new Array(chunks.length * 2);
+      for (let i = 0; i < chunks.length; i++) {
+        list[2 * i] = chunks[i]!;
+        list[2 * i + 1] = 'utf8';
+      }
+    }
+    const err = handle.writev(req, list, allBuffers);
+    this.#dispatched(req, err, chunks, pooled);
+  }
+
+  #handle(): StreamHandle | null {
+    return (this.#socket as unknown as { _handle: StreamHandle | null })._handle;
+  }
+
+  #dispatched(req: WriteReq, err: number, data: WriteData | WriteData[], pooled: Buffer[] | null): void {
+    if (err !== 0) {
+      // Failed at once (the peer reset, the socket shut down): the request was never used.
+      req.handle = null;
+      spare = req;
+      this.#sink.onHandleError(writeError(err));
+      return;
+    }
+    if (binding!.streamBaseState[binding!.kLastWriteWasAsync] === 0) {
+      // The kernel took it all: the request was never bound, the next write reuses it.
+      req.handle = null;
+      spare = req;
+      if (pooled !== null) for (const b of pooled) defaultPool.release(b);
+      return;
+    }
+    spare = null;
+    req.writer = this;
+    req.chunks = data;
+    req.pooled = pooled;
+    this.#inFlight++;
+  }
+
+  /** A write in flight completed (`status` < 0: it failed). */
+  completed(status: number, pooled: Buffer[] | null): void {
+    this.#inFlight--;
+    // Destroyed meanwhile (a deadline, a reset, a slow consumer): libuv cancelled the write.
+    if (this.#socket.destroyed) return;
+    if (status < 0) {
+      this.#sink.onHandleError(writeError(status));
+      return;
+    }
+    if (pooled !== null) for (const b of pooled) defaultPool.release(b);
+    if (this.#inFlight === 0) this.#sink.onHandleDrained();
+  }
+}
