@@ -1,7 +1,7 @@
 /**
  * `ConnCore`: the internal state behind one `Conn` (conn.ts), which the server drives: the lifecycle
  * (phases in conn-state.ts), failure, the lingering close, socket events and the connection's wheel
- * entry. The read path is in conn-reader.ts, the write path in conn-writer.ts, the deadline policy in
+ * entry. The read path is in conn-reader.ts, the write path in conn-writer.ts (and handle-writer.ts), the deadline policy in
  * conn-deadlines.ts, the read-buffer hook in shared-read-buffer.ts.
  */
 import type { Socket } from 'node:net';

@@ -20,6 +20,7 @@ import type { ConnCore } from './conn-core.js';
 import { CLOSED, ENDED, LINGERING, OPEN } from './conn-state.js';
 import { deadlines } from './deadlines.js';
 import { ConnectionClosedError, SlowConsumerError } from './errors.js';
+import { scheduleFlush } from './flush-scheduler.js';
 import type { Encoder, FrameSink } from './framing/types.js';
 import { type HandleWriter, type HandleWriteSink, useHandleWrites } from './handle-writer.js';
 import { byteLength, COALESCE_LIMIT, copyInto, WriteQueue } from './write-queue.js';
@@ -58,28 +59,6 @@ class SharedWait {
       }),
     );
   }
-}
-
-// When queued writes leave (Netty's "flush at read complete"): a handler's writes are held until
-// it next waits for input (ConnReader#park flushes them, synchronously) or until it settles, so
-// everything it wrote in answer to one read — every reply to a pipelined batch, a header and a body —
-// leaves in one syscall, and a request/response handler pays for no scheduling at all. Writes not
-// followed by a read (a server push from a timer, a handler awaiting something else) are flushed by
-// one setImmediate per event-loop iteration shared by every connection. (A process.nextTick per write
-// batch cost about 0.1 of the plain server's CPU per message in 64-byte ping-pong.)
-// A reused array and a count rather than a fresh array per iteration.
-const dirty: (ConnWriter | null)[] = [];
-let dirtyCount = 0;
-let flushPending = false;
-function flushAll(): void {
-  flushPending = false;
-  // flush() never makes a writer dirty again, so the list cannot grow while it is walked.
-  for (let i = 0; i < dirtyCount; i++) {
-    const writer = dirty[i]!;
-    dirty[i] = null;
-    writer.flush();
-  }
-  dirtyCount = 0;
 }
 
 /** Copies a batch of pieces into one pooled buffer (`bytes` long). */
@@ -215,11 +194,7 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink {
     const callerBuffer = this.add(data, len);
     if (!this.#scheduled) {
       this.#scheduled = true;
-      if (!flushPending) {
-        flushPending = true;
-        setImmediate(flushAll);
-      }
-      dirty[dirtyCount++] = this;
+      scheduleFlush(this);
     }
     return callerBuffer;
   }

@@ -31,7 +31,6 @@ export interface HandleWriteSink {
 
 /** A `WriteWrap` as Node's stream_base_commons.js fills it in, plus what tcpkit keeps on it. */
 interface WriteReq {
-  handle: StreamHandle | null;
   oncomplete: (this: WriteReq, status: number) => void;
   /** The writer of the write in flight. */
   writer: HandleWriter | null;
@@ -123,7 +122,6 @@ function onWriteComplete(this: WriteReq, status: number): void {
   this.writer = null;
   this.chunks = null;
   this.pooled = null;
-  this.handle = null;
   writer.completed(status, pooled);
 }
 
@@ -156,7 +154,6 @@ export class HandleWriter {
     const handle = this.#handle();
     if (handle === null) return;
     const req = spare ?? newReq();
-    req.handle = handle;
     const err = typeof data === 'string' ? handle.writeUtf8String(req, data) : handle.writeBuffer(req, data);
     this.#dispatched(req, err, data, pooled);
   }
@@ -166,7 +163,6 @@ export class HandleWriter {
     const handle = this.#handle();
     if (handle === null) return;
     const req = spare ?? newReq();
-    req.handle = handle;
     let allBuffers = true;
     for (let i = 0; i < chunks.length; i++) if (typeof chunks[i] === 'string') allBuffers = false;
     let list: (WriteData | string)[] = chunks;
@@ -189,14 +185,12 @@ export class HandleWriter {
   #dispatched(req: WriteReq, err: number, data: WriteData | WriteData[], pooled: Buffer[] | null): void {
     if (err !== 0) {
       // Failed at once (the peer reset, the socket shut down): the request was never used.
-      req.handle = null;
       spare = req;
       this.#sink.onHandleError(writeError(err));
       return;
     }
     if (binding!.streamBaseState[binding!.kLastWriteWasAsync] === 0) {
       // The kernel took it all: the request was never bound, the next write reuses it.
-      req.handle = null;
       spare = req;
       if (pooled !== null) for (const b of pooled) defaultPool.release(b);
       return;
