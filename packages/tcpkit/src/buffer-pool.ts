@@ -1,4 +1,5 @@
 import { InvalidOptionError } from './errors.js';
+import { integer } from './validate.js';
 
 /** Options of a {@link BufferPool}. */
 export interface BufferPoolOptions {
@@ -31,14 +32,12 @@ export class BufferPool {
       ['minSize', minSize],
       ['maxSize', maxSize],
     ] as const) {
-      if (!Number.isInteger(v) || v < 1 || (v & (v - 1)) !== 0) {
+      if (integer(name, v, 1, 2 ** 30) & (v - 1)) {
         throw new InvalidOptionError(name, `must be a power of two, got ${String(v)}`);
       }
     }
     if (maxSize < minSize) throw new InvalidOptionError('maxSize', 'must be >= minSize');
-    if (!Number.isInteger(maxPooledBytes) || maxPooledBytes < 0) {
-      throw new InvalidOptionError('maxPooledBytes', `must be a non-negative integer, got ${String(maxPooledBytes)}`);
-    }
+    integer('maxPooledBytes', maxPooledBytes, 0);
     this.minSize = minSize;
     this.maxSize = maxSize;
     this.maxPooledBytes = maxPooledBytes;

@@ -1,7 +1,7 @@
 // Over the ~400-line guide on purpose: one dense concept (the chunk list every decoder reads from, with its
 // cursor, arena and readers), whose operations share its private invariants; split, they would need them public.
 import type { BufferPool } from './buffer-pool.js';
-import { InvalidOptionError } from './errors.js';
+import { integer } from './validate.js';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -90,12 +90,7 @@ export class ByteQueue {
    */
   constructor(pool?: BufferPool, options: ByteQueueOptions = {}) {
     const { coalesceMax = 128 } = options;
-    if (!Number.isInteger(coalesceMax) || coalesceMax < 0 || coalesceMax > ARENA_SIZE) {
-      throw new InvalidOptionError(
-        'coalesceMax',
-        `must be an integer from 0 to ${ARENA_SIZE}, got ${String(coalesceMax)}`,
-      );
-    }
+    integer('coalesceMax', coalesceMax, 0, ARENA_SIZE);
     this.#pool = pool;
     this.#coalesceMax = coalesceMax;
   }

@@ -5,6 +5,7 @@ import { InvalidOptionError } from './errors.js';
 import type { Logger } from './logging.js';
 import { type ProxyProtocolOptions, type ResolvedProxyProtocol, resolveProxyProtocol } from './proxy-stage.js';
 import { resolveTlsOptions, type TlsOptions } from './tls.js';
+import { boolean, definedOnly, describe, duration, integer, nonEmptyString, oneOf, optionsObject } from './validate.js';
 import { chooseBalance, reusePortSupported } from './workers/balance.js';
 
 /**
@@ -144,50 +145,37 @@ export interface ConnTimeouts {
   maxLifetime?: number;
 }
 
-/** Options after defaults and validation (internal: not exported from the package). */
-export interface ResolvedOptions {
-  port: number;
-  host: string | undefined;
-  path: string | undefined;
-  backlog: number;
-  maxConnections: number;
-  whenFull: 'wait' | 'reject';
-  maxWaiting: number;
-  waitTimeout: number;
-  abortOnClose: boolean;
-  maxConnectionsPerPeer: number;
-  blockList: BlockList | undefined;
-  firstByteTimeout: number;
-  idleTimeout: number;
-  frameTimeout: number;
-  writeTimeout: number;
-  maxLifetime: number;
-  maxReadBuffer: number;
-  maxWriteBuffer: number;
-  maxQueuedBytes: number;
-  lingerTimeout: number;
-  noDelay: boolean;
-  keepAlive: boolean | number;
-  signal: AbortSignal | undefined;
-  shutdownOn: NodeJS.Signals[];
-  exitOnShutdown: boolean;
-  drainTimeout: number;
-  shutdownDelay: number;
+/** The name of an option of {@link serve}. */
+export type OptionName = keyof ServeOptions;
+
+/** Resolved types that differ from what the user passes (a default filled in, or a choice made). */
+interface ResolvedTypes {
   admin: Required<AdminOptions> | undefined;
-  logger: Logger | undefined;
-  tls: TlsOptions | undefined;
-  handshakeTimeout: number;
   proxyProtocol: ResolvedProxyProtocol | undefined;
   workers: number;
   balance: 'kernel' | 'primary';
   crashLoop: { deaths: number; window: number };
 }
 
+/** Options without a default: still `undefined` once resolved when the user did not set them. */
+type WithoutDefault = 'host' | 'path' | 'blockList' | 'signal' | 'logger' | 'tls';
+
+/**
+ * Options after defaults and validation (internal: not exported from the package): every {@link ServeOptions}
+ * key, required, so an option is declared once (in `ServeOptions`, with its docs) and resolved once (`RESOLVERS`).
+ */
+export type ResolvedOptions = {
+  // Over the union of names (not `keyof ServeOptions` itself), so the map does not copy ServeOptions' `?`: every
+  // key is required, and an option without a default keeps `undefined` in its type.
+  [K in OptionName]: K extends keyof ResolvedTypes
+    ? ResolvedTypes[K]
+    : K extends WithoutDefault
+      ? ServeOptions[K] | undefined
+      : Exclude<ServeOptions[K], undefined>;
+};
+
 /** Longest unix socket path: `sun_path` holds 108 bytes on Linux (104 on macOS and the BSDs), the last a NUL. */
 const MAX_UNIX_PATH = process.platform === 'linux' ? 107 : 103;
-
-/** Largest duration accepted: what `setTimeout` can represent (about 24.8 days). */
-const MAX_DURATION = 2 ** 31 - 1;
 
 export const DEFAULTS = {
   port: 0,
@@ -212,56 +200,165 @@ export const DEFAULTS = {
   drainTimeout: 30_000,
   shutdownDelay: 0,
   handshakeTimeout: 10_000,
-} as const;
+} as const satisfies { [K in keyof ServeOptions]?: ServeOptions[K] };
 
 /** Defaults of `admin` beside its required `port`. */
 export const ADMIN_DEFAULTS = { host: '127.0.0.1', maxEventLoopDelay: 2000, processMetrics: true } as const;
 
-const KNOWN = new Set<string>([
-  ...Object.keys(DEFAULTS),
-  'host',
-  'path',
-  'maxWaiting',
-  'blockList',
-  'signal',
-  'shutdownOn',
-  'admin',
-  'logger',
-  'tls',
-  'proxyProtocol',
-  'workers',
-  'balance',
-  'crashLoop',
-]);
+/** Defaults of `crashLoop`. */
+const CRASH_LOOP_DEFAULTS = { deaths: 5, window: 10_000 } as const;
 
-function describe(v: unknown): string {
-  return typeof v === 'string' ? JSON.stringify(v) : String(v);
-}
+const PER_CONNECTION_TIMEOUTS = ['firstByteTimeout', 'idleTimeout', 'frameTimeout', 'writeTimeout', 'maxLifetime'];
 
-export function integer(name: string, v: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw new InvalidOptionError(name, `must be an integer from ${min} to ${max}, got ${describe(v)}`);
-  }
-  return v;
-}
+/**
+ * Validates one option, its default already applied, and returns its resolved value. `before` holds the options
+ * resolved so far: those declared above it in `ServeOptions` (so `maxWaiting` can default to `maxConnections`).
+ */
+type Resolver<K extends keyof ServeOptions> = (value: unknown, before: Readonly<ResolvedOptions>) => ResolvedOptions[K];
 
-export function duration(name: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > MAX_DURATION) {
-    throw new InvalidOptionError(
-      name,
-      `must be a whole number of milliseconds from 0 (no limit) to ${MAX_DURATION}, got ${describe(v)}`,
-    );
-  }
-  return v;
-}
+/** One resolver per option, in the order of `ServeOptions`; the type makes a missing one a compile error. */
+const RESOLVERS: { [K in keyof ServeOptions]-?: Resolver<K> } = {
+  port: (v) => integer('port', v, 0, 65535),
+  host: (v) => {
+    if (v === undefined) return undefined;
+    if (typeof v !== 'string') throw new InvalidOptionError('host', `must be a string, got ${describe(v)}`);
+    // Node listens on every interface for '', which is never what an empty value from a config meant.
+    if (v === '') {
+      throw new InvalidOptionError(
+        'host',
+        "must not be empty: give an address such as '127.0.0.1', or '::' to listen on every interface",
+      );
+    }
+    return v;
+  },
+  path: (v) => {
+    if (v === undefined) return undefined;
+    const path = nonEmptyString('path', v);
+    if (Buffer.byteLength(path) > MAX_UNIX_PATH) {
+      throw new InvalidOptionError(
+        'path',
+        `must be at most ${MAX_UNIX_PATH} bytes (the kernel's unix socket address holds no more; a longer one is bound cut short), got ${Buffer.byteLength(path)}: use a shorter path`,
+      );
+    }
+    return path;
+  },
+  backlog: (v) => integer('backlog', v, 1),
+  maxConnections: (v) => integer('maxConnections', v, 1),
+  whenFull: (v) => oneOf('whenFull', v, ['wait', 'reject']),
+  maxWaiting: (v, before) => integer('maxWaiting', v ?? before.maxConnections, 0),
+  waitTimeout: (v) => duration('waitTimeout', v),
+  abortOnClose: (v) => boolean('abortOnClose', v),
+  maxConnectionsPerPeer: (v) => integer('maxConnectionsPerPeer', v, 0),
+  blockList: (v) => {
+    if (v !== undefined && typeof (v as BlockList | null)?.check !== 'function') {
+      throw new InvalidOptionError('blockList', `must be a net.BlockList, got ${describe(v)}`);
+    }
+    return v as BlockList | undefined;
+  },
+  firstByteTimeout: (v) => duration('firstByteTimeout', v),
+  idleTimeout: (v) => duration('idleTimeout', v),
+  frameTimeout: (v) => duration('frameTimeout', v),
+  writeTimeout: (v) => duration('writeTimeout', v),
+  maxLifetime: (v) => duration('maxLifetime', v),
+  maxReadBuffer: (v) => integer('maxReadBuffer', v, 1),
+  maxWriteBuffer: (v) => integer('maxWriteBuffer', v, 1),
+  maxQueuedBytes: (v, before) => {
+    const bytes = integer('maxQueuedBytes', v, 1);
+    if (bytes < before.maxWriteBuffer) {
+      throw new InvalidOptionError(
+        'maxQueuedBytes',
+        `must be >= maxWriteBuffer (${before.maxWriteBuffer}), got ${bytes}`,
+      );
+    }
+    return bytes;
+  },
+  lingerTimeout: (v) => duration('lingerTimeout', v),
+  noDelay: (v) => boolean('noDelay', v),
+  keepAlive: (v) => {
+    if (typeof v === 'boolean') return v;
+    const delay = duration('keepAlive', v);
+    // The kernel counts keep-alive idle time in whole seconds; below one second Node would use the OS default (hours).
+    if (delay > 0 && delay < 1000) {
+      throw new InvalidOptionError(
+        'keepAlive',
+        `must be false, true, 0 (off) or at least 1000 ms (TCP keep-alive counts whole seconds), got ${delay}`,
+      );
+    }
+    return delay;
+  },
+  signal: (v) => {
+    if (v !== undefined && !(v instanceof AbortSignal)) {
+      throw new InvalidOptionError('signal', `must be an AbortSignal, got ${describe(v)}`);
+    }
+    return v;
+  },
+  shutdownOn: (v = []) => {
+    // SIGKILL and SIGSTOP cannot be caught: process.on() would throw after the listener is open.
+    const catchable = (s: unknown): boolean =>
+      typeof s === 'string' && s in constants.signals && s !== 'SIGKILL' && s !== 'SIGSTOP';
+    if (!Array.isArray(v) || !v.every(catchable)) {
+      throw new InvalidOptionError(
+        'shutdownOn',
+        `must be an array of catchable signal names such as 'SIGTERM', got ${describe(v)}`,
+      );
+    }
+    return v as NodeJS.Signals[];
+  },
+  exitOnShutdown: (v, before) => {
+    if (boolean('exitOnShutdown', v) && before.shutdownOn.length === 0) {
+      throw new InvalidOptionError(
+        'exitOnShutdown',
+        "needs shutdownOn (the signals that start the shutdown), e.g. ['SIGTERM']",
+      );
+    }
+    return v as boolean;
+  },
+  drainTimeout: (v) => duration('drainTimeout', v),
+  shutdownDelay: (v) => duration('shutdownDelay', v),
+  admin: (v) => (v === undefined ? undefined : resolveAdmin(v)),
+  logger: (v) => (v === undefined ? undefined : resolveLogger(v)),
+  tls: (v) => resolveTlsOptions(v),
+  handshakeTimeout: (v) => duration('handshakeTimeout', v),
+  proxyProtocol: (v) => resolveProxyProtocol(v),
+  workers: (v = 1, before) => {
+    const workers = v === 'auto' ? availableParallelism() : integer('workers', v, 1, 1024);
+    if (workers > before.maxConnections) {
+      throw new InvalidOptionError(
+        'maxConnections',
+        `is split over the workers and must be at least workers (${workers}), got ${before.maxConnections}`,
+      );
+    }
+    return workers;
+  },
+  balance: (v = 'auto', before) => {
+    const requested = oneOf('balance', v, ['auto', 'kernel', 'primary']);
+    const unixSocket = before.path !== undefined;
+    if (before.workers > 1 && requested === 'kernel') {
+      if (unixSocket) throw new InvalidOptionError('balance', "'kernel' needs a TCP port; unix sockets use 'primary'");
+      if (!reusePortSupported()) {
+        throw new InvalidOptionError(
+          'balance',
+          `'kernel' needs SO_REUSEPORT in listen(): Linux with Node 22.12+ (this is Node ${process.versions.node} on ${process.platform}); use 'primary' or 'auto'`,
+        );
+      }
+    }
+    return chooseBalance(requested, unixSocket);
+  },
+  crashLoop: (v = {}) => {
+    const given = optionsObject('crashLoop', v, ['deaths', 'window'], '{ deaths: 5, window: 10000 }');
+    const c = { ...CRASH_LOOP_DEFAULTS, ...definedOnly(given) };
+    return { deaths: integer('crashLoop.deaths', c.deaths, 1), window: duration('crashLoop.window', c.window) };
+  },
+};
+
+/** Every option `serve()` knows, in the order of `ServeOptions`. */
+export const OPTION_NAMES = Object.keys(RESOLVERS) as (keyof ServeOptions)[];
 
 /** Validates per-connection timeouts (for `conn.setTimeouts`). */
 export function validateTimeouts(t: ConnTimeouts): ConnTimeouts {
   if (t === null || typeof t !== 'object') throw new InvalidOptionError('timeouts', 'must be an object');
   for (const key of Object.keys(t)) {
-    if (!['firstByteTimeout', 'idleTimeout', 'frameTimeout', 'writeTimeout', 'maxLifetime'].includes(key)) {
-      throw new InvalidOptionError(key, 'is not a per-connection timeout');
-    }
+    if (!PER_CONNECTION_TIMEOUTS.includes(key)) throw new InvalidOptionError(key, 'is not a per-connection timeout');
     duration(key, (t as Record<string, unknown>)[key]);
   }
   return t;
@@ -271,176 +368,25 @@ export function validateTimeouts(t: ConnTimeouts): ConnTimeouts {
 export function resolveOptions(options: ServeOptions): ResolvedOptions {
   if (options === null || typeof options !== 'object') throw new InvalidOptionError('options', 'must be an object');
   for (const key of Object.keys(options)) {
-    if (!KNOWN.has(key)) throw new InvalidOptionError(key, 'is not a known option');
+    if (!(key in RESOLVERS)) throw new InvalidOptionError(key, 'is not a known option');
   }
-  const o = { ...DEFAULTS, ...stripUndefined(options) } as Record<string, unknown>;
-  const maxConnections = integer('maxConnections', o.maxConnections, 1);
-  if (o.whenFull !== 'wait' && o.whenFull !== 'reject') {
-    throw new InvalidOptionError('whenFull', `must be 'wait' or 'reject', got ${describe(o.whenFull)}`);
+  const given = { ...DEFAULTS, ...definedOnly(options) } as Record<string, unknown>;
+  const resolved = {} as Record<string, unknown>;
+  for (const name of OPTION_NAMES) {
+    resolved[name] = (RESOLVERS[name] as Resolver<typeof name>)(given[name], resolved as ResolvedOptions);
   }
-  if (o.host !== undefined && typeof o.host !== 'string') throw new InvalidOptionError('host', 'must be a string');
-  // Node listens on every interface for '', which is never what an empty value from a config meant.
-  if (o.host === '') {
-    throw new InvalidOptionError(
-      'host',
-      "must not be empty: give an address such as '127.0.0.1', or '::' to listen on every interface",
-    );
-  }
-  if (o.path !== undefined && (typeof o.path !== 'string' || o.path === '')) {
-    throw new InvalidOptionError('path', 'must be a non-empty string');
-  }
-  if (typeof o.path === 'string' && Buffer.byteLength(o.path) > MAX_UNIX_PATH) {
-    throw new InvalidOptionError(
-      'path',
-      `must be at most ${MAX_UNIX_PATH} bytes (the kernel's unix socket address holds no more; a longer one is bound cut short), got ${Buffer.byteLength(o.path)}: use a shorter path`,
-    );
-  }
-  if (o.blockList !== undefined && typeof (o.blockList as BlockList)?.check !== 'function') {
-    throw new InvalidOptionError('blockList', 'must be a net.BlockList');
-  }
-  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
-    throw new InvalidOptionError('signal', 'must be an AbortSignal');
-  }
-  const shutdownOn = o.shutdownOn ?? [];
-  // SIGKILL and SIGSTOP cannot be caught: process.on() would throw after the listener is open.
-  const catchable = (s: unknown): boolean =>
-    typeof s === 'string' && s in constants.signals && s !== 'SIGKILL' && s !== 'SIGSTOP';
-  if (!Array.isArray(shutdownOn) || !shutdownOn.every(catchable)) {
-    throw new InvalidOptionError(
-      'shutdownOn',
-      `must be an array of catchable signal names such as 'SIGTERM', got ${describe(shutdownOn)}`,
-    );
-  }
-  for (const name of ['noDelay', 'abortOnClose', 'exitOnShutdown'] as const) {
-    if (typeof o[name] !== 'boolean') throw new InvalidOptionError(name, `must be a boolean, got ${describe(o[name])}`);
-  }
-  if (o.exitOnShutdown && shutdownOn.length === 0) {
-    throw new InvalidOptionError(
-      'exitOnShutdown',
-      "needs shutdownOn (the signals that start the shutdown), e.g. ['SIGTERM']",
-    );
-  }
-  if (typeof o.keepAlive !== 'boolean') {
-    const delay = duration('keepAlive', o.keepAlive);
-    // The kernel counts keep-alive idle time in whole seconds; below one second Node would use the OS default (hours).
-    if (delay > 0 && delay < 1000) {
-      throw new InvalidOptionError(
-        'keepAlive',
-        `must be false, true, 0 (off) or at least 1000 ms (TCP keep-alive counts whole seconds), got ${delay}`,
-      );
-    }
-  }
-  const maxWriteBuffer = integer('maxWriteBuffer', o.maxWriteBuffer, 1);
-  const maxQueuedBytes = integer('maxQueuedBytes', o.maxQueuedBytes, 1);
-  if (maxQueuedBytes < maxWriteBuffer) {
-    throw new InvalidOptionError(
-      'maxQueuedBytes',
-      `must be >= maxWriteBuffer (${maxWriteBuffer}), got ${maxQueuedBytes}`,
-    );
-  }
-  return {
-    port: integer('port', o.port, 0, 65535),
-    host: o.host as string | undefined,
-    path: o.path as string | undefined,
-    backlog: integer('backlog', o.backlog, 1),
-    maxConnections,
-    whenFull: o.whenFull,
-    maxWaiting: integer('maxWaiting', o.maxWaiting ?? maxConnections, 0),
-    waitTimeout: duration('waitTimeout', o.waitTimeout),
-    maxConnectionsPerPeer: integer('maxConnectionsPerPeer', o.maxConnectionsPerPeer, 0),
-    blockList: o.blockList as BlockList | undefined,
-    firstByteTimeout: duration('firstByteTimeout', o.firstByteTimeout),
-    idleTimeout: duration('idleTimeout', o.idleTimeout),
-    frameTimeout: duration('frameTimeout', o.frameTimeout),
-    writeTimeout: duration('writeTimeout', o.writeTimeout),
-    maxLifetime: duration('maxLifetime', o.maxLifetime),
-    maxReadBuffer: integer('maxReadBuffer', o.maxReadBuffer, 1),
-    maxWriteBuffer,
-    maxQueuedBytes,
-    lingerTimeout: duration('lingerTimeout', o.lingerTimeout),
-    noDelay: o.noDelay as boolean,
-    abortOnClose: o.abortOnClose as boolean,
-    keepAlive: o.keepAlive as boolean | number,
-    signal: o.signal as AbortSignal | undefined,
-    shutdownOn: shutdownOn as NodeJS.Signals[],
-    exitOnShutdown: o.exitOnShutdown as boolean,
-    drainTimeout: duration('drainTimeout', o.drainTimeout),
-    shutdownDelay: duration('shutdownDelay', o.shutdownDelay),
-    admin: o.admin === undefined ? undefined : resolveAdmin(o.admin),
-    logger: o.logger === undefined ? undefined : resolveLogger(o.logger),
-    tls: resolveTlsOptions(o.tls),
-    handshakeTimeout: duration('handshakeTimeout', o.handshakeTimeout),
-    proxyProtocol: resolveProxyProtocol(o.proxyProtocol),
-    ...resolveWorkers(o, maxConnections),
-  };
-}
-
-/** Validates `workers`, `balance` and `crashLoop`. */
-function resolveWorkers(
-  o: Record<string, unknown>,
-  maxConnections: number,
-): Pick<ResolvedOptions, 'workers' | 'balance' | 'crashLoop'> {
-  const workers = o.workers === 'auto' ? availableParallelism() : integer('workers', o.workers ?? 1, 1, 1024);
-  const requested = o.balance ?? 'auto';
-  if (requested !== 'auto' && requested !== 'kernel' && requested !== 'primary') {
-    throw new InvalidOptionError('balance', `must be 'auto', 'kernel' or 'primary', got ${describe(requested)}`);
-  }
-  const unixSocket = o.path !== undefined;
-  if (workers > 1 && requested === 'kernel') {
-    if (unixSocket) throw new InvalidOptionError('balance', "'kernel' needs a TCP port; unix sockets use 'primary'");
-    if (!reusePortSupported()) {
-      throw new InvalidOptionError(
-        'balance',
-        `'kernel' needs SO_REUSEPORT in listen(): Linux with Node 22.12+ (this is Node ${process.versions.node} on ${process.platform}); use 'primary' or 'auto'`,
-      );
-    }
-  }
-  if (workers > maxConnections) {
-    throw new InvalidOptionError(
-      'maxConnections',
-      `is split over the workers and must be at least workers (${workers}), got ${maxConnections}`,
-    );
-  }
-  const crash = o.crashLoop ?? {};
-  if (crash === null || typeof crash !== 'object') {
-    throw new InvalidOptionError('crashLoop', 'must be an object such as { deaths: 5, window: 10000 }');
-  }
-  const { deaths = 5, window = 10_000, ...rest } = crash as { deaths?: unknown; window?: unknown };
-  const unknown = Object.keys(rest)[0];
-  if (unknown !== undefined) throw new InvalidOptionError(`crashLoop.${unknown}`, 'is not a known option');
-  return {
-    workers,
-    balance: chooseBalance(requested, unixSocket),
-    crashLoop: { deaths: integer('crashLoop.deaths', deaths, 1), window: duration('crashLoop.window', window) },
-  };
+  return resolved as ResolvedOptions;
 }
 
 function resolveAdmin(v: unknown): Required<AdminOptions> {
-  if (v === null || typeof v !== 'object') {
-    throw new InvalidOptionError('admin', `must be an object such as { port: 9090 }, got ${describe(v)}`);
-  }
-  for (const key of Object.keys(v)) {
-    if (!['port', 'host', 'maxEventLoopDelay', 'processMetrics'].includes(key)) {
-      throw new InvalidOptionError(
-        `admin.${key}`,
-        'is not a known option (port, host, maxEventLoopDelay, processMetrics)',
-      );
-    }
-  }
-  const a = { ...ADMIN_DEFAULTS, ...stripUndefined(v) } as Record<string, unknown>;
-  if (typeof a.host !== 'string' || a.host === '')
-    throw new InvalidOptionError('admin.host', 'must be a non-empty string');
+  const given = optionsObject('admin', v, ['port', ...Object.keys(ADMIN_DEFAULTS)], '{ port: 9090 }');
+  const a: Record<string, unknown> = { ...ADMIN_DEFAULTS, ...definedOnly(given) };
   return {
     port: integer('admin.port', a.port, 0, 65535),
-    host: a.host,
+    host: nonEmptyString('admin.host', a.host),
     maxEventLoopDelay: duration('admin.maxEventLoopDelay', a.maxEventLoopDelay),
-    processMetrics: flag('admin.processMetrics', a.processMetrics),
+    processMetrics: boolean('admin.processMetrics', a.processMetrics),
   };
-}
-
-function flag(name: string, v: unknown): boolean {
-  if (typeof v !== 'boolean') throw new InvalidOptionError(name, `must be a boolean, got ${describe(v)}`);
-  return v;
 }
 
 function resolveLogger(v: unknown): Logger {
@@ -454,8 +400,4 @@ function resolveLogger(v: unknown): Logger {
     }
   }
   return v as Logger;
-}
-
-function stripUndefined(o: object): object {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
 }

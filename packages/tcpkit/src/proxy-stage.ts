@@ -14,6 +14,7 @@ import {
   type ProxyTlv,
   parseProxyHeader,
 } from './proxy-protocol.js';
+import { boolean, definedOnly, duration, optionsObject } from './validate.js';
 
 /** The `proxyProtocol` option of `serve()`. */
 export interface ProxyProtocolOptions {
@@ -66,25 +67,18 @@ export const PROXY_PROTOCOL_DEFAULTS = { required: true, timeout: 5_000 } as con
 /** Validates `proxyProtocol`; throws `InvalidOptionError` naming the field. */
 export function resolveProxyProtocol(value: unknown): ResolvedProxyProtocol | undefined {
   if (value === undefined) return undefined;
-  if (value === null || typeof value !== 'object') {
-    throw new InvalidOptionError('proxyProtocol', 'must be an object such as { trusted: ["10.0.0.0/8"] }');
-  }
-  const {
-    trusted,
-    required = PROXY_PROTOCOL_DEFAULTS.required,
-    timeout = PROXY_PROTOCOL_DEFAULTS.timeout,
-    ...rest
-  } = value as Partial<ProxyProtocolOptions>;
-  const unknown = Object.keys(rest)[0];
-  if (unknown !== undefined) throw new InvalidOptionError(`proxyProtocol.${unknown}`, 'is not a known option');
-  if (typeof required !== 'boolean') throw new InvalidOptionError('proxyProtocol.required', 'must be a boolean');
-  if (typeof timeout !== 'number' || !Number.isInteger(timeout) || timeout < 0 || timeout > 2 ** 31 - 1) {
-    throw new InvalidOptionError(
-      'proxyProtocol.timeout',
-      `must be a whole number of milliseconds (0 = no limit), got ${String(timeout)}`,
-    );
-  }
-  return { trusted: trustedList(trusted), required, timeout };
+  const given = optionsObject(
+    'proxyProtocol',
+    value,
+    ['trusted', 'required', 'timeout'],
+    '{ trusted: ["10.0.0.0/8"] }',
+  );
+  const { trusted, required, timeout }: Record<string, unknown> = { ...PROXY_PROTOCOL_DEFAULTS, ...definedOnly(given) };
+  return {
+    trusted: trustedList(trusted),
+    required: boolean('proxyProtocol.required', required),
+    timeout: duration('proxyProtocol.timeout', timeout),
+  };
 }
 
 function trustedList(trusted: unknown): BlockList {

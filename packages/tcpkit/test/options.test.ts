@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { BlockList } from 'node:net';
 import { describe, it } from 'node:test';
 import { DEFAULTS, InvalidOptionError, type ServeOptions, serve } from '../src/index.js';
-import { resolveOptions } from '../src/options.js';
+import { OPTION_NAMES, resolveOptions } from '../src/options.js';
 
-/** [option, a wrong value] */
-const INVALID: Array<[string, unknown]> = [
+/** [option, a wrong value, the option the error names when it is a field inside it] */
+const INVALID: Array<[string, unknown, string?]> = [
   ['port', -1],
   ['port', 65536],
   ['port', 1.5],
@@ -65,6 +65,35 @@ const INVALID: Array<[string, unknown]> = [
   ['shutdownOn', ['SIGNOPE']],
   ['drainTimeout', -1],
   ['drainTimeout', '30s'],
+  ['shutdownDelay', -1],
+  ['shutdownDelay', '5s'],
+  ['admin', 9090],
+  ['admin', null],
+  ['admin', { port: -1 }, 'admin.port'],
+  ['admin', {}, 'admin.port'],
+  ['admin', { port: 1, prot: 2 }, 'admin.prot'],
+  ['admin', { port: 1, host: '' }, 'admin.host'],
+  ['admin', { port: 1, maxEventLoopDelay: -1 }, 'admin.maxEventLoopDelay'],
+  ['admin', { port: 1, processMetrics: 'yes' }, 'admin.processMetrics'],
+  ['logger', {}],
+  ['logger', { error() {}, warn() {}, info() {} }],
+  ['tls', 'cert.pem'],
+  ['tls', {}],
+  ['handshakeTimeout', -1],
+  ['handshakeTimeout', 1.5],
+  ['proxyProtocol', 'yes'],
+  ['proxyProtocol', { trusted: [] }, 'proxyProtocol.trusted'],
+  ['proxyProtocol', { trusted: ['::1'], timeout: -1 }, 'proxyProtocol.timeout'],
+  ['proxyProtocol', { trusted: ['::1'], required: 1 }, 'proxyProtocol.required'],
+  ['proxyProtocol', { trusted: ['::1'], trust: 1 }, 'proxyProtocol.trust'],
+  ['workers', 0],
+  ['workers', 'all'],
+  ['workers', 1025],
+  ['balance', 'random'],
+  ['crashLoop', 5],
+  ['crashLoop', { deaths: 0 }, 'crashLoop.deaths'],
+  ['crashLoop', { window: -1 }, 'crashLoop.window'],
+  ['crashLoop', { retries: 1 }, 'crashLoop.retries'],
 ];
 
 /** [option, a valid value] */
@@ -113,10 +142,18 @@ function isInvalidOption(name: string) {
 }
 
 describe('resolveOptions: every option is validated', () => {
-  for (const [name, value] of INVALID) {
-    const shown = typeof value === 'object' && value !== null ? value.constructor.name : JSON.stringify(value);
+  it('the table below has bad values for every option serve() knows', () => {
+    const covered = new Set(INVALID.map(([name]) => name));
+    assert.deepEqual(
+      OPTION_NAMES.filter((name) => !covered.has(name)),
+      [],
+    );
+  });
+
+  for (const [name, value, field = name] of INVALID) {
+    const shown = typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value);
     it(`rejects ${name}: ${shown}`, () => {
-      assert.throws(() => resolveOptions({ [name]: value } as ServeOptions), isInvalidOption(name));
+      assert.throws(() => resolveOptions({ [name]: value } as ServeOptions), isInvalidOption(field));
     });
   }
 

@@ -1,5 +1,6 @@
 import type { ByteQueue } from '../byte-queue.js';
 import { FrameInvalidError, FrameTooLargeError, InvalidOptionError } from '../errors.js';
+import { boolean, integer } from '../validate.js';
 import type { Codec, FrameSink } from './types.js';
 
 /** Options of {@link delimited}. */
@@ -38,10 +39,8 @@ class DelimitedCodec implements Codec<Buffer, Uint8Array | string> {
       throw new InvalidOptionError('delimiter', 'must be a string or a Uint8Array');
     }
     if (delimiter.length === 0) throw new InvalidOptionError('delimiter', 'must not be empty');
-    if (!Number.isSafeInteger(maxLength) || maxLength < 0) {
-      throw new InvalidOptionError('maxLength', `must be a non-negative integer, got ${String(maxLength)}`);
-    }
-    if (typeof keepDelimiter !== 'boolean') throw new InvalidOptionError('keepDelimiter', 'must be a boolean');
+    integer('maxLength', maxLength, 0);
+    boolean('keepDelimiter', keepDelimiter);
     // Copied so that a caller mutating its buffer later cannot change the framing.
     this.#delimiter = Buffer.from(delimiter);
     this.#maxLength = maxLength;

@@ -1,5 +1,6 @@
 import type { ByteQueue } from '../byte-queue.js';
-import { FrameInvalidError, InvalidOptionError } from '../errors.js';
+import { FrameInvalidError } from '../errors.js';
+import { integer } from '../validate.js';
 import type { Codec, FrameSink } from './types.js';
 
 /**
@@ -12,9 +13,7 @@ class FixedCodec implements Codec<Buffer, Uint8Array | string> {
   readonly #size: number;
 
   constructor(size: number) {
-    if (!Number.isSafeInteger(size) || size < 1 || size > 2 ** 31) {
-      throw new InvalidOptionError('size', `must be an integer from 1 to 2^31, got ${String(size)}`);
-    }
+    integer('size', size, 1, 2 ** 31);
     this.#size = size;
   }
 

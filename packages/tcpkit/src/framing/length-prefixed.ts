@@ -1,5 +1,6 @@
 import type { ByteQueue } from '../byte-queue.js';
-import { FrameInvalidError, FrameTooLargeError, InvalidOptionError } from '../errors.js';
+import { FrameInvalidError, FrameTooLargeError } from '../errors.js';
+import { boolean, integer, oneOf } from '../validate.js';
 import type { Codec, FrameSink } from './types.js';
 
 /** Options of {@link lengthPrefixed}. Names follow Netty's LengthFieldBasedFrameDecoder where they can. */
@@ -72,28 +73,13 @@ class LengthPrefixedCodec implements Codec<Buffer, LengthPrefixedItem> {
       maxLength = 8 * 1024 * 1024,
       stripHeader = headerOffset === 0,
     } = options;
-    if (width !== 1 && width !== 2 && width !== 3 && width !== 4 && width !== 8) {
-      throw new InvalidOptionError('width', `must be 1, 2, 3, 4 or 8, got ${String(width)}`);
-    }
-    if (endian !== 'big' && endian !== 'little') {
-      throw new InvalidOptionError('endian', `must be 'big' or 'little', got ${JSON.stringify(endian)}`);
-    }
-    if (!Number.isSafeInteger(headerOffset) || headerOffset < 0 || headerOffset > 65536) {
-      throw new InvalidOptionError('headerOffset', `must be an integer from 0 to 65536, got ${String(headerOffset)}`);
-    }
-    if (typeof lengthIncludesHeader !== 'boolean') {
-      throw new InvalidOptionError('lengthIncludesHeader', 'must be a boolean');
-    }
-    if (!Number.isSafeInteger(lengthAdjustment) || Math.abs(lengthAdjustment) > 2 ** 32) {
-      throw new InvalidOptionError(
-        'lengthAdjustment',
-        `must be an integer within ±2^32, got ${String(lengthAdjustment)}`,
-      );
-    }
-    if (!Number.isSafeInteger(maxLength) || maxLength < 0) {
-      throw new InvalidOptionError('maxLength', `must be a non-negative integer, got ${String(maxLength)}`);
-    }
-    if (typeof stripHeader !== 'boolean') throw new InvalidOptionError('stripHeader', 'must be a boolean');
+    oneOf('width', width, [1, 2, 3, 4, 8]);
+    oneOf('endian', endian, ['big', 'little']);
+    integer('headerOffset', headerOffset, 0, 65536);
+    boolean('lengthIncludesHeader', lengthIncludesHeader);
+    integer('lengthAdjustment', lengthAdjustment, -(2 ** 32), 2 ** 32);
+    integer('maxLength', maxLength, 0);
+    boolean('stripHeader', stripHeader);
     this.#width = width;
     this.#littleEndian = endian === 'little';
     this.#headerOffset = headerOffset;

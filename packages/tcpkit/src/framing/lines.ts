@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { ByteQueue, TextEncoding } from '../byte-queue.js';
 import { FrameInvalidError, FrameTooLargeError, InvalidOptionError } from '../errors.js';
+import { boolean, integer, oneOf } from '../validate.js';
 import type { Codec, FrameSink } from './types.js';
 
 const LF = 0x0a;
@@ -52,16 +53,10 @@ class LinesCodec<T extends string | Buffer> implements Codec<T, string | Uint8Ar
 
   constructor(options: LinesOptions) {
     const { maxLength = 64 * 1024, delimiter = 'auto', encoding = 'utf8', validateUtf8 = false } = options;
-    if (!Number.isSafeInteger(maxLength) || maxLength < 0) {
-      throw new InvalidOptionError('maxLength', `must be a non-negative integer, got ${String(maxLength)}`);
-    }
-    if (delimiter !== '\n' && delimiter !== '\r\n' && delimiter !== 'auto') {
-      throw new InvalidOptionError('delimiter', `must be '\\n', '\\r\\n' or 'auto', got ${JSON.stringify(delimiter)}`);
-    }
-    if (encoding !== 'utf8' && encoding !== 'latin1' && encoding !== null) {
-      throw new InvalidOptionError('encoding', `must be 'utf8', 'latin1' or null, got ${JSON.stringify(encoding)}`);
-    }
-    if (typeof validateUtf8 !== 'boolean') throw new InvalidOptionError('validateUtf8', 'must be a boolean');
+    integer('maxLength', maxLength, 0);
+    oneOf('delimiter', delimiter, ['\n', '\r\n', 'auto']);
+    oneOf('encoding', encoding, ['utf8', 'latin1', null]);
+    boolean('validateUtf8', validateUtf8);
     if (validateUtf8 && encoding !== 'utf8') throw new InvalidOptionError('validateUtf8', "needs encoding 'utf8'");
     this.#maxLength = maxLength;
     this.#mode = delimiter;

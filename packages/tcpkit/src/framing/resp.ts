@@ -1,5 +1,6 @@
 import type { ByteQueue } from '../byte-queue.js';
-import { FrameInvalidError, FrameTooLargeError, InvalidOptionError } from '../errors.js';
+import { FrameInvalidError, FrameTooLargeError } from '../errors.js';
+import { integer } from '../validate.js';
 import type { Codec, FrameSink } from './types.js';
 
 const CR = 0x0d;
@@ -125,10 +126,10 @@ class RespCodec implements Codec<Buffer[], RespReply> {
       maxArrayLength = 1024 * 1024,
       maxLength = 1024 * 1024 * 1024,
     } = options;
-    this.#maxBulkLength = positiveInteger('maxBulkLength', maxBulkLength);
-    this.#maxInlineLength = positiveInteger('maxInlineLength', maxInlineLength);
-    this.#maxArrayLength = positiveInteger('maxArrayLength', maxArrayLength);
-    this.#maxLength = positiveInteger('maxLength', maxLength);
+    this.#maxBulkLength = integer('maxBulkLength', maxBulkLength, 1);
+    this.#maxInlineLength = integer('maxInlineLength', maxInlineLength, 1);
+    this.#maxArrayLength = integer('maxArrayLength', maxArrayLength, 1);
+    this.#maxLength = integer('maxLength', maxLength, 1);
   }
 
   decode(queue: ByteQueue): Buffer[] | undefined {
@@ -453,13 +454,6 @@ export function splitArgs(line: Buffer): Buffer[] | undefined {
     }
     args.push(Buffer.from(current));
   }
-}
-
-function positiveInteger(name: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
-    throw new InvalidOptionError(name, `must be a positive integer, got ${String(value)}`);
-  }
-  return value;
 }
 
 /**
