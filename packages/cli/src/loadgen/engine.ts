@@ -71,10 +71,13 @@ export class LoadEngine {
   readonly t0 = performance.now();
   running = false;
   /**
-   * Echo mode holds traffic until every connection is up (`startLoad()`): connects to a server already
-   * saturated with echoes overflow its listen queue and get reset, so thousands of connections would never all open.
+   * Echo and open-loop modes hold traffic until every connection is up (`startLoad()`): connects to a server
+   * already saturated with echoes overflow its listen queue and get reset, so thousands of connections would
+   * never all open. The open-loop schedule starts there too, so the connect phase is not owed as a backlog.
    */
   loadStarted = false;
+  /** When the open-loop schedule starts (message 0 is due): `startLoad()`. */
+  #scheduleStart = 0;
 
   messages = 0;
   bytesSent = 0;
@@ -121,15 +124,18 @@ export class LoadEngine {
       this.#startResolve = resolve;
     });
     this.#launch();
-    if (this.config.mode === 'open-loop') this.#tick();
     return done;
   }
 
-  /** Lets held connections start sending (echo mode); called when the connect phase ends. */
+  /** Lets held connections start sending (echo and open-loop modes); called when the connect phase ends. */
   startLoad(): void {
     if (this.loadStarted) return;
     this.loadStarted = true;
     if (!this.running) return;
+    if (this.config.mode === 'open-loop') {
+      this.#scheduleStart = performance.now();
+      this.#tick();
+    }
     for (const client of this.#clients) client.begin();
   }
 
@@ -169,11 +175,11 @@ export class LoadEngine {
 
   /** Intended send time (ms, performance.now() scale) of the open-loop message with this engine-wide index. */
   intendedTime(sequence: number): number {
-    return this.t0 + (sequence * 1000) / this.config.rate!;
+    return this.#scheduleStart + (sequence * 1000) / this.config.rate!;
   }
 
   /**
-   * Open-loop pacing: message k of this engine is due at t0 + k/rate and belongs to connection
+   * Open-loop pacing: message k of this engine is due at startLoad() + k/rate and belongs to connection
    * k mod n. A connection that is behind owes messages and sends them as soon as it may; their
    * latency still counts from the intended time, which is what corrects coordinated omission.
    */
@@ -181,7 +187,7 @@ export class LoadEngine {
     this.#tickTimer = null;
     if (!this.running) return;
     const count = this.#clients.length;
-    const due = Math.floor(((performance.now() - this.t0) * this.config.rate!) / 1000);
+    const due = Math.floor(((performance.now() - this.#scheduleStart) * this.config.rate!) / 1000);
     for (let k = this.#nextScheduled; k < due; k++) this.#clients[k % count]!.owe();
     this.#nextScheduled = Math.max(this.#nextScheduled, due);
     // 1 ms is the timer resolution; a message is sent at most ~1 ms after its intended time.
@@ -222,9 +228,17 @@ export class LoadEngine {
     return report;
   }
 
-  /** Stops sending, closes every connection, and returns the last interval. */
+  /**
+   * Stops sending, closes every connection, and returns the last interval. In open-loop mode every message
+   * due but not answered yet is recorded first with its latency so far (a lower bound), so a server that
+   * stalls near the end of the run is not hidden by stopping before its backlog drains.
+   */
   stop(): IntervalReport {
     this.running = false;
+    if (this.config.mode === 'open-loop' && this.loadStarted) {
+      const now = performance.now();
+      for (const client of this.#clients) client.recordOutstanding(now);
+    }
     if (this.#launchTimer) clearTimeout(this.#launchTimer);
     if (this.#tickTimer) clearTimeout(this.#tickTimer);
     this.#launchTimer = null;
@@ -349,13 +363,17 @@ class Client {
     engine.open++;
     this.#settleAttempt();
     if (!engine.running) return;
-    if (engine.config.mode === 'open-loop') this.#pump();
-    else if (engine.config.mode !== 'echo' || engine.loadStarted) this.#send(this.#depth);
+    const mode = engine.config.mode;
+    if (mode === 'open-loop') this.#pump();
+    else if (mode !== 'echo' || engine.loadStarted) this.#send(this.#depth);
   };
 
-  /** Echo mode: the load starts; a connection that is up and silent sends its first messages. */
+  /** The load starts: a connection that is up and silent sends its first messages (open-loop: those due). */
   begin(): void {
-    if (this.#connected && this.#inflight === 0 && this.#engine.config.mode === 'echo') this.#send(this.#depth);
+    if (!this.#connected) return;
+    const mode = this.#engine.config.mode;
+    if (mode === 'open-loop') this.#pump();
+    else if (mode === 'echo' && this.#inflight === 0) this.#send(this.#depth);
   }
 
   #onTimeout = (): void => {
@@ -411,6 +429,20 @@ class Client {
   owe(): void {
     this.#owed++;
     if (this.#connected) this.#pump();
+  }
+
+  /**
+   * Open-loop, at the end of the run: the messages of this connection still in flight and still owed are due
+   * already (sequences from the next one expected, in order); each is recorded with its latency so far.
+   */
+  recordOutstanding(now: number): void {
+    const engine = this.#engine;
+    const stride = engine.config.connections;
+    const outstanding = (this.#connected ? this.#inflight : 0) + this.#owed;
+    const first = this.#connected ? this.#receivedIndex : this.#sentIndex;
+    for (let i = 0; i < outstanding; i++) {
+      engine.recordLatency(now - engine.intendedTime(this.#index + (first + i) * stride));
+    }
   }
 
   #pump(): void {

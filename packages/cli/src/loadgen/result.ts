@@ -57,7 +57,11 @@ export interface BenchResult {
   bytesReceived: number;
   /** Received MiB/s in the window. */
   mibPerSec: number;
-  /** Latency in microseconds: send to full echo; connect to echo in churn; intended send time to echo in open-loop. */
+  /**
+   * Latency in microseconds: send to full echo; connect to echo in churn; intended send time to echo in open-loop,
+   * where a message still unanswered when the run stops counts with its latency so far (so `count` may exceed
+   * `messages` by what was outstanding).
+   */
   latencyUs: LatencySummary;
   percentiles: PercentilePoint[];
   /** Errors of the whole run (all phases) by kind, e.g. `ECONNRESET`, `connect ECONNREFUSED`, `verify`. */
