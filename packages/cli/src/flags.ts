@@ -22,6 +22,8 @@ export interface Flag<K extends string = string> {
   defaultText?: string;
   /** May be given more than once; the values are collected in order. */
   repeatable?: boolean;
+  /** The command refuses to run without it. */
+  required?: boolean;
 }
 
 /** A usage mistake (a bad flag or argument): `tcpkit: <message>`, exit status 2. */
@@ -39,6 +41,7 @@ export function addFlags(cmd: Command, flags: readonly Flag[]): void {
         option.argParser((text: string, previous: unknown[] | undefined) => [...(previous ?? []), type.parse(text)]);
       } else option.argParser((text: string) => type.parse(text));
     }
+    if (flag.required) option.makeOptionMandatory();
     cmd.addOption(option);
   }
 }

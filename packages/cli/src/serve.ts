@@ -7,8 +7,8 @@ import { APPS, type AppSpec } from './apps/index.js';
 import { addFlags, type Flag, givenValues, inFlagTerms, UsageError, withDefaults } from './flags.js';
 import { createLogger, LOG_LEVELS, type LogFormat, type LogLevel } from './log.js';
 import { choice, count, duration, keepAlive, onOff, size, text, type ValueType } from './parse.js';
-import { certificateFiles, registerTlsFlags, reloadOnSighup, tlsAndProxyOptions } from './tls-flags.js';
-import { adminUrl, liveView } from './top.js';
+import { certificateFiles, reloadOnSighup, TLS_FLAGS, tlsAndProxyOptions } from './tls-flags.js';
+import { ADMIN_HOST, adminUrl, liveView } from './top.js';
 import { isModulePath, loadUserModule } from './user-module.js';
 
 /** An address or a subnet for `--block`: `10.0.0.1`, `10.0.0.0/8`, `fd00::/8`. */
@@ -144,7 +144,7 @@ const CLI_FLAGS: Flag<keyof CliOptions>[] = [
     key: 'adminHost',
     type: placeholder(text, '<address>'),
     help: 'address of the admin endpoint',
-    default: '127.0.0.1',
+    default: ADMIN_HOST,
   },
   {
     name: '--admin-process-metrics',
@@ -177,7 +177,7 @@ const CLI_FLAGS: Flag<keyof CliOptions>[] = [
 ];
 
 const APP_FLAGS = Object.values(APPS).flatMap((app) => app.flags);
-const ALL_FLAGS: readonly Flag[] = [...OPTION_FLAGS, ...CLI_FLAGS, ...APP_FLAGS];
+const ALL_FLAGS: readonly Flag[] = [...OPTION_FLAGS, ...TLS_FLAGS, ...CLI_FLAGS, ...APP_FLAGS];
 
 export function registerServe(program: Command): void {
   const names = Object.keys(APPS);
@@ -186,7 +186,6 @@ export function registerServe(program: Command): void {
     .description(`serve an app (${names.join(', ')}) or your own handler module`)
     .argument('<app>', `${names.join(' | ')} | ./module.js (its default export is the handler)`);
   addFlags(cmd, ALL_FLAGS);
-  registerTlsFlags(cmd);
   cmd.action(async (appName: string, parsed: Record<string, unknown>) => {
     let spec: AppSpec | undefined = APPS[appName];
     let moduleOptions: ServeOptions = {};
@@ -218,14 +217,14 @@ export function registerServe(program: Command): void {
     if (Array.isArray(options.blockList)) options.blockList = blockListOf(options.blockList);
     const cli = givenValues(CLI_FLAGS, parsed) as CliOptions;
     if (cli.adminPort !== undefined) {
-      options.admin = { port: cli.adminPort, host: cli.adminHost ?? '127.0.0.1' };
+      options.admin = { port: cli.adminPort, host: cli.adminHost ?? ADMIN_HOST };
       if (cli.adminProcessMetrics !== undefined) options.admin.processMetrics = cli.adminProcessMetrics;
     } else if (cli.adminHost !== undefined) throw new UsageError('--admin-host needs --admin-port');
     else if (cli.adminProcessMetrics !== undefined) throw new UsageError('--admin-process-metrics needs --admin-port');
     if (cli.top === true) {
       if (process.stdout.isTTY !== true) throw new UsageError('--top needs a terminal on stdout');
       // The view reads the admin endpoint: without --admin-port it gets one of its own.
-      options.admin ??= { port: 0, host: '127.0.0.1' };
+      options.admin ??= { port: 0, host: ADMIN_HOST };
     }
     // With --top the screen is the view's: the log goes to stderr, and is silent while the view runs
     // if stderr is the same terminal (`2>tcpkit.log` keeps every line).

@@ -3,9 +3,9 @@
  * `reloadCertificates` is the one function a SIGHUP handler (this one, or the workers' restart) calls.
  */
 import { readFileSync } from 'node:fs';
-import type { Command } from 'commander';
-import type { ServeOptions, Server, TlsOptions } from 'tcpkit';
-import { parseDuration } from './parse.js';
+import { DEFAULTS, type ServeOptions, type Server, type TlsOptions } from 'tcpkit';
+import type { Flag } from './flags.js';
+import { duration, text } from './parse.js';
 
 /** The certificate files named on the command line, re-read on every reload. */
 export interface CertificateFiles {
@@ -15,24 +15,49 @@ export interface CertificateFiles {
   clientAuth: boolean;
 }
 
-function collect(value: string, previous: string[] = []): string[] {
-  return [...previous, value];
-}
+const file: typeof text = { ...text, placeholder: '<file>' };
 
-export function registerTlsFlags(cmd: Command): void {
-  cmd
-    .option('--tls-cert <file>', 'serve TLS with this PEM certificate (chain); needs --tls-key')
-    .option('--tls-key <file>', 'PEM private key of --tls-cert')
-    .option('--tls-ca <file>', 'PEM CA certificates that client certificates must chain to (with --tls-client-auth)')
-    .option('--tls-client-auth', 'request and require a client certificate signed by --tls-ca (mutual TLS)')
-    .option('--handshake-timeout <duration>', 'longest TLS handshake (default 10s, 0 = none)', parseDuration)
-    .option('--proxy-protocol', 'read a PROXY protocol header (v1 or v2) first; needs --trusted-proxy')
-    .option(
-      '--trusted-proxy <cidr>',
-      'a load balancer address or subnet allowed to send the PROXY header (repeatable)',
-      collect,
-    );
-}
+/** The TLS and PROXY protocol flags of `tcpkit serve`, rows of its flag table (see flags.ts). */
+export const TLS_FLAGS: Flag[] = [
+  {
+    name: '--tls-cert',
+    key: 'tlsCert',
+    type: file,
+    help: 'serve TLS with this PEM certificate (chain); needs --tls-key',
+  },
+  { name: '--tls-key', key: 'tlsKey', type: file, help: 'PEM private key of --tls-cert' },
+  {
+    name: '--tls-ca',
+    key: 'tlsCa',
+    type: file,
+    help: 'PEM CA certificates that client certificates must chain to (with --tls-client-auth)',
+  },
+  {
+    name: '--tls-client-auth',
+    key: 'tlsClientAuth',
+    help: 'request and require a client certificate signed by --tls-ca (mutual TLS)',
+  },
+  {
+    name: '--handshake-timeout',
+    key: 'handshakeTimeout',
+    type: duration,
+    help: 'longest TLS handshake, 0 = none',
+    default: DEFAULTS.handshakeTimeout,
+  },
+  {
+    name: '--trusted-proxy',
+    // Named as the library names it, so its errors read as this flag's (inFlagTerms); listed first for that.
+    key: 'proxyProtocol.trusted',
+    type: { ...text, placeholder: '<cidr>' },
+    repeatable: true,
+    help: 'a load balancer address or subnet allowed to send the PROXY header (repeat the flag for more)',
+  },
+  {
+    name: '--proxy-protocol',
+    key: 'proxyProtocol',
+    help: 'read a PROXY protocol header (v1 or v2) first; needs --trusted-proxy',
+  },
+];
 
 /** The certificate files of the flags, or undefined without TLS. Throws an Error whose message names the flag. */
 export function certificateFiles(flags: Record<string, unknown>): CertificateFiles | undefined {

@@ -1,17 +1,37 @@
 import type { Command } from 'commander';
-import { parseCount } from './parse.js';
+import { addFlags, type Flag, givenValues } from './flags.js';
+import { count, text } from './parse.js';
+
+/** Where `tcpkit serve --admin-port` listens unless `--admin-host` says otherwise (`admin.host`'s default). */
+export const ADMIN_HOST = '127.0.0.1';
+
+interface TopOptions {
+  adminPort: number;
+  adminHost?: string;
+}
+
+const TOP_FLAGS: Flag<keyof TopOptions>[] = [
+  { name: '--admin-port', key: 'adminPort', type: count, help: 'port of the admin endpoint', required: true },
+  {
+    name: '--admin-host',
+    key: 'adminHost',
+    type: { ...text, placeholder: '<address>' },
+    help: 'address of the admin endpoint',
+    default: ADMIN_HOST,
+  },
+];
 
 export function registerTop(program: Command): void {
-  program
+  const cmd = program
     .command('top')
-    .description('live view of a server through its admin endpoint (tcpkit serve --admin-port N)')
-    .requiredOption('--admin-port <n>', 'port of the admin endpoint', parseCount)
-    .option('--admin-host <address>', 'address of the admin endpoint', '127.0.0.1')
-    .action(async (flags: { adminPort: number; adminHost: string }) => {
-      await liveView(adminUrl(flags.adminHost, flags.adminPort));
-      // fetch's keep-alive sockets would hold the process for seconds after the view is gone.
-      process.exit(0);
-    });
+    .description('live view of a server through its admin endpoint (tcpkit serve --admin-port N)');
+  addFlags(cmd, TOP_FLAGS);
+  cmd.action(async (parsed: Record<string, unknown>) => {
+    const flags = givenValues(TOP_FLAGS, parsed) as unknown as TopOptions;
+    await liveView(adminUrl(flags.adminHost ?? ADMIN_HOST, flags.adminPort));
+    // fetch's keep-alive sockets would hold the process for seconds after the view is gone.
+    process.exit(0);
+  });
 }
 
 /** The base URL of an admin endpoint. */

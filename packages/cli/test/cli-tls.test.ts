@@ -150,7 +150,11 @@ describe('tcpkit serve with TLS flags', () => {
       ['--trusted-proxy', '10.0.0.0/8'],
       /--trusted-proxy applies with --proxy-protocol/,
     ],
-    ['a bad --trusted-proxy', ['--proxy-protocol', '--trusted-proxy', '10.0.0.0/99'], /proxyProtocol.trusted/],
+    [
+      'a bad --trusted-proxy',
+      ['--proxy-protocol', '--trusted-proxy', '10.0.0.0/99'],
+      /--trusted-proxy: "10.0.0.0\/99"/,
+    ],
     ['--tls-cert without --tls-key', ['--tls-cert', 'x.pem'], /--tls-cert and --tls-key go together/],
     [
       '--tls-client-auth without --tls-ca',

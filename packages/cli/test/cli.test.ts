@@ -352,7 +352,7 @@ describe('tcpkit --version and --help', () => {
   });
 
   it('help texts show every default one way, durations as the README writes them', SLOW, async () => {
-    for (const command of ['serve', 'bench']) {
+    for (const command of ['serve', 'bench', 'top']) {
       const proc = tcpkit(command, '--help');
       assert.equal((await within(proc.exited, 30_000, 'the CLI to exit')).code, 0);
       const help = proc.lines.join('\n');
@@ -360,6 +360,12 @@ describe('tcpkit --version and --help', () => {
       if (command === 'serve') {
         assert.match(help, /--idle-timeout <duration> +no input while waiting for it \(default 60s\)/);
         assert.match(help, /--max-read-buffer <size> +unread input before pausing \(default 64KiB\)/);
+        // The TLS flags are rows of the same table: the default is DEFAULTS.handshakeTimeout, printed the same way.
+        assert.match(help, /--handshake-timeout <duration> +longest TLS handshake, 0 = none \(default 10s\)/);
+        assert.match(help, /--trusted-proxy <cidr> +a load balancer/);
+      } else if (command === 'top') {
+        assert.match(help, /--admin-port <n> +port of the admin endpoint\n/);
+        assert.match(help, /--admin-host <address> +address of the admin endpoint \(default 127\.0\.0\.1\)/);
       } else {
         assert.match(help, /measured window \(default 10s\)/);
         assert.doesNotMatch(help, /10000/, 'the duration default as a raw number of milliseconds');
