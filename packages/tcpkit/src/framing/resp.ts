@@ -1,3 +1,5 @@
+// Over the ~400-line guide on purpose: one dense concept, the RESP2 codec, whose decoder mirrors Redis's parser check
+// for check (multibulk, inline with sdssplitargs quoting, every limit) beside the reply encoder it answers with.
 import type { ByteQueue } from '../byte-queue.js';
 import { FrameInvalidError, FrameTooLargeError } from '../errors.js';
 import { integer } from '../validate.js';

@@ -1,3 +1,5 @@
+// Over the ~400-line guide on purpose: a table of small handlers (strings, keys, expiry), each a few lines over one
+// Store, with the reply constants and argument helpers they share; apart, each file would re-import all of them.
 import { ErrorReply, RawReply, type RespReply } from 'tcpkit';
 import { globMatch } from './glob.js';
 import type { InfoState } from './info.js';

@@ -1,3 +1,5 @@
+// Over the ~400-line guide on purpose: a data table, Redis 7.0's metadata for every command served (arity, flags,
+// ACL categories, key positions, docs), with the COMMAND introspection and the dispatch that read it.
 import { ErrorReply, type RespReply, SimpleString } from 'tcpkit';
 import type { ClientState, CommandHandler, CommandSpec, ServerContext } from './commands.js';
 import * as c from './commands.js';
