@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { LoadEngine } from '../src/loadgen/engine.js';
 import {
@@ -334,46 +334,41 @@ describe('loadgen open-loop: latency from the intended send time (coordinated om
     }
   });
 
-  it('a drained backlog counts from each message’s intended time', async (t) => {
+  /** A running engine whose server holds message `first` until BACKLOG more messages have fallen due. */
+  async function stalledRun(t: TestContext) {
     const server = await stallingServer(STALL_AFTER, 64);
-    try {
-      const { engine, latencies } = openLoopEngine(server.port);
-      t.after(() => engine.stop());
-      await engine.start();
-      engine.startLoad();
-      const first = await server.held;
-      await until(() => engine.scheduled >= first + 1 + BACKLOG, 'the backlog to fall due');
-      const releasedAt = performance.now();
-      server.release();
-      const end = engine.scheduled;
-      await server.echoed(end);
+    const { engine, latencies } = openLoopEngine(server.port);
+    t.after(() => {
       engine.stop();
-      assert.equal(first, STALL_AFTER);
-      // Depth 1: the held message blocked the connection, so every later one left after the release.
-      assertBacklogRecorded(engine, latencies, first, end, releasedAt);
-    } finally {
-      await server.close();
-    }
+      return server.close();
+    });
+    await engine.start();
+    engine.startLoad();
+    const first = await server.held;
+    assert.equal(first, STALL_AFTER);
+    await until(() => engine.scheduled >= first + 1 + BACKLOG, 'the backlog to fall due');
+    return { server, engine, latencies, first };
+  }
+
+  it('a drained backlog counts from each message’s intended time', async (t) => {
+    const { server, engine, latencies, first } = await stalledRun(t);
+    const releasedAt = performance.now();
+    server.release();
+    const end = engine.scheduled;
+    await server.echoed(end);
+    engine.stop();
+    // Depth 1: the held message blocked the connection, so every later one left after the release.
+    assertBacklogRecorded(engine, latencies, first, end, releasedAt);
   });
 
   it('a run stopped during a stall still records what it owed', async (t) => {
-    const server = await stallingServer(STALL_AFTER, 64);
-    try {
-      const { engine, latencies } = openLoopEngine(server.port);
-      t.after(() => engine.stop());
-      await engine.start();
-      engine.startLoad();
-      const first = await server.held;
-      await until(() => engine.scheduled >= first + 1 + BACKLOG, 'the backlog to fall due');
-      const stoppedAt = performance.now();
-      const end = engine.scheduled;
-      const report = engine.stop();
-      // The held message and the ones still owed, each with its latency so far.
-      assertBacklogRecorded(engine, latencies, first, end, stoppedAt);
-      assert.ok(decodeHistogram(report.histogram).totalCount >= end - first);
-    } finally {
-      await server.close();
-    }
+    const { engine, latencies, first } = await stalledRun(t);
+    const stoppedAt = performance.now();
+    const end = engine.scheduled;
+    const report = engine.stop();
+    // The held message and the ones still owed, each with its latency so far.
+    assertBacklogRecorded(engine, latencies, first, end, stoppedAt);
+    assert.ok(decodeHistogram(report.histogram).totalCount >= end - first);
   });
 });
 

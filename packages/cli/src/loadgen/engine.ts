@@ -230,8 +230,9 @@ export class LoadEngine {
    * stalls near the end of the run is not hidden by stopping before its backlog drains.
    */
   stop(): IntervalReport {
+    const wasRunning = this.running;
     this.running = false;
-    if (this.config.mode === 'open-loop' && this.loadStarted) {
+    if (this.config.mode === 'open-loop' && this.loadStarted && wasRunning) {
       const now = performance.now();
       for (const client of this.#clients) client.recordOutstanding(now);
     }
