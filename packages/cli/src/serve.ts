@@ -2,7 +2,7 @@
 import cluster from 'node:cluster';
 import { BlockList, isIP } from 'node:net';
 import { type Command, InvalidArgumentError } from 'commander';
-import { DEFAULTS, InvalidOptionError, type ServeOptions, serve } from 'tcpkit';
+import { DEFAULTS, InvalidOptionError, ListenError, type ServeOptions, serve } from 'tcpkit';
 import { APPS, type AppSpec } from './apps/index.js';
 import { addFlags, type Flag, givenValues, inFlagTerms, UsageError, withDefaults } from './flags.js';
 import { createLogger, LOG_LEVELS, type LogFormat, type LogLevel } from './log.js';
@@ -293,7 +293,8 @@ function blockListOf(entries: Cidr[]): BlockList {
  */
 function explainServeError(error: unknown, options: ServeOptions): unknown {
   if (error instanceof InvalidOptionError) return new UsageError(inFlagTerms(ALL_FLAGS, error.message));
-  const code = (error as NodeJS.ErrnoException).code;
+  if (!(error instanceof ListenError)) return error;
+  const code = error.reason;
   const where = options.path ?? `${options.host}:${options.port}`;
   switch (code) {
     case 'EADDRINUSE':

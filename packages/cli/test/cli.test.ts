@@ -223,6 +223,21 @@ describe('tcpkit serve echo', () => {
     }
   });
 
+  it('a port in use with --workers 2: the primary reports it once, exit 1, no worker replaced', SLOW, async () => {
+    const taken = net.createServer().listen(0, '127.0.0.1');
+    await once(taken, 'listening');
+    const port = (taken.address() as net.AddressInfo).port;
+    const proc = tcpkit('serve', 'echo', '--port', String(port), '--workers', '2');
+    try {
+      const exit = await within(proc.exited, 60_000, 'the CLI to exit');
+      assert.equal(exit.code, 1, proc.stderr);
+      assert.equal(proc.stderr, `tcpkit: port ${port} is in use on 127.0.0.1; choose another with --port\n`);
+    } finally {
+      proc.kill();
+      taken.close();
+    }
+  });
+
   it('an address not on this machine: exit 1, naming --host', SLOW, async () => {
     // 192.0.2.1 (TEST-NET-1) is on no interface here: bind fails locally, nothing is sent.
     const proc = tcpkit('serve', 'echo', '--host', '192.0.2.1', '--port', '0');

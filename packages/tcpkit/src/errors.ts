@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'ERR_HANDSHAKE_TIMEOUT'
   | 'ERR_TLS_HANDSHAKE'
   | 'ERR_PROXY_PROTOCOL'
+  | 'ERR_LISTEN'
   | 'ERR_WORKER_START'
   | 'ERR_WORKER_CRASH_LOOP';
 
@@ -150,6 +151,28 @@ export class TlsHandshakeError extends TcpkitError {
 export class ProxyProtocolError extends TcpkitError {
   constructor(message: string) {
     super('ERR_PROXY_PROTOCOL', message);
+  }
+}
+
+/**
+ * `serve()` could not listen (with `workers`, a worker could not, and the primary stopped the others):
+ * the port is in use, the host is not an address of this machine, the port needs privileges, the host
+ * does not resolve. `reason` is the system's code, the message says what to change; the system error
+ * (one process) is the `cause`.
+ */
+export class ListenError extends TcpkitError {
+  /** Where the server tried to listen: `host:port` (`[v6]:port`), or the unix socket path. */
+  readonly address: string;
+  /** The system's error code: `EADDRINUSE`, `EADDRNOTAVAIL`, `EACCES`, `ENOTFOUND`, ... */
+  readonly reason: string;
+  constructor(address: string, reason: string, hint: string, cause?: unknown) {
+    super(
+      'ERR_LISTEN',
+      `cannot listen on ${address}: ${hint} (${reason})`,
+      cause === undefined ? undefined : { cause },
+    );
+    this.address = address;
+    this.reason = reason;
   }
 }
 

@@ -4,6 +4,7 @@ import { formatAddress } from './address.js';
 import type { AdminEndpoint } from './admin.js';
 import type { Conn } from './conn.js';
 import { InvalidOptionError, ServerClosingError } from './errors.js';
+import { toListenError } from './listen-error.js';
 import { attachLogger } from './logging.js';
 import { type ResolvedOptions, resolveOptions, type ServeOptions } from './options.js';
 import { Connections } from './server-connections.js';
@@ -208,7 +209,8 @@ class ProcessServer implements Server {
     };
   }
 
-  async #listen(target: ListenTarget): Promise<void> {
+  /** Claims the unix path (a process of its own) and listens: where the system can refuse. */
+  async #bind(target: ListenTarget): Promise<void> {
     const o = this.#options;
     // In a cluster worker the path is the primary's (shared, and live): only a process of its own claims it.
     if (o.path !== undefined && target.handle === undefined && cluster.isPrimary) await claimSocketPath(o.path);
@@ -227,6 +229,15 @@ class ProcessServer implements Server {
         this.#listener.listen({ port: o.port, host: o.host, backlog: o.backlog, ...reuse }, done);
       }
     });
+  }
+
+  async #listen(target: ListenTarget): Promise<void> {
+    const o = this.#options;
+    try {
+      await this.#bind(target);
+    } catch (error) {
+      throw toListenError(error, o);
+    }
     target.onListening?.(this.#listener);
     this.#conns.gate.countDescriptors();
     const a = this.#listener.address();
@@ -393,7 +404,8 @@ export async function serve(options: ServeOptions, handler: Handler): Promise<Se
   if (config !== undefined) return serveInWorker(config, resolved, handler, startServer);
   if (resolved.workers > 1) {
     // The workers bind through the primary's handle, which never checks the path: claim it here, once.
-    if (resolved.path !== undefined) await claimSocketPath(resolved.path);
+    if (resolved.path !== undefined)
+      await claimSocketPath(resolved.path).catch((e) => Promise.reject(toListenError(e, resolved)));
     const pool = new WorkerPool(resolved);
     await pool.start();
     return pool;

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { lines } from '../src/framing/index.js';
-import { type Conn, type Server, ServerClosingError, serve } from '../src/index.js';
+import { type Conn, ListenError, type Server, ServerClosingError, serve } from '../src/index.js';
 import {
   ChannelProbe,
   Child,
@@ -45,7 +45,15 @@ describe('serve', () => {
   it('rejects when the port is taken', TEST, async () => {
     const server = await serve(LOOPBACK, echo);
     try {
-      await assert.rejects(serve({ ...LOOPBACK, port: portOf(server) }, echo), { code: 'EADDRINUSE' });
+      await assert.rejects(serve({ ...LOOPBACK, port: portOf(server) }, echo), (error: unknown) => {
+        assert.ok(error instanceof ListenError);
+        assert.equal(error.code, 'ERR_LISTEN');
+        assert.equal(error.reason, 'EADDRINUSE');
+        assert.equal(error.address, `127.0.0.1:${portOf(server)}`);
+        assert.match(error.message, /^cannot listen on 127\.0\.0\.1:\d+: the port is in use: choose another port/);
+        assert.equal((error.cause as NodeJS.ErrnoException).code, 'EADDRINUSE', 'the system error is the cause');
+        return true;
+      });
     } finally {
       await stop(server);
     }

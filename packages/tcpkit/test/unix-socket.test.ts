@@ -133,8 +133,9 @@ describe('serve({ path })', () => {
     await once(live, 'listening');
     try {
       await assert.rejects(serve({ path }, echo), {
-        code: 'EADDRINUSE',
-        message: `${path}: another process is accepting connections on this socket; stop it or choose another path`,
+        code: 'ERR_LISTEN',
+        reason: 'EADDRINUSE',
+        message: `cannot listen on ${path}: another process is accepting connections on this socket; stop it or choose another path (EADDRINUSE)`,
       });
       assert.equal((await exchange(path, Buffer.alloc(0))).toString(), 'live');
     } finally {

@@ -4,11 +4,13 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { lstatSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { reusePortSupported } from '../src/workers/balance.js';
 import { type Child, type Client, connect, within } from './helpers.js';
 import { Load, spawnFixture, startFixture, statsOf, statsUntil } from './workers-helpers.js';
 
@@ -148,11 +150,41 @@ describe('serve({ workers: 2 })', () => {
     children.push(child);
     const exit = await within(child.exited, 90_000, 'the primary to give up');
     assert.notEqual(exit.code, 0, 'a non-zero exit');
-    assert.match(child.stderr, /ERR_WORKER_CRASH_LOOP|4 workers in a row died before listening/);
+    const failure = child.lines.find((l) => l.includes('"serveError"')) ?? '';
+    assert.match(
+      failure,
+      /ERR_WORKER_CRASH_LOOP.*(4 workers in a row died before listening|4 worker deaths within)/,
+      'serve() rejected',
+    );
     const starts = child.stderr.split('fixture: this worker fails at load').length - 1;
     assert.ok(starts >= 4, `respawned, then stopped (${starts} workers failed)`);
     assert.ok(!child.lines.some((l) => l.includes('"port"')), 'never listened');
   });
+
+  for (const balance of reusePortSupported() ? (['primary', 'kernel'] as const) : (['primary'] as const)) {
+    it(`balance '${balance}': a port another listener holds makes serve() reject once with ERR_LISTEN; no worker is replaced`, async () => {
+      const taken = net.createServer().listen(0, '127.0.0.1');
+      await once(taken, 'listening');
+      const port = (taken.address() as net.AddressInfo).port;
+      try {
+        const child = spawnFixture({ port, balance, crashLoop: { deaths: 2, window: 60_000 } });
+        children.push(child);
+        const { serveError } = await child.json<{ serveError: Record<string, string> }>('serveError', 60_000);
+        assert.deepEqual(
+          { code: serveError.code, reason: serveError.reason, address: serveError.address },
+          { code: 'ERR_LISTEN', reason: 'EADDRINUSE', address: `127.0.0.1:${port}` },
+        );
+        assert.match(serveError.message ?? '', /the port is in use: choose another port/);
+        const exit = await within(child.exited, 60_000, 'the primary to exit');
+        assert.equal(exit.code, 1, child.stderr);
+        // The workers left without a word and were not replaced: no crash-loop message, no respawn.
+        assert.equal(child.stderr, '', 'nothing on stderr: no worker printed it, none was replaced');
+        assert.equal(child.lines.filter((l) => l.includes('serveError')).length, 1, 'reported once');
+      } finally {
+        taken.close();
+      }
+    });
+  }
 
   it('workers that keep dying after they listen: a crash loop ends the primary with code 1', async () => {
     const { child, port } = await fixture({ crashLoop: { deaths: 4, window: 60_000 } }, 'crash-on-connect');

@@ -6,6 +6,7 @@ import net from 'node:net';
 import { formatAddress } from '../address.js';
 import type { AdminEndpoint } from '../admin.js';
 import { InvalidOptionError, ServerClosingError, WorkerError } from '../errors.js';
+import { listenErrorOf } from '../listen-error.js';
 import type { ResolvedOptions } from '../options.js';
 import {
   REPEATED_SIGNAL_MS,
@@ -102,6 +103,8 @@ export class WorkerPool implements Server {
   #closedResolve!: () => void;
   #admin: AdminEndpoint | null = null;
   #probes = new WorkerProbes();
+  /** start() succeeded (and logged 'listening'). */
+  #listening = false;
   /** When the first shutdown signal arrived: a repeat within REPEATED_SIGNAL_MS is the same one (npm start). */
   #firstSignalAt = 0;
   /** Ends what is left of shutdownDelay (a second shutdown signal). */
@@ -172,6 +175,7 @@ export class WorkerPool implements Server {
       this.#signalHandlers.push(['SIGHUP', onHangup]);
     }
     const admin = this.#admin === null ? {} : { admin: formatAddress(this.#admin.address) };
+    this.#listening = true;
     o.logger?.info(
       { address: formatAddress(this.#address), workers: o.workers, balance: o.balance, ...admin },
       'listening',
@@ -323,7 +327,8 @@ export class WorkerPool implements Server {
       forced: results.reduce((n, r) => n + r.forced, 0),
       durationMs: Math.round(performance.now() - start),
     };
-    this.#options.logger?.info({ ...result, workers: this.#options.workers }, 'shut down');
+    // A start that failed logged no 'listening' either: the error serve() rejects with is the report.
+    if (this.#listening) this.#options.logger?.info({ ...result, workers: this.#options.workers }, 'shut down');
     return result;
   }
 
@@ -429,10 +434,16 @@ export class WorkerPool implements Server {
         m.listened.resolve();
         break;
       }
-      case 'listen-error':
+      case 'listen-error': {
         m.listenError = true;
-        m.listened.reject(new WorkerError('ERR_WORKER_START', `a worker could not listen: ${message.message}`));
+        const o = this.#options;
+        m.listened.reject(
+          message.reason === undefined
+            ? new WorkerError('ERR_WORKER_START', `a worker could not start: ${message.message}`)
+            : listenErrorOf(message.reason, { host: o.host, port: this.#port, path: o.path }, message.message),
+        );
         break;
+      }
       case 'report':
         m.report = { stats: message.stats, rssBytes: message.rssBytes, cpuUs: message.cpuUs };
         break;

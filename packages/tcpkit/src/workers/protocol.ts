@@ -48,8 +48,11 @@ export type FromWorker =
   | { tcpkit: 'want-handle' }
   /** Listening; in kernel balance the first worker of a slot sends its listening socket as the handle. */
   | ({ tcpkit: 'listening'; address: string; family: string; port: number; path?: string } & WorkerReport)
-  /** listen() failed (EADDRINUSE, EACCES, ...): the primary gives up starting. */
-  | { tcpkit: 'listen-error'; message: string; code?: string }
+  /**
+   * serve() failed in the worker, which then exits: with `reason` (the system's code: EADDRINUSE, EACCES,
+   * ...) it could not listen, and `message` is the system's; the primary stops starting and reports it.
+   */
+  | { tcpkit: 'listen-error'; message: string; reason?: string }
   | ({ tcpkit: 'report' } & WorkerReport)
   | ({ tcpkit: 'drained'; result: ShutdownResult } & WorkerReport)
   | ProbeAnswer;

@@ -3,6 +3,7 @@
 // primary says, reporting its counters, and draining when the primary asks.
 import cluster from 'node:cluster';
 import type net from 'node:net';
+import { ListenError } from '../errors.js';
 import type { ResolvedOptions } from '../options.js';
 import type { Handler, ListenTarget, Server, ShutdownResult } from '../server.js';
 import { answerProbes } from './metrics.js';
@@ -74,9 +75,18 @@ export async function serveInWorker(
       },
     });
   } catch (error) {
-    const e = error as NodeJS.ErrnoException;
-    send({ tcpkit: 'listen-error', message: e.message, code: e.code });
-    throw error;
+    // The primary reports it, once, for every worker (serve() rejects there): this worker only tells it
+    // why and leaves, instead of rejecting into the user's program (which would die of it, or print it
+    // once per worker, and be replaced in a loop).
+    const message = error instanceof ListenError ? (error.cause as Error | undefined)?.message : undefined;
+    send(
+      error instanceof ListenError
+        ? { tcpkit: 'listen-error', message: message ?? error.message, reason: error.reason }
+        : { tcpkit: 'listen-error', message: (error as Error).message },
+      undefined,
+      () => process.exit(1),
+    );
+    return new Promise<never>(() => {});
   }
   // The primary's admin endpoint asks each worker for what only the worker sees.
   const answer = options.admin === undefined ? undefined : await answerProbes(server);
