@@ -84,6 +84,12 @@ const BENCH_FLAGS: Flag<keyof BenchOptions>[] = withDefaults<keyof BenchOptions>
     help: 'local addresses to bind round-robin: 127.0.0.1-127.0.0.16 or a comma list',
   },
   { name: '--workers', key: 'workers', type: count, help: 'worker threads generating load (1: this thread)' },
+  {
+    name: '--processes',
+    key: 'processes',
+    type: count,
+    help: 'processes generating load, results merged (each its own descriptors; not with --workers)',
+  },
   { name: '--payload', key: 'payload', type: choice('random', 'zeros'), help: 'message bytes' },
   { name: '--verify', key: 'verify', help: 'check every echoed byte; mismatches count as errors' },
   {

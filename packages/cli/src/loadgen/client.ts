@@ -34,6 +34,10 @@ export class Client {
   #connectStartedAt = 0;
   /** The previous connection's TLS session, offered to the next one (tlsResume). */
   #session: Buffer | null = null;
+  /** Idle mode: connected, its first echo not back yet (the attempt settles with it). */
+  #awaitingFirstEcho = false;
+  /** Idle mode: the farewell message is out; called with its echo or the close. */
+  #farewellDone: (() => void) | null = null;
   // open-loop state
   #owed = 0;
   #sentIndex = 0;
@@ -121,7 +125,9 @@ export class Client {
     this.#connected = true;
     engine.established++;
     engine.open++;
-    this.#settleAttempt();
+    // An idle connection is open once its first echo is back: that is what the time to open counts.
+    if (engine.config.mode === 'idle') this.#awaitingFirstEcho = true;
+    else this.#settleAttempt();
     if (!engine.running) return;
     const mode = engine.config.mode;
     if (mode === 'open-loop') this.#pump();
@@ -157,6 +163,7 @@ export class Client {
     const wasConnected = this.#connected;
     this.#connected = false;
     this.#socket = null;
+    this.#idleEchoed();
     if (wasConnected) engine.open--;
     else {
       engine.failed++;
@@ -183,6 +190,25 @@ export class Client {
     this.#inflight += count;
     this.#engine.bytesSent += count * this.#size;
     this.#socket!.write(this.#batches[count]!);
+  }
+
+  /** Idle mode: one more message on an open connection; resolves with its echo or the close. */
+  farewell(): Promise<void> {
+    if (!this.#connected) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#farewellDone = resolve;
+      this.#send(1);
+    });
+  }
+
+  #idleEchoed(): void {
+    if (this.#awaitingFirstEcho) {
+      this.#awaitingFirstEcho = false;
+      this.#settleAttempt();
+    }
+    const done = this.#farewellDone;
+    this.#farewellDone = null;
+    done?.();
   }
 
   /** Open-loop: one more message is due on this connection. */
@@ -258,8 +284,9 @@ export class Client {
       this.#ringHead = this.#ringHead + 1 === this.#depth ? 0 : this.#ringHead + 1;
     }
     engine.messages += completed;
-    // idle mode exchanges one message and then holds the connection.
+    // idle mode exchanges one message and then holds the connection (until its farewell).
     if (mode === 'echo' && engine.running) this.#send(completed);
+    else if (this.#inflight === 0) this.#idleEchoed();
     return true;
   };
 

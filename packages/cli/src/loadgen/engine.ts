@@ -225,6 +225,14 @@ export class LoadEngine {
   }
 
   /**
+   * Idle mode, at the end of the window: every open connection exchanges one more message (counted in
+   * `messages`), so a held connection is shown to still work; resolves once each has its echo or closed.
+   */
+  farewell(): Promise<void> {
+    return Promise.all(this.#clients.map((client) => client.farewell())).then(() => {});
+  }
+
+  /**
    * Stops sending, closes every connection, and returns the last interval. In open-loop mode every message
    * due but not answered yet is recorded first with its latency so far (a lower bound), so a server that
    * stalls near the end of the run is not hidden by stopping before its backlog drains.

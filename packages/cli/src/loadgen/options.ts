@@ -50,6 +50,13 @@ export interface BenchOptions {
   sourceAddresses?: string[];
   /** Worker threads generating load; 1 runs in the calling thread. Default `1`. */
   workers?: number;
+  /**
+   * Child processes generating load, each with its share of the connections and its own open-file
+   * limit (past ~20,000 connections one process runs out of descriptors); their results are merged.
+   * With at least as many `sourceAddresses`, each process binds its own of them. 1 runs in this
+   * process. Not with `workers` above 1. Default `1`.
+   */
+  processes?: number;
   /** Payload bytes: `random` makes `verify` meaningful, `zeros` is cheapest. Default `'random'`. */
   payload?: PayloadKind;
   /** Compare every echoed byte with what was sent; a mismatch is an error of kind `verify`. Default `false`. */
@@ -91,6 +98,7 @@ export const BENCH_DEFAULTS = {
   rampUpMs: 0,
   connectTimeoutMs: 5_000,
   workers: 1,
+  processes: 1,
   payload: 'random',
   verify: false,
   intervalMs: 1_000,
@@ -142,6 +150,7 @@ export function resolveBenchOptions(options: BenchOptions = {}): ResolvedBenchOp
     sourceAddresses: options.sourceAddresses ?? [],
     // More workers than connections would leave some idle.
     workers: Math.min(positiveInt('workers', options.workers ?? d.workers, 1), connections),
+    processes: Math.min(positiveInt('processes', options.processes ?? d.processes, 1), connections),
     payload,
     verify: options.verify ?? d.verify,
     serverPid: options.serverPid ?? null,
@@ -152,6 +161,7 @@ export function resolveBenchOptions(options: BenchOptions = {}): ResolvedBenchOp
     proxyProtocol: options.proxyProtocol ?? null,
   };
   if (resolved.tlsResume && !resolved.tls) throw new RangeError('tlsResume needs tls');
+  if (resolved.workers > 1 && resolved.processes > 1) throw new RangeError('use workers or processes, not both');
   if (resolved.proxyProtocol !== null && resolved.proxyProtocol !== 1 && resolved.proxyProtocol !== 2) {
     throw new RangeError('proxyProtocol must be 1 or 2');
   }

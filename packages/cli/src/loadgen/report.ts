@@ -48,15 +48,16 @@ export function formatSummary(result: BenchResult): string {
         ? `depth ${options.depth}`
         : '';
   lines.push(
-    `tcpkit bench ${options.mode} -> ${target}: ${formatCount(options.connections)} connections, ${options.size} B messages${load ? `, ${load}` : ''}, ${options.workers} worker(s)`,
+    `tcpkit bench ${options.mode} -> ${target}: ${formatCount(options.connections)} connections, ${options.size} B messages${load ? `, ${load}` : ''}, ${options.processes > 1 ? `${options.processes} processes` : `${options.workers} worker(s)`}`,
   );
   lines.push(
     `measured ${(result.measuredMs / 1000).toFixed(2)} s${result.interrupted ? ' (interrupted)' : ''}, after ${options.warmupMs / 1000} s warm-up`,
   );
   lines.push('');
   if (options.mode === 'idle') {
-    // Each connection exchanged one message while connecting; the window itself is silent.
+    // Each connection exchanged one message while connecting and one after the silent window.
     lines.push(`  held         ${formatCount(result.connections.open)} connections idle through the window`);
+    lines.push(`  echoed       ${formatCount(result.messages)} of them once more at the end`);
   } else {
     // Over TLS every churn cycle is one handshake (a resumed one with --tls-resume).
     const unit = options.mode !== 'churn' ? 'messages   ' : options.tls ? 'handshakes ' : 'connections';
@@ -67,7 +68,7 @@ export function formatSummary(result: BenchResult): string {
     );
   }
   lines.push(
-    `  connections  ${formatCount(result.connections.established)} established, ${formatCount(result.connections.failed)} failed, ${formatCount(result.connections.open)} open at end`,
+    `  connections  ${formatCount(result.connections.established)} established, ${formatCount(result.connections.failed)} failed, ${formatCount(result.connections.open)} open at end${result.connections.openMs === null ? '' : `; all open after ${(result.connections.openMs / 1000).toFixed(2)} s`}`,
   );
   const kinds = Object.entries(result.errors);
   lines.push(

@@ -74,7 +74,11 @@ export interface BenchResult {
     failed: number;
     /** Open at the end of the window. */
     open: number;
+    /** Time from the start until every connection had connected (or failed) once, ms; null if the connect phase timed out first. */
+    openMs: number | null;
   };
+  /** One row per engine (thread or process): the process it ran in and its connection counts over the run. */
+  generators: { pid: number; established: number; failed: number }[];
   /** The generator's own CPU during the window, percent of one core (all threads). Near 100 x cores used = generator-bound. */
   generatorCpuPercent: number;
   /**

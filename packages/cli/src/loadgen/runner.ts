@@ -6,14 +6,13 @@
 
 import { cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import { Worker } from 'node:worker_threads';
 import { type EngineConfig, type IntervalReport, LoadEngine } from './engine.js';
 import { describeEnvironment } from './environment.js';
 import { createLatencyHistogram, decodeHistogram, percentileCurve, summarize } from './histogram.js';
 import { type BenchOptions, type ResolvedBenchOptions, resolveBenchOptions } from './options.js';
 import { type MachineCpu, type ProcSample, sampleMachine, sampleProcess } from './proc.js';
+import { RemoteEngine } from './remote.js';
 import type { BenchResult, Phase, ServerCost, TimelinePoint } from './result.js';
-import type { WorkerRequest, WorkerResponse } from './worker.js';
 
 /** Hooks into a run. */
 export interface RunHooks {
@@ -26,14 +25,21 @@ export interface RunHooks {
 }
 
 interface EngineHandle {
+  /** The process the engine runs in. */
+  readonly pid: number;
+  /** Resolves once the engine is loaded and can take requests. */
+  ready(): Promise<void>;
   start(): Promise<void>;
   startLoad(): Promise<void>;
   interval(): Promise<IntervalReport>;
+  farewell(): Promise<void>;
   stop(): Promise<IntervalReport>;
 }
 
 class LocalHandle implements EngineHandle {
+  readonly pid = process.pid;
   readonly #engine: LoadEngine;
+  async ready(): Promise<void> {}
   constructor(config: EngineConfig) {
     this.#engine = new LoadEngine(config);
   }
@@ -46,70 +52,27 @@ class LocalHandle implements EngineHandle {
   async interval(): Promise<IntervalReport> {
     return this.#engine.interval();
   }
+  farewell(): Promise<void> {
+    return this.#engine.farewell();
+  }
   async stop(): Promise<IntervalReport> {
     return this.#engine.stop();
   }
 }
 
-class ThreadHandle implements EngineHandle {
-  readonly #worker: Worker;
-  readonly #pending = new Map<number, { resolve: (r: WorkerResponse) => void; reject: (e: Error) => void }>();
-  #nextId = 0;
-
-  constructor(config: EngineConfig) {
-    const url = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js', import.meta.url);
-    if (url.pathname.endsWith('.ts')) {
-      // Running from source under tsx: Node 20 workers do not inherit tsx's loader hooks, so the
-      // worker registers them itself before importing the TypeScript entry.
-      const tsxApi = import.meta.resolve('tsx/esm/api');
-      const code = `import(${JSON.stringify(tsxApi)}).then((api) => { api.register(); return import(${JSON.stringify(url.href)}); });`;
-      this.#worker = new Worker(code, { eval: true, workerData: config });
-    } else {
-      this.#worker = new Worker(url, { workerData: config });
-    }
-    this.#worker.on('message', (response: WorkerResponse) => {
-      const pending = this.#pending.get(response.id);
-      this.#pending.delete(response.id);
-      pending?.resolve(response);
-    });
-    const failAll = (error: Error) => {
-      for (const pending of this.#pending.values()) pending.reject(error);
-      this.#pending.clear();
-    };
-    this.#worker.on('error', failAll);
-    this.#worker.on('exit', () => failAll(new Error('worker thread exited')));
-  }
-
-  #request(op: WorkerRequest['op']): Promise<WorkerResponse> {
-    const id = this.#nextId++;
-    return new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject });
-      this.#worker.postMessage({ id, op } satisfies WorkerRequest);
-    });
-  }
-  async start(): Promise<void> {
-    await this.#request('start');
-  }
-  async startLoad(): Promise<void> {
-    await this.#request('load');
-  }
-  async interval(): Promise<IntervalReport> {
-    return (await this.#request('interval')).report!;
-  }
-  async stop(): Promise<IntervalReport> {
-    const response = await this.#request('stop');
-    await this.#worker.terminate();
-    return response.report!;
-  }
-}
-
-/** Splits connections (and the open-loop rate, in proportion) over `workers` engines. */
+/**
+ * Splits connections (and the open-loop rate, in proportion) over the engines: `workers` threads or
+ * `processes` processes. With processes and at least as many source addresses, each process binds
+ * its own addresses (every address's ephemeral ports then belong to one process).
+ */
 export function splitConfig(options: ResolvedBenchOptions): EngineConfig[] {
   const configs: EngineConfig[] = [];
+  const engines = Math.max(options.workers, options.processes);
+  const addresses = options.sourceAddresses;
+  const ownAddresses = options.processes > 1 && addresses.length >= options.processes;
   let first = 0;
-  for (let w = 0; w < options.workers; w++) {
-    const share =
-      Math.floor(options.connections / options.workers) + (w < options.connections % options.workers ? 1 : 0);
+  for (let w = 0; w < engines; w++) {
+    const share = Math.floor(options.connections / engines) + (w < options.connections % engines ? 1 : 0);
     configs.push({
       mode: options.mode,
       host: options.host,
@@ -121,7 +84,7 @@ export function splitConfig(options: ResolvedBenchOptions): EngineConfig[] {
       rate: options.rate === null ? null : (options.rate * share) / options.connections,
       payload: options.payload,
       verify: options.verify,
-      sourceAddresses: options.sourceAddresses,
+      sourceAddresses: ownAddresses ? addresses.filter((_, i) => i % engines === w) : addresses,
       rampUpMs: options.rampUpMs,
       connectTimeoutMs: options.connectTimeoutMs,
       tls: options.tls,
@@ -139,16 +102,21 @@ const MIB = 1024 * 1024;
 /** Runs a load test; see `BenchOptions`. Rejects only on invalid options or a crashed worker. */
 export async function runBench(input: BenchOptions, hooks: RunHooks = {}): Promise<BenchResult> {
   const options = resolveBenchOptions(input);
+  const handles: EngineHandle[] = splitConfig(options).map((config) =>
+    options.processes > 1
+      ? RemoteEngine.process(config)
+      : options.workers > 1
+        ? RemoteEngine.thread(config)
+        : new LocalHandle(config),
+  );
+  // Threads and processes load their code first: the run (and the time to open) starts once all are up.
+  await Promise.all(handles.map((h) => h.ready()));
   const startedAt = new Date().toISOString();
   const t0 = performance.now();
   const elapsed = () => performance.now() - t0;
   const pid = options.serverPid;
   const baseline = pid === null ? undefined : sampleProcess(pid);
   let rssPeak = baseline?.rssBytes ?? 0;
-
-  const handles: EngineHandle[] = splitConfig(options).map((config) =>
-    options.workers === 1 ? new LocalHandle(config) : new ThreadHandle(config),
-  );
 
   const total = createLatencyHistogram();
   const errors: Record<string, number> = {};
@@ -233,8 +201,10 @@ export async function runBench(input: BenchOptions, hooks: RunHooks = {}): Promi
     });
 
   let connectDone = false;
+  let openMs: number | null = null;
   const started = Promise.all(handles.map((h) => h.start())).then(() => {
     connectDone = true;
+    openMs = Math.round(elapsed());
   });
   // A connect attempt can take connectTimeoutMs after the last one is launched; past that, go on.
   const connectDeadline = options.rampUpMs + options.connectTimeoutMs + 1000;
@@ -285,6 +255,8 @@ export async function runBench(input: BenchOptions, hooks: RunHooks = {}): Promi
   const generatorCpu = process.cpuUsage(generatorCpuStart);
   const machineEnd = sampleMachine();
   measureEnd = elapsed();
+  // Idle connections show they still work: one more echo each, then they close.
+  if (options.mode === 'idle' && !aborted) await Promise.all(handles.map((h) => h.farewell()));
   const finals = await Promise.all(handles.map((h) => h.stop()));
   book(finals, phase);
   const measuredMs = phase === 'measure' ? measureEnd - measureStart : 0;
@@ -324,7 +296,12 @@ export async function runBench(input: BenchOptions, hooks: RunHooks = {}): Promi
     percentiles: percentileCurve(total),
     errors,
     errorsTotal: Object.values(errors).reduce((sum, count) => sum + count, 0),
-    connections: { target: options.connections, established, failed, open: openAtEnd },
+    connections: { target: options.connections, established, failed, open: openAtEnd, openMs },
+    generators: finals.map((report, i) => ({
+      pid: handles[i]!.pid,
+      established: report.established,
+      failed: report.failed,
+    })),
     generatorCpuPercent:
       measuredMs > 0 ? Math.round(((generatorCpu.user + generatorCpu.system) / 1000 / measuredMs) * 1000) / 10 : 0,
     machineCpuPercent:
