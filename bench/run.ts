@@ -10,6 +10,7 @@
  *   npm run bench -- --quick          short subset, 1 repeat, under a minute; prints only
  *   npm run bench -- --repeats 5 --only echo-64-c1000,idle-10000 [--write] [--no-go]
  *   npm run bench -- --only workers [--write] [--scaling]   workers' cost, spread and scaling (bench/workers.ts)
+ *   npm run bench -- --only c100k [--write]   100,000 connections held against 8 workers (bench/c100k.ts)
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -341,6 +342,11 @@ async function main(): Promise<void> {
   if (args.only?.includes('workers')) {
     // Its own suite (several server processes, no plain counterpart): bench/workers.ts.
     await import('./workers.js');
+    return;
+  }
+  if (args.only?.includes('c100k')) {
+    // Its own run (a minute or two of the whole machine): bench/c100k.ts, which reads the flags itself.
+    await import('./c100k.js');
     return;
   }
   const all = args.quick ? QUICK : FULL;
