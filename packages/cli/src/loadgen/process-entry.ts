@@ -12,7 +12,10 @@ if (text !== undefined && process.send !== undefined) {
     answer(
       engine,
       request,
-      (response) => process.send?.(response),
+      // The connect phase may end before every connection opened: a late answer meets a parent gone.
+      (response) => {
+        if (process.connected) process.send?.(response);
+      },
       () => {},
     ),
   );

@@ -202,10 +202,14 @@ export async function runBench(input: BenchOptions, hooks: RunHooks = {}): Promi
 
   let connectDone = false;
   let openMs: number | null = null;
-  const started = Promise.all(handles.map((h) => h.start())).then(() => {
-    connectDone = true;
-    openMs = Math.round(elapsed());
-  });
+  const started = Promise.all(handles.map((h) => h.start())).then(
+    () => {
+      connectDone = true;
+      openMs = Math.round(elapsed());
+    },
+    // An engine that died: its next request rejects, and the run with it.
+    () => {},
+  );
   // A connect attempt can take connectTimeoutMs after the last one is launched; past that, go on.
   const connectDeadline = options.rampUpMs + options.connectTimeoutMs + 1000;
   let phase: Phase = 'connect';
