@@ -33,7 +33,8 @@ const SLOT = 4;
  * socket takes: both release methods may be called any number of times.
  */
 export class Lease {
-  readonly peer: string;
+  /** The peer's address; for a lease reserved before a PROXY header, set by the gate at its offer. */
+  peer: string;
   #gate: Gate;
   #held = DESCRIPTOR;
 
@@ -169,17 +170,32 @@ export class Gate {
     this.#descriptorBudget = freeDescriptors();
   }
 
-  /** Decides the fate of a newly accepted socket: its handler runs now, it waits, or it is turned away. */
-  offer(socket: Socket, peer: string | undefined): 'run' | 'wait' | 'rejected' | 'shed' {
+  /**
+   * Counts a newly accepted socket's descriptor against the budget before its peer is known: a socket
+   * reading its PROXY header holds a descriptor as an admitted one does, so a flood of connections that
+   * never send one is shed like any other. Returns its lease (hand it to `offer`), or null: shed.
+   */
+  reserve(socket: Socket): Lease | null {
     this.#descriptors++;
-    const lease = new Lease(this, peer ?? '');
+    const lease = new Lease(this, '');
     if (this.#descriptors > this.#descriptorBudget && !this.#recounted()) {
       // Out of descriptors: shed this connection ourselves, counted, before the process hits EMFILE
       // (libuv's own EMFILE handling sheds connections too, but silently).
       lease.release();
       this.#host.shed(socket);
-      return 'shed';
+      return null;
     }
+    return lease;
+  }
+
+  /**
+   * Decides the fate of a newly accepted socket: its handler runs now, it waits, or it is turned away.
+   * `reserved`: the lease `reserve` gave it, when its descriptor was counted already.
+   */
+  offer(socket: Socket, peer: string | undefined, reserved?: Lease): 'run' | 'wait' | 'rejected' | 'shed' {
+    const lease = reserved ?? this.reserve(socket);
+    if (lease === null) return 'shed';
+    lease.peer = peer ?? '';
     // Reset before we looked: nothing to admit, and counted as a waiter that went away would be.
     if (peer === undefined) return this.#turnAway(socket, lease, 'abandoned');
     const o = this.#o;

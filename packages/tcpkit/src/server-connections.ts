@@ -97,9 +97,10 @@ export class Connections {
    * a listener that ignores its errors until its connection takes it over (an unhandled 'error' would
    * crash the process); one whose handler starts now needs none: errors come from I/O, never during
    * this call, and its connection listens from the start. (An added and removed listener per accept.)
+   * `reserved`: the lease the PROXY stage took for it at accept.
    */
-  #offer(socket: Socket, peer: string | undefined): void {
-    if (this.gate.offer(socket, peer) !== 'run' || this.tls !== null) socket.on('error', ignore);
+  #offer(socket: Socket, peer: string | undefined, reserved?: Lease): void {
+    if (this.gate.offer(socket, peer, reserved) !== 'run' || this.tls !== null) socket.on('error', ignore);
   }
 
   /** The listener reported an accept error (EMFILE, ENFILE, ...): libuv backs off and goes on. */
@@ -109,12 +110,15 @@ export class Connections {
   }
 
   /**
-   * The PROXY stage: gate by the socket's own address (a blocked balancer or peer is never read), read
-   * the header, then offer the socket to the gate under the client's real address. (Its descriptor
-   * joins the gate's budget then: until, it is bounded by proxyProtocol.timeout and trusted peers.)
+   * The PROXY stage: the socket's descriptor counted in the gate's budget (a flood that never sends a
+   * header is shed), the gate by the socket's own address (a blocked balancer or peer is never read),
+   * the header, then the gate's admission under the client's real address.
    */
   #proxyStage(socket: Socket, balancer: string, pp: ResolvedProxyProtocol): void {
+    const lease = this.gate.reserve(socket);
+    if (lease === null) return;
     if (this.#options.blockList?.check(balancer, balancer.includes(':') ? 'ipv6' : 'ipv4')) {
+      lease.release();
       this.#reject(socket, balancer, 'blocked');
       return;
     }
@@ -123,19 +127,21 @@ export class Connections {
     readProxyHeader(socket, pp, balancer, (error, header, rest) => {
       this.inProxyStage.delete(socket);
       if (this.#signal.aborted) {
+        lease.release();
         this.#reject(socket, balancer, 'shutdown');
       } else if (error !== null) {
+        lease.release();
         this.#proxyFailed(socket, balancer, error);
       } else if (header === null) {
         // No header and none required: the bytes read to tell are the stream's first.
         if (rest !== null) this.#origins.set(socket, directOrigin(socket, balancer, rest));
         socket.off('error', ignore);
-        this.#offer(socket, balancer);
+        this.#offer(socket, balancer, lease);
       } else {
         const origin = originOf(socket, balancer, header, rest);
         this.#origins.set(socket, origin);
         socket.off('error', ignore);
-        this.#offer(socket, origin.remoteAddress);
+        this.#offer(socket, origin.remoteAddress, lease);
       }
     });
   }

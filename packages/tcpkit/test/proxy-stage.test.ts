@@ -262,6 +262,56 @@ describe('proxyProtocol', () => {
     });
   }
 
+  it(
+    'a socket reading its header holds a descriptor in the budget: until the header, its failure or the peer leaving',
+    TEST,
+    async () => {
+      const { server } = await recording({ proxyProtocol: { trusted: ['127.0.0.1'], timeout: 0 } });
+      const clients: net.Socket[] = [];
+      try {
+        const port = portOf(server);
+        const open = async (): Promise<net.Socket> => {
+          const s = net.connect({ host: '127.0.0.1', port });
+          s.on('error', () => {});
+          clients.push(s);
+          await once(s, 'connect');
+          return s;
+        };
+        const [a, b] = [await open(), await open()];
+        await until(() => server.stats().accepted === 2, 'both accepted');
+        assert.equal(server.stats().descriptors.open, 2, 'two sockets wait for their header, each holds a descriptor');
+        // The header comes: the same descriptor is the served connection's, counted once.
+        const replied = once(a, 'data');
+        a.write(Buffer.concat([encodeProxyHeader(2, CLIENT, DEST), Buffer.from('x')]));
+        assert.equal(String((await within(replied, 10_000, 'the reply'))[0]), 'x');
+        assert.ok(server.stats().descriptors.open <= 2);
+        // A peer that leaves before its header gives its descriptor back.
+        b.destroy();
+        await until(() => server.stats().proxyErrors === 1, 'the header-less peer counted');
+        a.destroy();
+        await until(() => server.stats().descriptors.open === 0, 'every descriptor given back');
+      } finally {
+        for (const c of clients) c.destroy();
+        await stop(server);
+      }
+    },
+  );
+
+  it('a header not complete within proxyProtocol.timeout gives its descriptor back', TEST, async () => {
+    const { server } = await recording({ proxyProtocol: { trusted: ['127.0.0.1'], timeout: 200 } });
+    const s = net.connect({ host: '127.0.0.1', port: portOf(server) });
+    s.on('error', () => {});
+    try {
+      await once(s, 'connect');
+      await within(once(s, 'close'), 10_000, 'the server to close the header-less connection');
+      await until(() => server.stats().proxyErrors === 1, 'the timeout counted');
+      assert.equal(server.stats().descriptors.open, 0);
+    } finally {
+      s.destroy();
+      await stop(server);
+    }
+  });
+
   it('options: proxyProtocol is validated at serve()', TEST, async () => {
     const bad: [unknown, RegExp][] = [
       [{}, /proxyProtocol.trusted: must name the load balancers/],
