@@ -79,8 +79,12 @@ export class ConnCore implements DeadlineEntry {
     this.reader = new ConnReader(this, socket, this.timers, host.options.maxReadBuffer);
     this.conn = newConn(this, lease.peer, origin);
     (socket as SocketWithCore)[kCore] = this;
-    // A TLS socket's input is decrypted by its stream: only plain TCP handles take the shared buffer.
-    if (socket instanceof TLSSocket || !useSharedReadBuffer(socket, onChunk)) socket.on('data', onData);
+    // A TLS socket's stream may hold input decrypted with the handshake (sent with the client's Finished):
+    // it comes first. Then its handle reads decrypted bytes into the shared buffer, as a TCP handle does.
+    if (socket instanceof TLSSocket && socket.readableLength > 0) {
+      for (let c = socket.read(); c !== null; c = socket.read()) this.reader.onData(c);
+    }
+    if (!useSharedReadBuffer(socket, onChunk)) socket.on('data', onData);
     socket.on('end', onEnd);
     socket.on('error', onError);
     socket.on('close', onClose);

@@ -93,12 +93,16 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink {
   #sink: FrameSink | null = null;
   #frameHasCallerBuffer = false;
 
+  /** A TLS socket: what its stream is handed leaves the caller's memory at once (see #settle). */
+  readonly #encrypts: boolean;
+
   constructor(core: ConnCore, socket: Socket) {
     super();
     this.#core = core;
     this.#socket = socket;
     // A TLS socket's handle takes ciphertext: its writes go through the stream that encrypts them.
-    this.#handle = socket instanceof TLSSocket ? null : useHandleWrites(socket, this);
+    this.#encrypts = socket instanceof TLSSocket;
+    this.#handle = this.#encrypts ? null : useHandleWrites(socket, this);
   }
 
   /** Bytes handed to the socket that have not reached the kernel. */
@@ -166,7 +170,9 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink {
       // The caller may reuse its buffer once the write resolves: that is once the kernel has it.
       this.flush();
       if (core.error !== null) return handled(Promise.reject(core.error));
-      if (this.callerBuffers > 0 || this.waitsForKernel) wait = this.#taken ??= new SharedWait();
+      // Over TLS the stream hands the bytes to OpenSSL, which encrypts (or copies) them at once: the
+      // caller's buffer is free as soon as it is handed out, though the ciphertext still waits.
+      if (this.callerBuffers > 0 || (this.waitsForKernel && !this.#encrypts)) wait = this.#taken ??= new SharedWait();
     } else if (this.queuedBytes >= maxWriteBuffer) {
       wait = this.#belowMark ??= new SharedWait();
     }

@@ -10,7 +10,7 @@ import { CLOSED } from './conn-state.js';
 import type { Decoder, Encoder } from './framing/types.js';
 import type { ConnTimeouts } from './options.js';
 import type { ConnOrigin, ConnProxyInfo } from './proxy-stage.js';
-import { type ConnTlsInfo, tlsInfo } from './tls.js';
+import { acceptedSocket, type ConnTlsInfo, tlsInfo } from './tls.js';
 
 /** Data `conn.write()` accepts. Strings are sent as UTF-8. */
 export type WriteData = Uint8Array | string;
@@ -49,17 +49,19 @@ export class Conn implements AsyncIterable<Buffer> {
   // Made by ConnCore only (see the static block).
   private constructor(core: ConnCore, remoteAddress: string, origin: ConnOrigin | undefined) {
     const socket = core.socket;
+    // A TLS socket asks for its addresses anew on every look: the accepted socket under it has them cached.
+    const accepted = acceptedSocket(socket);
     this.id = nextId++;
     this.#core = core;
     this.remoteAddress = remoteAddress;
-    this.remotePort = origin?.remotePort ?? socket.remotePort ?? 0;
+    this.remotePort = origin?.remotePort ?? accepted.remotePort ?? 0;
     const local = core.host.local;
     // Asked of the socket only behind a wildcard listener; at once, as a closed socket no longer answers.
-    this.localAddress = origin?.localAddress ?? local.address ?? normalizeAddress(socket.localAddress ?? '');
+    this.localAddress = origin?.localAddress ?? local.address ?? normalizeAddress(accepted.localAddress ?? '');
     this.localPort = origin?.localPort ?? local.port;
     this.proxy = origin?.proxy ?? null;
     // Taken at once: a closed TLS socket no longer answers.
-    this.tls = socket instanceof TLSSocket ? tlsInfo(socket) : null;
+    this.tls = socket instanceof TLSSocket ? tlsInfo(socket, core.options.tls?.requestCert === true) : null;
   }
 
   static {

@@ -177,9 +177,15 @@ class Handshake implements DeadlineEntry {
   }
 }
 
+/** The socket tcpkit accepted: under a TLS socket, the one it wraps (Node's `_parent` link, see #handshakeOf). */
+export function acceptedSocket(socket: Socket): Socket {
+  return (socket as Socket & { _parent?: Socket })._parent ?? socket;
+}
+
 /** `conn.tls` of a secure socket. */
-export function tlsInfo(socket: TLSSocket): ConnTlsInfo {
-  const cert = socket.getPeerCertificate();
+export function tlsInfo(socket: TLSSocket, requestCert: boolean): ConnTlsInfo {
+  // A server that asks for no certificate gets none: skip the look (one call into OpenSSL per handshake).
+  const cert = requestCert ? socket.getPeerCertificate() : null;
   const servername = (socket as TLSSocket & { servername?: string | false }).servername;
   return {
     protocol: socket.getProtocol() ?? '',

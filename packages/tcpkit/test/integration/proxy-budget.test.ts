@@ -12,7 +12,7 @@ import { Child, within } from '../helpers.js';
 const CHILD = fileURLToPath(new URL('./fixtures/emfile-child.ts', import.meta.url));
 const FD_LIMIT = 128;
 /** Connections beyond the budget: fewer than the 32 descriptors the budget keeps free, so without it none is shed. */
-const EXTRA = 10;
+const EXTRA = 20;
 const OPTIONS = { proxyProtocol: { trusted: ['127.0.0.1'], timeout: 0 } };
 const HEADER = encodeProxyHeader(2, { address: '203.0.113.7', port: 4000 }, { address: '10.0.0.1', port: 7000 });
 
@@ -67,7 +67,8 @@ describe('PROXY stage and the descriptor budget', () => {
         budget + EXTRA,
         'each connection either holds a descriptor (reading its header) or was shed',
       );
-      assert.ok(flooded.descriptors.open <= budget, 'no more sockets held than the budget');
+      // (The budget is recounted when it trips: descriptors the runtime freed since listen raise it.)
+      assert.ok(flooded.descriptors.open <= flooded.descriptors.budget, 'no more sockets held than the budget');
       assert.equal(flooded.served, 0, 'no handler ran: no header came');
 
       // A header arrives on a held connection: it is served, on the descriptor it already holds.
