@@ -2,8 +2,10 @@
 // same run (64 B and 4 KiB ping-pong, full and resumed handshakes in churn), and the per-connection cost of
 // reading a PROXY v2 header (churn over plain TCP with and without it, and the parser alone).
 // Servers are pinned to CPU 0, the load generator (tcpkit bench's engine) to CPU 1; medians of `rounds`.
-// Usage: npm run build && node --import tsx bench/tls.ts [rounds=3] [seconds=5] [--write]
-// The tcpkit server runs the built dist/, as users run it. --write rewrites the tls section of docs/benchmarks.md.
+// Usage: npm run build && node --import tsx bench/tls.ts [rounds=3] [seconds=5] [--before DIST] [--write]
+// The tcpkit server runs the built dist/, as users run it. `--before DIST` (another build's
+// packages/tcpkit/dist/index.js) adds it to every TLS case, in the same alternating rounds, for a before/after.
+// --write rewrites the tls section of docs/benchmarks.md.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -13,8 +15,10 @@ import { runBench } from '../packages/cli/src/loadgen/runner.js';
 import { encodeProxyHeader, parseProxyHeader } from '../packages/tcpkit/src/proxy-protocol.js';
 import { hasTaskset, median as med, pinSelf, startInline, writeSection } from './common.js';
 
-const rounds = Number(process.argv[2] ?? 3);
-const seconds = Number(process.argv[3] ?? 5);
+const args = process.argv.slice(2);
+const beforeAt = args.indexOf('--before');
+const before = beforeAt === -1 ? null : args.splice(beforeAt, 2)[1]!;
+const [rounds, seconds] = [Number(args[0] ?? 3), Number(args[1] ?? 5)];
 pinSelf(1);
 
 const dir = mkdtempSync(join(os.tmpdir(), 'tcpkit-bench-tls-'));
@@ -27,16 +31,21 @@ execFileSync('openssl', ['req', '-x509', '-new', '-key', key, '-out', cert, '-da
 
 const dist = new URL('../packages/tcpkit/dist/index.js', import.meta.url).pathname;
 const readPem = `const fs=require('node:fs');const key=fs.readFileSync(${JSON.stringify(key)}),cert=fs.readFileSync(${JSON.stringify(cert)});`;
+const tcpkitTls = (build: string): string =>
+  `${readPem}import(${JSON.stringify(build)}).then(async({serve})=>{const s=await serve({host:'127.0.0.1',port:0,tls:{key,cert}},async(c)=>{for await(const ch of c) await c.write(ch)});console.log(s.address.port)})`;
 const SERVERS: Record<string, string> = {
   'plain tls': `${readPem}const tls=require('node:tls');const s=tls.createServer({key,cert},(c)=>{c.setNoDelay(true);c.on('data',(d)=>c.write(d));c.on('error',()=>{})});s.on('tlsClientError',()=>{});s.listen(0,'127.0.0.1',()=>console.log(s.address().port));`,
-  'tcpkit tls': `${readPem}import(${JSON.stringify(dist)}).then(async({serve})=>{const s=await serve({host:'127.0.0.1',port:0,tls:{key,cert}},async(c)=>{for await(const ch of c) await c.write(ch)});console.log(s.address.port)})`,
+  'tcpkit tls': tcpkitTls(dist),
   'tcpkit tcp': `import(${JSON.stringify(dist)}).then(async({serve})=>{const s=await serve({host:'127.0.0.1',port:0},async(c)=>{for await(const ch of c) await c.write(ch)});console.log(s.address.port)})`,
   'tcpkit tcp + PROXY v2': `import(${JSON.stringify(dist)}).then(async({serve})=>{const s=await serve({host:'127.0.0.1',port:0,proxyProtocol:{trusted:['127.0.0.1']}},async(c)=>{for await(const ch of c) await c.write(ch)});console.log(s.address.port)})`,
 };
+if (before !== null) SERVERS['tcpkit tls, before'] = tcpkitTls(before);
 
 interface Row {
   rate: number;
   cpuUs: number;
+  /** Share of the connections whose TLS session the server resumed. */
+  resumed: number;
 }
 
 /** One measurement: `load` against a fresh `kind` server; the rate and the server's CPU µs per message (or cycle). */
@@ -52,87 +61,84 @@ async function measure(kind: string, load: BenchOptions): Promise<Row> {
       ...load,
     });
     if (r.errorsTotal > 0) console.error(`${kind}: ${r.errorsTotal} errors ${JSON.stringify(r.errors)}`);
-    return { rate: r.messagesPerSec, cpuUs: r.server?.cpuUsPerMessage ?? Number.NaN };
+    const c = r.connections;
+    return {
+      rate: r.messagesPerSec,
+      cpuUs: r.server?.cpuUsPerMessage ?? Number.NaN,
+      resumed: c.resumed / c.established,
+    };
   } finally {
     await srv.stop('SIGKILL');
   }
 }
 
-/** Rounds alternate between the two servers so drift in the machine's load hits both alike. */
-async function compare(base: string, ours: string, load: BenchOptions): Promise<[Row, Row]> {
-  const a: Row[] = [];
-  const b: Row[] = [];
+/**
+ * Rounds alternate between the servers (in turn reversed) so drift in the machine's load hits all alike;
+ * `loads` gives each server its own load (the PROXY case sends the header only to the server expecting it).
+ */
+async function compare(servers: string[], loads: BenchOptions[]): Promise<Row[]> {
+  const rows: Row[][] = servers.map(() => []);
   for (let r = 0; r < rounds; r++) {
-    a.push(await measure(base, load));
-    b.push(await measure(ours, load));
+    const order = servers.map((_, i) => i);
+    if (r % 2 === 1) order.reverse();
+    for (const i of order) rows[i]!.push(await measure(servers[i]!, loads[i]!));
   }
-  const pick = (xs: Row[]): Row => ({ rate: med(xs.map((x) => x.rate)), cpuUs: med(xs.map((x) => x.cpuUs)) });
-  return [pick(a), pick(b)];
+  return rows.map((xs) => ({
+    rate: med(xs.map((x) => x.rate)),
+    cpuUs: med(xs.map((x) => x.cpuUs)),
+    resumed: med(xs.map((x) => x.resumed)),
+  }));
 }
 
 const lines: string[] = [];
-const cases: [string, string, string, string, BenchOptions][] = [
-  [
-    'TLS echo 64 B, 1,000 connections',
-    'plain tls',
-    'tcpkit tls',
-    'msgs/s',
-    { tls: true, connections: 1000, size: 64, rampUpMs: 2000 },
-  ],
-  [
-    'TLS echo 4 KiB, 1,000 connections',
-    'plain tls',
-    'tcpkit tls',
-    'msgs/s',
-    { tls: true, connections: 1000, size: 4096, rampUpMs: 2000 },
-  ],
-  [
-    'TLS churn, full handshakes, 50 loops',
-    'plain tls',
-    'tcpkit tls',
-    'handshakes/s',
-    { tls: true, mode: 'churn', connections: 50 },
-  ],
+const tlsLoads: [string, string, BenchOptions][] = [
+  ['TLS echo 64 B, 1,000 connections', 'msgs/s', { tls: true, connections: 1000, size: 64, rampUpMs: 2000 }],
+  ['TLS echo 4 KiB, 1,000 connections', 'msgs/s', { tls: true, connections: 1000, size: 4096, rampUpMs: 2000 }],
+  ['TLS churn, full handshakes, 50 loops', 'handshakes/s', { tls: true, mode: 'churn', connections: 50 }],
   [
     'TLS churn, resumed sessions, 50 loops',
-    'plain tls',
-    'tcpkit tls',
     'handshakes/s',
     { tls: true, tlsResume: true, mode: 'churn', connections: 50 },
   ],
+];
+const tlsServers = before === null ? ['plain tls', 'tcpkit tls'] : ['plain tls', 'tcpkit tls, before', 'tcpkit tls'];
+const cases: [string, string, string[], BenchOptions[]][] = [
+  ...tlsLoads.map(([name, unit, load]): [string, string, string[], BenchOptions[]] => [
+    name,
+    unit,
+    tlsServers,
+    tlsServers.map(() => load),
+  ]),
   [
     'TCP churn, PROXY v2 header vs none, 50 loops',
-    'tcpkit tcp',
-    'tcpkit tcp + PROXY v2',
     'connections/s',
-    { mode: 'churn', connections: 50 },
+    ['tcpkit tcp', 'tcpkit tcp + PROXY v2'],
+    [
+      { mode: 'churn', connections: 50 },
+      { mode: 'churn', connections: 50, proxyProtocol: 2 },
+    ],
   ],
 ];
 lines.push(
-  `Node ${process.version}, ${os.cpus()[0]?.model}, ${os.cpus().length} cores; server on CPU 0, generator on CPU 1${hasTaskset ? '' : ' (no taskset: unpinned)'}; median of ${rounds} alternating rounds of ${seconds} s after 1 s warm-up; EC P-256 certificate, TLS 1.3. The machine was shared with other engineers' builds and tests: absolute numbers are noisy, the ratios (same run, alternating) are the result.`,
+  `Node ${process.version}, ${os.cpus()[0]?.model}, ${os.cpus().length} cores; server on CPU 0, generator on CPU 1${hasTaskset ? '' : ' (no taskset: unpinned)'}; median of ${rounds} alternating rounds of ${seconds} s after 1 s warm-up; EC P-256 certificate, TLS 1.3. The machine was shared with other engineers' builds and tests: absolute numbers are noisy, the ratios (same run, alternating) are the result.${before === null ? '' : ' "before" is the build named by --before, measured in the same rounds.'}`,
   '',
-  '| case | server | rate | server CPU µs per message / handshake / connection |',
-  '|---|---|---|---|',
+  '| case | server | rate | server CPU µs per message / handshake / connection | vs the first row |',
+  '|---|---|---|---|---|',
 );
-for (const [name, base, ours, unit, load] of cases) {
-  // The PROXY case sends the header from the generator only to the server that expects it.
-  const [a, b] =
-    ours === 'tcpkit tcp + PROXY v2'
-      ? await (async (): Promise<[Row, Row]> => {
-          const xs: Row[] = [];
-          const ys: Row[] = [];
-          for (let r = 0; r < rounds; r++) {
-            xs.push(await measure(base, load));
-            ys.push(await measure(ours, { ...load, proxyProtocol: 2 }));
-          }
-          const pick = (rs: Row[]): Row => ({ rate: med(rs.map((x) => x.rate)), cpuUs: med(rs.map((x) => x.cpuUs)) });
-          return [pick(xs), pick(ys)];
-        })()
-      : await compare(base, ours, load);
-  lines.push(`| ${name} | ${base} | ${a.rate.toFixed(0)} ${unit} | ${a.cpuUs.toFixed(1)} |`);
-  lines.push(`| | ${ours} | ${b.rate.toFixed(0)} ${unit} | ${b.cpuUs.toFixed(1)} |`);
-  lines.push(`| | **ratio** | ${(b.rate / a.rate).toFixed(2)}x | **${(b.cpuUs / a.cpuUs).toFixed(2)}x** |`);
-  console.log(lines.slice(-3).join('\n'));
+for (const [name, unit, servers, loads] of cases) {
+  const rows = await compare(servers, loads);
+  const base = rows[0]!;
+  servers.forEach((server, i) => {
+    const r = rows[i]!;
+    // Resumption is checked, not assumed: the generator counts the sessions the server resumed.
+    const resumed = loads[i]!.tlsResume ? ` (${(r.resumed * 100).toFixed(0)}% resumed)` : '';
+    const ratio =
+      i === 0 ? '' : `**${(r.cpuUs / base.cpuUs).toFixed(2)}x** CPU, ${(r.rate / base.rate).toFixed(2)}x rate`;
+    lines.push(
+      `| ${i === 0 ? name : ''} | ${server} | ${r.rate.toFixed(0)} ${unit}${resumed} | ${r.cpuUs.toFixed(1)} | ${ratio} |`,
+    );
+  });
+  console.log(lines.slice(-servers.length).join('\n'));
 }
 
 // The parser alone: what reading one PROXY v2 header costs, once per connection.

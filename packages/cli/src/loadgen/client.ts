@@ -124,6 +124,8 @@ export class Client {
     socket.setTimeout(0);
     this.#connected = true;
     engine.established++;
+    // With --tls-resume the server may still refuse the session: count what it accepted.
+    if (engine.config.tls && (socket as tls.TLSSocket).isSessionReused()) engine.resumed++;
     engine.open++;
     // An idle connection is open once its first echo is back: that is what the time to open counts.
     if (engine.config.mode === 'idle') this.#awaitingFirstEcho = true;

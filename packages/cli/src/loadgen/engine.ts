@@ -50,6 +50,8 @@ export interface IntervalReport {
   open: number;
   /** Connections established since the start. */
   established: number;
+  /** Of those, TLS connections whose session was resumed (no full handshake). */
+  resumed: number;
   /** Connect attempts that failed since the start. */
   failed: number;
 }
@@ -80,6 +82,7 @@ export class LoadEngine {
   bytesReceived = 0;
   open = 0;
   established = 0;
+  resumed = 0;
   failed = 0;
   histogram: Histogram = createLatencyHistogram();
   readonly #errors = new Map<string, number>();
@@ -214,6 +217,7 @@ export class LoadEngine {
       histogram: encodeHistogram(this.histogram),
       open: this.open,
       established: this.established,
+      resumed: this.resumed,
       failed: this.failed,
     };
     this.messages = 0;

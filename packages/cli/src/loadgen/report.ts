@@ -68,7 +68,7 @@ export function formatSummary(result: BenchResult): string {
     );
   }
   lines.push(
-    `  connections  ${formatCount(result.connections.established)} established, ${formatCount(result.connections.failed)} failed, ${formatCount(result.connections.open)} open at end${result.connections.openMs === null ? '' : `; all open after ${(result.connections.openMs / 1000).toFixed(2)} s`}`,
+    `  connections  ${formatCount(result.connections.established)} established${options.tls ? ` (${formatCount(result.connections.resumed)} resumed)` : ''}, ${formatCount(result.connections.failed)} failed, ${formatCount(result.connections.open)} open at end${result.connections.openMs === null ? '' : `; all open after ${(result.connections.openMs / 1000).toFixed(2)} s`}`,
   );
   const kinds = Object.entries(result.errors);
   lines.push(

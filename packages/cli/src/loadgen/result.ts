@@ -71,6 +71,8 @@ export interface BenchResult {
     target: number;
     /** Established over the whole run (every cycle in churn). */
     established: number;
+    /** Of those, TLS connections whose session the server resumed (0 without `--tls`). */
+    resumed: number;
     failed: number;
     /** Open at the end of the window. */
     open: number;

@@ -125,6 +125,7 @@ export async function runBench(input: BenchOptions, hooks: RunHooks = {}): Promi
   let bytesSent = 0;
   let bytesReceived = 0;
   let established = 0;
+  let resumed = 0;
   let failed = 0;
   let open = 0;
   let lastCollect = t0;
@@ -139,6 +140,7 @@ export async function runBench(input: BenchOptions, hooks: RunHooks = {}): Promi
     let intervalBytes = 0;
     let intervalErrors = 0;
     established = 0;
+    resumed = 0;
     failed = 0;
     open = 0;
     for (const report of reports) {
@@ -150,6 +152,7 @@ export async function runBench(input: BenchOptions, hooks: RunHooks = {}): Promi
         intervalErrors += count;
       }
       established += report.established;
+      resumed += report.resumed;
       failed += report.failed;
       open += report.open;
       if (phase === 'measure') {
@@ -300,7 +303,7 @@ export async function runBench(input: BenchOptions, hooks: RunHooks = {}): Promi
     percentiles: percentileCurve(total),
     errors,
     errorsTotal: Object.values(errors).reduce((sum, count) => sum + count, 0),
-    connections: { target: options.connections, established, failed, open: openAtEnd, openMs },
+    connections: { target: options.connections, established, resumed, failed, open: openAtEnd, openMs },
     generators: finals.map((report, i) => ({
       pid: handles[i]!.pid,
       established: report.established,
