@@ -9,28 +9,13 @@ import tls from 'node:tls';
 import { type ServeOptions, type Server, serve } from '../src/index.js';
 import { certs } from './fixtures/certs.js';
 import { deferred, LOOPBACK, portOf, stop, until, within } from './helpers.js';
+import { readAll, tlsConnect } from './tls-client.js';
 
 const TEST = { timeout: 30_000 };
 
 function tlsServe(options: ServeOptions, handler: Parameters<typeof serve>[1]): Promise<Server> {
   const c = certs();
   return serve({ ...LOOPBACK, tls: { key: c.serverKey, cert: c.serverCert }, ...options }, handler);
-}
-
-function tlsConnect(port: number, options: tls.ConnectionOptions = {}): Promise<tls.TLSSocket> {
-  return new Promise((resolve, reject) => {
-    const s = tls.connect({ host: '127.0.0.1', port, ca: certs().ca, servername: 'localhost', ...options }, () =>
-      resolve(s),
-    );
-    s.once('error', reject);
-  });
-}
-
-async function readAll(s: net.Socket): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  s.on('data', (d: Buffer) => chunks.push(d));
-  await new Promise((resolve) => s.once('close', resolve));
-  return Buffer.concat(chunks);
 }
 
 /** The error a handler's write loop ended with (it writes until a write rejects). */

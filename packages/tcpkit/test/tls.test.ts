@@ -10,31 +10,13 @@ import tls from 'node:tls';
 import { type Conn, lines, type ServeOptions, type Server, serve } from '../src/index.js';
 import { certs, selfSignedLocalhost } from './fixtures/certs.js';
 import { ChannelProbe, deferred, LOOPBACK, portOf, stop, until, within } from './helpers.js';
+import { readAll, tlsConnect } from './tls-client.js';
 
 const TEST = { timeout: 30_000 };
 
 function tlsOptions(extra: ServeOptions['tls'] = {}): ServeOptions['tls'] {
   const c = certs();
   return { key: c.serverKey, cert: c.serverCert, ...extra };
-}
-
-/** A TLS client trusting the test CA; resolves once the handshake is done. */
-function tlsConnect(port: number, options: tls.ConnectionOptions = {}): Promise<tls.TLSSocket> {
-  return new Promise((resolve, reject) => {
-    const s = tls.connect({ host: '127.0.0.1', port, ca: certs().ca, servername: 'localhost', ...options }, () =>
-      resolve(s),
-    );
-    s.once('error', reject);
-  });
-}
-
-/** Everything the peer sends until it closes. */
-async function readAll(s: net.Socket): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  s.on('data', (d: Buffer) => chunks.push(d));
-  // 'close', not once(): once() would reject on the 'error' a refused client sees first.
-  await new Promise((resolve) => s.once('close', resolve));
-  return Buffer.concat(chunks);
 }
 
 async function lineEcho(options: ServeOptions = {}): Promise<{ server: Server; conns: Conn[] }> {
