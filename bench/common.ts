@@ -238,6 +238,29 @@ export function machine(): string {
 }
 
 /** The Go echo server of /work/shared/anchors, when it is built (`TCPKIT_GO_ECHO` names another binary). */
+/**
+ * The command line of an echo server under test, listening on 127.0.0.1:`port`: tcpkit's CLI echo from
+ * the checkout at `checkout` (run from source), or the plain node:net echo. `--max-connections` is above
+ * the largest idle run: the default cap (10,000) would queue the rest.
+ */
+export function echoServerCommand(kind: 'tcpkit' | 'plain', port: number, checkout = root): string[] {
+  const script =
+    kind === 'tcpkit'
+      ? [
+          `${checkout}/packages/cli/src/main.ts`,
+          'serve',
+          'echo',
+          '--host',
+          '127.0.0.1',
+          '--port',
+          String(port),
+          '--max-connections',
+          '30000',
+        ]
+      : [`${root}/bench/plain-echo.ts`, String(port), '127.0.0.1'];
+  return [process.execPath, '--import', 'tsx', ...script];
+}
+
 export function goEchoBinary(): string | null {
   const path = process.env.TCPKIT_GO_ECHO ?? '/tmp/tcpkit-anchors/go-echo';
   return existsSync(path) ? path : null;

@@ -9,6 +9,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import {
+  echoServerCommand,
   freePort,
   goEchoBinary,
   machine,
@@ -31,7 +32,6 @@ const DURATION = value('--duration', '10s');
 const REPEATS = Number(value('--repeats', '3'));
 const before = process.env.TCPKIT_BEFORE;
 
-const plainEcho = fileURLToPath(new URL('plain-echo.ts', import.meta.url));
 const go = goEchoBinary();
 
 interface Server {
@@ -42,23 +42,11 @@ interface Server {
 const tcpkitAt =
   (checkout: string): Server['start'] =>
   (port) =>
-    startProcess(
-      [
-        process.execPath,
-        '--import',
-        'tsx',
-        `${checkout}/packages/cli/src/main.ts`,
-        'serve',
-        'echo',
-        '--host',
-        '127.0.0.1',
-        '--port',
-        String(port),
-        '--max-connections',
-        '30000',
-      ],
-      { cpu: 0, timeoutMs: 20_000, env: { NODE_OPTIONS: '--conditions=tcpkit-source' } },
-    );
+    startProcess(echoServerCommand('tcpkit', port, checkout), {
+      cpu: 0,
+      timeoutMs: 20_000,
+      env: { NODE_OPTIONS: '--conditions=tcpkit-source' },
+    });
 
 const servers: Server[] = [
   { name: 'tcpkit', start: tcpkitAt(fileURLToPath(new URL('..', import.meta.url))) },
@@ -66,7 +54,7 @@ const servers: Server[] = [
   {
     name: 'plain node:net',
     start: (port) =>
-      startProcess([process.execPath, '--import', 'tsx', plainEcho, String(port), '127.0.0.1'], {
+      startProcess(echoServerCommand('plain', port), {
         cpu: 0,
         timeoutMs: 20_000,
       }),

@@ -16,6 +16,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import type { BenchResult } from '../packages/cli/src/loadgen/result.js';
 import {
+  echoServerCommand,
   freePort,
   goEchoBinary,
   machine,
@@ -172,22 +173,10 @@ async function startServer(kind: ServerKind): Promise<Spawned & { port: number }
     });
     return { ...server, port };
   }
-  const command =
-    kind === 'tcpkit'
-      ? // max-connections above the largest idle run: the default cap (10,000) would queue the rest.
-        [
-          'packages/cli/src/main.ts',
-          'serve',
-          'echo',
-          '--host',
-          '127.0.0.1',
-          '--port',
-          String(port),
-          '--max-connections',
-          '30000',
-        ]
-      : ['bench/plain-echo.ts', String(port), '127.0.0.1'];
-  const server = await startProcess([process.execPath, '--import', 'tsx', ...command], { cpu: 0, timeoutMs: 20_000 });
+  const server = await startProcess(echoServerCommand(kind, port), {
+    cpu: 0,
+    timeoutMs: 20_000,
+  });
   return { ...server, port };
 }
 
