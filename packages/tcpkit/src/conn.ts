@@ -5,7 +5,7 @@
  */
 import { TLSSocket } from 'node:tls';
 import type { ConnCore } from './conn-core.js';
-import { ChunkIterator, FrameBatchIterator, FrameIterator } from './conn-reader.js';
+import { ChunkIterator, FrameBatchIterator, FrameIterator } from './conn-iterators.js';
 import { CLOSED } from './conn-state.js';
 import type { Decoder, Encoder } from './framing/types.js';
 import type { ConnTimeouts } from './options.js';
