@@ -1,6 +1,9 @@
 // The primary of a server with workers: forks them (node:cluster re-runs the user's program), hands
 // each its share of the limits and, in kernel balance, its slot's listening socket; sums their stats,
 // replaces the dead ones, restarts them one at a time, and drains them all at shutdown.
+// Over the ~400-line guide on purpose: one state machine (start, crash recovery, rolling restart, shutdown)
+// over one table of members, whose transitions interlock (a restart waits on a slot being refilled, a
+// shutdown on both); split, each part would need the table and the others' promises.
 import cluster, { type Worker } from 'node:cluster';
 import net from 'node:net';
 import { formatAddress } from '../address.js';
