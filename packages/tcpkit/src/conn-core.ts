@@ -6,6 +6,7 @@
  */
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
+import { BareSocket } from './bare-socket.js';
 import { type Conn, newConn } from './conn.js';
 import { ConnTimers, expiredTimeout, nextDeadline, recheckAt } from './conn-deadlines.js';
 import { ConnReader } from './conn-reader.js';
@@ -84,7 +85,11 @@ export class ConnCore implements DeadlineEntry {
     if (socket instanceof TLSSocket && socket.readableLength > 0) {
       for (let c = socket.read(); c !== null; c = socket.read()) this.reader.onData(c);
     }
-    if (!useSharedReadBuffer(socket, onChunk)) socket.on('data', onData);
+    // A bare handle reads into the shared buffer itself (bare-socket.ts): its chunks come as 'data'.
+    if (socket instanceof BareSocket) {
+      socket.smallReads(false);
+      socket.on('data', onData);
+    } else if (!useSharedReadBuffer(socket, onChunk)) socket.on('data', onData);
     socket.on('end', onEnd);
     socket.on('error', onError);
     socket.on('close', onClose);

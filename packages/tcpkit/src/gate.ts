@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
+import { BareSocket } from './bare-socket.js';
 import { type DeadlineEntry, deadlines } from './deadlines.js';
 import type { ResolvedOptions } from './options.js';
 import type { RejectReason } from './server.js';
@@ -222,7 +223,10 @@ export class Gate {
     // A reset, or a close by us (turned away, destroyed): a waiter that leaves the queue so is abandoned.
     socket.once('close', () => this.#abandon(w));
     (socket as WaitingSocket)[kWaiter] = w;
-    if (!useWaiterReadBuffer(socket, waiterChunk)) socket.on('data', onWaiterData);
+    if (socket instanceof BareSocket) {
+      socket.smallReads(true);
+      socket.on('data', onWaiterData);
+    } else if (!useWaiterReadBuffer(socket, waiterChunk)) socket.on('data', onWaiterData);
     socket.on('end', onWaiterEnd);
     socket.resume();
     return 'wait';

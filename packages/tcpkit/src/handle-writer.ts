@@ -82,6 +82,12 @@ function probe(): void {
   }
 }
 
+/** Handle writes are available in this process (probed once); the bare accept path needs them. */
+export function handleWritesAvailable(): boolean {
+  if (binding === undefined) probe();
+  return binding !== null;
+}
+
 /**
  * A writer straight to `socket`'s handle, reporting to `sink`. Returns null where the hook is
  * unavailable: then write through the socket's stream.

@@ -4,7 +4,8 @@
  * release of its slot, and the events counted and published on the way (server-events.ts). The server
  * (server.ts) owns the listener and the shutdown; it hands every accepted socket to `onConnection`.
  */
-import type { Socket } from 'node:net';
+import type { Server as NetServer, Socket } from 'node:net';
+import { acceptBareHandles } from './bare-socket.js';
 import { normalizeAddress } from './conn.js';
 import { ConnCore, type ConnHost } from './conn-core.js';
 import { CLOSED } from './conn-state.js';
@@ -75,6 +76,24 @@ export class Connections {
     const wildcard = address.address === '0.0.0.0' || address.address === '::';
     this.#local.address = wildcard ? null : normalizeAddress(address.address);
     this.#local.port = address.port;
+  }
+
+  /**
+   * Takes the listener's plain TCP connections as bare handles (bare-socket.ts) where that path is
+   * available: not with TLS or the PROXY stage (both read through a stream) nor on a unix socket.
+   * Called once listening; returns whether it did (else 'connection' brings net.Sockets as before).
+   */
+  acceptBare(listener: NetServer): boolean {
+    const o = this.#options;
+    if (o.tls !== undefined || o.proxyProtocol !== undefined || o.path !== undefined) return false;
+    const keepAlive = o.keepAlive !== false && o.keepAlive !== 0;
+    const keepAliveDelay = typeof o.keepAlive === 'number' ? o.keepAlive : 0;
+    return acceptBareHandles(
+      listener,
+      { noDelay: o.noDelay, keepAlive, keepAliveDelay },
+      (socket) => this.onConnection(socket),
+      (error) => this.onAcceptError(error),
+    );
   }
 
   /** The listener accepted `socket`. */

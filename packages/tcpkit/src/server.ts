@@ -244,6 +244,7 @@ class ProcessServer implements Server {
     this.#address =
       a === null ? (o.path ?? '') : typeof a === 'string' ? a : { address: a.address, family: a.family, port: a.port };
     this.#conns.listening(this.#address);
+    this.#conns.acceptBare(this.#listener);
     // After listen, errors are accept errors (EMFILE, ENFILE, ...): libuv keeps the listener
     // alive and backs off, so count them and go on serving.
     this.#listener.on('error', (error: Error) => this.#conns.onAcceptError(error));

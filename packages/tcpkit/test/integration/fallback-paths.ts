@@ -1,5 +1,5 @@
 // Runs test files again in a child process with one of tcpkit's Node-internals hooks switched off
-// (TCPKIT_READ_PATH=stream, TCPKIT_WRITE_PATH=stream), so the fallback paths are tested on every
+// (TCPKIT_READ_PATH=stream, TCPKIT_WRITE_PATH=stream, TCPKIT_ACCEPT_PATH=socket), so the fallback paths are tested on every
 // Node version CI runs.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
