@@ -33,6 +33,8 @@ export interface ConnHost {
   /** A finished connection's queued output has all reached the kernel. */
   onOutputFlushed(core: ConnCore): void;
   onSocketClosed(core: ConnCore): void;
+  /** The handler settled: returned (`threw` false) or threw `error`. */
+  onHandlerEnded(core: ConnCore, threw: boolean, error: unknown): void;
 }
 
 const RESOLVED = Promise.resolve();

@@ -19,6 +19,13 @@ import { TlsTerminator } from './tls.js';
 
 function ignore(): void {}
 
+function handlerReturned(this: ConnCore): void {
+  this.host.onHandlerEnded(this, false, undefined);
+}
+function handlerThrew(this: ConnCore, error: unknown): void {
+  this.host.onHandlerEnded(this, true, error);
+}
+
 /** Every connection of one server, and the stages it passes through. */
 export class Connections {
   readonly counters: Counters = newCounters();
@@ -60,6 +67,7 @@ export class Connections {
       onSlowConsumer: (core, error) => this.#onSlowConsumer(core, error),
       onOutputFlushed: (core) => this.#releaseSlot(core),
       onSocketClosed: (core) => this.#onSocketClosed(core),
+      onHandlerEnded: (core, threw, error) => this.#handlerEnded(core, threw, error),
     };
   }
 
@@ -232,17 +240,15 @@ export class Connections {
     if (this.#signal.aborted) core.drain(this.#signal.reason as Error);
     if (channels.open.hasSubscribers) channels.open.publish({ server: this.#server, conn, waitMs });
     // Plain promise reactions rather than an async wrapper: a suspended async function keeps a
-    // generator and its registers alive per connection (about 300 bytes of an idle connection).
+    // generator and its registers alive per connection (about 300 bytes of an idle connection). And
+    // functions bound to the core rather than two closures: no context object held while it runs.
     let settled: Promise<void> | void;
     try {
       settled = this.#handler(conn);
     } catch (error) {
       settled = Promise.reject(error);
     }
-    core.handlerSettled = Promise.resolve(settled).then(
-      () => this.#handlerEnded(core, false, undefined),
-      (error: unknown) => this.#handlerEnded(core, true, error),
-    );
+    core.handlerSettled = Promise.resolve(settled).then(handlerReturned.bind(core), handlerThrew.bind(core));
   }
 
   #handlerEnded(core: ConnCore, threw: boolean, error: unknown): void {
