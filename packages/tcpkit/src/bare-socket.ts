@@ -112,23 +112,23 @@ export function acceptBareHandles(
 ): boolean {
   if (binding === undefined) probe();
   if (binding === null) return false;
-  const listening = (listener as unknown as { _handle: { onconnection?: unknown } | null })._handle;
-  if (listening == null || typeof listening.onconnection !== 'function') return false;
+  type OnConnection = (this: unknown, status: number, handle?: TcpHandle) => void;
+  const listening = (listener as unknown as { _handle: { onconnection?: OnConnection } | null })._handle;
+  const original = listening?.onconnection;
+  if (listening == null || typeof original !== 'function') return false;
   const delay = Math.floor(options.keepAliveDelay / 1000);
-  listening.onconnection = (status: number, handle?: TcpHandle): void => {
+  listening.onconnection = function (this: unknown, status, handle): void {
     if (status !== 0 || handle === undefined) {
       onError(errnoError(status, 'accept'));
-      return;
+    } else if (!isUsable(handle)) {
+      // Not the handle this module knows (another runtime): net.Server's own accept from here on.
+      listening.onconnection = original;
+      original.call(this, status, handle);
+    } else {
+      if (options.noDelay) handle.setNoDelay(true);
+      if (options.keepAlive) handle.setKeepAlive(true, delay);
+      onSocket(new BareSocket(handle) as unknown as Socket);
     }
-    if (!isUsable(handle)) {
-      // Not the handle this module knows (another runtime): close it rather than mishandle it.
-      onError(new Error('accepted handle lacks the methods of a TCP handle; set TCPKIT_ACCEPT_PATH=socket'));
-      (handle as Partial<TcpHandle>).close?.(() => {});
-      return;
-    }
-    if (options.noDelay) handle.setNoDelay(true);
-    if (options.keepAlive) handle.setKeepAlive(true, delay);
-    onSocket(new BareSocket(handle) as unknown as Socket);
   };
   return true;
 }
@@ -144,12 +144,7 @@ function isUsable(handle: Partial<TcpHandle>): handle is TcpHandle {
 
 /** A failed call's status as the error Node's own would raise ('read ECONNRESET', code 'ECONNRESET'). */
 function errnoError(status: number, syscall: string): Error {
-  let name = 'UNKNOWN';
-  try {
-    name = getSystemErrorName(status);
-  } catch {
-    // Not a system error number: keep UNKNOWN.
-  }
+  const name = status < 0 ? getSystemErrorName(status) : 'UNKNOWN';
   return Object.assign(new Error(`${syscall} ${name}`), { code: name, errno: status, syscall });
 }
 
@@ -236,11 +231,6 @@ export class BareSocket {
   get localAddress(): string | undefined {
     const out: { address?: string; port?: number } = {};
     return this._handle?.getsockname(out) === 0 ? out.address : undefined;
-  }
-
-  get localPort(): number | undefined {
-    const out: { address?: string; port?: number } = {};
-    return this._handle?.getsockname(out) === 0 ? out.port : undefined;
   }
 
   get bytesRead(): number {

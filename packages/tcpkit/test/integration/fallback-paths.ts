@@ -1,6 +1,6 @@
 // Runs test files again in a child process with one of tcpkit's Node-internals hooks switched off
-// (TCPKIT_READ_PATH=stream, TCPKIT_WRITE_PATH=stream, TCPKIT_ACCEPT_PATH=socket), so the fallback paths are tested on every
-// Node version CI runs.
+// (TCPKIT_READ_PATH=stream, TCPKIT_WRITE_PATH=stream, TCPKIT_ACCEPT_PATH=socket), so the fallback
+// paths are tested on every Node version CI runs.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -9,7 +9,8 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 
 /** Runs `files` (relative to packages/tcpkit) under `env`; fails with the tail of their output. */
 export async function runOnFallback(env: Record<string, string>, files: string[]): Promise<void> {
-  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
+  // TCPKIT_FALLBACK_RUN: the reliability suites record no results (reliability/report.ts).
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env, TCPKIT_FALLBACK_RUN: '1' };
   // Set for the files node:test runs; a `node --test` that sees it skips its files and exits 0.
   delete childEnv.NODE_TEST_CONTEXT;
   const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=tap', ...files], {
