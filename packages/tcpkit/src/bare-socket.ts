@@ -322,7 +322,8 @@ export class BareSocket {
     req.oncomplete = onBareShutdown;
     req.socket = this;
     const err = this._handle!.shutdown(req);
-    if (err === 1 || err === UV_ENOTCONN) this._finished();
+    // Done at once (1), or nothing to shut down: the callbacks still run later, as a net.Socket's would.
+    if (err === 1 || err === UV_ENOTCONN) queueMicrotask(() => this._finished());
     else if (err !== 0) this.destroy(errnoError(err, 'shutdown'));
     return this;
   }
