@@ -19,7 +19,7 @@
 import type { Server as NetServer, Socket } from 'node:net';
 import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
-import { handleWritesAvailable } from './handle-writer.js';
+import { handleWriteBinding } from './handle-writer.js';
 
 /** A listener of one of the events tcpkit listens to; `this` is the socket, as with an EventEmitter. */
 type Listener = (this: BareSocket, arg?: unknown) => void;
@@ -78,16 +78,10 @@ function probe(): void {
   binding = null;
   const env = process.env;
   if (env.TCPKIT_ACCEPT_PATH === 'socket' || env.TCPKIT_READ_PATH === 'stream') return;
-  // handleWritesAvailable() also rules out --pending-deprecation, where process.binding() would warn.
-  if (!handleWritesAvailable()) return;
-  try {
-    const b = (process as unknown as { binding(name: string): Partial<StreamBinding> }).binding('stream_wrap');
-    if (typeof b.ShutdownWrap !== 'function' || !(b.streamBaseState instanceof Int32Array)) return;
-    if (typeof b.kReadBytesOrError !== 'number') return;
-    binding = b as StreamBinding;
-  } catch {
-    // No binding on this runtime: sockets it is.
-  }
+  // Null also under --pending-deprecation, where reaching the binding would print a warning.
+  const b = handleWriteBinding() as Partial<StreamBinding> | null;
+  if (b === null || typeof b.ShutdownWrap !== 'function' || typeof b.kReadBytesOrError !== 'number') return;
+  binding = b as StreamBinding;
 }
 
 /** How accepted handles are set up, from the server's options (net.Server would do it for its sockets). */

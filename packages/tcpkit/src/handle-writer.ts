@@ -82,10 +82,13 @@ function probe(): void {
   }
 }
 
-/** Handle writes are available in this process (probed once); the bare accept path needs them. */
-export function handleWritesAvailable(): boolean {
+/**
+ * The stream binding, where handle writes are available in this process (probed once), else null.
+ * The bare accept path (bare-socket.ts) needs them, and reads its other pieces from the same binding.
+ */
+export function handleWriteBinding(): object | null {
   if (binding === undefined) probe();
-  return binding !== null;
+  return binding ?? null;
 }
 
 /**
