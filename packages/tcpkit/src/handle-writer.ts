@@ -57,12 +57,17 @@ interface StreamWrapBinding {
 let binding: StreamWrapBinding | null | undefined;
 /** The request the next write uses: untouched by every write the kernel took synchronously. */
 let spare: WriteReq | null = null;
+/** An option of Node's command line or NODE_OPTIONS that switches pending deprecations on. */
+function isPendingDeprecationFlag(arg: string): boolean {
+  // Node takes `_` for `-` in option names: `--pending_deprecation` is the same option.
+  return arg.replaceAll('_', '-') === '--pending-deprecation';
+}
+
 /** Node runs with --pending-deprecation: process.binding() would print a deprecation warning. */
 function pendingDeprecation(): boolean {
-  const flag = '--pending-deprecation';
   return (
-    process.execArgv.includes(flag) ||
-    (process.env.NODE_OPTIONS ?? '').includes(flag) ||
+    process.execArgv.some(isPendingDeprecationFlag) ||
+    (process.env.NODE_OPTIONS ?? '').split(/\s+/).some(isPendingDeprecationFlag) ||
     process.env.NODE_PENDING_DEPRECATION === '1'
   );
 }
