@@ -38,6 +38,8 @@ export interface ConnHost {
 }
 
 const RESOLVED = Promise.resolve();
+/** How long a drain waits for a just-admitted connection's first input, in ms (see ConnCore#drain). */
+const NEW_CONNECTION_GRACE = 1_000;
 
 /**
  * With `writeTimeout: 0` (no limit), the longest a closing connection's queued output may take to reach
@@ -69,6 +71,8 @@ export class ConnCore implements DeadlineEntry {
 
   #abort: AbortController | null = null;
   #abortReason: Error | null = null;
+  /** A drain waiting for this new connection's first input (see drain()); null otherwise. */
+  #drainDeferred: Error | null = null;
   #closePromise: Promise<void> | null = null;
   #closeResolve: (() => void) | null = null;
   #lingerUntil = 0;
@@ -184,8 +188,36 @@ export class ConnCore implements DeadlineEntry {
 
   // ---- driven by the server --------------------------------------------------------------------
 
-  /** The server is draining: deliver what was received, then end reads. */
+  /**
+   * The server is draining: deliver what was received, then end reads. A connection that has
+   * received nothing yet and was admitted less than NEW_CONNECTION_GRACE ago may have its first
+   * message in flight (the client connected an instant before the drain): as Go's
+   * `http.Server.Shutdown` does for a new connection, its drain waits for that first input (then
+   * applies at once: the input is delivered, later reads end) or the end of the grace.
+   */
   drain(reason: Error): void {
+    if (this.phase === CLOSED || this.reader.draining || this.#drainDeferred !== null) return;
+    const grace = this.timers.startedAt + NEW_CONNECTION_GRACE - deadlines.now();
+    if (this.timers.lastReadAt === 0 && grace > 0) {
+      this.#drainDeferred = reason;
+      setTimeout(() => this.#drainNow(), grace).unref();
+      return;
+    }
+    this.reader.drain();
+    this.#abortWith(reason);
+  }
+
+  /** The first byte arrived (the reader has taken it): a drain that waited for it applies now. */
+  onFirstInput(): void {
+    this.arm();
+    // After the chunk reached the reader or its queue: the handler gets it, then its reads end.
+    if (this.#drainDeferred !== null) queueMicrotask(() => this.#drainNow());
+  }
+
+  #drainNow(): void {
+    const reason = this.#drainDeferred;
+    if (reason === null) return;
+    this.#drainDeferred = null;
     if (this.phase === CLOSED || this.reader.draining) return;
     this.reader.drain();
     this.#abortWith(reason);

@@ -232,7 +232,7 @@ export class ConnReader implements HandlerState {
     const first = t.lastReadAt === 0;
     t.lastReadAt = deadlines.now();
     // The first byte swaps firstByteTimeout for idleTimeout, which may be sooner or the only deadline.
-    if (first) this.#core.arm();
+    if (first) this.#core.onFirstInput();
     const mode = this.waitMode;
     if ((mode === WAIT_READ || mode === WAIT_ITERATE) && this.buffered === 0) {
       // Hot path: a reader is parked on an empty queue; hand the chunk over without queueing it.

@@ -320,7 +320,7 @@ describe('Server#shutdown', () => {
     await within(server.closed, 5000, 'server.closed');
   });
 
-  it('ends idle for-await chunk handlers at once', TEST, async () => {
+  it('ends idle for-await chunk handlers (new ones once their first-input grace has passed)', TEST, async () => {
     const open = new ChannelProbe<{ conn: Conn }>('tcpkit:connection:open');
     const server = await serve(LOOPBACK, echo);
     const port = portOf(server);
@@ -339,6 +339,31 @@ describe('Server#shutdown', () => {
       open.stop();
     }
   });
+
+  it(
+    'answers a connection admitted an instant before the drain whose first input arrives after it began',
+    TEST,
+    async () => {
+      // A client that connected just before a rolling restart drained its worker: its request is in
+      // flight. The drain waits for a new connection's first input (up to a grace), then applies.
+      const server = await serve(LOOPBACK, echo);
+      try {
+        const client = await connect(portOf(server));
+        await until(() => server.stats().active === 1, 'the handler');
+        const result = server.shutdown({ timeout: 5000 });
+        assert.equal(server.signal.aborted, true, 'the drain began');
+        client.write('late request');
+        const { graceful, forced } = await within(result, 10_000, 'shutdown');
+        assert.deepEqual({ graceful, forced }, { graceful: 1, forced: 0 });
+        const closed = await client.waitClosed();
+        assert.equal(closed.error, undefined);
+        assert.equal(closed.ended, true, 'closed with FIN');
+        assert.equal(client.received().toString(), 'late request');
+      } finally {
+        await stop(server);
+      }
+    },
+  );
 
   it('forces handlers that ignore the signal at the timeout', TEST, async () => {
     const never = deferred();
