@@ -95,6 +95,7 @@ describe('tcpkit bench end to end', () => {
     assert.ok(result.messages > 0);
     assert.equal(result.latencyUs.count, result.messages);
     assert.equal(typeof result.server!.cpuUsPerMessage, 'number');
+    assert.ok(result.server!.userUsPerMessage! <= result.server!.cpuUsPerMessage!);
   });
 
   it('echo: pipelined 4 KiB messages, with an HTML report', async () => {

@@ -16,7 +16,13 @@ import {
 } from '../src/loadgen/histogram.js';
 import { renderHtml } from '../src/loadgen/html.js';
 import { parseSourceAddresses, resolveBenchOptions } from '../src/loadgen/options.js';
-import { parseMachineCpu, parseStatCpuUs, parseStatusRssBytes, sampleProcess } from '../src/loadgen/proc.js';
+import {
+  parseMachineCpu,
+  parseStatCpuUs,
+  parseStatTimes,
+  parseStatusRssBytes,
+  sampleProcess,
+} from '../src/loadgen/proc.js';
 import { runBench, splitConfig } from '../src/loadgen/runner.js';
 
 /** Starts a server on 127.0.0.1 with the given per-socket behaviour. */
@@ -376,6 +382,7 @@ describe('loadgen /proc sampling', () => {
   it('parses /proc/PID/stat and /proc/PID/status', () => {
     const stat = '1234 (node (x) y) S 1 1234 1234 0 -1 4194304 100 0 0 0 250 50 0 0 20 0 11 0 123 456 789';
     assert.equal(parseStatCpuUs(stat, 100), 3_000_000);
+    assert.deepEqual(parseStatTimes(stat, 100), { userUs: 2_500_000, systemUs: 500_000 });
     assert.equal(parseStatusRssBytes('Name:\tnode\nVmRSS:\t   51200 kB\nVmHWM:\t1 kB\n'), 51200 * 1024);
   });
 
@@ -387,6 +394,7 @@ describe('loadgen /proc sampling', () => {
   it('samples a live process and reports a missing one as undefined', () => {
     const sample = sampleProcess(process.pid);
     assert.ok(sample && sample.rssBytes > 0 && sample.cpuUs > 0);
+    assert.ok(sample.userUs > 0 && sample.userUs <= sample.cpuUs);
     assert.equal(sampleProcess(2 ** 30), undefined);
   });
 });

@@ -9,6 +9,8 @@ import { readFileSync } from 'node:fs';
 export interface ProcSample {
   /** User plus system CPU time of all its threads, in microseconds. */
   cpuUs: number;
+  /** The user part of `cpuUs`: the process's own code, without the kernel's work for its syscalls. */
+  userUs: number;
   /** Resident set size, in bytes. */
   rssBytes: number;
 }
@@ -27,14 +29,18 @@ function clockTicks(): number {
   return ticksPerSecond;
 }
 
-/** Parses the text of /proc/PID/stat; returns user+system CPU time in microseconds. */
-export function parseStatCpuUs(stat: string, ticks = clockTicks()): number {
+/** Parses the text of /proc/PID/stat; returns user and system CPU time in microseconds. */
+export function parseStatTimes(stat: string, ticks = clockTicks()): { userUs: number; systemUs: number } {
   // The command name (field 2) may contain spaces and parentheses: split after its last ')'.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-  const utime = Number(fields[11]);
-  const stime = Number(fields[12]);
-  return ((utime + stime) * 1_000_000) / ticks;
+  return { userUs: (Number(fields[11]) * 1_000_000) / ticks, systemUs: (Number(fields[12]) * 1_000_000) / ticks };
+}
+
+/** Parses the text of /proc/PID/stat; returns user+system CPU time in microseconds. */
+export function parseStatCpuUs(stat: string, ticks = clockTicks()): number {
+  const { userUs, systemUs } = parseStatTimes(stat, ticks);
+  return userUs + systemUs;
 }
 
 /** Parses the text of /proc/PID/status; returns VmRSS in bytes. */
@@ -48,7 +54,8 @@ export function sampleProcess(pid: number): ProcSample | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    return { cpuUs: parseStatCpuUs(stat), rssBytes: parseStatusRssBytes(status) };
+    const { userUs, systemUs } = parseStatTimes(stat);
+    return { cpuUs: userUs + systemUs, userUs, rssBytes: parseStatusRssBytes(status) };
   } catch {
     return undefined;
   }

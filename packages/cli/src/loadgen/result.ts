@@ -28,6 +28,11 @@ export interface ServerCost {
   cpuUs: number;
   /** Server CPU time per message (per connection cycle in churn); null without messages. */
   cpuUsPerMessage: number | null;
+  /**
+   * The user part of `cpuUsPerMessage` (the server's own code, without the kernel's socket work, which
+   * on loopback also carries the peer's side and varies most from run to run); null without messages.
+   */
+  userUsPerMessage: number | null;
   /** Server CPU use during the window, percent of one core. */
   cpuPercent: number;
   /** RSS before the first connection, at the end of the window, and the highest sampled. */

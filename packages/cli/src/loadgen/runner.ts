@@ -276,6 +276,8 @@ export async function runBench(input: BenchOptions, hooks: RunHooks = {}): Promi
       pid,
       cpuUs,
       cpuUsPerMessage: messages > 0 ? Math.round((cpuUs / messages) * 100) / 100 : null,
+      userUsPerMessage:
+        messages > 0 && cpuStart ? Math.round(((cpuEnd.userUs - cpuStart.userUs) / messages) * 100) / 100 : null,
       cpuPercent: measuredMs > 0 ? Math.round((cpuUs / 1000 / measuredMs) * 1000) / 10 : 0,
       rssBaselineBytes: baseline.rssBytes,
       rssEndBytes: cpuEnd.rssBytes,
