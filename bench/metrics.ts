@@ -152,6 +152,8 @@ async function run(side: Side, repeat: number): Promise<Run> {
     const w = windowCpu(mainThreadProfile(dir), from, to, (url) => METRICS_CODE.test(url));
     const messages = result.messagesPerSec * (windowSeconds - 1);
     r.sampled = { busyUs: w.busyUs / messages, metricsUs: w.matchedUs / messages };
+    // For a closer look with other tools: the profile, its window (monotonic µs) and the messages in it.
+    console.log(`profile ${mainThreadProfile(dir)} window ${from} ${to} messages ${Math.round(messages)}`);
   }
   return r;
 }
