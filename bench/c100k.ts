@@ -13,7 +13,7 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import type { BenchResult } from '../packages/cli/src/loadgen/result.js';
-import { rssKiB, runLoadgen, startProcess, writeSection } from './common.js';
+import { childrenOf, rssKiB, runLoadgen, startProcess, writeSection } from './common.js';
 
 const cli = 'packages/cli/src/main.ts';
 const argv = process.argv.slice(2);
@@ -30,14 +30,6 @@ function sysctl(name: string): string {
   return readFileSync(`/proc/sys/${name.replaceAll('.', '/')}`, 'utf8')
     .trim()
     .replace(/\s+/g, ' ');
-}
-
-function childrenOf(pid: number): number[] {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
 }
 
 const limits = {

@@ -3,22 +3,44 @@
  *
  * - CPU per 64 B echo message summed over every server process (primary included), workers 2 vs 1,
  *   1,000 connections; the servers share CPU 0 and the load runs on CPU 1 (taskset), so the figure
- *   is the overhead of the processes, not a speed-up;
+ *   is the overhead of the processes, not a speed-up. `--reps N` rounds (default 3), each running every
+ *   configuration in turn (interleaved, so a change in the machine's load hits all of them), medians;
+ *   beside tcpkit the same topology in plain node:net under node:cluster (bench/workers-plain-echo.ts),
+ *   the floor of what a second process costs on one core;
  * - the primary's CPU per connection under churn, for each balance this Node supports;
  * - how evenly connections spread: max/min connections per worker at 1,000 connections;
  * - messages/s from 1 to N workers (N = cores), unpinned, with the load generator's threads: only
  *   meaningful on a machine with cores to spare for the generator (skipped below 4 cores unless --scaling).
  *
- * Writes the `workers` section of docs/benchmarks.md with --write.
+ * Options: --seconds N (5) per measurement, --reps N (3), --cpu-prof DIR (profiles of every server
+ * process, primary and workers, written as they exit), --scaling, --write (the `workers` section of
+ * docs/benchmarks.md).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import os from 'node:os';
 import { createInterface } from 'node:readline';
 import { reusePortSupported } from '../packages/tcpkit/src/workers/balance.js';
-import { churnLoop, cpuUs, pingPongLoop, pinned, pinSelf, root, runLoadgen, writeSection } from './common.js';
+import {
+  childrenOf,
+  churnLoop,
+  cpuUs,
+  median,
+  pingPongLoop,
+  pinned,
+  pinSelf,
+  root,
+  runLoadgen,
+  writeSection,
+} from './common.js';
 
 const argv = process.argv.slice(2);
-const SECONDS = argv.includes('--seconds') ? Number(argv[argv.indexOf('--seconds') + 1]) : 5;
+const option = (name: string, fallback: string): string =>
+  argv.includes(name) ? argv[argv.indexOf(name) + 1]! : fallback;
+const SECONDS = Number(option('--seconds', '5'));
+/** Rounds of the CPU-per-message comparison; each runs every configuration once. */
+const REPS = Number(option('--reps', '3'));
+/** --cpu-prof DIR: the servers' processes (primary and workers) write CPU profiles there as they exit. */
+const PROFILE = option('--cpu-prof', '');
 /** Counted before this process pins itself to one CPU (which availableParallelism() would then report). */
 const CORES = os.availableParallelism();
 pinSelf(1);
@@ -30,16 +52,23 @@ interface Row {
 
 class EchoServer {
   readonly child: ChildProcess;
+  readonly kind: 'tcpkit' | 'plain';
   port = 0;
   #lines: ((line: string) => void)[] = [];
 
-  constructor(workers: number, balance: string, pin: boolean) {
-    const command = [process.execPath, '--import', 'tsx', 'bench/workers-echo.ts', '0', String(workers), balance];
+  constructor(workers: number, balance: string, pin: boolean, kind: 'tcpkit' | 'plain' = 'tcpkit') {
+    this.kind = kind;
+    const script =
+      kind === 'tcpkit'
+        ? ['bench/workers-echo.ts', '0', String(workers), balance]
+        : ['bench/workers-plain-echo.ts', String(workers), balance];
+    const command = [process.execPath, '--import', 'tsx', ...script];
     const [file, ...args] = pin ? pinned(0, command) : command;
+    const profile = PROFILE === '' ? '' : ` --cpu-prof --cpu-prof-dir=${PROFILE}`;
     this.child = spawn(file!, args, {
       cwd: root,
       stdio: ['pipe', 'pipe', 'inherit'],
-      env: { ...process.env, NODE_OPTIONS: '--conditions=tcpkit-source' },
+      env: { ...process.env, NODE_OPTIONS: `--conditions=tcpkit-source${profile}` },
     });
     createInterface({ input: this.child.stdout! }).on('line', (line) => this.#lines.shift()?.(line));
   }
@@ -61,6 +90,7 @@ class EchoServer {
 
   /** Every process of the server: the primary and its workers. */
   async pids(): Promise<number[]> {
+    if (this.kind === 'plain') return [this.child.pid!, ...childrenOf(this.child.pid!)];
     const rows = await this.rows();
     return [...new Set([this.child.pid!, ...rows.map((r) => r.pid)])];
   }
@@ -90,15 +120,45 @@ say(
     )} at the start (the machine was shared with other work: rates are noisy, CPU per message is the steadier figure).`,
 );
 say('');
-say(`### CPU per 64 B echo message, 1,000 connections, ${SECONDS} s (servers on CPU 0, load on CPU 1)`);
+say(
+  `### CPU per 64 B echo message, 1,000 connections, ${SECONDS} s, ${REPS} interleaved rounds (every server process on CPU 0, the load on CPU 1)`,
+);
 say('');
 say(
-  '| server | balance | messages/s | server CPU µs/msg (all processes) | ratio to 1 process | max/min conns per worker |',
+  "Both workers share CPU 0 with each other (and the primary), as one process has it to itself: the same pinning for every row, so the ratio is the overhead of the processes, not a speed-up. Medians of the rounds; the ratio is the median of each round's ratio to the one process of the same round (measured next to it).",
+);
+say('');
+say(
+  '| server | balance | messages/s | server CPU µs/msg (all processes) | ratio to 1 process (rounds) | max/min conns per worker |',
 );
 say('|---|---|---:|---:|---:|---:|');
-let single = 0;
-for (const [workers, balance] of [[1, 'auto'], ...balances.map((b) => [2, b] as const)] as [number, string][]) {
-  const server = await new EchoServer(workers, balance, true).started();
+interface Config {
+  kind: 'tcpkit' | 'plain';
+  workers: number;
+  balance: string;
+}
+const configs: Config[] = (['tcpkit', 'plain'] as const).flatMap((kind) => [
+  { kind, workers: 1, balance: 'auto' },
+  ...balances.map((balance) => ({ kind, workers: 2, balance })),
+]);
+const runs = new Map<Config, { rate: number; perMessage: number; spread: string }[]>(configs.map((c) => [c, []]));
+for (let round = 0; round < REPS; round++) {
+  // Each round in another order, so no configuration always follows the same one.
+  const order = configs.map((_, i) => configs[(i + round) % configs.length]!);
+  for (const config of order) runs.get(config)!.push(await cpuPerMessage(config));
+}
+for (const config of configs) {
+  const mine = runs.get(config)!;
+  const single = runs.get(configs.find((c) => c.kind === config.kind && c.workers === 1)!)!;
+  const ratios = mine.map((r, i) => r.perMessage / single[i]!.perMessage);
+  const name = `${config.kind === 'plain' ? 'plain node:net, ' : ''}${config.workers === 1 ? 'one process' : `workers: ${config.workers}`}`;
+  say(
+    `| ${name} | ${config.workers === 1 ? '–' : config.balance} | ${Math.round(median(mine.map((r) => r.rate))).toLocaleString('en-US')} | ${median(mine.map((r) => r.perMessage)).toFixed(2)} | ${median(ratios).toFixed(2)} (${ratios.map((r) => r.toFixed(2)).join(' / ')}) | ${config.kind === 'tcpkit' && config.workers > 1 ? mine[0]!.spread : '–'} |`,
+  );
+}
+
+async function cpuPerMessage(config: Config): Promise<{ rate: number; perMessage: number; spread: string }> {
+  const server = await new EchoServer(config.workers, config.balance, true, config.kind).started();
   const pids = await server.pids();
   let t0 = 0;
   let t1 = 0;
@@ -108,18 +168,14 @@ for (const [workers, balance] of [[1, 'auto'], ...balances.map((b) => [2, b] as 
     const total = pids.reduce((sum, pid) => sum + cpuUs(pid), 0);
     if (samples++ === 0) {
       t0 = total;
-      if (workers > 1) {
+      if (config.kind === 'tcpkit' && config.workers > 1) {
         const active = (await server.rows()).map((r) => r.active);
         spread = `${(Math.max(...active) / Math.max(1, Math.min(...active))).toFixed(2)} (${active.join(' / ')})`;
       }
     } else t1 = total;
   });
   await server.stop();
-  const perMessage = (t1 - t0) / n;
-  if (workers === 1) single = perMessage;
-  say(
-    `| ${workers === 1 ? 'one process' : `workers: ${workers}`} | ${workers === 1 ? '–' : balance} | ${Math.round(n / SECONDS).toLocaleString('en-US')} | ${perMessage.toFixed(2)} | ${(perMessage / single).toFixed(2)} | ${spread} |`,
-  );
+  return { rate: n / SECONDS, perMessage: (t1 - t0) / n, spread };
 }
 
 say('');
