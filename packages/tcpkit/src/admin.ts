@@ -36,7 +36,11 @@ export interface AdminHost {
   /** True while listening and not shutting down. */
   ready(): boolean;
   /** In a primary: asks the workers for their event-loop delay and (`metrics`) their histograms. */
-  workers?: { probe(metrics: boolean, timeoutMs: number): Promise<WorkerProbe[]> };
+  workers?: {
+    probe(metrics: boolean, timeoutMs: number): Promise<WorkerProbe[]>;
+    /** Asks every worker for its counters now; resolves once they answered, or after `timeoutMs`. */
+    refresh(timeoutMs: number): Promise<void>;
+  };
 }
 
 /** How long a scrape waits for a worker's histograms, in ms (a worker that is late is left out of that scrape). */
@@ -108,8 +112,13 @@ async function respond(
   }
   switch (path) {
     case '/metrics': {
+      // With workers, their counters of this moment (they report on demand) and their histograms.
+      const probes =
+        host.workers === undefined
+          ? undefined
+          : (await Promise.all([host.workers.probe(true, SCRAPE_WAIT_MS), host.workers.refresh(SCRAPE_WAIT_MS)]))[0];
       let text = await registry.metrics();
-      if (host.workers !== undefined) text += await workersMetricsText(await host.workers.probe(true, SCRAPE_WAIT_MS));
+      if (probes !== undefined) text += await workersMetricsText(probes);
       send(res, 200, registry.contentType, text);
       return;
     }
@@ -124,6 +133,7 @@ async function respond(
       return;
     }
     case '/stats':
+      await host.workers?.refresh(SCRAPE_WAIT_MS);
       send(res, 200, 'application/json', `${JSON.stringify(host.server.stats())}\n`);
       return;
     default:

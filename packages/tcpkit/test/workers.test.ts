@@ -111,6 +111,30 @@ describe('serve({ workers: 2 })', () => {
     await shutDown(child);
   });
 
+  it('the admin endpoint asks the workers for their counters: /stats and /metrics count a connection as soon as it is answered', async () => {
+    const child = spawnFixture({ admin: { port: 0 } });
+    children.push(child);
+    const { port, admin } = await child.json<{ port: number; admin: number }>('port', 60_000);
+    const clients = await Promise.all(Array.from({ length: 4 }, () => connect(port)));
+    // Answered: each handler has started in its worker. The workers report on demand, so one request
+    // (no polling) must see all four.
+    for (const [i, c] of clients.entries()) await ask(c, `hello ${i}`);
+    const stats = (await (await fetch(`http://127.0.0.1:${admin}/stats`)).json()) as {
+      active: number;
+      served: number;
+      workers: { active: number }[];
+    };
+    assert.deepEqual([stats.active, stats.served], [4, 4]);
+    assert.equal(
+      stats.workers.reduce((n, w) => n + w.active, 0),
+      4,
+    );
+    const metrics = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
+    assert.match(metrics, /^tcpkit_connections_active 4$/m);
+    for (const c of clients) c.end();
+    await shutDown(child);
+  });
+
   it('replaces a worker killed with SIGKILL; the other worker keeps its connections', async () => {
     const { child, port } = await fixture({});
     const clients = await Promise.all(Array.from({ length: 12 }, () => connect(port)));

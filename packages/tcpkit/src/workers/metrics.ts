@@ -1,7 +1,7 @@
-// The primary's admin endpoint covers its workers. Counters and gauges come from the reports the
-// workers already send (summed in the primary's stats()); what only a worker can see, its event-loop
-// delay and its histograms (fed by its own diagnostics channels), the primary asks for over IPC at each
-// scrape or probe, and nothing crosses the channel between scrapes.
+// The primary's admin endpoint covers its workers. Counters and gauges come from the workers' reports
+// (summed in the primary's stats()), which the endpoint asks for at each scrape; what only a worker can
+// see, its event-loop delay and its histograms (fed by its own diagnostics channels), the primary asks
+// for over IPC at each scrape or probe too, and between scrapes only a once-a-second report crosses.
 import type { Worker } from 'node:cluster';
 import { eventLoop } from '../event-loop.js';
 import type { Server } from '../server.js';

@@ -51,6 +51,10 @@ interface Member {
   slot: number;
   state: 'starting' | 'serving' | 'draining';
   report: WorkerReport | undefined;
+  /** A report was asked for and has not come yet (so stats() does not ask again). */
+  asked: boolean;
+  /** Called with the next report. */
+  onReport: (() => void)[];
   /** Resolves when it listens; rejects if it cannot listen or exits first. */
   listened: Deferred<void>;
   /** Resolves with its drain result (undefined if it exited without one). */
@@ -145,6 +149,7 @@ export class WorkerPool implements Server {
           // Ready while not shutting down and some worker accepts (a replacement may be on its way).
           ready: () => this.#shutdown === null && this.#serving.some((m) => m !== undefined),
           workers: {
+            refresh: (timeout) => this.#refresh(timeout),
             probe: (metrics, timeout) =>
               this.#probes.ask(
                 [...this.#members].filter((m) => m.state !== 'starting'),
@@ -213,12 +218,48 @@ export class WorkerPool implements Server {
     return this.#abort.signal;
   }
 
-  /** The workers' counters summed (those of exited workers included), with one row per live worker. */
+  /**
+   * The workers' counters summed (those of exited workers included), with one row per live worker, as
+   * of each worker's last report. A worker reports when asked and, if its counters changed, once a
+   * second: each call asks every worker for a fresh report, so the next call has figures of that
+   * moment (the admin endpoint's /stats and /metrics wait for them).
+   */
   stats(): ServerStats {
+    for (const m of this.#members) this.#ask(m);
     const live = [...this.#members]
       .sort((a, b) => a.slot - b.slot)
       .map((m) => ({ report: m.report, row: { pid: m.worker.process.pid ?? 0, slot: m.slot, state: m.state } }));
     return this.#totals.sum(live);
+  }
+
+  /** Asks a worker for a report, unless one is on its way. */
+  #ask(m: Member): void {
+    if (m.asked || m.state === 'starting' || !m.worker.isConnected()) return;
+    m.asked = true;
+    m.worker.send({ tcpkit: 'report' });
+  }
+
+  /** Asks every worker for a report; resolves once each answered (or exited), or after `timeoutMs`. */
+  #refresh(timeoutMs: number): Promise<void> {
+    const answers = [...this.#members]
+      .filter((m) => m.state !== 'starting' && m.worker.isConnected())
+      .map((m) => {
+        const answered = new Promise<void>((resolve) => m.onReport.push(resolve));
+        this.#ask(m);
+        return answered;
+      });
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+    });
+    return Promise.race([Promise.all(answers), bound]).then(() => clearTimeout(timer));
+  }
+
+  /** A worker's counters arrived. */
+  #reported(m: Member, report: WorkerReport): void {
+    m.report = report;
+    m.asked = false;
+    for (const resolve of m.onReport.splice(0)) resolve();
   }
 
   /**
@@ -407,6 +448,8 @@ export class WorkerPool implements Server {
       slot,
       state: 'starting',
       report: undefined,
+      asked: false,
+      onReport: [],
       listened: deferred(),
       drained: deferred(),
       exited: deferred(),
@@ -448,10 +491,10 @@ export class WorkerPool implements Server {
         break;
       }
       case 'report':
-        m.report = { stats: message.stats, rssBytes: message.rssBytes, cpuUs: message.cpuUs };
+        this.#reported(m, { stats: message.stats, rssBytes: message.rssBytes, cpuUs: message.cpuUs });
         break;
       case 'drained':
-        m.report = { stats: message.stats, rssBytes: message.rssBytes, cpuUs: message.cpuUs };
+        this.#reported(m, { stats: message.stats, rssBytes: message.rssBytes, cpuUs: message.cpuUs });
         m.drained.resolve(message.result);
         break;
       case 'probe':
@@ -467,6 +510,7 @@ export class WorkerPool implements Server {
     m.listened.reject(new WorkerError('ERR_WORKER_START', `worker ${m.worker.process.pid} ${how} before listening`));
     m.drained.resolve(undefined);
     m.exited.resolve();
+    for (const resolve of m.onReport.splice(0)) resolve();
     if (m.state !== 'serving') return;
     this.#serving[m.slot] = undefined;
     if (this.#shutdown !== null) return;

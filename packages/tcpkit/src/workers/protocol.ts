@@ -28,6 +28,8 @@ export interface WorkerConfig {
 export type ToWorker =
   /** Kernel balance: the slot's listening socket travels as the message's handle. */
   | { tcpkit: 'handle' }
+  /** Send a report now (the primary's stats() or its admin endpoint wants fresh counters). */
+  | { tcpkit: 'report' }
   /** Stop accepting, drain as `server.shutdown({ timeout })`, report, exit. */
   | { tcpkit: 'drain'; timeout: number }
   /** The admin endpoint asks for the worker's event-loop delay and histograms (workers/metrics.ts). */

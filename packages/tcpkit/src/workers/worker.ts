@@ -1,6 +1,7 @@
 // A worker process: node:cluster re-ran the user's program, which called serve() again. Here that
 // call becomes a one-process server with this worker's share of the limits, listening where the
-// primary says, reporting its counters, and draining when the primary asks.
+// primary says, reporting its counters when the primary asks (and, if they changed, once a second),
+// and draining when the primary asks.
 import cluster from 'node:cluster';
 import type net from 'node:net';
 import { ListenError } from '../errors.js';
@@ -9,8 +10,13 @@ import type { Handler, ListenTarget, Server, ShutdownResult } from '../server.js
 import { answerProbes } from './metrics.js';
 import { type FromWorker, isToWorker, type WorkerConfig, type WorkerReport } from './protocol.js';
 
-/** How often a worker sends its counters to the primary (only when they changed), in ms. */
-const REPORT_INTERVAL = 100;
+/**
+ * How often a worker sends its counters unasked (only when they changed), in ms. The primary asks
+ * when it needs them (stats(), the admin endpoint), so this only bounds how stale the counters of a
+ * worker killed without a word (kill -9) are when folded into the totals, and how old stats() can be
+ * when nobody asked; rarer reports cost the primary less while the workers serve.
+ */
+const HEARTBEAT = 1000;
 
 type StartServer = (options: ResolvedOptions, handler: Handler, target: ListenTarget) => Promise<Server>;
 
@@ -98,16 +104,18 @@ export async function serveInWorker(
   const ownSocket = config.balance === 'kernel' && handle === undefined;
   send(listening, ownSocket ? (listener as unknown as { _handle?: object })?._handle : undefined);
   let last = '';
-  const timer = setInterval(() => {
+  const sendReport = (): void => {
     const r = report(server);
-    const text = JSON.stringify(r.stats);
-    if (text === last) return;
-    last = text;
+    last = JSON.stringify(r.stats);
     send({ tcpkit: 'report', ...r });
-  }, REPORT_INTERVAL);
+  };
+  const timer = setInterval(() => {
+    if (JSON.stringify(server.stats()) !== last) sendReport();
+  }, HEARTBEAT);
   timer.unref();
   const onMessage = (message: unknown): void => {
-    if (isToWorker(message) && message.tcpkit === 'drain') {
+    if (isToWorker(message) && message.tcpkit === 'report') sendReport();
+    else if (isToWorker(message) && message.tcpkit === 'drain') {
       // The primary already waited out shutdownDelay (or it is a restart, where no balancer needs one).
       server.shutdown({ timeout: message.timeout, delay: 0 }).catch(() => {});
     } else if (isToWorker(message) && message.tcpkit === 'probe' && answer !== undefined) {
