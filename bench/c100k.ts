@@ -6,7 +6,8 @@
  * connection (primary and workers, from /proc, at the peak of held connections) and the spread over
  * the workers. Bounded in time; every process it starts is stopped by its pid.
  *
- * Options: --connections N (100000), --workers N (8), --processes N (8), --hold 10s, --write.
+ * Options: --connections N (100000), --workers N (8), --processes N (8), --hold 10s, --write (the
+ * `c100k-nodeNN` section of docs/benchmarks.md, NN the major version of Node that ran it).
  * One process may hold at most its open-file limit (20,000 here) of descriptors: workers and load
  * processes are each given a share well under it.
  */
@@ -167,4 +168,4 @@ const lines = [
   `| generator processes (pids) | ${result.generators.length} (${result.generators.map((g) => g.established).join(' / ')} connections) |`,
 ];
 console.log(lines.join('\n'));
-if (argv.includes('--write')) writeSection('c100k', lines.join('\n'));
+if (argv.includes('--write')) writeSection(`c100k-node${process.versions.node.split('.')[0]}`, lines.join('\n'));

@@ -289,13 +289,24 @@ async function window(ms: number, mark: Mark, count: () => number): Promise<numb
 
 /**
  * 64 B ping-pong from this process on `connections` sockets (connected 100 at a time), 1 s of warm-up, then
- * a window of `ms`; resolves with the messages echoed in the window.
+ * a window of `ms`; resolves with the messages echoed in the window. Closed loop (each answer sends the next
+ * message) when `rate` is 0; else paced at `rate` messages/s over all the sockets, sent every 10 ms by
+ * sockets whose last message was answered (fewer if none is free), so that two servers are compared at
+ * the same offered load rather than each at the rate it reaches.
  */
-export async function pingPongLoop(port: number, connections: number, ms: number, mark: Mark): Promise<number> {
+export async function pingPongLoop(
+  port: number,
+  connections: number,
+  ms: number,
+  mark: Mark,
+  rate = 0,
+): Promise<number> {
   const message = Buffer.alloc(64, 120);
   let count = 0;
   let running = true;
   const sockets: net.Socket[] = [];
+  /** Paced: sockets with no message in flight, in the order their answers came. */
+  const free: net.Socket[] = [];
   const connectOne = (): Promise<void> =>
     new Promise((resolve) => {
       const socket = net.connect({ port, host: '127.0.0.1', noDelay: true }, () => resolve());
@@ -305,7 +316,8 @@ export async function pingPongLoop(port: number, connections: number, ms: number
         while (got >= 64) {
           got -= 64;
           count++;
-          if (running) socket.write(message);
+          if (rate > 0) free.push(socket);
+          else if (running) socket.write(message);
         }
       });
       socket.on('error', () => {});
@@ -314,10 +326,23 @@ export async function pingPongLoop(port: number, connections: number, ms: number
   for (let i = 0; i < connections; i += 100) {
     await Promise.all(Array.from({ length: Math.min(100, connections - i) }, connectOne));
   }
-  for (const socket of sockets) socket.write(message);
+  let pacer: NodeJS.Timeout | undefined;
+  if (rate === 0) for (const socket of sockets) socket.write(message);
+  else {
+    free.push(...sockets);
+    const perTick = rate / 100;
+    let owed = 0;
+    pacer = setInterval(() => {
+      owed += perTick;
+      for (; owed >= 1 && free.length > 0; owed--) free.shift()!.write(message);
+      // What could not be sent for want of a free socket is not owed later (no catch-up bursts).
+      if (free.length === 0) owed = 0;
+    }, 10);
+  }
   await new Promise((resolve) => setTimeout(resolve, 1000));
   const done = await window(ms, mark, () => count);
   running = false;
+  clearInterval(pacer);
   for (const socket of sockets) socket.destroy();
   return done;
 }

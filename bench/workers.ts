@@ -3,18 +3,21 @@
  *
  * - CPU per 64 B echo message summed over every server process (primary included), workers 2 vs 1,
  *   1,000 connections; the servers share CPU 0 and the load runs on CPU 1 (taskset), so the figure
- *   is the overhead of the processes, not a speed-up. `--reps N` rounds (default 3), each running every
- *   configuration in turn (interleaved, so a change in the machine's load hits all of them), medians;
- *   beside tcpkit the same topology in plain node:net under node:cluster (bench/workers-plain-echo.ts),
- *   the floor of what a second process costs on one core;
+ *   is the overhead of the processes, not a speed-up. Closed loop (each server at the rate it
+ *   reaches) and paced at the same offered load for every server (`--paced`, 10,000 messages/s).
+ *   `--reps N` rounds (default 3), each running every configuration in turn (interleaved, so a change
+ *   in the machine's load hits all of them), medians; beside tcpkit the same topology in plain
+ *   node:net under node:cluster (bench/workers-plain-echo.ts), the floor of what a second process
+ *   costs on one core;
  * - the primary's CPU per connection under churn, for each balance this Node supports;
  * - how evenly connections spread: max/min connections per worker at 1,000 connections;
  * - messages/s from 1 to N workers (N = cores), unpinned, with the load generator's threads: only
  *   meaningful on a machine with cores to spare for the generator (skipped below 4 cores unless --scaling).
  *
- * Options: --seconds N (5) per measurement, --reps N (3), --cpu-prof DIR (profiles of every server
- * process, primary and workers, written as they exit), --scaling, --write (the `workers` section of
- * docs/benchmarks.md).
+ * Options: --seconds N (4) per measurement window, --paced N (10000), --reps N (3), --before DIR,
+ * --before-name TEXT and --kinds (above), --cpu-prof DIR (profiles of every server process, primary and workers, written as
+ * they exit), --scaling, --write (the `workers-nodeNN` section of docs/benchmarks.md, NN the major
+ * version of Node that ran it).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import os from 'node:os';
@@ -36,11 +39,22 @@ import {
 const argv = process.argv.slice(2);
 const option = (name: string, fallback: string): string =>
   argv.includes(name) ? argv[argv.indexOf(name) + 1]! : fallback;
-const SECONDS = Number(option('--seconds', '5'));
+const SECONDS = Number(option('--seconds', '4'));
+/** The offered load of the paced measurement, messages/s over the 1,000 connections. */
+const PACED = Number(option('--paced', '10000'));
 /** Rounds of the CPU-per-message comparison; each runs every configuration once. */
 const REPS = Number(option('--reps', '3'));
 /** --cpu-prof DIR: the servers' processes (primary and workers) write CPU profiles there as they exit. */
 const PROFILE = option('--cpu-prof', '');
+/**
+ * --before DIR: a checkout of an earlier tcpkit (with its node_modules), measured as one more server in
+ * the same rounds, for a before/after comparison; --kinds picks the servers (default tcpkit,plain).
+ */
+const BEFORE = option('--before', '');
+/** How the tables name the --before server (default: its directory). */
+const BEFORE_NAME = option('--before-name', BEFORE);
+const KINDS = option('--kinds', BEFORE === '' ? 'tcpkit,plain' : 'tcpkit,before').split(',') as Kind[];
+type Kind = 'tcpkit' | 'before' | 'plain';
 /** Counted before this process pins itself to one CPU (which availableParallelism() would then report). */
 const CORES = os.availableParallelism();
 pinSelf(1);
@@ -52,21 +66,21 @@ interface Row {
 
 class EchoServer {
   readonly child: ChildProcess;
-  readonly kind: 'tcpkit' | 'plain';
+  readonly kind: Kind;
   port = 0;
   #lines: ((line: string) => void)[] = [];
 
-  constructor(workers: number, balance: string, pin: boolean, kind: 'tcpkit' | 'plain' = 'tcpkit') {
+  constructor(workers: number, balance: string, pin: boolean, kind: Kind = 'tcpkit') {
     this.kind = kind;
     const script =
-      kind === 'tcpkit'
-        ? ['bench/workers-echo.ts', '0', String(workers), balance]
-        : ['bench/workers-plain-echo.ts', String(workers), balance];
+      kind === 'plain'
+        ? ['bench/workers-plain-echo.ts', String(workers), balance]
+        : ['bench/workers-echo.ts', '0', String(workers), balance];
     const command = [process.execPath, '--import', 'tsx', ...script];
     const [file, ...args] = pin ? pinned(0, command) : command;
     const profile = PROFILE === '' ? '' : ` --cpu-prof --cpu-prof-dir=${PROFILE}`;
     this.child = spawn(file!, args, {
-      cwd: root,
+      cwd: kind === 'before' ? BEFORE : root,
       stdio: ['pipe', 'pipe', 'inherit'],
       env: { ...process.env, NODE_OPTIONS: `--conditions=tcpkit-source${profile}` },
     });
@@ -121,61 +135,81 @@ say(
 );
 say('');
 say(
-  `### CPU per 64 B echo message, 1,000 connections, ${SECONDS} s, ${REPS} interleaved rounds (every server process on CPU 0, the load on CPU 1)`,
+  `### CPU per 64 B echo message, 1,000 connections, ${SECONDS} s windows, ${REPS} interleaved rounds (every server process on CPU 0, the load on CPU 1)`,
 );
 say('');
 say(
-  "Both workers share CPU 0 with each other (and the primary), as one process has it to itself: the same pinning for every row, so the ratio is the overhead of the processes, not a speed-up. Medians of the rounds; the ratio is the median of each round's ratio to the one process of the same round (measured next to it).",
+  `Both workers share CPU 0 with each other (and the primary), as one process has it to itself: the same pinning for every row, so the ratio is the overhead of the processes, not a speed-up. Each server is measured closed loop (every answer sends the next message: each server at the rate it reaches, so CPU per message also moves with how many events one wake-up of the event loop finds) and paced at ${PACED.toLocaleString('en-US')} messages/s (the same offered load for every server). Medians of the rounds; a ratio is the median of each round's ratio to the one process of the same round (measured next to it).`,
 );
 say('');
 say(
-  '| server | balance | messages/s | server CPU µs/msg (all processes) | ratio to 1 process (rounds) | max/min conns per worker |',
+  `| server | balance | closed loop: messages/s | µs/msg (all processes) | ratio to 1 process (rounds) | paced ${PACED.toLocaleString('en-US')}/s: µs/msg | ratio (rounds) | max/min conns per worker |`,
 );
-say('|---|---|---:|---:|---:|---:|');
+say('|---|---|---:|---:|---:|---:|---:|---:|');
 interface Config {
-  kind: 'tcpkit' | 'plain';
+  kind: Kind;
   workers: number;
   balance: string;
 }
-const configs: Config[] = (['tcpkit', 'plain'] as const).flatMap((kind) => [
+interface Measured {
+  rate: number;
+  perMessage: number;
+  pacedPerMessage: number;
+  spread: string;
+}
+const configs: Config[] = KINDS.flatMap((kind) => [
   { kind, workers: 1, balance: 'auto' },
   ...balances.map((balance) => ({ kind, workers: 2, balance })),
 ]);
-const runs = new Map<Config, { rate: number; perMessage: number; spread: string }[]>(configs.map((c) => [c, []]));
+const runs = new Map<Config, Measured[]>(configs.map((c) => [c, []]));
 for (let round = 0; round < REPS; round++) {
   // Each round in another order, so no configuration always follows the same one.
   const order = configs.map((_, i) => configs[(i + round) % configs.length]!);
   for (const config of order) runs.get(config)!.push(await cpuPerMessage(config));
 }
+const ratioCell = (mine: number[], single: number[]): string => {
+  const ratios = mine.map((v, i) => v / single[i]!);
+  return `${median(ratios).toFixed(2)} (${ratios.map((r) => r.toFixed(2)).join(' / ')})`;
+};
 for (const config of configs) {
   const mine = runs.get(config)!;
   const single = runs.get(configs.find((c) => c.kind === config.kind && c.workers === 1)!)!;
-  const ratios = mine.map((r, i) => r.perMessage / single[i]!.perMessage);
-  const name = `${config.kind === 'plain' ? 'plain node:net, ' : ''}${config.workers === 1 ? 'one process' : `workers: ${config.workers}`}`;
+  const closed = mine.map((r) => r.perMessage);
+  const paced = mine.map((r) => r.pacedPerMessage);
+  const name = `${{ tcpkit: '', before: `before (${BEFORE_NAME}), `, plain: 'plain node:net, ' }[config.kind]}${config.workers === 1 ? 'one process' : `workers: ${config.workers}`}`;
   say(
-    `| ${name} | ${config.workers === 1 ? '–' : config.balance} | ${Math.round(median(mine.map((r) => r.rate))).toLocaleString('en-US')} | ${median(mine.map((r) => r.perMessage)).toFixed(2)} | ${median(ratios).toFixed(2)} (${ratios.map((r) => r.toFixed(2)).join(' / ')}) | ${config.kind === 'tcpkit' && config.workers > 1 ? mine[0]!.spread : '–'} |`,
+    `| ${name} | ${config.workers === 1 ? '–' : config.balance} | ${Math.round(median(mine.map((r) => r.rate))).toLocaleString('en-US')} | ${median(closed).toFixed(2)} | ${ratioCell(
+      closed,
+      single.map((r) => r.perMessage),
+    )} | ${median(paced).toFixed(2)} | ${ratioCell(
+      paced,
+      single.map((r) => r.pacedPerMessage),
+    )} | ${config.kind !== 'plain' && config.workers > 1 ? mine[0]!.spread : '–'} |`,
   );
 }
 
-async function cpuPerMessage(config: Config): Promise<{ rate: number; perMessage: number; spread: string }> {
+async function cpuPerMessage(config: Config): Promise<Measured> {
   const server = await new EchoServer(config.workers, config.balance, true, config.kind).started();
   const pids = await server.pids();
-  let t0 = 0;
-  let t1 = 0;
+  const serverCpu = (): number => pids.reduce((sum, pid) => sum + cpuUs(pid), 0);
   let spread = '–';
-  let samples = 0;
+  const marks: number[] = [];
   const n = await pingPongLoop(server.port, 1000, SECONDS * 1000, async () => {
-    const total = pids.reduce((sum, pid) => sum + cpuUs(pid), 0);
-    if (samples++ === 0) {
-      t0 = total;
-      if (config.kind === 'tcpkit' && config.workers > 1) {
-        const active = (await server.rows()).map((r) => r.active);
-        spread = `${(Math.max(...active) / Math.max(1, Math.min(...active))).toFixed(2)} (${active.join(' / ')})`;
-      }
-    } else t1 = total;
+    marks.push(serverCpu());
+    if (marks.length === 1 && config.kind !== 'plain' && config.workers > 1) {
+      const active = (await server.rows()).map((r) => r.active);
+      spread = `${(Math.max(...active) / Math.max(1, Math.min(...active))).toFixed(2)} (${active.join(' / ')})`;
+    }
   });
+  const pacedMarks: number[] = [];
+  const paced = await pingPongLoop(server.port, 1000, SECONDS * 1000, () => void pacedMarks.push(serverCpu()), PACED);
   await server.stop();
-  return { rate: n / SECONDS, perMessage: (t1 - t0) / n, spread };
+  return {
+    rate: n / SECONDS,
+    perMessage: (marks[1]! - marks[0]!) / n,
+    pacedPerMessage: (pacedMarks[1]! - pacedMarks[0]!) / paced,
+    spread,
+  };
 }
 
 say('');
@@ -234,4 +268,4 @@ if (CORES >= 4 || argv.includes('--scaling')) {
   );
 }
 
-if (argv.includes('--write')) writeSection('workers', lines.join('\n'));
+if (argv.includes('--write')) writeSection(`workers-node${process.versions.node.split('.')[0]}`, lines.join('\n'));
