@@ -75,6 +75,8 @@ const server = await startProcess(
 const listening = JSON.parse(server.output.split('\n').find((l) => l.includes('"admin"'))!) as {
   address: string;
   admin: string;
+  /** What `balance: 'auto'` chose on this Node: 'kernel' (SO_REUSEPORT) or 'primary' (round-robin). */
+  balance: string;
 };
 const port = Number(listening.address.split(':').pop());
 const serverPids = (): number[] => [server.pid, ...childrenOf(server.pid)];
@@ -150,6 +152,7 @@ const lines = [
   '',
   '| figure | value |',
   '|---|---:|',
+  `| balance (auto chose) | ${listening.balance} |`,
   `| connections established | ${result.connections.established.toLocaleString('en-US')} of ${CONNECTIONS.toLocaleString('en-US')} |`,
   `| held at once (server's active, peak) | ${peak.active.toLocaleString('en-US')} |`,
   `| time to open all (connected and echoed once) | ${result.connections.openMs === null ? 'not all opened' : `${(result.connections.openMs / 1000).toFixed(1)} s`} |`,

@@ -197,6 +197,8 @@ async function cpuPerMessage(config: Config): Promise<Measured> {
   const n = await pingPongLoop(server.port, 1000, SECONDS * 1000, async () => {
     marks.push(serverCpu());
     if (marks.length === 1 && config.kind !== 'plain' && config.workers > 1) {
+      // stats() in the primary gives each worker's last report and asks for the next: read it twice.
+      await server.rows();
       const active = (await server.rows()).map((r) => r.active);
       spread = `${(Math.max(...active) / Math.max(1, Math.min(...active))).toFixed(2)} (${active.join(' / ')})`;
     }
