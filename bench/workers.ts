@@ -196,9 +196,9 @@ async function cpuPerMessage(config: Config): Promise<Measured> {
   const marks: number[] = [];
   const n = await pingPongLoop(server.port, 1000, SECONDS * 1000, async () => {
     marks.push(serverCpu());
-    if (marks.length === 1 && config.kind !== 'plain' && config.workers > 1) {
-      // stats() in the primary gives each worker's last report and asks for the next: read it twice.
-      await server.rows();
+    // At the window's end (after its CPU sample): every connection has been echoing for seconds, and
+    // stats() in the primary is each worker's last report, at most a second old.
+    if (marks.length === 2 && config.kind !== 'plain' && config.workers > 1) {
       const active = (await server.rows()).map((r) => r.active);
       spread = `${(Math.max(...active) / Math.max(1, Math.min(...active))).toFixed(2)} (${active.join(' / ')})`;
     }
