@@ -231,7 +231,7 @@ describe('serve({ workers: 2 })', () => {
     assert.match(child.stderr, /replacing it in \d+ ms/, 'the first deaths were replaced');
   });
 
-  it('splits maxConnections and maxWaiting over the workers: the machine holds exactly the totals', async () => {
+  it('splits maxConnections and maxWaiting over the workers: each holds its share, the machine at most the totals', async () => {
     const { child, port } = await fixture({ maxConnections: 4, waitTimeout: 0 }, 'hold');
     const clients = await Promise.all(Array.from({ length: 30 }, () => connect(port)));
     const stats = await statsUntil(
@@ -239,10 +239,23 @@ describe('serve({ workers: 2 })', () => {
       (s) => s.active + s.waiting + s.rejected.full === 30,
       'every connection admitted, queued or rejected',
     );
-    assert.equal(stats.active, 4, 'maxConnections 4 in total');
-    assert.equal(stats.waiting, 4, 'maxWaiting (default maxConnections) 4 in total');
-    assert.equal(stats.rejected.full, 22);
-    for (const w of stats.workers) assert.deepEqual([w.active, w.waiting], [2, 2], 'each worker holds its share');
+    // Each worker holds its share, 2 running and 2 waiting, of what it was given: round-robin hands a
+    // socket to whichever worker is free, so on a busy machine one may get fewer than 4 of the 30.
+    for (const w of stats.workers) {
+      const active = Math.min(2, w.accepted);
+      assert.deepEqual(
+        [w.active, w.waiting],
+        [active, Math.min(2, w.accepted - active)],
+        'each worker holds its share',
+      );
+    }
+    const held = (key: 'active' | 'waiting'): number => stats.workers.reduce((n, w) => n + w[key], 0);
+    assert.deepEqual([stats.active, stats.waiting], [held('active'), held('waiting')], 'the sums of the rows');
+    assert.equal(stats.rejected.full, 30 - stats.active - stats.waiting);
+    if (stats.workers.every((w) => w.accepted >= 4)) {
+      assert.equal(stats.active, 4, 'maxConnections 4 in total');
+      assert.equal(stats.waiting, 4, 'maxWaiting (default maxConnections) 4 in total');
+    }
     for (const c of clients) c.destroy();
     await shutDown(child);
   });
