@@ -9,6 +9,11 @@
  * to completion before the next read: the bytes are copied out into an exact-size chunk before it
  * returns.
  *
+ * The exact-size chunks of reads of 4 KiB and more are carved out of a 64 KiB slab (see `copyOut`):
+ * Node's own `Buffer.allocUnsafe` pools only sizes under 4 KiB, so a 4 KiB echo paid a fresh
+ * ArrayBuffer per read, and with it V8's backing-store bookkeeping: a mark-compact after nearly every
+ * scavenge, spent sweeping dead ArrayBuffers.
+ *
  * Feature detection runs once, on the first socket. If any piece is missing (another Node version,
  * or `TCPKIT_READ_PATH=stream` in the environment), `useSharedReadBuffer` returns false and the caller
  * keeps the ordinary 'data' path: the fallback is the stream, never an error.
@@ -89,14 +94,41 @@ function install(
   return true;
 }
 
-function onWaiterRead(this: Socket, nread: number, buf: Buffer): void {
-  const chunk = Buffer.allocUnsafe(nread);
+/** Reads from this size up are carved out of the slab; smaller ones come from Node's pool (under 4 KiB). */
+const SLAB_MIN = 4 * 1024;
+/** Reads up to this size are carved out of the slab; larger ones get a buffer of their own. */
+const SLAB_MAX = 16 * 1024;
+const SLAB_SIZE = 64 * 1024;
+let slab: Buffer | null = null;
+let slabUsed = 0;
+
+/**
+ * The `nread` bytes of `buf` copied into a chunk of their own. A chunk of SLAB_MIN..SLAB_MAX bytes is
+ * a view of a shared 64 KiB slab (as Node's pool serves smaller sizes from 8 KiB ones): one
+ * ArrayBuffer per 64 KiB read instead of one per read. A chunk the handler keeps keeps its slab
+ * alive, as a pooled Buffer keeps its pool: at most 64 KiB for a kept chunk of 4 KiB or more.
+ */
+function copyOut(buf: Buffer, nread: number): Buffer {
+  let chunk: Buffer;
+  if (nread < SLAB_MIN || nread > SLAB_MAX) {
+    chunk = Buffer.allocUnsafe(nread);
+  } else {
+    if (slab === null || slabUsed + nread > SLAB_SIZE) {
+      slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+      slabUsed = 0;
+    }
+    chunk = slab.subarray(slabUsed, slabUsed + nread);
+    // Views start 8-byte aligned, as Node's pool aligns its slices.
+    slabUsed = (slabUsed + nread + 7) & ~7;
+  }
   buf.copy(chunk, 0, 0, nread);
-  waiterSink!(this, chunk);
+  return chunk;
+}
+
+function onWaiterRead(this: Socket, nread: number, buf: Buffer): void {
+  waiterSink!(this, copyOut(buf, nread));
 }
 
 function onSharedRead(this: Socket, nread: number, buf: Buffer): void {
-  const chunk = Buffer.allocUnsafe(nread);
-  buf.copy(chunk, 0, 0, nread);
-  sink!(this, chunk);
+  sink!(this, copyOut(buf, nread));
 }

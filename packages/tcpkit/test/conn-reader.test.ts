@@ -8,6 +8,43 @@ import { codeOf, connect, deferred, exchange, pseudoRandom, withConn, within } f
 const TEST = { timeout: 20_000 };
 
 describe('Conn#read', () => {
+  it(
+    'keeps every chunk it returned intact while later reads arrive (reads of 4 KiB and more share a slab)',
+    TEST,
+    async () => {
+      // Sizes around the slab's bounds (4 KiB to 16 KiB carved out of one 64 KiB slab, larger ones on
+      // their own), each message answered before the next is sent so that each is a read of its own.
+      const sizes = [4096, 4097, 5000, 16_384, 16_385, 4096, 30_000, 8191, 4096, 12_288, 4096, 4096, 4096];
+      const messages = sizes.map((size, i) => pseudoRandom(size, i + 1));
+      await withConn(
+        {},
+        async (conn) => {
+          const kept: Buffer[] = [];
+          for (const message of messages) {
+            let got = 0;
+            while (got < message.length) {
+              const chunk = (await conn.read())!;
+              kept.push(chunk);
+              got += chunk.length;
+            }
+            await conn.write('.');
+          }
+          return Buffer.concat(kept);
+        },
+        async (port, outcome) => {
+          const client = await connect(port);
+          for (let i = 0; i < messages.length; i++) {
+            client.write(messages[i]!);
+            await client.receive(i + 1);
+          }
+          client.end();
+          const { value } = await outcome;
+          assert.ok(value!.equals(Buffer.concat(messages)), 'the kept chunks hold the bytes sent');
+        },
+      );
+    },
+  );
+
   it('returns the chunks sent, then null at the peer FIN', TEST, async () => {
     await withConn(
       {},
