@@ -20,6 +20,7 @@ import type { Server as NetServer, Socket } from 'node:net';
 import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import { handleWriteBinding } from './handle-writer.js';
+import { copyOut } from './shared-read-buffer.js';
 
 /** A listener of one of the events tcpkit listens to; `this` is the socket, as with an EventEmitter. */
 type Listener = (this: BareSocket, arg?: unknown) => void;
@@ -351,9 +352,7 @@ export class BareSocket {
   /** @internal `n` bytes were read into the handle's buffer. */
   _read(n: number): void {
     if (this.destroyed) return;
-    const chunk = Buffer.allocUnsafe(n);
-    (this.#state & SMALL_READS ? waiterBuffer! : sharedBuffer!).copy(chunk, 0, 0, n);
-    emit(this.#data, this, chunk);
+    emit(this.#data, this, copyOut(this.#state & SMALL_READS ? waiterBuffer! : sharedBuffer!, n));
   }
 
   /** @internal The peer's FIN: 'end', and the close if our FIN is out too (half-open until then). */

@@ -103,12 +103,13 @@ let slab: Buffer | null = null;
 let slabUsed = 0;
 
 /**
- * The `nread` bytes of `buf` copied into a chunk of their own. A chunk of SLAB_MIN..SLAB_MAX bytes is
+ * The `nread` bytes of `buf` copied into a chunk of their own (for every read into a shared buffer:
+ * this file's sockets and bare-socket.ts's handles). A chunk of SLAB_MIN..SLAB_MAX bytes is
  * a view of a shared 64 KiB slab (as Node's pool serves smaller sizes from 8 KiB ones): one
  * ArrayBuffer per 64 KiB read instead of one per read. A chunk the handler keeps keeps its slab
  * alive, as a pooled Buffer keeps its pool: at most 64 KiB for a kept chunk of 4 KiB or more.
  */
-function copyOut(buf: Buffer, nread: number): Buffer {
+export function copyOut(buf: Buffer, nread: number): Buffer {
   let chunk: Buffer;
   if (nread < SLAB_MIN || nread > SLAB_MAX) {
     chunk = Buffer.allocUnsafe(nread);
