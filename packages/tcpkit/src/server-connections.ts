@@ -120,14 +120,14 @@ export class Connections {
   }
 
   /**
-   * Offers `socket` to the gate. A socket that waits, is turned away or goes into a TLS handshake keeps
-   * a listener that ignores its errors until its connection takes it over (an unhandled 'error' would
-   * crash the process); one whose handler starts now needs none: errors come from I/O, never during
-   * this call, and its connection listens from the start. (An added and removed listener per accept.)
-   * `reserved`: the lease the PROXY stage took for it at accept.
+   * Offers `socket` to the gate. A socket that waits or is turned away keeps a listener that ignores its
+   * errors until its connection takes it over (an unhandled 'error' would crash the process); one whose
+   * handler or TLS handshake starts now needs none: errors come from I/O, never during this call, and
+   * its connection (or the TLS socket wrapping it, which forwards the errors of the socket under it to
+   * its own) listens from the start. `reserved`: the lease the PROXY stage took for it at accept.
    */
   #offer(socket: Socket, peer: string | undefined, reserved?: Lease): void {
-    if (this.gate.offer(socket, peer, reserved) !== 'run' || this.tls !== null) socket.on('error', ignore);
+    if (this.gate.offer(socket, peer, reserved) !== 'run') socket.on('error', ignore);
   }
 
   /** The listener reported an accept error (EMFILE, ENFILE, ...): libuv backs off and goes on. */
@@ -202,9 +202,11 @@ export class Connections {
     const origin = this.#origins.get(socket);
     // Bytes already read (with the PROXY header, then while waiting in the gate) are the ClientHello's
     // first, in that order: TLS takes them from the socket's buffer, so they go back into it.
-    const first = [...(origin?.initial ? [origin.initial] : []), ...(waited?.chunks ?? [])];
-    if (origin !== undefined) origin.initial = null;
-    for (let i = first.length - 1; i >= 0; i--) socket.unshift(first[i]!);
+    if (waited !== undefined) for (let i = waited.chunks.length - 1; i >= 0; i--) socket.unshift(waited.chunks[i]!);
+    if (origin?.initial) {
+      socket.unshift(origin.initial);
+      origin.initial = null;
+    }
     tls.handshake(socket, (error, secure) => {
       if (secure !== null) {
         this.#start(secure, lease, socket, waitMs);
