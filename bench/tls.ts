@@ -2,9 +2,13 @@
 // same run (64 B and 4 KiB ping-pong, full and resumed handshakes in churn), and the per-connection cost of
 // reading a PROXY v2 header (churn over plain TCP with and without it, and the parser alone).
 // Servers are pinned to CPU 0, the load generator (tcpkit bench's engine) to CPU 1; medians of `rounds`.
-// Usage: npm run build && node --import tsx bench/tls.ts [rounds=3] [seconds=5] [--before DIST] [--write]
+// Usage: npm run build && node --import tsx bench/tls.ts [rounds=3] [seconds=5] [--before DIST] [--warmup S]
+//        [--only echo64,echo4k,churn,resumed,proxy] [--write]
 // The tcpkit server runs the built dist/, as users run it. `--before DIST` (another build's
 // packages/tcpkit/dist/index.js) adds it to every TLS case, in the same alternating rounds, for a before/after.
+// `--warmup` is the unmeasured load before each window (default 1 s; every measurement starts a fresh server,
+// so a short one leaves the JIT compiling in the window). `--only` runs those cases (a whole run with
+// --before takes over five minutes; split it to keep each benchmark lock short).
 // --write rewrites the tls section of docs/benchmarks.md.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -18,6 +22,12 @@ import { hasTaskset, median as med, pinSelf, startInline, writeSection } from '.
 const args = process.argv.slice(2);
 const beforeAt = args.indexOf('--before');
 const before = beforeAt === -1 ? null : args.splice(beforeAt, 2)[1]!;
+const warmupAt = args.indexOf('--warmup');
+const warmupS = warmupAt === -1 ? 1 : Number(args.splice(warmupAt, 2)[1]);
+const onlyAt = args.indexOf('--only');
+const only = onlyAt === -1 ? null : new Set(args.splice(onlyAt, 2)[1]!.split(','));
+if (only !== null && process.argv.includes('--write'))
+  throw new Error('--write rewrites the whole section: run every case');
 const [rounds, seconds] = [Number(args[0] ?? 3), Number(args[1] ?? 5)];
 pinSelf(1);
 
@@ -55,7 +65,7 @@ async function measure(kind: string, load: BenchOptions): Promise<Row> {
     const r = await runBench({
       port: srv.port,
       durationMs: seconds * 1000,
-      warmupMs: 1000,
+      warmupMs: warmupS * 1000,
       serverPid: srv.pid,
       connectTimeoutMs: 20_000,
       ...load,
@@ -91,25 +101,33 @@ async function compare(servers: string[], loads: BenchOptions[]): Promise<Row[]>
 }
 
 const lines: string[] = [];
-const tlsLoads: [string, string, BenchOptions][] = [
-  ['TLS echo 64 B, 1,000 connections', 'msgs/s', { tls: true, connections: 1000, size: 64, rampUpMs: 2000 }],
-  ['TLS echo 4 KiB, 1,000 connections', 'msgs/s', { tls: true, connections: 1000, size: 4096, rampUpMs: 2000 }],
-  ['TLS churn, full handshakes, 50 loops', 'handshakes/s', { tls: true, mode: 'churn', connections: 50 }],
+const tlsLoads: [string, string, string, BenchOptions][] = [
+  ['echo64', 'TLS echo 64 B, 1,000 connections', 'msgs/s', { tls: true, connections: 1000, size: 64, rampUpMs: 2000 }],
   [
+    'echo4k',
+    'TLS echo 4 KiB, 1,000 connections',
+    'msgs/s',
+    { tls: true, connections: 1000, size: 4096, rampUpMs: 2000 },
+  ],
+  ['churn', 'TLS churn, full handshakes, 50 loops', 'handshakes/s', { tls: true, mode: 'churn', connections: 50 }],
+  [
+    'resumed',
     'TLS churn, resumed sessions, 50 loops',
     'handshakes/s',
     { tls: true, tlsResume: true, mode: 'churn', connections: 50 },
   ],
 ];
 const tlsServers = before === null ? ['plain tls', 'tcpkit tls'] : ['plain tls', 'tcpkit tls, before', 'tcpkit tls'];
-const cases: [string, string, string[], BenchOptions[]][] = [
-  ...tlsLoads.map(([name, unit, load]): [string, string, string[], BenchOptions[]] => [
+const cases: [string, string, string, string[], BenchOptions[]][] = [
+  ...tlsLoads.map(([key, name, unit, load]): [string, string, string, string[], BenchOptions[]] => [
+    key,
     name,
     unit,
     tlsServers,
     tlsServers.map(() => load),
   ]),
   [
+    'proxy',
     'TCP churn, PROXY v2 header vs none, 50 loops',
     'connections/s',
     ['tcpkit tcp', 'tcpkit tcp + PROXY v2'],
@@ -119,13 +137,20 @@ const cases: [string, string, string[], BenchOptions[]][] = [
     ],
   ],
 ];
+const load = (): string =>
+  os
+    .loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
+const loadAtStart = load();
 lines.push(
-  `Node ${process.version}, ${os.cpus()[0]?.model}, ${os.cpus().length} cores; server on CPU 0, generator on CPU 1${hasTaskset ? '' : ' (no taskset: unpinned)'}; median of ${rounds} alternating rounds of ${seconds} s after 1 s warm-up; EC P-256 certificate, TLS 1.3. The machine was shared with other engineers' builds and tests: absolute numbers are noisy, the ratios (same run, alternating) are the result.${before === null ? '' : ' "before" is the build named by --before, measured in the same rounds.'}`,
+  `Node ${process.version}, ${os.cpus()[0]?.model}, ${os.cpus().length} cores; server on CPU 0, generator on CPU 1${hasTaskset ? '' : ' (no taskset: unpinned)'}; median of ${rounds} alternating rounds of ${seconds} s after ${warmupS} s warm-up; EC P-256 certificate, TLS 1.3. The machine was shared with other engineers' builds and tests: absolute numbers are noisy, the ratios (same run, alternating) are the result.${before === null ? '' : ' "before" is the build named by --before, measured in the same rounds.'}`,
   '',
   '| case | server | rate | server CPU µs per message / handshake / connection | vs the first row |',
   '|---|---|---|---|---|',
 );
-for (const [name, unit, servers, loads] of cases) {
+for (const [key, name, unit, servers, loads] of cases) {
+  if (only !== null && !only.has(key)) continue;
   const rows = await compare(servers, loads);
   const base = rows[0]!;
   servers.forEach((server, i) => {
@@ -140,6 +165,9 @@ for (const [name, unit, servers, loads] of cases) {
   });
   console.log(lines.slice(-servers.length).join('\n'));
 }
+
+lines[0] += ` Load average ${loadAtStart} at the start, ${load()} at the end.`;
+console.log(lines[0]);
 
 // The parser alone: what reading one PROXY v2 header costs, once per connection.
 const header = Buffer.concat([
