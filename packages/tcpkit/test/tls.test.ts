@@ -182,23 +182,44 @@ describe('tls', () => {
     },
   );
 
-  it('garbage instead of a ClientHello closes only that connection', TEST, async () => {
+  /**
+   * A failed handshake closes only its own connection: `fail` breaks one raw connection's handshake
+   * while a TLS connection is established, which still echoes afterwards; the handler ran once.
+   */
+  async function onlyThatConnection(fail: (raw: net.Socket) => Promise<void>): Promise<void> {
     const { server, conns } = await lineEcho();
     try {
       const live = await tlsConnect(portOf(server));
       live.write('before\n');
       await once(live, 'data');
-      const g = net.connect(portOf(server), '127.0.0.1');
-      g.on('error', () => {});
-      g.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
-      await within(readAll(g), 10_000, 'the garbage connection to close');
+      const raw = net.connect(portOf(server), '127.0.0.1');
+      raw.on('error', () => {});
+      await fail(raw);
       await until(() => server.stats().tlsErrors === 1, 'the failure counted');
       live.end('after\n');
       assert.equal((await within(readAll(live), 10_000, 'the live echo')).toString(), 'after\n');
       assert.equal(conns.length, 1);
+      await until(() => server.stats().active === 0, 'nothing left open');
     } finally {
       await stop(server);
     }
+  }
+
+  it('garbage instead of a ClientHello closes only that connection', TEST, async () => {
+    await onlyThatConnection(async (raw) => {
+      raw.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+      await within(readAll(raw), 10_000, 'the garbage connection to close');
+    });
+  });
+
+  it('a client reset in the middle of its handshake closes only that connection', TEST, async () => {
+    const hello = await clientHello();
+    await onlyThatConnection(async (raw) => {
+      raw.write(hello);
+      // The server answered (ServerHello...) and waits for the client's Finished: reset instead.
+      await within(once(raw, 'data'), 10_000, "the server's answer");
+      raw.resetAndDestroy();
+    });
   });
 
   it('setSecureContext: new handshakes get the new certificate, established connections go on', TEST, async () => {
