@@ -20,7 +20,7 @@ import type { Server as NetServer, Socket } from 'node:net';
 import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import { handleWriteBinding } from './handle-writer.js';
-import { copyOut } from './shared-read-buffer.js';
+import { copyOut, sharedReadBuffer, waiterReadBuffer } from './shared-read-buffer.js';
 
 /** A listener of one of the events tcpkit listens to; `this` is the socket, as with an EventEmitter. */
 type Listener = (this: BareSocket, arg?: unknown) => void;
@@ -57,9 +57,6 @@ interface TcpHandle {
 const kBare = Symbol('tcpkit.bare');
 const UV_EOF = -4095;
 const UV_ENOTCONN = -(constants.errno.ENOTCONN ?? 107);
-const SHARED_READ_SIZE = 64 * 1024;
-/** Reads of a connection waiting at the cap: as small as the socket path's waiters (shared-read-buffer.ts). */
-const WAITER_READ_SIZE = 4 * 1024;
 
 /** The state bits of a BareSocket (one small integer rather than a field each). */
 const READING = 1;
@@ -72,8 +69,6 @@ const SMALL_READS = 64;
 
 /** undefined: not probed yet; null: the bare path is not available in this process. */
 let binding: StreamBinding | null | undefined;
-let sharedBuffer: Buffer | null = null;
-let waiterBuffer: Buffer | null = null;
 
 function probe(): void {
   binding = null;
@@ -207,8 +202,7 @@ export class BareSocket {
     this._handle = handle;
     handle[kBare] = this;
     handle.onread = onBareRead;
-    if (sharedBuffer === null) sharedBuffer = Buffer.allocUnsafeSlow(SHARED_READ_SIZE);
-    handle.useUserBuffer(sharedBuffer);
+    handle.useUserBuffer(sharedReadBuffer());
   }
 
   // ---- what net.Socket has ----------------------------------------------------------------------
@@ -294,13 +288,12 @@ export class BareSocket {
 
   /**
    * Reads of at most WAITER_READ_SIZE bytes (`small`, while the connection waits at the cap, so its
-   * unread input is bounded as on the socket path), or into the shared 64 KiB buffer again.
+   * unread input is bounded as on the socket path), or into the shared 64 KiB buffer again (both shared-read-buffer.ts).
    */
   smallReads(small: boolean): void {
     if (this._handle === null || small === ((this.#state & SMALL_READS) !== 0)) return;
-    if (small && waiterBuffer === null) waiterBuffer = Buffer.allocUnsafeSlow(WAITER_READ_SIZE);
     this.#state ^= SMALL_READS;
-    this._handle.useUserBuffer(small ? waiterBuffer! : sharedBuffer!);
+    this._handle.useUserBuffer(small ? waiterReadBuffer() : sharedReadBuffer());
   }
 
   /** Sends FIN once the writes on the handle are out; `callback` then (or with an error if it closes first). */
@@ -352,7 +345,7 @@ export class BareSocket {
   /** @internal `n` bytes were read into the handle's buffer. */
   _read(n: number): void {
     if (this.destroyed) return;
-    emit(this.#data, this, copyOut(this.#state & SMALL_READS ? waiterBuffer! : sharedBuffer!, n));
+    emit(this.#data, this, copyOut(this.#state & SMALL_READS ? waiterReadBuffer() : sharedReadBuffer(), n));
   }
 
   /** @internal The peer's FIN: 'end', and the close if our FIN is out too (half-open until then). */

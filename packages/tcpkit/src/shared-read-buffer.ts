@@ -26,8 +26,24 @@ export type ChunkSink = (socket: Socket, chunk: Buffer) => void;
 const SHARED_READ_BUFFER_SIZE = 64 * 1024;
 /** Reads of connections waiting at the cap: small, so a waiter holds at most this much unread input. */
 export const WAITER_READ_SIZE = 4 * 1024;
-let sharedReadBuffer: Buffer | null = null;
-let waiterReadBuffer: Buffer | null = null;
+let sharedBuffer: Buffer | null = null;
+let waiterBuffer: Buffer | null = null;
+
+/**
+ * The one 64 KiB buffer every read of an admitted connection lands in, on both read paths (this file's
+ * sockets and bare-socket.ts's handles): each read's bytes are copied out (`copyOut`) before its
+ * callback returns, so one buffer serves them all.
+ */
+export function sharedReadBuffer(): Buffer {
+  sharedBuffer ??= Buffer.allocUnsafeSlow(SHARED_READ_BUFFER_SIZE);
+  return sharedBuffer;
+}
+
+/** As {@link sharedReadBuffer}, WAITER_READ_SIZE bytes: the reads of connections waiting at the cap. */
+export function waiterReadBuffer(): Buffer {
+  waiterBuffer ??= Buffer.allocUnsafeSlow(WAITER_READ_SIZE);
+  return waiterBuffer;
+}
 /** undefined: not probed yet; null: not available on this Node. */
 let kBuffer: symbol | null | undefined;
 let kBufferCb: symbol | null = null;
@@ -45,8 +61,6 @@ function probe(socket: Socket): void {
   if (b === undefined || cb === undefined) return;
   kBuffer = b;
   kBufferCb = cb;
-  sharedReadBuffer = Buffer.allocUnsafeSlow(SHARED_READ_BUFFER_SIZE);
-  waiterReadBuffer = Buffer.allocUnsafeSlow(WAITER_READ_SIZE);
 }
 
 /**
@@ -56,7 +70,7 @@ function probe(socket: Socket): void {
  */
 export function useSharedReadBuffer(socket: Socket, onChunk: ChunkSink): boolean {
   // A socket that waited at the cap reads into the waiters' buffer: switch it over.
-  if (!install(socket, () => sharedReadBuffer!, onSharedRead, waiterReadBuffer)) return false;
+  if (!install(socket, sharedReadBuffer, onSharedRead, waiterBuffer)) return false;
   sink = onChunk;
   return true;
 }
@@ -68,7 +82,7 @@ export function useSharedReadBuffer(socket: Socket, onChunk: ChunkSink): boolean
  * buffer with useSharedReadBuffer.
  */
 export function useWaiterReadBuffer(socket: Socket, onChunk: ChunkSink): boolean {
-  if (!install(socket, () => waiterReadBuffer!, onWaiterRead, null)) return false;
+  if (!install(socket, waiterReadBuffer, onWaiterRead, null)) return false;
   waiterSink = onChunk;
   return true;
 }
