@@ -11,7 +11,7 @@ import { ConnCore, type ConnHost } from './conn-core.js';
 import { CLOSED } from './conn-state.js';
 import { HandshakeTimeoutError, type ProxyProtocolError, SlowConsumerError, type TimeoutError } from './errors.js';
 import { Gate, type Lease, UNIX_PEER, type WaitedInput } from './gate.js';
-import type { ResolvedOptions } from './options.js';
+import { keepAliveOf, type ResolvedOptions } from './options.js';
 import { type ConnOrigin, directOrigin, originOf, type ResolvedProxyProtocol, readProxyHeader } from './proxy-stage.js';
 import type { Handler, RejectReason, Server } from './server.js';
 import { type Counters, channels, countTimeout, newCounters } from './server-events.js';
@@ -94,11 +94,9 @@ export class Connections {
   acceptBare(listener: NetServer): boolean {
     const o = this.#options;
     if (o.tls !== undefined || o.proxyProtocol !== undefined || o.path !== undefined) return false;
-    const keepAlive = o.keepAlive !== false && o.keepAlive !== 0;
-    const keepAliveDelay = typeof o.keepAlive === 'number' ? o.keepAlive : 0;
     return acceptBareHandles(
       listener,
-      { noDelay: o.noDelay, keepAlive, keepAliveDelay },
+      { noDelay: o.noDelay, ...keepAliveOf(o) },
       (socket) => this.onConnection(socket),
       (error) => this.onAcceptError(error),
     );

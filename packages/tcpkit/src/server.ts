@@ -6,7 +6,7 @@ import type { Conn } from './conn.js';
 import { InvalidOptionError, ServerClosingError } from './errors.js';
 import { toListenError } from './listen-error.js';
 import { attachLogger } from './logging.js';
-import { type ResolvedOptions, resolveOptions, type ServeOptions } from './options.js';
+import { keepAliveOf, type ResolvedOptions, resolveOptions, type ServeOptions } from './options.js';
 import { Connections } from './server-connections.js';
 import { readStats } from './server-events.js';
 import { drainConnections } from './server-shutdown.js';
@@ -186,7 +186,7 @@ class ProcessServer implements Server {
     this.closed = new Promise((resolve) => {
       this.#closedResolve = resolve;
     });
-    const keepAlive = options.keepAlive !== false && options.keepAlive !== 0;
+    const { keepAlive, keepAliveDelay } = keepAliveOf(options);
     this.#listener = net.createServer({
       pauseOnConnect: true,
       allowHalfOpen: true,
@@ -196,7 +196,7 @@ class ProcessServer implements Server {
       highWaterMark: 1,
       noDelay: options.noDelay,
       keepAlive,
-      keepAliveInitialDelay: typeof options.keepAlive === 'number' ? options.keepAlive : 0,
+      keepAliveInitialDelay: keepAliveDelay,
     });
     this.#listener.on('connection', (socket: Socket) => conns.onConnection(socket));
   }
