@@ -203,8 +203,7 @@ export class ConnCore implements DeadlineEntry {
       setTimeout(() => this.#drainNow(), grace).unref();
       return;
     }
-    this.reader.drain();
-    this.#abortWith(reason);
+    this.#endReads(reason);
   }
 
   /** The first byte arrived (the reader has taken it): a drain that waited for it applies now. */
@@ -214,11 +213,16 @@ export class ConnCore implements DeadlineEntry {
     if (this.#drainDeferred !== null) queueMicrotask(() => this.#drainNow());
   }
 
+  /** The deferred drain, at the connection's first input or the end of its grace. */
   #drainNow(): void {
     const reason = this.#drainDeferred;
     if (reason === null) return;
     this.#drainDeferred = null;
-    if (this.phase === CLOSED || this.reader.draining) return;
+    if (this.phase !== CLOSED) this.#endReads(reason);
+  }
+
+  /** What the drain does: reads end after the input received, and `conn.signal` aborts. */
+  #endReads(reason: Error): void {
     this.reader.drain();
     this.#abortWith(reason);
   }
