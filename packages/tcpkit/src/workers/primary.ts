@@ -236,7 +236,12 @@ export class WorkerPool implements Server {
   #ask(m: Member): void {
     if (m.asked || m.state === 'starting' || !m.worker.isConnected()) return;
     m.asked = true;
-    m.worker.send({ tcpkit: 'report' });
+    // A worker that died a moment ago may still look connected: the send then fails (EPIPE). With a
+    // callback the failure comes here instead of as an unhandled 'error' on the Worker, which would
+    // crash the primary; its 'exit' handler deals with the worker.
+    m.worker.send({ tcpkit: 'report' }, (error: Error | null) => {
+      if (error !== null) m.asked = false;
+    });
   }
 
   /** Asks every worker for a report; resolves once each answered (or exited), or after `timeoutMs`. */
