@@ -100,6 +100,22 @@ export class ByteQueue {
     return this.#length;
   }
 
+  /**
+   * @internal The first chunk when it holds every queued byte (the usual case), else undefined; the
+   * bytes start at {@link ByteQueue.headOffset} in it. Lets this package's decoders index them directly.
+   */
+  flat(): Buffer | undefined {
+    if (this.#length === 0) return undefined;
+    if (this.#arenaPending !== 0) this.#sync();
+    const first = this.#chunks[this.#head]!;
+    return first.length - this.#offset === this.#length ? first : undefined;
+  }
+
+  /** @internal Offset of the first queued byte in the chunk {@link ByteQueue.flat} returns. */
+  get headOffset(): number {
+    return this.#offset;
+  }
+
   /** The pool given to the constructor, if any (codecs may borrow scratch buffers from it). */
   get pool(): BufferPool | undefined {
     return this.#pool;

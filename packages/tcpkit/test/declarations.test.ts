@@ -118,9 +118,14 @@ describe('published declarations', () => {
 
   it('give users no way to construct a Conn or a Server, and no internal member to reach', TEST, () => {
     const errors = check(`
-      import { Conn, Server, type Conn as C } from 'tcpkit';
+      import { ByteQueue, Conn, Server, type Conn as C } from 'tcpkit';
       declare const conn: C;
       declare const server: Server;
+      declare const queue: ByteQueue;
+      // @ts-expect-error internal (the RESP decoder's fast path)
+      queue.flat();
+      // @ts-expect-error internal
+      queue.headOffset;
       // @ts-expect-error the constructor is private
       new Conn(undefined as never, '');
       // @ts-expect-error the constructor is private

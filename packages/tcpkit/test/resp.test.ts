@@ -355,6 +355,74 @@ describe('resp#decode: the outcome does not depend on how the input is cut into 
   });
 });
 
+describe('resp#decode: a request whole in one read (the fast path) decodes as one cut into single bytes', () => {
+  /** The requests, then the error (if any), then the bytes left, for `bytes` fed as `chunks`. */
+  function outcome(options: RespOptions, chunks: Buffer[]): string {
+    const codec = resp(options);
+    const q = new ByteQueue(undefined, { coalesceMax: 0 });
+    const out: string[] = [];
+    try {
+      for (const c of chunks) {
+        q.push(c);
+        for (let r = codec.decode(q); r !== undefined; r = codec.decode(q)) {
+          out.push(JSON.stringify(r.map((b) => b.toString('latin1'))));
+        }
+      }
+      out.push(`pending ${q.length}`);
+    } catch (error) {
+      out.push(`${(error as FrameInvalidError).code}: ${(error as Error).message}`);
+    }
+    return out.join('\n');
+  }
+
+  test('property: every limit, well-formed and broken multibulk requests', () => {
+    const limits = fc.record({
+      maxInlineLength: fc.integer({ min: 1, max: 12 }),
+      maxBulkLength: fc.integer({ min: 0, max: 12 }).map((n) => n + 1),
+      maxArrayLength: fc.integer({ min: 1, max: 5 }),
+      maxLength: fc.integer({ min: 1, max: 80 }),
+    });
+    const arg = fc.string({ maxLength: 14 });
+    const request = fc.array(arg, { minLength: 1, maxLength: 6 }).map((args) => {
+      let text = `*${args.length}\r\n`;
+      for (const a of args) text += `$${Buffer.byteLength(a, 'latin1')}\r\n${a}\r\n`;
+      return text;
+    });
+    const damage = fc.constantFrom('', '*', '$', '\r', '\n', '0', '01', '-1', 'x', '\x00', '$01\r\n', '*007\r\n');
+    const input = fc
+      .array(fc.tuple(request, damage, fc.nat()), { minLength: 1, maxLength: 5 })
+      .map((parts) =>
+        Buffer.from(
+          parts
+            .map(([r, d, at]) => (d === '' ? r : r.slice(0, at % (r.length + 1)) + d + r.slice(at % (r.length + 1))))
+            .join(''),
+          'latin1',
+        ),
+      );
+    fc.assert(
+      fc.property(limits, input, (options, bytes) => {
+        const bytewise = [...bytes].map((b) => Buffer.of(b));
+        assert.equal(outcome(options, [bytes]), outcome(options, bytewise));
+      }),
+      { numRuns: Number(process.env.FC_RUNS ?? 2000) },
+    );
+  });
+
+  test('arguments are views of the read, the request consumed exactly', () => {
+    const chunk = Buffer.from('*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$4\r\nPI', 'latin1');
+    const q = new ByteQueue();
+    q.push(chunk);
+    const args = resp().decode(q)!;
+    assert.deepEqual(
+      args.map((a) => a.toString()),
+      ['GET', 'k'],
+    );
+    assert.equal(args[0]!.buffer, chunk.buffer);
+    assert.equal(q.length, '*1\r\n$4\r\nPI'.length);
+    assert.equal(resp().decode(q), undefined);
+  });
+});
+
 describe('resp#encode', () => {
   const cases: Array<[string, RespReply, string]> = [
     ['bulk from bytes', Buffer.from('a\r\nb'), '$4\r\na\r\nb\r\n'],

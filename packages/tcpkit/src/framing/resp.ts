@@ -3,6 +3,7 @@
 import type { ByteQueue } from '../byte-queue.js';
 import { FrameInvalidError, FrameTooLargeError } from '../errors.js';
 import { integer } from '../validate.js';
+import { decodeFlatMultibulk, type FlatLimits } from './resp-flat.js';
 import type { Codec, FrameSink } from './types.js';
 
 const CR = 0x0d;
@@ -120,6 +121,7 @@ class RespCodec implements Codec<Buffer[], RespReply> {
   readonly #maxInlineLength: number;
   readonly #maxArrayLength: number;
   readonly #maxLength: number;
+  readonly #limits: FlatLimits;
 
   constructor(options: RespOptions) {
     const {
@@ -132,11 +134,24 @@ class RespCodec implements Codec<Buffer[], RespReply> {
     this.#maxInlineLength = integer('maxInlineLength', maxInlineLength, 1);
     this.#maxArrayLength = integer('maxArrayLength', maxArrayLength, 1);
     this.#maxLength = integer('maxLength', maxLength, 1);
+    this.#limits = {
+      maxInlineLength: this.#maxInlineLength,
+      maxArrayLength: this.#maxArrayLength,
+      maxBulkLength: this.#maxBulkLength,
+      maxLength: this.#maxLength,
+    };
   }
 
   decode(queue: ByteQueue): Buffer[] | undefined {
     const length = queue.length;
     if (length === 0) return undefined;
+    if (queue.decoderState === undefined) {
+      const chunk = queue.flat();
+      if (chunk !== undefined && chunk[queue.headOffset] === STAR) {
+        const args = decodeFlatMultibulk(queue, chunk, queue.headOffset, length, this.#limits);
+        if (args !== undefined) return args;
+      }
+    }
     return queue.byteAt(0) === STAR ? this.#multibulk(queue, length) : this.#inline(queue, length);
   }
 
