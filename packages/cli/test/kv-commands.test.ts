@@ -47,6 +47,30 @@ function session() {
   return { ctx, client, run };
 }
 
+describe('kv command lookup', () => {
+  test('every command name, in any case, runs what its lower-case name runs; near misses are unknown', () => {
+    const { run, client } = session();
+    const mixed = (name: string): string =>
+      [...name].map((ch, i) => (i % 2 === 0 ? ch.toUpperCase() : ch.toLowerCase())).join('');
+    /** Which command ran (CLIENT INFO's cmd), or the arity error naming the command that was found. */
+    const found = (name: string): string => {
+      client.lastCommand = 'NULL';
+      const reply = run(0, name);
+      return client.lastCommand !== 'NULL' ? client.lastCommand : reply;
+    };
+    for (const [name, spec] of COMMANDS) {
+      const expected = found(name);
+      assert.ok(expected === spec.fullName || expected.includes(`'${spec.fullName}'`), `${name}: ${expected}`);
+      assert.equal(found(name.toUpperCase()), expected, name);
+      assert.equal(found(mixed(name)), expected, name);
+    }
+    // The same bytes folded wrongly, one byte short or long, or with a latin1 letter: not commands.
+    for (const name of ['GE', 'GETT', 'G\xc9T', 'GET\x00', '\x00GET', 'PIN\x7f', 'EXISTS_', 'EXIST']) {
+      assert.match(run(0, name), /^-ERR unknown command /, JSON.stringify(name));
+    }
+  });
+});
+
 describe('kv commands', () => {
   test('CLIENT INFO: Redis 7 fields in Redis order, age and idle in seconds, cmd the latest command', () => {
     const { run } = session();

@@ -506,11 +506,42 @@ function commandDocs(_ctx: ServerContext, _client: ClientState, args: Buffer[]):
   return out;
 }
 
+/**
+ * Command names of up to 6 bytes (GET, SET, PING, INCR, ...: what a busy client sends) by a number
+ * packing their lower-cased bytes and length, so the common lookup builds no string. Other names,
+ * and bytes that match nothing here, take the string lookup, which owns case folding and the errors.
+ */
+const BY_PACKED_NAME = new Map<number, CommandSpec>();
+const PACK_MAX = 6;
+
+/** The packed key of `name`'s bytes, A-Z folded to a-z; -1 when longer than {@link PACK_MAX}. */
+function packedName(name: Uint8Array): number {
+  const n = name.length;
+  if (n > PACK_MAX) return -1;
+  let key = n;
+  for (let i = 0; i < n; i++) {
+    const c = name[i]!;
+    key = key * 256 + (c >= 0x41 && c <= 0x5a ? c | 0x20 : c);
+  }
+  return key;
+}
+
 /** Lookups try the name as sent first: clients send upper case, so most skip `toLowerCase`. */
 const BY_EXACT_NAME = new Map<string, CommandSpec>();
 for (const [name, spec] of COMMANDS) {
   BY_EXACT_NAME.set(name, spec);
   BY_EXACT_NAME.set(name.toUpperCase(), spec);
+  const packed = packedName(Buffer.from(name, 'latin1'));
+  if (packed !== -1) BY_PACKED_NAME.set(packed, spec);
+}
+
+/** The command `name` (bytes as sent) names, if any. */
+function lookup(name: Buffer): CommandSpec | undefined {
+  const packed = packedName(name);
+  const spec = packed === -1 ? undefined : BY_PACKED_NAME.get(packed);
+  if (spec !== undefined) return spec;
+  const text = name.toString('latin1');
+  return BY_EXACT_NAME.get(text) ?? COMMANDS.get(text.toLowerCase());
 }
 
 /**
@@ -525,13 +556,13 @@ export function execute(ctx: ServerContext, client: ClientState, args: Buffer[],
 }
 
 function dispatch(ctx: ServerContext, client: ClientState, args: Buffer[], now: number): RespReply {
-  const name = args[0]!.toString('latin1');
-  let spec = BY_EXACT_NAME.get(name) ?? COMMANDS.get(name.toLowerCase());
+  let spec = lookup(args[0]!);
   if (spec === undefined) return unknownCommand(args);
   if (spec.subcommands !== undefined && args.length >= 2) {
     const sub = spec.subcommands.get(args[1]!.toString('latin1').toLowerCase());
     if (sub === undefined) {
-      return c.err(`unknown subcommand '${c.cstr(args[1]!, 128)}'. Try ${name.toUpperCase()} HELP.`);
+      const name = args[0]!.toString('latin1').toUpperCase();
+      return c.err(`unknown subcommand '${c.cstr(args[1]!, 128)}'. Try ${name} HELP.`);
     }
     spec = sub;
   }
