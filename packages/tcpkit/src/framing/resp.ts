@@ -145,14 +145,15 @@ class RespCodec implements Codec<Buffer[], RespReply> {
   decode(queue: ByteQueue): Buffer[] | undefined {
     const length = queue.length;
     if (length === 0) return undefined;
+    if (queue.byteAt(0) !== STAR) return this.#inline(queue, length);
     if (queue.decoderState === undefined) {
       const chunk = queue.flat();
-      if (chunk !== undefined && chunk[queue.headOffset] === STAR) {
+      if (chunk !== undefined) {
         const args = decodeFlatMultibulk(queue, chunk, queue.headOffset, length, this.#limits);
         if (args !== undefined) return args;
       }
     }
-    return queue.byteAt(0) === STAR ? this.#multibulk(queue, length) : this.#inline(queue, length);
+    return this.#multibulk(queue, length);
   }
 
   /** Mirrors Redis's processMultibulkBuffer, check for check and message for message. */
