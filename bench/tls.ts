@@ -1,9 +1,10 @@
 // TLS and PROXY protocol costs (issue 12): tcpkit's TLS echo against a plain `tls.createServer` echo in the
 // same run (64 B and 4 KiB ping-pong, full and resumed handshakes in churn), and the per-connection cost of
-// reading a PROXY v2 header (churn over plain TCP with and without it, and the parser alone).
+// reading a PROXY v2 header (churn over plain TCP with and without it, and the parser alone) and its cost
+// per message after it (64 B echo with and without it; `--before` adds that build's PROXY rows too).
 // Servers are pinned to CPU 0, the load generator (tcpkit bench's engine) to CPU 1; medians of `rounds`.
 // Usage: npm run build && node --import tsx bench/tls.ts [rounds=3] [seconds=5] [--before DIST] [--warmup S]
-//        [--only echo64,echo4k,churn,resumed,proxy] [--write]
+//        [--only echo64,echo4k,churn,resumed,proxy,proxyecho] [--write]
 // The tcpkit server runs the built dist/, as users run it. `--before DIST` (another build's
 // packages/tcpkit/dist/index.js) adds it to every TLS case, in the same alternating rounds, for a before/after.
 // `--warmup` is the unmeasured load before each window (default 1 s; every measurement starts a fresh server,
@@ -43,13 +44,18 @@ const dist = new URL('../packages/tcpkit/dist/index.js', import.meta.url).pathna
 const readPem = `const fs=require('node:fs');const key=fs.readFileSync(${JSON.stringify(key)}),cert=fs.readFileSync(${JSON.stringify(cert)});`;
 const tcpkitTls = (build: string): string =>
   `${readPem}import(${JSON.stringify(build)}).then(async({serve})=>{const s=await serve({host:'127.0.0.1',port:0,tls:{key,cert}},async(c)=>{for await(const ch of c) await c.write(ch)});console.log(s.address.port)})`;
+const tcpkitTcp = (build: string, options: string): string =>
+  `import(${JSON.stringify(build)}).then(async({serve})=>{const s=await serve({host:'127.0.0.1',port:0${options}},async(c)=>{for await(const ch of c) await c.write(ch)});console.log(s.address.port)})`;
 const SERVERS: Record<string, string> = {
   'plain tls': `${readPem}const tls=require('node:tls');const s=tls.createServer({key,cert},(c)=>{c.setNoDelay(true);c.on('data',(d)=>c.write(d));c.on('error',()=>{})});s.on('tlsClientError',()=>{});s.listen(0,'127.0.0.1',()=>console.log(s.address().port));`,
   'tcpkit tls': tcpkitTls(dist),
-  'tcpkit tcp': `import(${JSON.stringify(dist)}).then(async({serve})=>{const s=await serve({host:'127.0.0.1',port:0},async(c)=>{for await(const ch of c) await c.write(ch)});console.log(s.address.port)})`,
-  'tcpkit tcp + PROXY v2': `import(${JSON.stringify(dist)}).then(async({serve})=>{const s=await serve({host:'127.0.0.1',port:0,proxyProtocol:{trusted:['127.0.0.1']}},async(c)=>{for await(const ch of c) await c.write(ch)});console.log(s.address.port)})`,
+  'tcpkit tcp': tcpkitTcp(dist, ''),
+  'tcpkit tcp + PROXY v2': tcpkitTcp(dist, ",proxyProtocol:{trusted:['127.0.0.1']}"),
 };
-if (before !== null) SERVERS['tcpkit tls, before'] = tcpkitTls(before);
+if (before !== null) {
+  SERVERS['tcpkit tls, before'] = tcpkitTls(before);
+  SERVERS['tcpkit tcp + PROXY v2, before'] = tcpkitTcp(before, ",proxyProtocol:{trusted:['127.0.0.1']}");
+}
 
 interface Row {
   rate: number;
@@ -118,6 +124,11 @@ const tlsLoads: [string, string, string, BenchOptions][] = [
   ],
 ];
 const tlsServers = before === null ? ['plain tls', 'tcpkit tls'] : ['plain tls', 'tcpkit tls, before', 'tcpkit tls'];
+// The PROXY cases: plain TCP without a header, then with one (each server gets its own load).
+const proxyServers =
+  before === null
+    ? ['tcpkit tcp', 'tcpkit tcp + PROXY v2']
+    : ['tcpkit tcp', 'tcpkit tcp + PROXY v2, before', 'tcpkit tcp + PROXY v2'];
 const cases: [string, string, string, string[], BenchOptions[]][] = [
   ...tlsLoads.map(([key, name, unit, load]): [string, string, string, string[], BenchOptions[]] => [
     key,
@@ -130,11 +141,22 @@ const cases: [string, string, string, string[], BenchOptions[]][] = [
     'proxy',
     'TCP churn, PROXY v2 header vs none, 50 loops',
     'connections/s',
-    ['tcpkit tcp', 'tcpkit tcp + PROXY v2'],
-    [
-      { mode: 'churn', connections: 50 },
-      { mode: 'churn', connections: 50, proxyProtocol: 2 },
-    ],
+    proxyServers,
+    proxyServers.map((_, i) =>
+      i === 0 ? { mode: 'churn', connections: 50 } : { mode: 'churn', connections: 50, proxyProtocol: 2 },
+    ),
+  ],
+  [
+    'proxyecho',
+    'TCP echo 64 B after a PROXY v2 header vs none, 1,000 connections',
+    'msgs/s',
+    proxyServers,
+    proxyServers.map((_, i) => ({
+      connections: 1000,
+      size: 64,
+      rampUpMs: 2000,
+      ...(i === 0 ? {} : { proxyProtocol: 2 as const }),
+    })),
   ],
 ];
 const load = (): string =>

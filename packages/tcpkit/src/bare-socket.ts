@@ -14,7 +14,8 @@
  * Detected once per process: the bare path needs handle writes (handle-writer.ts), the stream binding's
  * read state and a listening handle with `onconnection`. Where a piece is missing, or
  * `TCPKIT_ACCEPT_PATH=socket` (or `TCPKIT_READ_PATH=stream`, whose reads are the stream's) is set, the
- * listener keeps making `net.Socket`s. TLS, the PROXY stage and unix sockets always take sockets.
+ * listener keeps making `net.Socket`s. TLS and unix sockets always take sockets (the PROXY stage reads
+ * its header through the bare handle's 'data' events).
  */
 import type { Server as NetServer, Socket } from 'node:net';
 import { constants } from 'node:os';

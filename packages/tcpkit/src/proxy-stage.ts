@@ -39,7 +39,17 @@ export interface ResolvedProxyProtocol {
   trusted: BlockList;
   required: boolean;
   timeout: number;
+  /**
+   * The answers of `trusted` by peer address, when tcpkit built the list from `trusted: string[]` (it
+   * never changes then); null for a caller's BlockList, which may change and is asked every time.
+   * `BlockList.check` builds a SocketAddress per call: about 5 µs of each connection, where the few
+   * addresses of a deployment's balancers are looked up in a Map.
+   */
+  trustedByAddress: Map<string, boolean> | null;
 }
+
+/** Peer addresses remembered in `trustedByAddress` before it starts over (bounds a scan from many addresses). */
+const TRUSTED_MEMO_SIZE = 1024;
 
 /** What `conn.proxy` holds for a connection that arrived through a trusted load balancer. */
 export interface ConnProxyInfo {
@@ -78,6 +88,7 @@ export function resolveProxyProtocol(value: unknown): ResolvedProxyProtocol | un
     trusted: trustedList(trusted),
     required: boolean('proxyProtocol.required', required),
     timeout: duration('proxyProtocol.timeout', timeout),
+    trustedByAddress: trusted instanceof BlockList ? null : new Map(),
   };
 }
 
@@ -108,7 +119,15 @@ function trustedList(trusted: unknown): BlockList {
 
 /** True if `address` (a socket's peer, IPv4-mapped already normalized) may send a header. */
 export function isTrustedProxy(o: ResolvedProxyProtocol, address: string): boolean {
-  return o.trusted.check(address, net.isIPv6(address) ? 'ipv6' : 'ipv4');
+  const memo = o.trustedByAddress;
+  let trusted = memo?.get(address);
+  if (trusted !== undefined) return trusted;
+  trusted = o.trusted.check(address, net.isIPv6(address) ? 'ipv6' : 'ipv4');
+  if (memo !== null) {
+    if (memo.size >= TRUSTED_MEMO_SIZE) memo.clear();
+    memo.set(address, trusted);
+  }
+  return trusted;
 }
 
 /** How the stage ended: the header (null when there was none and none was required) and the bytes after it. */
@@ -219,8 +238,9 @@ export function proxyInfo(header: ProxyHeader, address: string, port: number): C
 export interface ConnOrigin {
   remoteAddress: string;
   remotePort: number;
-  localAddress: string;
-  localPort: number;
+  /** The header's destination; absent when the socket's own local end applies (the Conn knows it from the listener). */
+  localAddress?: string;
+  localPort?: number;
   /** Null for a connection that came without a header (`required: false`). */
   proxy: ConnProxyInfo | null;
   /** Bytes that followed the header in its packet: the stream's first bytes. */
@@ -246,14 +266,10 @@ export function originOf(socket: Socket, balancer: string, header: ProxyHeader, 
   };
 }
 
-/** The socket's own addresses, for a connection without a usable header. */
+/**
+ * The socket's own addresses, for a connection without a usable header. The local end is left to the
+ * Conn, which has it from the listener (no getsockname per connection; a bare handle has no localPort).
+ */
 export function directOrigin(socket: Socket, peer: string, initial: Buffer | null): ConnOrigin {
-  return {
-    remoteAddress: peer,
-    remotePort: socket.remotePort ?? 0,
-    localAddress: normalizeAddress(socket.localAddress ?? ''),
-    localPort: socket.localPort ?? 0,
-    proxy: null,
-    initial,
-  };
+  return { remoteAddress: peer, remotePort: socket.remotePort ?? 0, proxy: null, initial };
 }

@@ -88,12 +88,13 @@ export class Connections {
 
   /**
    * Takes the listener's plain TCP connections as bare handles (bare-socket.ts) where that path is
-   * available: not with TLS or the PROXY stage (both read through a stream) nor on a unix socket.
+   * available: with or without the PROXY stage (it reads the header through the 'data' events a bare
+   * handle has too), not with TLS (a TLSSocket needs a net.Socket under it) nor on a unix socket.
    * Called once listening; returns whether it did (else 'connection' brings net.Sockets as before).
    */
   acceptBare(listener: NetServer): boolean {
     const o = this.#options;
-    if (o.tls !== undefined || o.proxyProtocol !== undefined || o.path !== undefined) return false;
+    if (o.tls !== undefined || o.path !== undefined) return false;
     return acceptBareHandles(
       listener,
       { noDelay: o.noDelay, ...keepAliveOf(o) },

@@ -4,6 +4,7 @@ import net, { BlockList } from 'node:net';
 import { describe, it } from 'node:test';
 import tls from 'node:tls';
 import { type Conn, encodeProxyHeader, type ServeOptions, type Server, serve } from '../src/index.js';
+import { isTrustedProxy, resolveProxyProtocol } from '../src/proxy-stage.js';
 import { certs } from './fixtures/certs.js';
 import { ChannelProbe, LOOPBACK, portOf, stop, until, within } from './helpers.js';
 
@@ -311,6 +312,39 @@ describe('proxyProtocol', () => {
       await stop(server);
     }
   });
+
+  it('trusted as a list: each peer is looked up once and answered the same after', () => {
+    const o = resolveProxyProtocol({ trusted: ['10.0.0.0/8', '::1'] })!;
+    for (let round = 0; round < 2; round++) {
+      assert.equal(isTrustedProxy(o, '10.1.2.3'), true);
+      assert.equal(isTrustedProxy(o, '::1'), true);
+      assert.equal(isTrustedProxy(o, '11.1.2.3'), false);
+      assert.equal(isTrustedProxy(o, '::2'), false);
+    }
+    // More peers than it remembers: it starts over and still answers from the list.
+    for (let i = 0; i < 3000; i++) assert.equal(isTrustedProxy(o, `10.0.${i >> 8}.${i & 255}`), true);
+    assert.equal(isTrustedProxy(o, '11.1.2.3'), false);
+  });
+
+  it(
+    "trusted as the caller's BlockList: asked at every connection, so an address added later is trusted",
+    TEST,
+    async () => {
+      const list = new BlockList();
+      list.addAddress('127.0.0.2');
+      const { server, conns } = await recording({ proxyProtocol: { trusted: list } });
+      const header = encodeProxyHeader(2, CLIENT, DEST);
+      try {
+        assert.equal(await talk(portOf(server), [header, 'hi']), '');
+        assert.equal(conns.length, 0, 'not trusted yet: the handler never ran');
+        list.addAddress('127.0.0.1');
+        assert.equal(await talk(portOf(server), [header, 'hi']), 'hi');
+        assert.equal(conns[0]?.remoteAddress, CLIENT.address);
+      } finally {
+        await stop(server);
+      }
+    },
+  );
 
   it('options: proxyProtocol is validated at serve()', TEST, async () => {
     const bad: [unknown, RegExp][] = [

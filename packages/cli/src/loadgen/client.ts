@@ -73,34 +73,32 @@ export class Client {
     const { tls: secure, proxyProtocol } = engine.config;
     const localAddress = engine.sourceAddressFor(this.#index);
     let socket: net.Socket;
-    if (!secure && proxyProtocol === null) {
-      socket = net.connect({
+    if (!secure) {
+      // The same socket with or without a header, so a server's cost of the header is all that differs.
+      const raw = net.connect({
         host,
         port,
         localAddress,
         noDelay: true,
         onread: { buffer: engine.readBuffer, callback: this.#onRead },
       });
-      socket.on('connect', this.#onConnect);
-    } else {
-      // A header and/or TLS: the raw socket first (the header must precede the ClientHello), TLS over it.
-      const raw = net.connect({ host, port, localAddress, noDelay: true });
       socket = raw;
       if (proxyProtocol !== null) raw.once('connect', () => raw.write(proxyHeader(proxyProtocol, raw)));
-      if (secure) {
-        const t = tls.connect({
-          socket: raw,
-          rejectUnauthorized: false,
-          servername: engine.config.servername ?? undefined,
-          session: engine.config.tlsResume ? (this.#session ?? undefined) : undefined,
-        });
-        if (engine.config.tlsResume) t.once('session', (session: Buffer) => (this.#session = session));
-        t.on('secureConnect', this.#onConnect);
-        raw.on('error', this.#onError);
-        socket = t;
-      } else {
-        raw.on('connect', this.#onConnect);
-      }
+      socket.on('connect', this.#onConnect);
+    } else {
+      // TLS: the raw socket first (a header must precede the ClientHello), TLS over it.
+      const raw = net.connect({ host, port, localAddress, noDelay: true });
+      if (proxyProtocol !== null) raw.once('connect', () => raw.write(proxyHeader(proxyProtocol, raw)));
+      const t = tls.connect({
+        socket: raw,
+        rejectUnauthorized: false,
+        servername: engine.config.servername ?? undefined,
+        session: engine.config.tlsResume ? (this.#session ?? undefined) : undefined,
+      });
+      if (engine.config.tlsResume) t.once('session', (session: Buffer) => (this.#session = session));
+      t.on('secureConnect', this.#onConnect);
+      raw.on('error', this.#onError);
+      socket = t;
       socket.on('data', (chunk: Buffer) => this.#onRead(chunk.length, chunk));
     }
     this.#socket = socket;
