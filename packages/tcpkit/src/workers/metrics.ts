@@ -65,7 +65,12 @@ export class WorkerProbes {
               resolve({ slot, pid, answered: true, eventLoopMaxMs: a.eventLoopMaxMs, metrics: a.metrics });
             });
             const request: ProbeRequest = { tcpkit: 'probe', id, metrics };
-            worker.send(request);
+            // A worker that died a moment ago fails the send (EPIPE): unanswered now, not at the timeout.
+            worker.send(request, (error: Error | null) => {
+              if (error === null) return;
+              clearTimeout(timer);
+              unanswered();
+            });
           }),
       ),
     );

@@ -22,7 +22,7 @@ import {
 import { shareOf } from './balance.js';
 import { CrashPolicy } from './crash-policy.js';
 import { WorkerProbes } from './metrics.js';
-import { isFromWorker, WORKER_ENV, type WorkerConfig, type WorkerReport } from './protocol.js';
+import { isChannelGone, isFromWorker, WORKER_ENV, type WorkerConfig, type WorkerReport } from './protocol.js';
 import { StatsTotals } from './stats.js';
 
 /** How long a worker may take to exit once drained (or to listen once shutdown began) before it is killed, in ms. */
@@ -391,7 +391,8 @@ export class WorkerPool implements Server {
   async #drain(m: Member, timeout: number): Promise<ShutdownResult> {
     m.state = 'draining';
     if (this.#serving[m.slot] === m) this.#serving[m.slot] = undefined;
-    if (m.worker.isConnected()) m.worker.send({ tcpkit: 'drain', timeout });
+    // A failed send (the worker just died) is its 'exit' to come, which resolves `drained`.
+    if (m.worker.isConnected()) m.worker.send({ tcpkit: 'drain', timeout }, () => {});
     const bound = timeout > 0 ? setTimeout(() => m.worker.process.kill('SIGKILL'), timeout + EXIT_GRACE) : undefined;
     const result = await m.drained.promise;
     clearTimeout(bound);
@@ -463,6 +464,12 @@ export class WorkerPool implements Server {
     this.#members.add(m);
     worker.on('message', (message: unknown, handle: unknown) => this.#onMessage(m, message, handle));
     worker.on('exit', (code: number | null, signal: string | null) => this.#onExit(m, code, signal));
+    // node:cluster's own sends to a worker (round-robin's hand-over of each connection) take no callback:
+    // to a worker that died a moment ago they fail as an 'error' on its Worker, which unheard would
+    // crash the primary; the worker's 'exit' deals with it. Other errors (it could not be spawned) stay fatal.
+    worker.on('error', (error: Error) => {
+      if (!isChannelGone(error)) throw error;
+    });
     return m;
   }
 
@@ -471,7 +478,8 @@ export class WorkerPool implements Server {
     switch (message.tcpkit) {
       case 'want-handle': {
         const slotSocket = this.#handles[m.slot];
-        if (slotSocket !== undefined) m.worker.send({ tcpkit: 'handle' }, slotSocket as net.Server);
+        // Failing, the new worker died: its 'exit' deals with it.
+        if (slotSocket !== undefined) m.worker.send({ tcpkit: 'handle' }, slotSocket as net.Server, () => {});
         break;
       }
       case 'listening': {

@@ -73,6 +73,19 @@ export function isToWorker(message: unknown): message is ToWorker {
   return tagged(message);
 }
 
+/**
+ * Codes of the errors Node raises when the IPC channel between a primary and a worker breaks: a send
+ * into a channel whose other end is gone (EPIPE, ECONNRESET), a send or a disconnect after it closed.
+ * They say the other process is gone or going, which its 'exit' (in the primary) or 'disconnect' (in a
+ * worker) deals with.
+ */
+const CHANNEL_GONE = new Set(['EPIPE', 'ECONNRESET', 'ERR_IPC_CHANNEL_CLOSED', 'ERR_IPC_DISCONNECTED']);
+
+/** Whether `error` is the IPC channel breaking (see CHANNEL_GONE) rather than a fault to surface. */
+export function isChannelGone(error: unknown): boolean {
+  return CHANNEL_GONE.has((error as NodeJS.ErrnoException | null)?.code ?? '');
+}
+
 /** The configuration of this process if it is a tcpkit worker, else undefined. */
 export function workerConfig(): WorkerConfig | undefined {
   const text = process.env[WORKER_ENV];

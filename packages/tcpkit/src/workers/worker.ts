@@ -1,14 +1,14 @@
 // A worker process: node:cluster re-ran the user's program, which called serve() again. Here that
 // call becomes a one-process server with this worker's share of the limits, listening where the
 // primary says, reporting its counters when the primary asks (and, if they changed, once a second),
-// and draining when the primary asks.
+// and draining when the primary asks, or by itself when the primary is gone.
 import cluster from 'node:cluster';
 import type net from 'node:net';
 import { ListenError } from '../errors.js';
 import type { ResolvedOptions } from '../options.js';
 import type { Handler, ListenTarget, Server, ShutdownResult } from '../server.js';
 import { answerProbes } from './metrics.js';
-import { type FromWorker, isToWorker, type WorkerConfig, type WorkerReport } from './protocol.js';
+import { type FromWorker, isChannelGone, isToWorker, type WorkerConfig, type WorkerReport } from './protocol.js';
 
 /**
  * How often a worker sends its counters unasked (only when they changed), in ms. The primary asks
@@ -20,11 +20,30 @@ const HEARTBEAT = 1000;
 
 type StartServer = (options: ResolvedOptions, handler: Handler, target: ListenTarget) => Promise<Server>;
 
-function send(message: FromWorker, handle?: object, sent?: () => void): void {
-  if (!process.connected) return;
+/**
+ * Sends to the primary; `sent` learns whether it went (an Error if the channel is closed or breaks).
+ * Every send has a callback: without one, Node raises a failed send (EPIPE when the primary just died)
+ * as an 'error' on process, which would crash the worker and cut its connections.
+ */
+function send(message: FromWorker, handle?: object, sent?: (error: Error | null) => void): void {
+  if (!process.connected) {
+    if (sent !== undefined) process.nextTick(sent, new Error('the channel to the primary is closed'));
+    return;
+  }
   // A handle is a listening socket the primary keeps; node sends it as a raw handle ('net.Native'),
   // which the primary holds without accepting on it.
-  process.send?.(message, handle as net.Server | undefined, {}, sent);
+  process.send?.(message, handle as net.Server | undefined, {}, (error: Error | null) => sent?.(error));
+}
+
+/**
+ * node:cluster's own sends from a worker (the acknowledgement of each connection round-robin hands
+ * over, the close of a listener) take no callback: when the channel breaks under one, Node emits the
+ * failure as 'error' on process, which node:cluster re-emits on `cluster.worker`, where nobody listens.
+ * That only says the primary is gone, which 'disconnect' deals with; any other error stays as fatal
+ * as it was.
+ */
+function onChannelError(error: Error): void {
+  if (!isChannelGone(error)) throw error;
 }
 
 function report(server: Server): WorkerReport {
@@ -69,6 +88,8 @@ export async function serveInWorker(
   // worker as it drains one process, and the primary's own drain request then joins that shutdown.
   // SIGHUP means "restart" to the primary; its default action would kill a worker that receives it too.
   if (options.shutdownOn.length > 0) process.on('SIGHUP', () => {});
+  const worker = cluster.worker;
+  if (worker !== undefined && !worker.listeners('error').includes(onChannelError)) worker.on('error', onChannelError);
   const handle = config.awaitHandle ? await receiveHandle() : undefined;
   let listener: net.Server | undefined;
   let server: Server;
@@ -94,6 +115,7 @@ export async function serveInWorker(
     );
     return new Promise<never>(() => {});
   }
+  leaveWithPrimary(server, options.drainTimeout);
   // The primary's admin endpoint asks each worker for what only the worker sees.
   const answer = options.admin === undefined ? undefined : await answerProbes(server);
   const address = server.address;
@@ -127,8 +149,30 @@ export async function serveInWorker(
     clearInterval(timer);
     process.off('message', onMessage);
     const result: ShutdownResult = await server.shutdown();
-    // Then leave the cluster: the IPC channel closes and the process ends once the user's code lets it.
-    send({ tcpkit: 'drained', result, ...report(server) }, undefined, () => cluster.worker?.disconnect());
+    send({ tcpkit: 'drained', result, ...report(server) }, undefined, (error) => {
+      // Then leave the cluster: the IPC channel closes and the process ends once the user's code lets it.
+      if (error === null) cluster.worker?.disconnect();
+      // No primary to report to (it died): nobody will stop this process, so it exits, once the code
+      // awaiting `closed` has run.
+      else setImmediate(() => process.exit());
+    });
   });
   return server;
+}
+
+/**
+ * A primary that dies (kill -9, a crash) closes its workers' channel unasked, and node:cluster then ends
+ * each worker at once with process.exit(0), cutting every connection it serves. A serving worker drains
+ * instead, as at shutdown (its drain report then fails, and it exits): marking the disconnect as
+ * expected (what `worker.disconnect()` does) is what stops node:cluster's exit. A worker that has not
+ * listened yet has nothing to drain and is left to node:cluster.
+ */
+function leaveWithPrimary(server: Server, drainTimeout: number): void {
+  process.prependOnceListener('disconnect', () => {
+    const worker = cluster.worker;
+    // Marked already: this worker disconnected itself after its drain report, or the primary asked.
+    if (worker === undefined || worker.exitedAfterDisconnect) return;
+    worker.exitedAfterDisconnect = true;
+    server.shutdown({ timeout: drainTimeout, delay: 0 }).catch(() => {});
+  });
 }
