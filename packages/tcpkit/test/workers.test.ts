@@ -10,6 +10,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import type { ServerStats, WorkerStats } from '../src/index.js';
 import { reusePortSupported } from '../src/workers/balance.js';
 import { type Child, type Client, connect, within } from './helpers.js';
 import { Load, spawnFixture, startFixture, statsOf, statsUntil } from './workers-helpers.js';
@@ -259,6 +260,44 @@ describe('serve({ workers: 2 })', () => {
     for (const c of clients) c.destroy();
     await shutDown(child);
   });
+
+  // One code path in every process: a peer that resets before its handler starts (here: queued at the
+  // cap, the one moment that is not a race with the accept) is `rejected.abandoned`, never served and
+  // never an error, with workers as in one process. (A reset that comes after the handler started is
+  // a read error of that handler in either; which side of it a reset falls on is timing.)
+  for (const workers of [1, 2]) {
+    it(`workers: ${workers}, a reset while queued at the cap counts as abandoned, as in one process`, async () => {
+      const { child, port } = await fixture(
+        { workers, maxConnections: workers, maxWaiting: 100, waitTimeout: 0 },
+        'hold',
+      );
+      // Fill every process's one slot: connect until each holds a running handler.
+      const holders: Client[] = [];
+      const full = (s: ServerStats & { workers: WorkerStats[] }): boolean =>
+        workers === 1 ? s.active === 1 : s.workers.length === workers && s.workers.every((w) => w.active === 1);
+      for (let stats = await statsOf(child); !full(stats); ) {
+        assert.ok(holders.length < 20, 'every worker got a connection');
+        holders.push(await connect(port));
+        const n = holders.length;
+        stats = await statsUntil(child, (s) => s.active + s.waiting === n, `${n} connections counted`);
+      }
+      const queuedBefore = (await statsOf(child)).waiting;
+      const resetters = await Promise.all(Array.from({ length: 20 }, () => connect(port)));
+      await statsUntil(child, (s) => s.waiting === queuedBefore + 20, 'the 20 queued');
+      for (const c of resetters) c.socket.resetAndDestroy();
+      const after = await statsUntil(
+        child,
+        (s) => s.waiting === queuedBefore && s.rejected.abandoned === 20,
+        'the 20 counted as abandoned',
+      );
+      assert.equal(after.errors, 0, 'no handler error');
+      assert.equal(after.served, workers, 'only the holders were served');
+      const rejected = Object.values(after.rejected).reduce((n, v) => n + v, 0);
+      assert.equal(after.accepted, after.served + rejected + after.waiting, 'accepted = served + rejected + waiting');
+      for (const c of holders) c.destroy();
+      await shutDown(child);
+    });
+  }
 
   it('SIGTERM with 200 busy clients: every request a worker received is answered; exit 0 within drainTimeout', async () => {
     const { child, port } = await fixture({ drainTimeout: 30_000 }, 'slow');
