@@ -299,26 +299,28 @@ describe('resp#decode', () => {
   });
 });
 
-describe('resp#decode: the outcome does not depend on how the input is cut into reads', () => {
-  /** What decoding `chunks` in order comes to: the requests, then the error (if any), then what was left. */
-  function outcome(options: RespOptions, chunks: Buffer[]): string {
-    const codec = resp(options);
-    const q = new ByteQueue();
-    const out: string[] = [];
-    try {
-      for (const c of chunks) {
-        q.push(c);
-        for (let r = codec.decode(q); r !== undefined; r = codec.decode(q)) {
-          out.push(JSON.stringify(r.map((b) => b.toString('latin1'))));
-        }
+/**
+ * What decoding `chunks` in order comes to: the requests, then the error (if any), then what was left.
+ * `queue` defaults to one that gathers tiny chunks into its arena, as a connection's does.
+ */
+function outcome(options: RespOptions, chunks: Buffer[], q = new ByteQueue()): string {
+  const codec = resp(options);
+  const out: string[] = [];
+  try {
+    for (const c of chunks) {
+      q.push(c);
+      for (let r = codec.decode(q); r !== undefined; r = codec.decode(q)) {
+        out.push(JSON.stringify(r.map((b) => b.toString('latin1'))));
       }
-      out.push(`pending ${q.length}`);
-    } catch (error) {
-      out.push(`${(error as FrameInvalidError).code}: ${(error as Error).message}`);
     }
-    return out.join('\n');
+    out.push(`pending ${q.length}`);
+  } catch (error) {
+    out.push(`${(error as FrameInvalidError).code}: ${(error as Error).message}`);
   }
+  return out.join('\n');
+}
 
+describe('resp#decode: the outcome does not depend on how the input is cut into reads', () => {
   test('an inline line of exactly maxInlineLength, cut just before its LF', () => {
     const line = Buffer.from(`${'a'.repeat(65_536)}\r\n`);
     const whole = outcome({}, [line]);
@@ -356,25 +358,6 @@ describe('resp#decode: the outcome does not depend on how the input is cut into 
 });
 
 describe('resp#decode: a request whole in one read (the fast path) decodes as one cut into single bytes', () => {
-  /** The requests, then the error (if any), then the bytes left, for `bytes` fed as `chunks`. */
-  function outcome(options: RespOptions, chunks: Buffer[]): string {
-    const codec = resp(options);
-    const q = new ByteQueue(undefined, { coalesceMax: 0 });
-    const out: string[] = [];
-    try {
-      for (const c of chunks) {
-        q.push(c);
-        for (let r = codec.decode(q); r !== undefined; r = codec.decode(q)) {
-          out.push(JSON.stringify(r.map((b) => b.toString('latin1'))));
-        }
-      }
-      out.push(`pending ${q.length}`);
-    } catch (error) {
-      out.push(`${(error as FrameInvalidError).code}: ${(error as Error).message}`);
-    }
-    return out.join('\n');
-  }
-
   test('property: every limit, well-formed and broken multibulk requests', () => {
     const limits = fc.record({
       maxInlineLength: fc.integer({ min: 1, max: 12 }),
@@ -402,7 +385,11 @@ describe('resp#decode: a request whole in one read (the fast path) decodes as on
     fc.assert(
       fc.property(limits, input, (options, bytes) => {
         const bytewise = [...bytes].map((b) => Buffer.of(b));
-        assert.equal(outcome(options, [bytes]), outcome(options, bytewise));
+        // Without the arena, every single byte stays its own chunk: the full parser's path throughout.
+        assert.equal(
+          outcome(options, [bytes]),
+          outcome(options, bytewise, new ByteQueue(undefined, { coalesceMax: 0 })),
+        );
       }),
       { numRuns: Number(process.env.FC_RUNS ?? 2000) },
     );
