@@ -121,8 +121,19 @@ export class ConnCore implements DeadlineEntry {
   }
 
   getWriter(): ConnWriter {
-    if (this.writer === null) this.writer = new ConnWriter(this, this.socket);
+    if (this.writer === null) this.writer = ConnWriter.acquire(this, this.socket);
     return this.writer;
+  }
+
+  /**
+   * The handler waits for input: what it wrote leaves now, and a writer left with nothing to do goes
+   * back to the spares (conn-writer.ts), so a parked connection holds none.
+   */
+  flushWrites(): void {
+    const writer = this.writer;
+    if (writer === null) return;
+    writer.flushIfScheduled();
+    if (this.error === null && writer.release()) this.writer = null;
   }
 
   get queuedBytes(): number {

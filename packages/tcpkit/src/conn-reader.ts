@@ -172,7 +172,7 @@ export class ConnReader implements HandlerState {
     this.waitMode = mode;
     this.#waitResolve = resolve as (v: unknown) => void;
     this.#waitReject = reject;
-    this.#core.writer?.flushIfScheduled(); // the handler waits for input: what it wrote leaves now
+    this.#core.flushWrites(); // the handler waits for input: what it wrote leaves now
     // The idle clock runs while the handler waits for input: from now, or from the last byte.
     if (this.#timers.lastReadAt !== 0) this.#timers.lastReadAt = deadlines.now();
     if (this.#paused) {

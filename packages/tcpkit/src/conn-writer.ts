@@ -22,7 +22,7 @@ import { deadlines } from './deadlines.js';
 import { ConnectionClosedError, SlowConsumerError } from './errors.js';
 import { scheduleFlush } from './flush-scheduler.js';
 import type { Encoder, FrameSink } from './framing/types.js';
-import { type HandleWriter, type HandleWriteSink, useHandleWrites } from './handle-writer.js';
+import { type HandleWriter, type HandleWriteSink, handleWritable, useHandleWrites } from './handle-writer.js';
 import { byteLength, COALESCE_LIMIT, copyInto, WriteQueue } from './write-queue.js';
 
 const RESOLVED = Promise.resolve();
@@ -75,6 +75,15 @@ function releaseAll(pooled: Buffer[] | null): void {
 
 type SocketHandle = { writeQueueSize?: number } | null;
 
+/**
+ * Idle writers of plain TCP connections (nothing queued, in flight, waited for or ended), for the next
+ * connection that writes: a connection parked on a read holds no writer (about 260 bytes), and a
+ * ping-pong connection takes one back for each reply without allocating (see ConnCore#flushWrites).
+ * A handful is enough: a writer goes back as soon as its connection waits for input again.
+ */
+const spares: ConnWriter[] = [];
+const MAX_SPARES = 64;
+
 export class ConnWriter extends WriteQueue implements HandleWriteSink {
   #core: ConnCore;
   #socket: Socket;
@@ -103,6 +112,43 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink {
     // A TLS socket's handle takes ciphertext: its writes go through the stream that encrypts them.
     this.#encrypts = socket instanceof TLSSocket;
     this.#handle = this.#encrypts ? null : useHandleWrites(socket, this);
+  }
+
+  /** A writer for `core`: a spare one if any fits its socket, else a new one. */
+  static acquire(core: ConnCore, socket: Socket): ConnWriter {
+    if (spares.length === 0 || socket instanceof TLSSocket || !handleWritable(socket))
+      return new ConnWriter(core, socket);
+    const writer = spares.pop()!;
+    writer.#core = core;
+    writer.#socket = socket;
+    writer.#handle!.moveTo(socket);
+    writer.#seenLength = 0;
+    writer.#seenQueue = 0;
+    return writer;
+  }
+
+  /**
+   * Goes back to the spares if it holds nothing for its connection: all output taken by the kernel,
+   * no write waiting, not ended, and no frame sink handed to an encoder (which might keep it). A
+   * spare may still sit in the flush scheduler's list: its flush() then finds nothing queued.
+   */
+  release(): boolean {
+    if (
+      this.#scheduled ||
+      this.first !== null ||
+      this.tail !== null ||
+      this.#handle === null ||
+      this.#handle.busy ||
+      this.#belowMark !== null ||
+      this.#taken !== null ||
+      this.#endPromise !== null ||
+      this.#sink !== null ||
+      spares.length >= MAX_SPARES
+    ) {
+      return false;
+    }
+    spares.push(this);
+    return true;
   }
 
   /** Bytes handed to the socket that have not reached the kernel. */

@@ -101,18 +101,20 @@ export function handleWriteBinding(): object | null {
  * unavailable: then write through the socket's stream.
  */
 export function useHandleWrites(socket: Socket, sink: HandleWriteSink): HandleWriter | null {
+  return handleWritable(socket) ? new HandleWriter(socket, sink) : null;
+}
+
+/** Whether `socket`'s output can go straight to its handle (see useHandleWrites). */
+export function handleWritable(socket: Socket): boolean {
   if (binding === undefined) probe();
-  if (binding === null) return null;
+  if (binding === null) return false;
   const handle = (socket as unknown as { _handle: Partial<StreamHandle> | null })._handle;
-  if (
-    handle == null ||
-    typeof handle.writeBuffer !== 'function' ||
-    typeof handle.writev !== 'function' ||
-    typeof handle.writeUtf8String !== 'function'
-  ) {
-    return null;
-  }
-  return new HandleWriter(socket, sink);
+  return (
+    handle != null &&
+    typeof handle.writeBuffer === 'function' &&
+    typeof handle.writev === 'function' &&
+    typeof handle.writeUtf8String === 'function'
+  );
 }
 
 function newReq(): WriteReq {
@@ -149,6 +151,11 @@ export class HandleWriter {
   constructor(socket: Socket, sink: HandleWriteSink) {
     this.#socket = socket;
     this.#sink = sink;
+  }
+
+  /** Moves this writer, with nothing in flight, to another connection's socket (see ConnWriter.acquire). */
+  moveTo(socket: Socket): void {
+    this.#socket = socket;
   }
 
   /** Output handed out waits for the kernel. */

@@ -227,6 +227,39 @@ describe('Conn#write', () => {
   });
 });
 
+describe('Conn#write: writers handed back while parked', () => {
+  it(
+    "keeps every connection's replies its own while idle writers pass from one connection to the next",
+    TEST,
+    async () => {
+      // Each reply waits for the next read, so one connection's writer goes back to the spares as
+      // another's is taken: turns of many connections interleaved must never cross their output.
+      await withServer(
+        {},
+        async (conn) => {
+          for await (const chunk of conn) await conn.write(`${conn.remotePort}:${chunk.toString()};`);
+        },
+        async (port) => {
+          const clients = await Promise.all(Array.from({ length: 8 }, () => connect(port)));
+          const expected = clients.map(() => '');
+          for (let turn = 0; turn < 5; turn++) {
+            clients.forEach((c, i) => {
+              c.write(`${turn}.${i}`);
+              expected[i] += `${c.socket.localPort}:${turn}.${i};`;
+            });
+            await Promise.all(clients.map((c, i) => c.receive(expected[i]!.length)));
+          }
+          for (const [i, c] of clients.entries()) {
+            assert.equal(c.received().toString(), expected[i]);
+            c.end();
+            await c.waitClosed();
+          }
+        },
+      );
+    },
+  );
+});
+
 describe('Conn#write: slow consumer', () => {
   it('destroys with ERR_SLOW_CONSUMER when un-awaited writes queue past maxQueuedBytes in one turn', TEST, async () => {
     const errorProbe = new ChannelProbe<{ conn: Conn; error: Error }>('tcpkit:connection:error');
