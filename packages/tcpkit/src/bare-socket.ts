@@ -67,6 +67,7 @@ const ENDING = 8;
 const FINISHED = 16;
 const DESTROY_WHEN_FINISHED = 32;
 const SMALL_READS = 64;
+const DESTROYED = 128;
 
 /** undefined: not probed yet; null: the bare path is not available in this process. */
 let binding: StreamBinding | null | undefined;
@@ -185,7 +186,6 @@ function remove(listeners: Listeners, l: Listener): Listeners {
 export class BareSocket {
   /** The TCP handle; null once closing (handle-writer.ts reads it). */
   _handle: TcpHandle | null;
-  destroyed = false;
   #state = PAUSED;
   #data: Listeners = null;
   #end: Listeners = null;
@@ -207,6 +207,11 @@ export class BareSocket {
   }
 
   // ---- what net.Socket has ----------------------------------------------------------------------
+
+  /** A bit of the state rather than a field of its own: an idle connection holds 8 bytes less. */
+  get destroyed(): boolean {
+    return (this.#state & DESTROYED) !== 0;
+  }
 
   get remoteAddress(): string | undefined {
     if (this.#remoteAddress === undefined) this.#peer();
@@ -330,7 +335,7 @@ export class BareSocket {
   /** Closes the handle (writes in flight are cancelled); 'error' first with `error`, then 'close'. */
   destroy(error?: Error): this {
     if (this.destroyed) return this;
-    this.destroyed = true;
+    this.#state |= DESTROYED;
     const handle = this._handle!;
     this.#bytesRead = handle.bytesRead;
     this.#bytesWritten = handle.bytesWritten;

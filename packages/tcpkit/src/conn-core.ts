@@ -48,6 +48,20 @@ const NEW_CONNECTION_GRACE = 1_000;
 export const LINGER_FLUSH_LIMIT = 30_000;
 
 const kCore = Symbol('tcpkit.conn');
+
+/**
+ * What few connections need: a `signal` someone looked at, a failure's reason, a drain that waits for
+ * the first input, a close someone awaits. Made on first use, so an idle connection holds none of it.
+ */
+class RareState {
+  abort: AbortController | null = null;
+  /** Why `signal` aborts (once it is made); set once. */
+  abortReason: Error | null = null;
+  /** A drain waiting for this new connection's first input (see ConnCore#drain). */
+  drainDeferred: Error | null = null;
+  closePromise: Promise<void> | null = null;
+  closeResolve: (() => void) | null = null;
+}
 type SocketWithCore = Socket & { [kCore]: ConnCore };
 
 /** The state behind one accepted connection; the server holds it, the handler gets `conn`. */
@@ -69,12 +83,7 @@ export class ConnCore implements DeadlineEntry {
   /** Settles when the handler has settled (set by the server). */
   handlerSettled: Promise<void> = RESOLVED;
 
-  #abort: AbortController | null = null;
-  #abortReason: Error | null = null;
-  /** A drain waiting for this new connection's first input (see drain()); null otherwise. */
-  #drainDeferred: Error | null = null;
-  #closePromise: Promise<void> | null = null;
-  #closeResolve: (() => void) | null = null;
+  #rare: RareState | null = null;
   #lingerUntil = 0;
 
   /** `origin`: the addresses and first bytes a PROXY header gave, if any. */
@@ -111,13 +120,19 @@ export class ConnCore implements DeadlineEntry {
   }
 
   get signal(): AbortSignal {
-    if (this.#abort === null) {
-      this.#abort = new AbortController();
+    const rare = this.#rareState();
+    if (rare.abort === null) {
+      rare.abort = new AbortController();
       // A connection that closed cleanly gets its reason made only when someone looks (see onClose).
-      if (this.#abortReason === null && this.phase === CLOSED) this.#abortReason = new ConnectionClosedError();
-      if (this.#abortReason !== null) this.#abort.abort(this.#abortReason);
+      if (rare.abortReason === null && this.phase === CLOSED) rare.abortReason = new ConnectionClosedError();
+      if (rare.abortReason !== null) rare.abort.abort(rare.abortReason);
     }
-    return this.#abort.signal;
+    return rare.abort.signal;
+  }
+
+  #rareState(): RareState {
+    if (this.#rare === null) this.#rare = new RareState();
+    return this.#rare;
   }
 
   getWriter(): ConnWriter {
@@ -141,6 +156,12 @@ export class ConnCore implements DeadlineEntry {
   }
 
   close(): Promise<void> {
+    this.#close();
+    return this.closed();
+  }
+
+  /** The close itself, without the promise of its end (which the handler's own end does not need). */
+  #close(): void {
     if (this.phase < LINGERING) {
       if (this.error !== null) this.socket.destroy();
       else {
@@ -148,7 +169,6 @@ export class ConnCore implements DeadlineEntry {
         this.#linger();
       }
     }
-    return this.closed();
   }
 
   destroy(error?: Error): void {
@@ -165,12 +185,13 @@ export class ConnCore implements DeadlineEntry {
   /** Waits for the socket to close (without starting the close: a waiter must not keep close() from its work). */
   closed(): Promise<void> {
     if (this.phase === CLOSED) return RESOLVED;
-    if (this.#closePromise === null) {
-      this.#closePromise = new Promise((resolve) => {
-        this.#closeResolve = resolve;
+    const rare = this.#rareState();
+    if (rare.closePromise === null) {
+      rare.closePromise = new Promise((resolve) => {
+        rare.closeResolve = resolve;
       });
     }
-    return this.#closePromise;
+    return rare.closePromise;
   }
 
   #linger(): void {
@@ -207,10 +228,10 @@ export class ConnCore implements DeadlineEntry {
    * applies at once: the input is delivered, later reads end) or the end of the grace.
    */
   drain(reason: Error): void {
-    if (this.phase === CLOSED || this.reader.draining || this.#drainDeferred !== null) return;
+    if (this.phase === CLOSED || this.reader.draining || this.#drainPending()) return;
     const grace = this.timers.startedAt + NEW_CONNECTION_GRACE - deadlines.now();
     if (this.timers.lastReadAt === 0 && grace > 0) {
-      this.#drainDeferred = reason;
+      this.#rareState().drainDeferred = reason;
       setTimeout(() => this.#drainNow(), grace).unref();
       return;
     }
@@ -221,14 +242,19 @@ export class ConnCore implements DeadlineEntry {
   onFirstInput(): void {
     this.arm();
     // After the chunk reached the reader or its queue: the handler gets it, then its reads end.
-    if (this.#drainDeferred !== null) queueMicrotask(() => this.#drainNow());
+    if (this.#drainPending()) queueMicrotask(() => this.#drainNow());
+  }
+
+  #drainPending(): boolean {
+    return this.#rare !== null && this.#rare.drainDeferred !== null;
   }
 
   /** The deferred drain, at the connection's first input or the end of its grace. */
   #drainNow(): void {
-    const reason = this.#drainDeferred;
+    const rare = this.#rare;
+    const reason = rare === null ? null : rare.drainDeferred;
     if (reason === null) return;
-    this.#drainDeferred = null;
+    rare!.drainDeferred = null;
     if (this.phase !== CLOSED) this.#endReads(reason);
   }
 
@@ -251,7 +277,7 @@ export class ConnCore implements DeadlineEntry {
       return;
     }
     if (error !== undefined) this.#abortWith(error);
-    void this.close();
+    this.#close();
   }
 
   // ---- failure ---------------------------------------------------------------------------------
@@ -273,9 +299,10 @@ export class ConnCore implements DeadlineEntry {
   }
 
   #abortWith(reason: Error): void {
-    if (this.#abortReason !== null) return;
-    this.#abortReason = reason;
-    this.#abort?.abort(reason);
+    const rare = this.#rareState();
+    if (rare.abortReason !== null) return;
+    rare.abortReason = reason;
+    rare.abort?.abort(reason);
   }
 
   // ---- socket events ---------------------------------------------------------------------------
@@ -299,11 +326,11 @@ export class ConnCore implements DeadlineEntry {
     }
     // Errors capture a stack trace, a real cost per connection: make them only for an observer.
     if (this.error !== null) this.#abortWith(this.error);
-    else if (this.#abort !== null) this.#abortWith(new ConnectionClosedError());
+    else if (this.#rare !== null && this.#rare.abort !== null) this.#abortWith(new ConnectionClosedError());
     this.reader.notify();
     // Only for writes still waiting: an error per closed connection would be a stack trace per close.
     if (this.writer?.hasWaiters) this.writer.rejectWriters(this.error ?? new ConnectionClosedError());
-    this.#closeResolve?.();
+    this.#rare?.closeResolve?.();
     this.host.onSocketClosed(this);
   }
 

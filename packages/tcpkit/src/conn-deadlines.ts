@@ -17,11 +17,11 @@ import type { ConnTimeouts } from './options.js';
 
 /** A connection's timeouts (ms, 0 = no limit) and the clock readings they run from (0 = not started). */
 export class ConnTimers {
-  firstByteTimeout: number;
-  idleTimeout: number;
-  frameTimeout: number;
-  writeTimeout: number;
-  maxLifetime: number;
+  /**
+   * The timeouts in force: the server's options, shared by all its connections, until
+   * `conn.setTimeouts()` gives this connection a copy of its own (five fields less per connection).
+   */
+  #limits: Required<ConnTimeouts>;
   /** Admission: `maxLifetime` and `firstByteTimeout` run from here. */
   readonly startedAt: number;
   /** The last byte read, or the moment the handler last caught up or began to wait; 0 until the first byte. */
@@ -32,21 +32,36 @@ export class ConnTimers {
   writeBlockedSince = 0;
 
   constructor(timeouts: Required<ConnTimeouts>, startedAt: number) {
-    this.firstByteTimeout = timeouts.firstByteTimeout;
-    this.idleTimeout = timeouts.idleTimeout;
-    this.frameTimeout = timeouts.frameTimeout;
-    this.writeTimeout = timeouts.writeTimeout;
-    this.maxLifetime = timeouts.maxLifetime;
+    this.#limits = timeouts;
     this.startedAt = startedAt;
+  }
+
+  get firstByteTimeout(): number {
+    return this.#limits.firstByteTimeout;
+  }
+  get idleTimeout(): number {
+    return this.#limits.idleTimeout;
+  }
+  get frameTimeout(): number {
+    return this.#limits.frameTimeout;
+  }
+  get writeTimeout(): number {
+    return this.#limits.writeTimeout;
+  }
+  get maxLifetime(): number {
+    return this.#limits.maxLifetime;
   }
 
   /** Applies `conn.setTimeouts()` (already validated); unspecified ones stay. */
   set(t: ConnTimeouts): void {
-    if (t.firstByteTimeout !== undefined) this.firstByteTimeout = t.firstByteTimeout;
-    if (t.idleTimeout !== undefined) this.idleTimeout = t.idleTimeout;
-    if (t.frameTimeout !== undefined) this.frameTimeout = t.frameTimeout;
-    if (t.writeTimeout !== undefined) this.writeTimeout = t.writeTimeout;
-    if (t.maxLifetime !== undefined) this.maxLifetime = t.maxLifetime;
+    const l = this.#limits;
+    this.#limits = {
+      firstByteTimeout: t.firstByteTimeout ?? l.firstByteTimeout,
+      idleTimeout: t.idleTimeout ?? l.idleTimeout,
+      frameTimeout: t.frameTimeout ?? l.frameTimeout,
+      writeTimeout: t.writeTimeout ?? l.writeTimeout,
+      maxLifetime: t.maxLifetime ?? l.maxLifetime,
+    };
   }
 }
 

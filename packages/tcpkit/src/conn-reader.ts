@@ -39,10 +39,13 @@ export class ConnReader implements HandlerState {
   #maxReadBuffer: number;
   /** Input received and not yet read; created on first use (an idle connection needs none). */
   #inbound: ByteQueue | null = null;
-  /** The parked reader, stored as its resolve/reject pair and a mode rather than a closure, so the per-message read path allocates only its promise. */
+  /**
+   * The parked reader, stored as its resolve function and a mode rather than a closure, so the
+   * per-message read path allocates only its promise. Not its reject function: a parked connection
+   * would hold it (56 bytes) for the rare failure, which settles the promise through resolve instead.
+   */
   waitMode = WAIT_NONE;
   #waitResolve: ((v: unknown) => void) | null = null;
-  #waitReject: ((e: Error) => void) | null = null;
   #paused = false;
   #inputEnd = 0;
 
@@ -97,10 +100,10 @@ export class ConnReader implements HandlerState {
     return new Promise(ConnReader.#parkExecutor);
   }
 
-  static #parkExecutor = (resolve: (v: never) => void, reject: (e: Error) => void): void => {
+  static #parkExecutor = (resolve: (v: never) => void): void => {
     const reader = parking!;
     parking = null;
-    reader.#park(parkingMode, resolve, reject);
+    reader.#park(parkingMode, resolve);
   };
 
   async readExactly(n: number): Promise<Buffer> {
@@ -165,13 +168,12 @@ export class ConnReader implements HandlerState {
 
   /** Parks a callback run when input, end of stream or an error arrives. */
   waitForData(wake: () => void): void {
-    this.#park(WAIT_CALLBACK, wake, null);
+    this.#park(WAIT_CALLBACK, wake);
   }
 
-  #park(mode: number, resolve: (v: never) => void, reject: ((e: Error) => void) | null): void {
+  #park(mode: number, resolve: (v: never) => void): void {
     this.waitMode = mode;
     this.#waitResolve = resolve as (v: unknown) => void;
-    this.#waitReject = reject;
     this.#core.flushWrites(); // the handler waits for input: what it wrote leaves now
     // The idle clock runs while the handler waits for input: from now, or from the last byte.
     if (this.#timers.lastReadAt !== 0) this.#timers.lastReadAt = deadlines.now();
@@ -186,17 +188,16 @@ export class ConnReader implements HandlerState {
     const mode = this.waitMode;
     if (mode === WAIT_NONE) return;
     const resolve = this.#waitResolve!;
-    const reject = this.#waitReject;
     this.waitMode = WAIT_NONE;
     this.#waitResolve = null;
-    this.#waitReject = null;
     if (mode === WAIT_CALLBACK) {
       resolve(undefined);
     } else if (this.buffered > 0) {
       const chunk = this.#takeChunk();
       resolve(mode === WAIT_READ ? chunk : { value: chunk, done: false });
     } else if (this.#core.error !== null) {
-      reject!(this.#core.error);
+      // A promise resolved with a rejected one rejects with its reason (a microtask later).
+      resolve(Promise.reject(this.#core.error));
     } else {
       resolve(mode === WAIT_READ ? null : { value: undefined, done: true });
     }
@@ -239,7 +240,6 @@ export class ConnReader implements HandlerState {
       const resolve = this.#waitResolve!;
       this.waitMode = WAIT_NONE;
       this.#waitResolve = null;
-      this.#waitReject = null;
       resolve(mode === WAIT_READ ? chunk : { value: chunk, done: false });
       return;
     }
