@@ -5,6 +5,7 @@
  * (test/conn-deadlines.test.ts). The connection files one wheel entry at the earliest deadline
  * ({@link nextDeadline}); when it fires it asks {@link expiredTimeout} and acts on the answer.
  */
+import { deadlines } from './deadlines.js';
 import {
   FirstByteTimeoutError,
   FrameTimeoutError,
@@ -52,9 +53,14 @@ export class ConnTimers {
     return this.#limits.maxLifetime;
   }
 
-  /** Applies `conn.setTimeouts()` (already validated); unspecified ones stay. */
+  /**
+   * Applies `conn.setTimeouts()` (already validated); unspecified ones stay. An idle timeout set on a
+   * connection that had none runs from now: without one the reader does not keep `lastReadAt`
+   * current (see ConnReader), so the last reading may be old.
+   */
   set(t: ConnTimeouts): void {
     const l = this.#limits;
+    if (l.idleTimeout === 0 && (t.idleTimeout ?? 0) > 0 && this.lastReadAt !== 0) this.lastReadAt = deadlines.now();
     this.#limits = {
       firstByteTimeout: t.firstByteTimeout ?? l.firstByteTimeout,
       idleTimeout: t.idleTimeout ?? l.idleTimeout,

@@ -175,8 +175,11 @@ export class ConnReader implements HandlerState {
     this.waitMode = mode;
     this.#waitResolve = resolve as (v: unknown) => void;
     this.#core.flushWrites(); // the handler waits for input: what it wrote leaves now
-    // The idle clock runs while the handler waits for input: from now, or from the last byte.
-    if (this.#timers.lastReadAt !== 0) this.#timers.lastReadAt = deadlines.now();
+    // The idle clock runs while the handler waits for input: from now, or from the last byte. (Only
+    // with an idle timeout in force: without one the reading is never used, and a clock read is a
+    // call into the runtime per message; ConnTimers#set restarts the clock when one is set later.)
+    const t = this.#timers;
+    if (t.lastReadAt !== 0 && t.idleTimeout > 0) t.lastReadAt = deadlines.now();
     if (this.#paused) {
       this.#paused = false;
       this.#socket.resume();
@@ -217,7 +220,8 @@ export class ConnReader implements HandlerState {
   #afterConsume(): void {
     if (this.buffered === 0) {
       // The handler caught up: from here on, silence is the peer's.
-      if (this.#timers.lastReadAt !== 0) this.#timers.lastReadAt = deadlines.now();
+      const t = this.#timers;
+      if (t.lastReadAt !== 0 && t.idleTimeout > 0) t.lastReadAt = deadlines.now();
       this.#timers.frameStartAt = 0;
     }
     if (this.#paused && this.buffered < this.#maxReadBuffer && !this.draining) {
@@ -231,7 +235,8 @@ export class ConnReader implements HandlerState {
     if (this.#core.phase === LINGERING) return;
     const t = this.#timers;
     const first = t.lastReadAt === 0;
-    t.lastReadAt = deadlines.now();
+    // The first byte's time is kept whatever the timeouts; later ones matter only to an idle timeout.
+    if (first || t.idleTimeout > 0) t.lastReadAt = deadlines.now();
     // The first byte swaps firstByteTimeout for idleTimeout, which may be sooner or the only deadline.
     if (first) this.#core.onFirstInput();
     const mode = this.waitMode;

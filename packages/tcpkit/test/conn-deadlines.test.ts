@@ -13,6 +13,7 @@ import {
   WAIT_NONE,
   WAIT_READ,
 } from '../src/conn-deadlines.js';
+import { deadlines } from '../src/deadlines.js';
 import { lines } from '../src/framing/index.js';
 import { type Conn, type ServeOptions, type ServerStats, serve, TimeoutError } from '../src/index.js';
 import { ChannelProbe, codeOf, connect, deferred, LOOPBACK, portOf, stop, within, withServer } from './helpers.js';
@@ -179,6 +180,26 @@ describe('recheckAt', () => {
   });
   it('is +Infinity with nothing in force', () => {
     assert.equal(recheckAt(timers({}), 5000, 100), Number.POSITIVE_INFINITY);
+  });
+});
+
+describe('ConnTimers#set', () => {
+  it('starts an idle timeout set on a connection that had none from now, not from an old reading', () => {
+    // Without an idle timeout the reader keeps only the first byte's time (it reads no clock per message).
+    const t = timers({}, { lastReadAt: 1 });
+    const before = deadlines.now();
+    t.set({ idleTimeout: 5000 });
+    assert.ok(t.lastReadAt >= before, `lastReadAt ${t.lastReadAt} restarted at or after ${before}`);
+    assert.ok(nextDeadline(t) >= before + 5000);
+  });
+
+  it('keeps the reading when an idle timeout was already in force, and before the first byte', () => {
+    const running = timers({ idleTimeout: 1000 }, { lastReadAt: 1500 });
+    running.set({ idleTimeout: 5000 });
+    assert.equal(running.lastReadAt, 1500);
+    const silent = timers({});
+    silent.set({ idleTimeout: 5000 });
+    assert.equal(silent.lastReadAt, 0, 'still no first byte: firstByteTimeout applies');
   });
 });
 
