@@ -71,6 +71,9 @@ const DESTROYED = 128;
 
 /** undefined: not probed yet; null: the bare path is not available in this process. */
 let binding: StreamBinding | null | undefined;
+/** The binding's shared state array and the slot where a read reports its byte count (read per read). */
+let streamState: Int32Array | null = null;
+let kReadBytesOrError = 0;
 
 function probe(): void {
   binding = null;
@@ -80,6 +83,8 @@ function probe(): void {
   const b = handleWriteBinding() as Partial<StreamBinding> | null;
   if (b === null || typeof b.ShutdownWrap !== 'function' || typeof b.kReadBytesOrError !== 'number') return;
   binding = b as StreamBinding;
+  streamState = binding.streamBaseState;
+  kReadBytesOrError = binding.kReadBytesOrError;
 }
 
 /** How accepted handles are set up, from the server's options (net.Server would do it for its sockets). */
@@ -142,7 +147,7 @@ function errnoError(status: number, syscall: string): Error {
 
 function onBareRead(this: TcpHandle): void {
   const socket = this[kBare]!;
-  const n = binding!.streamBaseState[binding!.kReadBytesOrError]!;
+  const n = streamState![kReadBytesOrError]!;
   if (n > 0) socket._read(n);
   else if (n === UV_EOF) socket._eof();
   else if (n < 0) socket.destroy(errnoError(n, 'read'));

@@ -223,10 +223,13 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink {
       wait = this.#belowMark ??= new SharedWait();
     }
     if (wait !== null) wait.count++;
-    const charged = this.#charged;
-    if (charged > maxQueuedBytes && before >= maxWriteBuffer) {
-      core.slowConsumer(new SlowConsumerError(charged, maxQueuedBytes));
-      return handled(Promise.reject(core.error ?? new ConnectionClosedError()));
+    // Below the mark (nearly every write) the charge is not even added up.
+    if (before >= maxWriteBuffer) {
+      const charged = this.#charged;
+      if (charged > maxQueuedBytes) {
+        core.slowConsumer(new SlowConsumerError(charged, maxQueuedBytes));
+        return handled(Promise.reject(core.error ?? new ConnectionClosedError()));
+      }
     }
     return wait === null ? RESOLVED : wait.promise;
   }

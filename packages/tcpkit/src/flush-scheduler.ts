@@ -10,7 +10,8 @@
 
 /** A writer with output waiting for the scheduler. */
 export interface Flushable {
-  flush(): void;
+  /** Hands out what is queued, unless the writer flushed since it was scheduled (the handler parked). */
+  flushIfScheduled(): void;
 }
 
 // A reused array and a count rather than a fresh array per iteration.
@@ -20,11 +21,12 @@ let flushPending = false;
 
 function flushAll(): void {
   flushPending = false;
-  // flush() never makes a writer dirty again, so the list cannot grow while it is walked.
+  // A flush never makes a writer dirty again, so the list cannot grow while it is walked. Most
+  // writers were flushed when their handler parked for input; those have nothing left to do here.
   for (let i = 0; i < dirtyCount; i++) {
     const writer = dirty[i]!;
     dirty[i] = null;
-    writer.flush();
+    writer.flushIfScheduled();
   }
   dirtyCount = 0;
 }

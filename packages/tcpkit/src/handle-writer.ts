@@ -55,6 +55,9 @@ interface StreamWrapBinding {
 
 /** undefined: not probed yet; null: not available on this Node. */
 let binding: StreamWrapBinding | null | undefined;
+/** The binding's shared state array and the slot saying whether the last write went asynchronous (read per write). */
+let streamState: Int32Array | null = null;
+let kLastWriteWasAsync = 0;
 /** The request the next write uses: untouched by every write the kernel took synchronously. */
 let spare: WriteReq | null = null;
 /** An option of Node's command line or NODE_OPTIONS that switches pending deprecations on. */
@@ -82,6 +85,8 @@ function probe(): void {
     if (typeof b.WriteWrap !== 'function' || !(b.streamBaseState instanceof Int32Array)) return;
     if (typeof b.kLastWriteWasAsync !== 'number') return;
     binding = b as StreamWrapBinding;
+    streamState = binding.streamBaseState;
+    kLastWriteWasAsync = binding.kLastWriteWasAsync;
   } catch {
     // No binding on this runtime: the stream path it is.
   }
@@ -210,7 +215,7 @@ export class HandleWriter {
       this.#sink.onHandleError(writeError(err));
       return;
     }
-    if (binding!.streamBaseState[binding!.kLastWriteWasAsync] === 0) {
+    if (streamState![kLastWriteWasAsync] === 0) {
       // The kernel took it all: the request was never bound, the next write reuses it.
       spare = req;
       if (pooled !== null) for (const b of pooled) defaultPool.release(b);

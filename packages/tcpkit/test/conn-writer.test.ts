@@ -203,6 +203,28 @@ describe('Conn#write', () => {
     );
   });
 
+  it('sends a write the handler does not follow with a read (a push), once, by the end of the turn', TEST, async () => {
+    const received = deferred();
+    await withServer(
+      {},
+      async (conn) => {
+        await conn.read();
+        void conn.write('pushed\n');
+        // Waits for something other than input: only the flush scheduler can send the write.
+        await received.promise;
+        await conn.write('after\n');
+      },
+      async (port) => {
+        const client = await connect(port);
+        client.write('go');
+        assert.equal(await client.receiveText('pushed\n'), 'pushed\n');
+        received.resolve();
+        await client.waitClosed();
+        assert.equal(client.received().toString(), 'pushed\nafter\n');
+      },
+    );
+  });
+
   it('sends what a large buffer held: its write resolves once the kernel has it', TEST, async () => {
     const size = 256 * 1024;
     await withServer(
