@@ -1,5 +1,7 @@
 // Over the ~400-line guide on purpose: one dense concept (the chunk list every decoder reads from, with its
 // cursor, arena and readers), whose operations share its private invariants; split, they would need them public.
+// The imported Buffer, not the global (a getter that optimized code calls on every use).
+import { Buffer } from 'node:buffer';
 import type { BufferPool } from './buffer-pool.js';
 import { integer } from './validate.js';
 

@@ -4,6 +4,8 @@
  * ConnWriter (conn-writer.ts) extends it with when output leaves and what writes wait for; one object
  * per connection, not two.
  */
+// The imported Buffer, not the global (a getter that optimized code calls on every use).
+import { Buffer } from 'node:buffer';
 import { defaultPool } from './buffer-pool.js';
 import type { WriteData } from './conn.js';
 
