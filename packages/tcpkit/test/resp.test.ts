@@ -408,6 +408,15 @@ describe('resp#decode: a request whole in one read (the fast path) decodes as on
     assert.equal(q.length, '*1\r\n$4\r\nPI'.length);
     assert.equal(resp().decode(q), undefined);
   });
+
+  test('a 10-digit count or length under limits above 2^32 gets the full parser\'s error, not a RangeError', () => {
+    const huge = { maxArrayLength: 2 ** 40, maxBulkLength: 2 ** 40, maxLength: 2 ** 50 };
+    for (const text of ['*4294967296\r\n$1\r\na\r\n', '*9999999999\r\n$1\r\na\r\n', '*1\r\n$4294967296\r\na\r\n']) {
+      const bytes = Buffer.from(text, 'latin1');
+      const bytewise = [...bytes].map((b) => Buffer.of(b));
+      assert.equal(outcome(huge, [bytes]), outcome(huge, bytewise, new ByteQueue(undefined, { coalesceMax: 0 })));
+    }
+  });
 });
 
 describe('resp#encode', () => {

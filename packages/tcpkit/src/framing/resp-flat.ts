@@ -30,7 +30,8 @@ let numberEnd = 0;
 function readCount(chunk: Buffer, at: number, end: number): number {
   let i = at;
   let value = 0;
-  const stop = Math.min(end, at + MAX_DIGITS + 1);
+  // A 10th digit stops the loop on a digit, not a CR: declined (no count of 10 digits reaches `new Array`).
+  const stop = Math.min(end, at + MAX_DIGITS);
   for (; i < stop; i++) {
     const c = chunk[i]!;
     if (c < ZERO || c > NINE) break;
@@ -61,6 +62,10 @@ export function decodeFlatMultibulk(
   // Empty requests (*0) and over-limit counts are rare: the full parser handles them.
   if (count <= 0 || count > limits.maxArrayLength || numberEnd - base > limits.maxInlineLength) return undefined;
   let at = numberEnd + 2;
+  // Each argument takes at least 6 bytes ("$0\r\n" and the 2 after its body): a count the chunk cannot
+  // hold is an incomplete request, declined before its array is made (a 10-byte "*1000000\r\n" must not
+  // cost an 8 MB allocation per read).
+  if (end - at < count * 6) return undefined;
   const args = new Array<Buffer>(count);
   for (let k = 0; k < count; k++) {
     if (at >= end || chunk[at] !== DOLLAR) return undefined;
