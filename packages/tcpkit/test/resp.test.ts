@@ -409,7 +409,7 @@ describe('resp#decode: a request whole in one read (the fast path) decodes as on
     assert.equal(resp().decode(q), undefined);
   });
 
-  test('a 10-digit count or length under limits above 2^32 gets the full parser\'s error, not a RangeError', () => {
+  test("a 10-digit count or length under limits above 2^32 gets the full parser's error, not a RangeError", () => {
     const huge = { maxArrayLength: 2 ** 40, maxBulkLength: 2 ** 40, maxLength: 2 ** 50 };
     for (const text of ['*4294967296\r\n$1\r\na\r\n', '*9999999999\r\n$1\r\na\r\n', '*1\r\n$4294967296\r\na\r\n']) {
       const bytes = Buffer.from(text, 'latin1');
