@@ -120,3 +120,65 @@ describe('Conn#write: writers handed back while parked, under load', () => {
     },
   );
 });
+
+describe('Conn#write: slow consumers cut while writers pass between connections', () => {
+  it('each slow consumer ends with ERR_SLOW_CONSUMER alone; its neighbours get every byte', TEST, async () => {
+    const codes: unknown[] = [];
+    const server = await serve({ ...LOOPBACK, maxWriteBuffer: 16 * 1024, maxQueuedBytes: 256 * 1024 }, async (conn) => {
+      try {
+        for await (const line of conn.frames(lines({ maxLength: 256 }))) {
+          const [tag, seq, size] = line.split(' ').map(Number) as [number, number, number];
+          if (size === 0) {
+            // Piles up 1 MiB of small (copied, queued) writes in one turn: far past maxQueuedBytes.
+            for (let i = 0; i < 1024; i++) void conn.write(payload(tag, seq + i, 1024)).catch(() => {});
+            await conn.write('after').catch(() => {});
+          } else await conn.write(payload(tag, seq, size));
+        }
+      } catch (error) {
+        codes.push((error as { code?: unknown }).code);
+        throw error;
+      }
+    });
+    const port = portOf(server);
+    try {
+      const GOOD = 20;
+      const good = await Promise.all(Array.from({ length: GOOD }, () => connect(port)));
+      const expected: Buffer[][] = good.map(() => []);
+      const lengths = good.map(() => 0);
+      const next = lcg(11);
+      const slow: Client[] = [];
+      for (let round = 0; round < 12; round++) {
+        if (round % 3 === 1) {
+          const c = await connect(port, { read: false });
+          c.write(`${500 + round} 0 0\n`);
+          slow.push(c);
+        }
+        good.forEach((c, i) => {
+          const size = SIZES[next() % (SIZES.length - 1)]!;
+          c.write(`${i} ${round} ${size}\n`);
+          expected[i]!.push(payload(i, round, size));
+          lengths[i]! += size;
+        });
+        await Promise.all(good.map((c, i) => c.receive(lengths[i]!, 60_000)));
+      }
+      for (const [i, c] of good.entries())
+        assert.ok(c.received().equals(Buffer.concat(expected[i]!)), `connection ${i}`);
+      // (A peer that never reads never sees the close either: the server's count is the evidence.)
+      await until(() => codes.length === slow.length, 'every slow consumer to end', 20_000);
+      assert.deepEqual(
+        codes,
+        slow.map(() => 'ERR_SLOW_CONSUMER'),
+      );
+      assert.equal(server.stats().slowConsumers, slow.length);
+      for (const c of slow) c.destroy();
+      await Promise.all(
+        good.map(async (c) => {
+          c.end();
+          await c.waitClosed(20_000);
+        }),
+      );
+    } finally {
+      await stop(server);
+    }
+  });
+});
