@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""User-space instructions per echo message, counted by valgrind (callgrind), for servers side by side.
+
+On a machine shared with other work, CPU time per message moves by 10 to 20 % from run to run; an
+instruction count does not (two runs agree within about 0.5 %), so a change of a few percent in the
+JavaScript on the hot path can be seen. It counts user-space instructions only (not the kernel's
+share of each read and write, which is the same for every server) and instructions are not time (cache
+misses, branch mispredictions): confirm a win with CPU time (compare.py) before calling it one.
+
+Each server runs under `valgrind --tool=callgrind` with instrumentation off; a client (this script)
+opens the connections, runs WARM ping-pongs per connection, switches instrumentation on
+(`callgrind_control -i on`), runs MSGS more, switches it off and dumps. Needs valgrind.
+
+  python3 bench/instructions.py --conns 100 --msgs 300 \\
+    'before=node /tmp/before/packages/cli/dist/main.js serve echo --idle-timeout 0 --first-byte-timeout 0 --port PORT' \\
+    'after=node packages/cli/dist/main.js serve echo --idle-timeout 0 --first-byte-timeout 0 --port PORT' \\
+    'plain=node --import tsx bench/plain-echo.ts PORT 127.0.0.1'
+(PORT is replaced by a free port; tcpkit listens on 127.0.0.1 by default.) --size and --depth (messages
+sent at once per connection) as in compare.py.
+"""
+import argparse, glob, os, re, selectors, shlex, socket, subprocess, sys, tempfile, time
+
+ap = argparse.ArgumentParser()
+ap.add_argument('--conns', type=int, default=100)
+ap.add_argument('--warm', type=int, default=300, help='ping-pongs per connection before counting')
+ap.add_argument('--msgs', type=int, default=300, help='ping-pongs per connection counted')
+ap.add_argument('--size', type=int, default=64)
+ap.add_argument('--depth', type=int, default=1)
+ap.add_argument('servers', nargs='+', help='name=command, PORT in the command replaced by the port')
+args = ap.parse_args()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def rounds(socks, n, payload):
+    """n rounds on every socket: send payload (depth messages), wait for all of it back."""
+    sel = selectors.DefaultSelector()
+    state = {}
+    for s in socks:
+        s.send(payload)
+        state[s] = [n, 0]
+        sel.register(s, selectors.EVENT_READ)
+    active = len(socks)
+    while active:
+        events = sel.select(60)
+        if not events:
+            sys.exit('no echo for 60 s')
+        for key, _ in events:
+            s = key.fileobj
+            data = s.recv(1 << 16)
+            if not data:
+                sys.exit('the server closed a connection')
+            st = state[s]
+            st[1] += len(data)
+            while st[1] >= len(payload):
+                st[1] -= len(payload)
+                st[0] -= 1
+                if st[0] > 0:
+                    s.send(payload)
+                else:
+                    sel.unregister(s)
+                    active -= 1
+    sel.close()
+
+
+def measure(name, command):
+    port = free_port()
+    out = tempfile.mkdtemp(prefix=f'instr-{name}-')
+    cmd = ['valgrind', '--tool=callgrind', '--instr-atstart=no', '--smc-check=all-non-file', '--cache-sim=no',
+           f'--callgrind-out-file={out}/cg.%p'] + shlex.split(command.replace('PORT', str(port)))
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):
+            try:
+                socket.create_connection(('127.0.0.1', port), timeout=0.2).close()
+                break
+            except OSError:
+                if p.poll() is not None:
+                    sys.exit(f'{name} exited before listening')
+                time.sleep(0.2)
+        socks = []
+        for _ in range(args.conns):
+            s = socket.create_connection(('127.0.0.1', port))
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            s.setblocking(False)
+            socks.append(s)
+        payload = b'x' * (args.size * args.depth)
+        rounds(socks, args.warm, payload)
+        subprocess.run(['callgrind_control', '-i', 'on', str(p.pid)], capture_output=True, check=True)
+        rounds(socks, args.msgs, payload)
+        subprocess.run(['callgrind_control', '-i', 'off', str(p.pid)], capture_output=True, check=True)
+        subprocess.run(['callgrind_control', '-d', str(p.pid)], capture_output=True, check=True)
+        for s in socks:
+            s.close()
+    finally:
+        p.terminate()
+        p.wait()
+    total = 0  # one file per dump; each has a totals: line
+    for f in glob.glob(f'{out}/cg.*'):
+        for line in open(f):
+            m = re.match(r'totals: (\d+)', line)
+            if m:
+                total += int(m.group(1))
+    return total / (args.conns * args.msgs * args.depth)
+
+
+results = {}
+for spec in args.servers:
+    name, command = spec.split('=', 1)
+    results[name] = measure(name, command)
+    print(f'{name}: {results[name]:.0f} instructions/msg', flush=True)
+first = next(iter(results))
+print(f'{args.conns} conns, {args.size} B, depth {args.depth}: ' +
+      ', '.join(f'{n} {v:.0f} ({v / results[first]:.2f}x {first})' for n, v in results.items()))
