@@ -292,10 +292,11 @@ async function window(ms: number, mark: Mark, count: () => number): Promise<numb
  * a window of `ms`; resolves with the messages echoed in the window. Closed loop (each answer sends the next
  * message) when `rate` is 0; else paced at `rate` messages/s over all the sockets, sent every 10 ms by
  * sockets whose last message was answered (fewer if none is free), so that two servers are compared at
- * the same offered load rather than each at the rate it reaches.
+ * the same offered load rather than each at the rate it reaches. With several ports, the sockets are
+ * dealt over them in turn (one load over independent servers).
  */
 export async function pingPongLoop(
-  port: number,
+  port: number | number[],
   connections: number,
   ms: number,
   mark: Mark,
@@ -307,9 +308,11 @@ export async function pingPongLoop(
   const sockets: net.Socket[] = [];
   /** Paced: sockets with no message in flight, in the order their answers came. */
   const free: net.Socket[] = [];
+  const ports = [port].flat();
   const connectOne = (): Promise<void> =>
     new Promise((resolve) => {
-      const socket = net.connect({ port, host: '127.0.0.1', noDelay: true }, () => resolve());
+      const to = ports[sockets.length % ports.length];
+      const socket = net.connect({ port: to, host: '127.0.0.1', noDelay: true }, () => resolve());
       let got = 0;
       socket.on('data', (data) => {
         got += data.length;

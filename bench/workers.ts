@@ -8,7 +8,9 @@
  *   `--reps N` rounds (default 3), each running every configuration in turn (interleaved, so a change
  *   in the machine's load hits all of them), medians; beside tcpkit the same topology in plain
  *   node:net under node:cluster (bench/workers-plain-echo.ts), the floor of what a second process
- *   costs on one core;
+ *   costs on one core; with the paced figure, the event-loop wake-ups and preemptions per 100 messages
+ *   of all the server's processes (their main threads' voluntary and involuntary context switches in
+ *   /proc), which show how a second process on the same core costs what it costs;
  * - the primary's CPU per connection under churn, for each balance this Node supports;
  * - how evenly connections spread: max/min connections per worker at 1,000 connections;
  * - messages/s from 1 to N workers (N = cores), unpinned, with the load generator's threads: only
@@ -20,6 +22,7 @@
  * version of Node that ran it).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { createInterface } from 'node:readline';
 import { reusePortSupported } from '../packages/tcpkit/src/workers/balance.js';
@@ -53,8 +56,12 @@ const PROFILE = option('--cpu-prof', '');
 const BEFORE = option('--before', '');
 /** How the tables name the --before server (default: its directory). */
 const BEFORE_NAME = option('--before-name', BEFORE);
-const KINDS = option('--kinds', BEFORE === '' ? 'tcpkit,plain' : 'tcpkit,before').split(',') as Kind[];
-type Kind = 'tcpkit' | 'before' | 'plain';
+const KINDS = option('--kinds', BEFORE === '' ? 'tcpkit,pair,plain' : 'tcpkit,before').split(',') as Kind[];
+/**
+ * `pair`: two independent one-process tcpkit servers on CPU 0, each with half the connections: what any
+ * second process on the core costs, without node:cluster, a primary or IPC (the control for workers: 2).
+ */
+type Kind = 'tcpkit' | 'before' | 'plain' | 'pair';
 /** Counted before this process pins itself to one CPU (which availableParallelism() would then report). */
 const CORES = os.availableParallelism();
 pinSelf(1);
@@ -62,6 +69,16 @@ pinSelf(1);
 interface Row {
   pid: number;
   active: number;
+}
+
+/**
+ * Context switches of a process's main thread, its event loop (Linux /proc): a voluntary one is a wait
+ * for events that ended in a wake-up, an involuntary one a preemption by another process on its CPU.
+ */
+function switches(pid: number): { wakeups: number; preemptions: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const field = (name: string): number => Number(new RegExp(`^${name}:\\s*(\\d+)`, 'm').exec(status)?.[1] ?? 0);
+  return { wakeups: field('voluntary_ctxt_switches'), preemptions: field('nonvoluntary_ctxt_switches') };
 }
 
 class EchoServer {
@@ -143,9 +160,9 @@ say(
 );
 say('');
 say(
-  `| server | balance | closed loop: messages/s | µs/msg (all processes) | ratio to 1 process (rounds) | paced ${PACED.toLocaleString('en-US')}/s: µs/msg | ratio (rounds) | max/min conns per worker |`,
+  `| server | balance | closed loop: messages/s | µs/msg (all processes) | ratio to 1 process (rounds) | paced ${PACED.toLocaleString('en-US')}/s: µs/msg | ratio (rounds) | paced: wake-ups / preemptions per 100 msgs | max/min conns per worker |`,
 );
-say('|---|---|---:|---:|---:|---:|---:|---:|');
+say('|---|---|---:|---:|---:|---:|---:|---:|---:|');
 interface Config {
   kind: Kind;
   workers: number;
@@ -155,12 +172,16 @@ interface Measured {
   rate: number;
   perMessage: number;
   pacedPerMessage: number;
+  /** Paced, summed over the server's processes: event-loop wake-ups and preemptions per 100 messages. */
+  pacedWakeups: number;
+  pacedPreemptions: number;
   spread: string;
 }
-const configs: Config[] = KINDS.flatMap((kind) => [
-  { kind, workers: 1, balance: 'auto' },
-  ...balances.map((balance) => ({ kind, workers: 2, balance })),
-]);
+const configs: Config[] = KINDS.flatMap((kind): Config[] =>
+  kind === 'pair'
+    ? [{ kind, workers: 2, balance: 'none' }]
+    : [{ kind, workers: 1, balance: 'auto' }, ...balances.map((balance) => ({ kind, workers: 2, balance }))],
+);
 const runs = new Map<Config, Measured[]>(configs.map((c) => [c, []]));
 for (let round = 0; round < REPS; round++) {
   // Each round in another order, so no configuration always follows the same one.
@@ -173,10 +194,14 @@ const ratioCell = (mine: number[], single: number[]): string => {
 };
 for (const config of configs) {
   const mine = runs.get(config)!;
-  const single = runs.get(configs.find((c) => c.kind === config.kind && c.workers === 1)!)!;
+  const singleKind = config.kind === 'pair' ? 'tcpkit' : config.kind;
+  const single = runs.get(configs.find((c) => c.kind === singleKind && c.workers === 1)!)!;
   const closed = mine.map((r) => r.perMessage);
   const paced = mine.map((r) => r.pacedPerMessage);
-  const name = `${{ tcpkit: '', before: `before (${BEFORE_NAME}), `, plain: 'plain node:net, ' }[config.kind]}${config.workers === 1 ? 'one process' : `workers: ${config.workers}`}`;
+  const name =
+    config.kind === 'pair'
+      ? 'two independent one-process servers (500 conns each)'
+      : `${{ tcpkit: '', before: `before (${BEFORE_NAME}), `, plain: 'plain node:net, ' }[config.kind]}${config.workers === 1 ? 'one process' : `workers: ${config.workers}`}`;
   say(
     `| ${name} | ${config.workers === 1 ? '–' : config.balance} | ${Math.round(median(mine.map((r) => r.rate))).toLocaleString('en-US')} | ${median(closed).toFixed(2)} | ${ratioCell(
       closed,
@@ -184,32 +209,59 @@ for (const config of configs) {
     )} | ${median(paced).toFixed(2)} | ${ratioCell(
       paced,
       single.map((r) => r.pacedPerMessage),
-    )} | ${config.kind !== 'plain' && config.workers > 1 ? mine[0]!.spread : '–'} |`,
+    )} | ${median(mine.map((r) => r.pacedWakeups)).toFixed(1)} / ${median(mine.map((r) => r.pacedPreemptions)).toFixed(1)} | ${mine[0]!.spread} |`,
   );
 }
 
 async function cpuPerMessage(config: Config): Promise<Measured> {
-  const server = await new EchoServer(config.workers, config.balance, true, config.kind).started();
-  const pids = await server.pids();
+  const servers =
+    config.kind === 'pair'
+      ? await Promise.all([0, 1].map(() => new EchoServer(1, 'auto', true).started()))
+      : [await new EchoServer(config.workers, config.balance, true, config.kind).started()];
+  const server = servers[0]!;
+  const ports = servers.map((s) => s.port);
+  const pids = (await Promise.all(servers.map((s) => s.pids()))).flat();
   const serverCpu = (): number => pids.reduce((sum, pid) => sum + cpuUs(pid), 0);
   let spread = '–';
   const marks: number[] = [];
-  const n = await pingPongLoop(server.port, 1000, SECONDS * 1000, async () => {
+  const n = await pingPongLoop(ports, 1000, SECONDS * 1000, async () => {
     marks.push(serverCpu());
-    // At the window's end (after its CPU sample): every connection has been echoing for seconds, and
-    // stats() in the primary is each worker's last report, at most a second old.
-    if (marks.length === 2 && config.kind !== 'plain' && config.workers > 1) {
-      const active = (await server.rows()).map((r) => r.active);
+    // At the window's end (after its CPU sample): every connection has been echoing for seconds.
+    if (marks.length === 2 && (config.kind === 'tcpkit' || config.kind === 'before') && config.workers > 1) {
+      // A stats() asks each worker for a fresh report and returns the last ones: ask until the rows
+      // hold every connection (bounded), so the spread is of this moment, not of a report from before.
+      let active: number[] = [];
+      for (let tries = 0; tries < 30; tries++) {
+        active = (await server.rows()).map((r) => r.active);
+        if (active.reduce((sum, a) => sum + a, 0) >= 1000) break;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
       spread = `${(Math.max(...active) / Math.max(1, Math.min(...active))).toFixed(2)} (${active.join(' / ')})`;
     }
   });
-  const pacedMarks: number[] = [];
-  const paced = await pingPongLoop(server.port, 1000, SECONDS * 1000, () => void pacedMarks.push(serverCpu()), PACED);
-  await server.stop();
+  const pacedMarks: { cpu: number; wakeups: number; preemptions: number }[] = [];
+  const paced = await pingPongLoop(
+    ports,
+    1000,
+    SECONDS * 1000,
+    () => {
+      const counts = pids.map(switches);
+      pacedMarks.push({
+        cpu: serverCpu(),
+        wakeups: counts.reduce((sum, c) => sum + c.wakeups, 0),
+        preemptions: counts.reduce((sum, c) => sum + c.preemptions, 0),
+      });
+    },
+    PACED,
+  );
+  await Promise.all(servers.map((s) => s.stop()));
+  const [start, end] = pacedMarks as [(typeof pacedMarks)[0], (typeof pacedMarks)[0]];
   return {
     rate: n / SECONDS,
     perMessage: (marks[1]! - marks[0]!) / n,
-    pacedPerMessage: (pacedMarks[1]! - pacedMarks[0]!) / paced,
+    pacedPerMessage: (end.cpu - start.cpu) / paced,
+    pacedWakeups: ((end.wakeups - start.wakeups) * 100) / paced,
+    pacedPreemptions: ((end.preemptions - start.preemptions) * 100) / paced,
     spread,
   };
 }
