@@ -156,7 +156,7 @@ say(
 );
 say('');
 say(
-  `Both workers share CPU 0 with each other (and the primary), as one process has it to itself: the same pinning for every row, so the ratio is the overhead of the processes, not a speed-up. Each server is measured closed loop (every answer sends the next message: each server at the rate it reaches, so CPU per message also moves with how many events one wake-up of the event loop finds) and paced at ${PACED.toLocaleString('en-US')} messages/s (the same offered load for every server). Medians of the rounds; a ratio is the median of each round's ratio to the one process of the same round (measured next to it).`,
+  `Both workers share CPU 0 with each other (and the primary), as one process has it to itself: the same pinning for every row, so the ratio is the overhead of the processes, not a speed-up. Each server is measured closed loop (every answer sends the next message: each server at the rate it reaches, so CPU per message also moves with how many events one wake-up of the event loop finds) and paced at ${PACED.toLocaleString('en-US')} messages/s (the same offered load for every server). Medians of the rounds; a ratio is the median of each round's ratio to the one process of the same round (measured next to it). "Two independent one-process servers" is the control: two ordinary servers on CPU 0 with half the connections each, no node:cluster, primary or IPC, so what any second process on the core costs (its ratio is to tcpkit's one process). Wake-ups and preemptions are the voluntary and involuntary context switches of every server process's main thread (its event loop) per 100 messages of the paced window.`,
 );
 say('');
 say(
