@@ -4,7 +4,8 @@
  * pinned to core 0 and redis-benchmark to core 1 (taskset), so each server gets one core as
  * Redis has one main thread. Writes the kv section of docs/benchmarks.md.
  *
- * Run: `node --import tsx bench/kv.ts` (two to three minutes; stops by itself).
+ * Run: `npm run build && node --import tsx bench/kv.ts` (two to three minutes; stops by itself). The kv
+ * servers are `tcpkit serve kv` of the builds (this checkout's, and KV_BENCH_BEFORE's).
  * Env: KV_BENCH_REQUESTS (default 200000), KV_BENCH_REPEAT (runs per cell, default 3),
  * KV_BENCH_OUT (default docs/benchmarks.md; the file must have the kv section markers), KV_BENCH_BEFORE (another
  * checkout, e.g. a clone of main: its kv runs as a third server in the same run, a "before" column).
@@ -26,7 +27,8 @@ import {
 } from './common.js';
 
 /** Another checkout whose kv app runs as a third server in the same run (a "before" column). */
-const BEFORE = process.env.KV_BENCH_BEFORE;
+// An empty KV_BENCH_BEFORE is no before checkout, as if unset.
+const BEFORE = process.env.KV_BENCH_BEFORE || undefined;
 type Which = 'redis' | 'kv' | 'before';
 const REQUESTS = Number(process.env.KV_BENCH_REQUESTS ?? 200_000);
 const OUT = process.env.KV_BENCH_OUT ?? BENCHMARKS_MD;
@@ -113,17 +115,50 @@ async function main(): Promise<void> {
   const redisVersion = /v=(\S+)/.exec(tryExec('redis-server', ['--version']) ?? '')?.[1] ?? 'unknown';
   const load = os.loadavg()[0]!.toFixed(2);
   const [redisPort, kvPort] = await Promise.all([freePort(), freePort()]);
-  const redis = await startProcess(
-    pinned(0, ['redis-server', '--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']),
-    { ready: 'Ready to accept connections', timeoutMs: 15_000 },
+  // Every server started is stopped at the end, also when a later one fails to start.
+  const started: Spawned[] = [];
+  const track = async (server: Promise<Spawned>): Promise<Spawned> => {
+    const s = await server;
+    started.push(s);
+    return s;
+  };
+  process.once('exit', () => {
+    for (const s of started) s.child.kill('SIGKILL');
+  });
+  await track(
+    startProcess(
+      pinned(0, [
+        'redis-server',
+        '--port',
+        String(redisPort),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+      ]),
+      { ready: 'Ready to accept connections', timeoutMs: 15_000 },
+    ),
   );
   const kvAt = (checkout: string, port: number): Promise<Spawned> =>
-    startProcess(pinned(0, [process.execPath, '--import', 'tsx', `${checkout}/packages/cli/src/apps/kv/main.ts`]), {
-      ready: 'kv listening on',
-      env: { PORT: String(port), NODE_OPTIONS: '--conditions=tcpkit-source' },
-      timeoutMs: 15_000,
-    });
-  const kv = await kvAt(fileURLToPath(new URL('..', import.meta.url)), kvPort);
+    track(
+      // As users run it: the built CLI (tsx's transform of the source runs some paths slower).
+      startProcess(
+        pinned(0, [
+          process.execPath,
+          `${checkout}/packages/cli/dist/main.js`,
+          'serve',
+          'kv',
+          '--host',
+          '127.0.0.1',
+          '--port',
+          String(port),
+        ]),
+        { ready: '"msg":"listening"', timeoutMs: 15_000 },
+      ),
+    );
+  await kvAt(fileURLToPath(new URL('..', import.meta.url)), kvPort);
   const beforePort = BEFORE === undefined ? 0 : await freePort();
   const kvBefore = BEFORE === undefined ? null : await kvAt(BEFORE, beforePort);
   const ports: Record<Which, number> = { redis: redisPort, kv: kvPort, before: beforePort };
@@ -161,7 +196,7 @@ async function main(): Promise<void> {
       results.push({ pipeline, redis: medians(runs.redis), kv: medians(runs.kv), before: medians(runs.before) });
     }
   } finally {
-    await Promise.all([redis.stop(), kv.stop(), kvBefore?.stop()]);
+    await Promise.all(started.map((server) => server.stop()));
   }
 
   const rows: string[] = [];
@@ -196,7 +231,7 @@ async function main(): Promise<void> {
 which server goes first; the table shows the median requests/s and the median p99.
 
 - Machine: ${cpuModel()}, ${cores} cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, ${os.type()} ${os.release()}
-- Node.js ${process.version} (kv run through tsx), redis-server ${redisVersion} (Debian package)
+- Node.js ${process.version} (kv: \`tcpkit serve kv\` from the build), redis-server ${redisVersion} (Debian package)
 - Load average when the run started: ${load}${Number(load) > 0.5 ? ' — other work was running on these cores, so treat absolute numbers as approximate; the ratio is measured under the same conditions for both' : ''}
 
 | test | pipeline | redis-server req/s | redis p99 ms | tcpkit kv req/s | kv p99 ms | kv / redis |${kvBefore === null ? '' : ' kv before req/s | before / redis |'}
