@@ -12,11 +12,10 @@
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type * as tcpkit from '../packages/tcpkit/src/index.js';
+import { median, root } from './common.js';
 
 type Lib = Pick<typeof tcpkit, 'ByteQueue' | 'resp'>;
 
-/** This checkout: the build (`npm run build`), as servers run it (tsx's transform of the source is slower). */
-const here = fileURLToPath(new URL('..', import.meta.url));
 
 const PIPELINE = 16;
 const READS = 4096;
@@ -62,12 +61,15 @@ function measure(lib: Lib, input: Buffer[]): number {
     for (let i = 0; i < 20; i++) n += pass();
     rounds.push(Number(process.hrtime.bigint() - start) / n);
   }
-  return rounds.sort((a, b) => a - b)[3]!;
+  return median(rounds);
 }
 
-/** In a child: measures one built library (this checkout's, or another) and prints ns per case. */
+/**
+ * In a child: measures one built library (this checkout's, or another) and prints ns per case. Builds,
+ * as servers run them: tsx's transform of the source runs some paths slower.
+ */
 async function child(dir: string | undefined): Promise<void> {
-  const lib: Lib = await import(`${dir ?? here}/packages/tcpkit/dist/index.js`);
+  const lib: Lib = await import(`${dir ?? root}/packages/tcpkit/dist/index.js`);
   console.log(JSON.stringify(CASES.map(([, request]) => measure(lib, reads(request)))));
 }
 
@@ -91,7 +93,7 @@ if (process.env.RESP_BENCH_CHILD !== undefined) {
     now.push(inChild(undefined));
     if (before) then.push(inChild(before));
   }
-  const med = (runs: number[][], i: number): number => runs.map((run) => run[i]!).sort((a, b) => a - b)[1]!;
+  const med = (runs: number[][], i: number): number => median(runs.map((run) => run[i]!));
   console.log(`| request (${PIPELINE} a read) | ns/request${before ? ' | before ns/request | after ÷ before' : ''} |`);
   console.log(`|---|---:|${before ? '---:|---:|' : ''}`);
   CASES.forEach(([name], i) => {
