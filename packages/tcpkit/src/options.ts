@@ -355,7 +355,6 @@ const RESOLVERS: { [K in keyof ServeOptions]-?: Resolver<K> } = {
 /** Every option `serve()` knows, in the order of `ServeOptions`. */
 export const OPTION_NAMES = Object.keys(RESOLVERS) as (keyof ServeOptions)[];
 
-/** Validates per-connection timeouts (for `conn.setTimeouts`). */
 /**
  * The resolved `keepAlive` as the socket layer takes it: probes on or off, and the idle time before
  * the first probe in ms (0: the system's). One reading for net.Server's sockets and the bare handles.
@@ -367,6 +366,7 @@ export function keepAliveOf(o: ResolvedOptions): { keepAlive: boolean; keepAlive
   };
 }
 
+/** Validates per-connection timeouts (for `conn.setTimeouts`). */
 export function validateTimeouts(t: ConnTimeouts): ConnTimeouts {
   if (t === null || typeof t !== 'object') throw new InvalidOptionError('timeouts', 'must be an object');
   for (const key of Object.keys(t)) {
