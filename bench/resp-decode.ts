@@ -16,7 +16,6 @@ import { median, root } from './common.js';
 
 type Lib = Pick<typeof tcpkit, 'ByteQueue' | 'resp'>;
 
-
 const PIPELINE = 16;
 const READS = 4096;
 
