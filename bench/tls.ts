@@ -7,9 +7,12 @@
 //        [--only echo64,echo4k,churn,resumed,proxy,proxyecho] [--write]
 // The tcpkit server runs the built dist/, as users run it. `--before DIST` (another build's
 // packages/tcpkit/dist/index.js) adds it to every TLS case, in the same alternating rounds, for a before/after.
-// `--warmup` is the unmeasured load before each window (default 1 s; every measurement starts a fresh server,
-// so a short one leaves the JIT compiling in the window). `--only` runs those cases (a whole run with
-// --before takes over five minutes; split it to keep each benchmark lock short).
+// `--warmup` is the unmeasured load before each window (default 6 s for churn, 2 s for echo; every measurement
+// starts a fresh server, so a short one leaves the JIT compiling in the window). `--only` runs those cases (a
+// whole run with --before takes over five minutes; split it to keep each benchmark lock short).
+// Each tcpkit row's CPU ratio is the median of its rounds' ratios to the first row's measurement of the same
+// round, with a distribution-free interval for that median (at least 90%, from 5 rounds): a goal such as
+// 1.10x is met when the interval lies below it, missed when above, undecided when it straddles it.
 // --write rewrites the tls section of docs/benchmarks.md.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -18,13 +21,21 @@ import { join } from 'node:path';
 import type { BenchOptions } from '../packages/cli/src/loadgen/options.js';
 import { runBench } from '../packages/cli/src/loadgen/runner.js';
 import { encodeProxyHeader, parseProxyHeader } from '../packages/tcpkit/src/proxy-protocol.js';
-import { hasTaskset, median as med, pinSelf, startInline, writeSection } from './common.js';
+import { hasTaskset, median as med, pinSelf, startInline, stat, writeSection } from './common.js';
 
 const args = process.argv.slice(2);
 const beforeAt = args.indexOf('--before');
 const before = beforeAt === -1 ? null : args.splice(beforeAt, 2)[1]!;
 const warmupAt = args.indexOf('--warmup');
-const warmupS = warmupAt === -1 ? 1 : Number(args.splice(warmupAt, 2)[1]);
+const warmupS = warmupAt === -1 ? null : Number(args.splice(warmupAt, 2)[1]);
+/**
+ * The unmeasured load before each window, s: `--warmup`, else 6 s for churn and 2 s for echo. A churn
+ * runs tcpkit's per-connection code once per handshake, and the JIT was still compiling it seconds in:
+ * under callgrind, tcpkit ran 1.19x plain's instructions per handshake after 400 handshakes of warm-up
+ * (TurboFan's compile jobs most of the difference) and 1.007x after 3,000; in CPU time, the same churn
+ * measured 1.13x after 1 s of warm-up and 1.07x after 6 s (docs/benchmarks.md, the section of 2026-12-01 22:00).
+ */
+const warmupOf = (load: BenchOptions): number => warmupS ?? (load.mode === 'churn' ? 6 : 2);
 const onlyAt = args.indexOf('--only');
 const only = onlyAt === -1 ? null : new Set(args.splice(onlyAt, 2)[1]!.split(','));
 if (only !== null && process.argv.includes('--write'))
@@ -71,7 +82,7 @@ async function measure(kind: string, load: BenchOptions): Promise<Row> {
     const r = await runBench({
       port: srv.port,
       durationMs: seconds * 1000,
-      warmupMs: warmupS * 1000,
+      warmupMs: warmupOf(load) * 1000,
       serverPid: srv.pid,
       connectTimeoutMs: 20_000,
       ...load,
@@ -88,22 +99,69 @@ async function measure(kind: string, load: BenchOptions): Promise<Row> {
   }
 }
 
+/** One server's rows of a case: the median over the rounds, and each round's measurement. */
+interface Rows {
+  median: Row;
+  rounds: Row[];
+}
+
 /**
  * Rounds alternate between the servers (in turn reversed) so drift in the machine's load hits all alike;
  * `loads` gives each server its own load (the PROXY case sends the header only to the server expecting it).
  */
-async function compare(servers: string[], loads: BenchOptions[]): Promise<Row[]> {
+async function compare(servers: string[], loads: BenchOptions[]): Promise<Rows[]> {
   const rows: Row[][] = servers.map(() => []);
   for (let r = 0; r < rounds; r++) {
     const order = servers.map((_, i) => i);
     if (r % 2 === 1) order.reverse();
-    for (const i of order) rows[i]!.push(await measure(servers[i]!, loads[i]!));
+    for (const i of order) {
+      const row = await measure(servers[i]!, loads[i]!);
+      rows[i]!.push(row);
+      console.error(`  round ${r + 1} ${servers[i]}: ${row.cpuUs.toFixed(1)} µs, ${row.rate.toFixed(0)}/s`);
+    }
   }
   return rows.map((xs) => ({
-    rate: med(xs.map((x) => x.rate)),
-    cpuUs: med(xs.map((x) => x.cpuUs)),
-    resumed: med(xs.map((x) => x.resumed)),
+    median: {
+      rate: med(xs.map((x) => x.rate)),
+      cpuUs: med(xs.map((x) => x.cpuUs)),
+      resumed: med(xs.map((x) => x.resumed)),
+    },
+    rounds: xs,
   }));
+}
+
+/**
+ * A distribution-free confidence interval of the median of `xs` (at least 90%): the k-th smallest and
+ * k-th largest values, k the largest with P(Binomial(n, 1/2) < k) <= 5% (order statistics; no
+ * assumption about how the rounds spread). Null below 5 values, where no such k exists.
+ */
+function medianInterval(xs: number[]): [number, number] | null {
+  const n = xs.length;
+  const sorted = [...xs].sort((a, b) => a - b);
+  let k = 0;
+  let below = 0; // P(Binomial(n, 1/2) < k + 1)
+  let term = 0.5 ** n; // P(Binomial(n, 1/2) = k)
+  while (k < n / 2) {
+    below += term;
+    if (below > 0.05) break;
+    term = (term * (n - k)) / (k + 1);
+    k++;
+  }
+  return k === 0 ? null : [sorted[k - 1]!, sorted[n - k]!];
+}
+
+/**
+ * The CPU ratio of `server` to `base`, paired round by round (the two were measured next to each other,
+ * so a drift in the machine's load between rounds cancels): the median of the rounds' ratios and an
+ * interval for it, which says whether the run can tell the ratio from a goal such as 1.10x.
+ */
+function pairedRatio(server: Rows, base: Rows): string {
+  const ratios = server.rounds.map((x, r) => x.cpuUs / base.rounds[r]!.cpuUs);
+  const ci = medianInterval(ratios);
+  const s = stat(ratios)!;
+  const spread =
+    ci === null ? `rounds ${s.min.toFixed(2)}–${s.max.toFixed(2)}` : `90% CI ${ci[0].toFixed(2)}–${ci[1].toFixed(2)}`;
+  return `**${s.median.toFixed(2)}x** (${spread})`;
 }
 
 const lines: string[] = [];
@@ -166,21 +224,20 @@ const load = (): string =>
     .join(' ');
 const loadAtStart = load();
 lines.push(
-  `Node ${process.version}, ${os.cpus()[0]?.model}, ${os.cpus().length} cores; server on CPU 0, generator on CPU 1${hasTaskset ? '' : ' (no taskset: unpinned)'}; median of ${rounds} alternating rounds of ${seconds} s after ${warmupS} s warm-up; EC P-256 certificate, TLS 1.3. The machine was shared with other engineers' builds and tests: absolute numbers are noisy, the ratios (same run, alternating) are the result.${before === null ? '' : ' "before" is the build named by --before, measured in the same rounds.'}`,
+  `Node ${process.version}, ${os.cpus()[0]?.model}, ${os.cpus().length} cores; server on CPU 0, generator on CPU 1${hasTaskset ? '' : ' (no taskset: unpinned)'}; median of ${rounds} alternating rounds of ${seconds} s after ${warmupS === null ? '6 s (churn) or 2 s (echo) of' : `${warmupS} s`} warm-up; EC P-256 certificate, TLS 1.3. The machine was shared with other engineers' builds and tests: absolute numbers are noisy, the ratios (same run, alternating, each round's pair measured back to back) are the result.${before === null ? '' : ' "before" is the build named by --before, measured in the same rounds.'}`,
   '',
-  '| case | server | rate | server CPU µs per message / handshake / connection | vs the first row |',
-  '|---|---|---|---|---|',
+  '| case | server | rate | server CPU µs per message / handshake / connection | CPU vs the first row, paired by round | rate vs the first row |',
+  '|---|---|---|---|---|---|',
 );
 for (const [key, name, unit, servers, loads] of cases) {
   if (only !== null && !only.has(key)) continue;
   const rows = await compare(servers, loads);
   const base = rows[0]!;
   servers.forEach((server, i) => {
-    const r = rows[i]!;
+    const r = rows[i]!.median;
     // Resumption is checked, not assumed: the generator counts the sessions the server resumed.
     const resumed = loads[i]!.tlsResume ? ` (${(r.resumed * 100).toFixed(0)}% resumed)` : '';
-    const ratio =
-      i === 0 ? '' : `**${(r.cpuUs / base.cpuUs).toFixed(2)}x** CPU, ${(r.rate / base.rate).toFixed(2)}x rate`;
+    const ratio = i === 0 ? ' | ' : `${pairedRatio(rows[i]!, base)} | ${(r.rate / base.median.rate).toFixed(2)}x`;
     lines.push(
       `| ${i === 0 ? name : ''} | ${server} | ${r.rate.toFixed(0)} ${unit}${resumed} | ${r.cpuUs.toFixed(1)} | ${ratio} |`,
     );
