@@ -77,8 +77,7 @@ def handshake(port):
     return ctx.wrap_socket(raw)
 
 
-def echo_once(s):
-    s.sendall(payload)
+def receive_echo(s):
     got = 0
     while got < len(payload):
         data = s.recv(65536)
@@ -99,7 +98,8 @@ def churn(port, n):
                     return
                 left[0] -= 1
             s = handshake(port)
-            echo_once(s)
+            s.sendall(payload)
+            receive_echo(s)
             s.close()
 
     threads = [threading.Thread(target=loop) for _ in range(args.conns)]
@@ -114,12 +114,7 @@ def echo(socks, n):
         for s in socks:
             s.sendall(payload)
         for s in socks:
-            got = 0
-            while got < len(payload):
-                data = s.recv(65536)
-                if not data:
-                    sys.exit('the server closed a connection')
-                got += len(data)
+            receive_echo(s)
 
 
 def measure(name, argv):
