@@ -18,7 +18,9 @@ opens the connections, runs WARM ping-pongs per connection, switches instrumenta
 (PORT is replaced by a free port; tcpkit listens on 127.0.0.1 by default.) --size and --depth (messages
 sent at once per connection) as in compare.py.
 """
-import argparse, glob, os, re, selectors, shlex, socket, subprocess, sys, tempfile, time
+import argparse, selectors, shlex, socket, sys, tempfile
+
+from callgrind_server import counting, free_port, start, total
 
 ap = argparse.ArgumentParser()
 ap.add_argument('--conns', type=int, default=100)
@@ -28,12 +30,6 @@ ap.add_argument('--size', type=int, default=64)
 ap.add_argument('--depth', type=int, default=1)
 ap.add_argument('servers', nargs='+', help='name=command, PORT in the command replaced by the port')
 args = ap.parse_args()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def rounds(socks, n, payload):
@@ -70,18 +66,8 @@ def rounds(socks, n, payload):
 def measure(name, command):
     port = free_port()
     out = tempfile.mkdtemp(prefix=f'instr-{name}-')
-    cmd = ['valgrind', '--tool=callgrind', '--instr-atstart=no', '--smc-check=all-non-file', '--cache-sim=no',
-           f'--callgrind-out-file={out}/cg.%p'] + shlex.split(command.replace('PORT', str(port)))
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = start(name, shlex.split(command.replace('PORT', str(port))), out, port)
     try:
-        for _ in range(600):
-            try:
-                socket.create_connection(('127.0.0.1', port), timeout=0.2).close()
-                break
-            except OSError:
-                if p.poll() is not None:
-                    sys.exit(f'{name} exited before listening')
-                time.sleep(0.2)
         socks = []
         for _ in range(args.conns):
             s = socket.create_connection(('127.0.0.1', port))
@@ -90,22 +76,15 @@ def measure(name, command):
             socks.append(s)
         payload = b'x' * (args.size * args.depth)
         rounds(socks, args.warm, payload)
-        subprocess.run(['callgrind_control', '-i', 'on', str(p.pid)], capture_output=True, check=True)
+        counting(p, True)
         rounds(socks, args.msgs, payload)
-        subprocess.run(['callgrind_control', '-i', 'off', str(p.pid)], capture_output=True, check=True)
-        subprocess.run(['callgrind_control', '-d', str(p.pid)], capture_output=True, check=True)
+        counting(p, False)
         for s in socks:
             s.close()
     finally:
         p.terminate()
         p.wait()
-    total = 0  # one file per dump; each has a totals: line
-    for f in glob.glob(f'{out}/cg.*'):
-        for line in open(f):
-            m = re.match(r'totals: (\d+)', line)
-            if m:
-                total += int(m.group(1))
-    return total / (args.conns * args.msgs * args.depth)
+    return total(out) / (args.conns * args.msgs * args.depth)
 
 
 results = {}

@@ -23,7 +23,9 @@ by a free port). Both use an EC P-256 certificate made for the run. The warm-up 
 the JIT to settle: with 400 handshakes, TurboFan's compile jobs were a fifth of tcpkit's count. `--keep`
 leaves the callgrind files (callgrind_annotate them to see the functions).
 """
-import argparse, glob, os, re, shlex, shutil, socket, ssl, subprocess, sys, tempfile, threading, time
+import argparse, os, shlex, shutil, socket, ssl, subprocess, sys, tempfile, threading
+
+from callgrind_server import counting, free_port, start, total
 
 ap = argparse.ArgumentParser()
 ap.add_argument('--mode', choices=['churn', 'echo'], default='churn')
@@ -63,12 +65,6 @@ def server_command(spec):
     if rest.endswith('.js') and ' ' not in rest:
         return name, ['node', '-e', TCPKIT, 'PORT', os.path.abspath(rest)]
     return name, shlex.split(rest)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def handshake(port):
@@ -121,45 +117,26 @@ def measure(name, argv):
     port = free_port()
     out = os.path.join(work, name)
     os.mkdir(out)
-    cmd = ['valgrind', '--tool=callgrind', '--instr-atstart=no', '--smc-check=all-non-file', '--cache-sim=no',
-           f'--callgrind-out-file={out}/cg.%p'] + [a.replace('PORT', str(port)) for a in argv]
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = start(name, [a.replace('PORT', str(port)) for a in argv], out, port)
     try:
-        for _ in range(600):
-            try:
-                socket.create_connection(('127.0.0.1', port), timeout=0.2).close()
-                break
-            except OSError:
-                if p.poll() is not None:
-                    sys.exit(f'{name} exited before listening')
-                time.sleep(0.2)
         socks = []
         if args.mode == 'churn':
             churn(port, args.warm)
         else:
             socks = [handshake(port) for _ in range(args.conns)]
             echo(socks, args.warm)
-        subprocess.run(['callgrind_control', '-i', 'on', str(p.pid)], capture_output=True, check=True)
+        counting(p, True)
         if args.mode == 'churn':
             churn(port, args.count)
         else:
             echo(socks, args.count)
-        subprocess.run(['callgrind_control', '-i', 'off', str(p.pid)], capture_output=True, check=True)
-        subprocess.run(['callgrind_control', '-d', str(p.pid)], capture_output=True, check=True)
+        counting(p, False)
         for s in socks:
             s.close()
     finally:
         p.terminate()
         p.wait()
-    ops = args.count if args.mode == 'churn' else args.count * args.conns
-    total = 0  # one file per dump; each has a totals: line
-    files = glob.glob(f'{out}/cg.*')
-    for f in files:
-        for line in open(f):
-            m = re.match(r'totals: (\d+)', line)
-            if m:
-                total += int(m.group(1))
-    return total / ops
+    return total(out) / (args.count if args.mode == 'churn' else args.count * args.conns)
 
 
 results = {}
