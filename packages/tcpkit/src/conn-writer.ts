@@ -85,8 +85,9 @@ const spares: ConnWriter[] = [];
 const MAX_SPARES = 64;
 
 export class ConnWriter extends WriteQueue implements HandleWriteSink {
-  #core: ConnCore;
-  #socket: Socket;
+  /** The connection served; null while a spare, so a closed connection is not kept alive by the spares. */
+  #core: ConnCore | null;
+  #socket: Socket | null;
   /** Writes straight to the socket's handle (plain TCP); null: through the socket's stream. */
   #handle: HandleWriter | null;
   #scheduled = false;
@@ -147,18 +148,21 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink {
     ) {
       return false;
     }
+    this.#core = null;
+    this.#socket = null;
+    this.#handle.moveTo(null);
     spares.push(this);
     return true;
   }
 
   /** Bytes handed to the socket that have not reached the kernel. */
   get #handedOut(): number {
-    return this.#handle === null ? this.#socket.writableLength : this.#handle.pendingBytes;
+    return this.#handle === null ? this.#socket!.writableLength : this.#handle.pendingBytes;
   }
 
   /** Output handed to the socket waits for the kernel (the deadline policy's writePending). */
   get waitsForKernel(): boolean {
-    return this.#handle === null ? this.#socket.writableLength > 0 : this.#handle.busy;
+    return this.#handle === null ? this.#socket!.writableLength > 0 : this.#handle.busy;
   }
 
   /** Bytes accepted by `write()` and not yet handed to the kernel. */
@@ -196,7 +200,7 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink {
       encoder.encode(item, this.#sink);
     } catch (error) {
       // Never send part of a frame: drop what the encoder pushed before it threw.
-      if (this.#core.error === null) this.restore(mark);
+      if (this.#core!.error === null) this.restore(mark);
       return handled(Promise.reject(error));
     }
     return this.#settle(before, this.#frameHasCallerBuffer);
@@ -208,7 +212,7 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink {
    * accepted whatever its size; only piling on top of a full buffer makes a slow consumer.
    */
   #settle(before: number, callerBuffer: boolean): Promise<void> {
-    const core = this.#core;
+    const core = this.#core!;
     if (core.error !== null) return handled(Promise.reject(core.error));
     const { maxQueuedBytes, maxWriteBuffer } = core.options;
     let wait: SharedWait | null = null;
@@ -235,14 +239,15 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink {
   }
 
   #writeState(): Error | null {
-    if (this.#core.error !== null) return this.#core.error;
-    if (this.#core.phase !== OPEN) return new ConnectionClosedError('write after end');
+    const core = this.#core!;
+    if (core.error !== null) return core.error;
+    if (core.phase !== OPEN) return new ConnectionClosedError('write after end');
     return null;
   }
 
   /** Queues `data` and schedules the flush; says whether it was queued as the caller's own buffer (not copied). */
   #enqueue(data: WriteData): boolean {
-    const core = this.#core;
+    const core = this.#core!;
     if (core.error !== null || core.phase !== OPEN) return false;
     const len = byteLength(data);
     if (len === 0) return false;
@@ -266,7 +271,7 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink {
    */
   flush(): void {
     this.#scheduled = false;
-    const core = this.#core;
+    const core = this.#core!;
     if (core.error !== null || core.phase === CLOSED || this.waitsForKernel) return;
     this.#handOut();
   }
@@ -281,14 +286,15 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink {
     this.clear();
     if (this.#handle !== null) this.#toHandle(this.#handle, first, rest, pooled, bytes);
     else this.#toStream(first, rest, pooled, bytes);
-    if (this.#core.error !== null) return; // the write failed at once: the connection is over
+    const core = this.#core!;
+    if (core.error !== null) return; // the write failed at once: the connection is over
     if (this.waitsForKernel) {
-      const t = this.#core.timers;
+      const t = core.timers;
       this.#seenLength = this.#handedOut;
       this.#seenQueue = this.#queueSize();
       if (t.writeBlockedSince === 0) {
         t.writeBlockedSince = deadlines.now();
-        if (t.writeTimeout > 0) this.#core.armAt(t.writeBlockedSince + t.writeTimeout);
+        if (t.writeTimeout > 0) core.armAt(t.writeBlockedSince + t.writeTimeout);
       }
     } else {
       this.#allTaken();
@@ -311,7 +317,7 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink {
 
   /** TLS and the fallback: through the socket's Writable. */
   #toStream(first: WriteData, rest: WriteData[] | null, pooled: Buffer[] | null, bytes: number): void {
-    const socket = this.#socket;
+    const socket = this.#socket!;
     // A failed write may still be referenced by libuv: only a completed one gives its buffers back.
     const release = pooled === null ? undefined : (err?: Error | null): void => (err ? undefined : releaseAll(pooled));
     // The socket's writable high-water mark is 1 byte (see server.ts), so write() returns false
@@ -335,7 +341,7 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink {
 
   /** libuv's count of bytes it has not yet written to the kernel (updated as the kernel takes them). */
   #queueSize(): number {
-    const size = (this.#socket as unknown as { _handle: SocketHandle })._handle?.writeQueueSize;
+    const size = (this.#socket as unknown as { _handle: SocketHandle } | null)?._handle?.writeQueueSize;
     return typeof size === 'number' ? size : 0;
   }
 
@@ -357,21 +363,23 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink {
 
   /** HandleWriteSink: the handle's last write in flight completed (the stream path's 'drain'). */
   onHandleDrained(): void {
-    this.#core.onDrain();
+    this.#core!.onDrain();
   }
 
   /** HandleWriteSink: a handle write failed: end this connection with the error, as the socket's 'error' would. */
   onHandleError(error: Error): void {
-    this.#core.onError(error);
-    this.#core.destroy();
+    const core = this.#core!;
+    core.onError(error);
+    core.destroy();
   }
 
   /** Everything handed out reached the kernel. Hand it what queued meanwhile. */
   onDrain(): void {
-    this.#core.timers.writeBlockedSince = 0;
+    const core = this.#core!;
+    core.timers.writeBlockedSince = 0;
     if (this.callerBuffers === 0) this.#wake('taken');
     if (this.first !== null || this.tail !== null) this.#handOut();
-    if (this.queuedBytes < this.#core.options.maxWriteBuffer) this.#wake('belowMark');
+    if (this.queuedBytes < core.options.maxWriteBuffer) this.#wake('belowMark');
   }
 
   /** Everything queued reached the kernel. */
@@ -391,7 +399,7 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink {
   /** Flushes queued writes (and `data`) and sends FIN; resolves once everything is out. */
   end(data?: WriteData): Promise<void> {
     if (this.#endPromise !== null) return this.#endPromise;
-    const core = this.#core;
+    const core = this.#core!;
     if (core.error !== null) return handled(Promise.reject(core.error));
     if (core.phase === CLOSED) return handled(Promise.reject(new ConnectionClosedError()));
     if (data !== undefined) this.#enqueue(data);
@@ -402,7 +410,7 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink {
     this.#handOut();
     this.#endPromise = handled(
       new Promise<void>((resolve, reject) => {
-        this.#socket.end((err?: Error | null) => {
+        this.#socket!.end((err?: Error | null) => {
           // Destroyed before the flush finished (a deadline, a reset): the data did not all leave.
           if (core.error === null && err)
             core.error = new ConnectionClosedError(`connection closed: ${err.message}`, err);

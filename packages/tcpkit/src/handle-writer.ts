@@ -148,7 +148,8 @@ function onWriteComplete(this: WriteReq, status: number): void {
 
 /** One connection's writes to its handle. */
 export class HandleWriter {
-  #socket: Socket;
+  /** Null while its ConnWriter is a spare (see ConnWriter#release). */
+  #socket: Socket | null;
   #sink: HandleWriteSink;
   /** Writes in flight (the kernel did not take them at once). */
   #inFlight = 0;
@@ -158,8 +159,8 @@ export class HandleWriter {
     this.#sink = sink;
   }
 
-  /** Moves this writer, with nothing in flight, to another connection's socket (see ConnWriter.acquire). */
-  moveTo(socket: Socket): void {
+  /** Moves this writer, with nothing in flight, to another connection's socket (see ConnWriter.acquire), or to none. */
+  moveTo(socket: Socket | null): void {
     this.#socket = socket;
   }
 
@@ -232,7 +233,7 @@ export class HandleWriter {
   completed(status: number, pooled: Buffer[] | null): void {
     this.#inFlight--;
     // Destroyed meanwhile (a deadline, a reset, a slow consumer): libuv cancelled the write.
-    if (this.#socket.destroyed) return;
+    if (this.#socket!.destroyed) return;
     if (status < 0) {
       this.#sink.onHandleError(writeError(status));
       return;

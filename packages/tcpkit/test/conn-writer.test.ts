@@ -1,12 +1,14 @@
 // Conn's write path (src/conn-writer.ts): write, backpressure, the slow consumer, writeFrame, end.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { lines } from '../src/framing/index.js';
 import type { Encoder } from '../src/framing/types.js';
 import { type Conn, serve } from '../src/index.js';
 import {
   assertPending,
   ChannelProbe,
+  Child,
   codeOf,
   connect,
   deferred,
@@ -280,6 +282,20 @@ describe('Conn#write: writers handed back while parked', () => {
       );
     },
   );
+
+  it('keeps nothing of a closed connection alive through the spare writer it handed back', TEST, async () => {
+    // In a child with --expose-gc: a connection answers once, parks (its writer goes to the spares), and
+    // is reset by its peer; once closed and collected, a WeakRef to its Conn must be empty.
+    const child = fileURLToPath(new URL('./fixtures/spare-writer-child.ts', import.meta.url));
+    const proc = new Child(process.execPath, ['--expose-gc', '--import', 'tsx', child]);
+    try {
+      const { collected } = await proc.json<{ collected: boolean }>('collected');
+      assert.equal(collected, true, 'the closed connection was collected');
+      assert.deepEqual(await within(proc.exited, 10_000, 'the child to exit'), { code: 0, signal: null });
+    } finally {
+      proc.kill();
+    }
+  });
 });
 
 describe('Conn#write: slow consumer', () => {
