@@ -64,12 +64,14 @@ class RareState {
 }
 type SocketWithCore = Socket & { [kCore]: ConnCore };
 
-/** The state behind one accepted connection; the server holds it, the handler gets `conn`. */
-export class ConnCore implements DeadlineEntry {
+/**
+ * The state behind one accepted connection; the server holds it, the handler gets `conn`. Its timers
+ * (conn-deadlines.ts) are its own fields, inherited (one object less per connection).
+ */
+export class ConnCore extends ConnTimers implements DeadlineEntry {
   readonly conn: Conn;
   readonly socket: Socket;
   readonly host: ConnHost;
-  readonly timers: ConnTimers;
   readonly reader: ConnReader;
   /** Created on the first write. */
   writer: ConnWriter | null = null;
@@ -88,11 +90,11 @@ export class ConnCore implements DeadlineEntry {
 
   /** `origin`: the addresses and first bytes a PROXY header gave, if any. */
   constructor(socket: Socket, host: ConnHost, lease: Lease, origin?: ConnOrigin) {
+    super(host.options, deadlines.now());
     this.socket = socket;
     this.lease = lease;
     this.host = host;
-    this.timers = new ConnTimers(host.options, deadlines.now());
-    this.reader = new ConnReader(this, socket, this.timers, host.options.maxReadBuffer);
+    this.reader = new ConnReader(this, socket, this, host.options.maxReadBuffer);
     this.conn = newConn(this, lease.peer, origin);
     (socket as SocketWithCore)[kCore] = this;
     // A TLS socket's stream may hold input decrypted with the handshake (sent with the client's Finished):
@@ -112,6 +114,11 @@ export class ConnCore implements DeadlineEntry {
     this.arm();
     if (origin?.initial) this.reader.onData(origin.initial);
     socket.resume();
+  }
+
+  /** The connection's timeouts and clock readings: its own fields (see the class). */
+  get timers(): ConnTimers {
+    return this;
   }
 
   /** The server's options (read through the host: one field less per connection). */
