@@ -32,10 +32,13 @@ export class Connections {
   readonly gate: Gate;
   /** The TLS stage, with `tls`. */
   readonly tls: TlsTerminator | null;
-  /** Connections whose handler is running. */
+  /**
+   * Connections whose handler is running (their sockets may have closed), then, once it has ended,
+   * those whose socket is still open (lingering): each connection is in one set at a time, so an idle
+   * one costs one set entry, not two. Waiting ones are the gate's.
+   */
   readonly running = new Set<ConnCore>();
-  /** Every connection whose socket is not yet closed: running or lingering (waiting ones are the gate's). */
-  readonly unclosed = new Set<ConnCore>();
+  readonly lingering = new Set<ConnCore>();
   /** Sockets reading their PROXY header (before the gate). */
   readonly inProxyStage = new Set<Socket>();
   /** What the PROXY stage learnt of a socket, from its header until its Conn is made. */
@@ -237,7 +240,6 @@ export class Connections {
     const conn = core.conn;
     this.counters.served++;
     this.running.add(core);
-    this.unclosed.add(core);
     if (this.#signal.aborted) core.drain(this.#signal.reason as Error);
     if (channels.open.hasSubscribers) channels.open.publish({ server: this.#server, conn, waitMs });
     // Plain promise reactions rather than an async wrapper: a suspended async function keeps a
@@ -265,7 +267,14 @@ export class Connections {
       core.handlerEnded(error instanceof Error ? error : new Error(String(error)));
     }
     this.running.delete(core);
+    if (core.phase !== CLOSED) this.lingering.add(core);
     this.#releaseSlot(core);
+  }
+
+  /** Every connection whose socket is not yet closed: running or lingering. */
+  *unclosed(): IterableIterator<ConnCore> {
+    for (const c of this.running) if (c.phase !== CLOSED) yield c;
+    yield* this.lingering;
   }
 
   /**
@@ -298,7 +307,7 @@ export class Connections {
   }
 
   #onSocketClosed(core: ConnCore): void {
-    this.unclosed.delete(core);
+    this.lingering.delete(core);
     core.lease.releaseDescriptor();
     this.#releaseSlot(core);
     this.counters.bytesRead += core.socket.bytesRead;

@@ -61,8 +61,10 @@ export interface StatsSources {
   readonly gate: Gate;
   /** Connections whose handler is running. */
   readonly running: ReadonlySet<ConnCore>;
-  /** Connections whose socket is not closed: running or lingering. */
-  readonly unclosed: ReadonlySet<ConnCore>;
+  /** Connections whose handler has ended and whose socket is not closed. */
+  readonly lingering: ReadonlySet<ConnCore>;
+  /** Every connection whose socket is not closed: running or lingering. */
+  unclosed(): Iterable<ConnCore>;
 }
 
 /** A snapshot of the counters, with the bytes and queues of open connections summed in. */
@@ -71,7 +73,7 @@ export function readStats(from: StatsSources, options: ResolvedOptions): ServerS
   let bytesRead = s.bytesRead;
   let bytesWritten = s.bytesWritten;
   let queuedBytes = 0;
-  for (const c of from.unclosed) {
+  for (const c of from.unclosed()) {
     bytesRead += c.socket.bytesRead;
     bytesWritten += c.socket.bytesWritten;
     queuedBytes += c.queuedBytes;
@@ -88,7 +90,7 @@ export function readStats(from: StatsSources, options: ResolvedOptions): ServerS
     slowConsumers: s.slowConsumers,
     errors: s.errors,
     acceptErrors: s.acceptErrors,
-    lingering: from.unclosed.size - from.running.size,
+    lingering: from.lingering.size,
     queuedBytes,
     descriptors: from.gate.descriptors,
     limits: { maxConnections: options.maxConnections, maxWaiting: options.maxWaiting },

@@ -41,7 +41,7 @@ export async function drainConnections(
   }
   // Lingering closes of finished handlers get what is left of the timeout: one whose output
   // still waits for a peer that does not read would otherwise linger up to writeTimeout.
-  const open = [...conns.unclosed];
+  const open = [...conns.unclosed()];
   const socketsClosed = Promise.all(open.map((c) => c.closed()));
   await Promise.race([socketsClosed, deadline]);
   for (const c of open) c.destroy();
