@@ -24,6 +24,18 @@ let nextId = 1;
 export let newConn: (core: ConnCore, remoteAddress: string, origin: ConnOrigin | undefined) => Conn;
 
 /**
+ * What only some connections have of their own: a PROXY header's addresses and TLVs, a TLS session, or
+ * the local end of a socket accepted by a wildcard listener. Every other connection reads its local end
+ * from the listener (ConnHost.local), so it holds four fields less.
+ */
+interface ConnExtras {
+  readonly localAddress: string;
+  readonly localPort: number;
+  readonly proxy: ConnProxyInfo | null;
+  readonly tls: ConnTlsInfo | null;
+}
+
+/**
  * One accepted connection, handed to the handler. Reads are pulled (`read`, `readExactly`,
  * `frames`, `for await`), writes respect backpressure (`await write`), every deadline of the
  * server applies, and `signal` aborts when the connection ends, times out or the server drains.
@@ -34,17 +46,8 @@ export class Conn implements AsyncIterable<Buffer> {
   /** The peer's IP address (IPv4-mapped IPv6 addresses are given as IPv4). */
   readonly remoteAddress: string;
   readonly remotePort: number;
-  /** The local address the peer connected to (IPv4-mapped IPv6 given as IPv4). */
-  readonly localAddress: string;
-  readonly localPort: number;
-  /**
-   * The load balancer this connection came through, with what its PROXY header said (v2 TLVs), or null
-   * without `proxyProtocol`. `remoteAddress` and friends are then the client's, from the header.
-   */
-  readonly proxy: ConnProxyInfo | null;
-  /** The TLS session (protocol, cipher, ALPN, SNI name, client certificate), or null without `tls`. */
-  readonly tls: ConnTlsInfo | null;
   #core: ConnCore;
+  #extras: ConnExtras | null;
 
   // Made by ConnCore only (see the static block).
   private constructor(core: ConnCore, remoteAddress: string, origin: ConnOrigin | undefined) {
@@ -56,16 +59,46 @@ export class Conn implements AsyncIterable<Buffer> {
     this.remoteAddress = remoteAddress;
     this.remotePort = origin?.remotePort ?? accepted.remotePort ?? 0;
     const local = core.host.local;
-    // Asked of the socket only behind a wildcard listener; at once, as a closed socket no longer answers.
-    this.localAddress = origin?.localAddress ?? local.address ?? normalizeAddress(accepted.localAddress ?? '');
-    this.localPort = origin?.localPort ?? local.port;
-    this.proxy = origin?.proxy ?? null;
-    // Taken at once: a closed TLS socket no longer answers.
-    this.tls = socket instanceof TLSSocket ? tlsInfo(socket, core.options.tls?.requestCert === true) : null;
+    const secure = socket instanceof TLSSocket;
+    if (origin === undefined && local.address !== null && !secure) {
+      this.#extras = null;
+      return;
+    }
+    this.#extras = {
+      // Asked of the socket only behind a wildcard listener; at once, as a closed socket no longer answers.
+      localAddress: origin?.localAddress ?? local.address ?? normalizeAddress(accepted.localAddress ?? ''),
+      localPort: origin?.localPort ?? local.port,
+      proxy: origin?.proxy ?? null,
+      // Taken at once: a closed TLS socket no longer answers.
+      tls: secure ? tlsInfo(socket, core.options.tls?.requestCert === true) : null,
+    };
   }
 
   static {
     newConn = (core, remoteAddress, origin) => new Conn(core, remoteAddress, origin);
+  }
+
+  /** The local address the peer connected to (IPv4-mapped IPv6 given as IPv4). */
+  get localAddress(): string {
+    // Without extras the listener listens on one address (see the constructor).
+    return this.#extras === null ? this.#core.host.local.address! : this.#extras.localAddress;
+  }
+
+  get localPort(): number {
+    return this.#extras === null ? this.#core.host.local.port : this.#extras.localPort;
+  }
+
+  /**
+   * The load balancer this connection came through, with what its PROXY header said (v2 TLVs), or null
+   * without `proxyProtocol`. `remoteAddress` and friends are then the client's, from the header.
+   */
+  get proxy(): ConnProxyInfo | null {
+    return this.#extras === null ? null : this.#extras.proxy;
+  }
+
+  /** The TLS session (protocol, cipher, ALPN, SNI name, client certificate), or null without `tls`. */
+  get tls(): ConnTlsInfo | null {
+    return this.#extras === null ? null : this.#extras.tls;
   }
 
   /** Aborts when the connection fails, closes, or the server starts draining; `reason` is a TcpkitError. */
