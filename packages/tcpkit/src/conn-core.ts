@@ -80,19 +80,25 @@ export class ConnCore extends ConnTimers implements DeadlineEntry {
   error: Error | null = null;
   /** DeadlineEntry slot. */
   tick = -1;
-  /** Its share of the server's limits (slot, per-peer count, descriptor), given back by the server. */
-  readonly lease: Lease;
+  /**
+   * Its shares of the server's limits (slot, per-peer count, descriptor, as gate.ts's bits), handed
+   * over from its Lease at admission and given back by the server through Gate#give.
+   */
+  shares: number;
   /** Settles when the handler has settled (set by the server). */
   handlerSettled: Promise<void> = RESOLVED;
 
   #rare: RareState | null = null;
   #lingerUntil = 0;
 
-  /** `origin`: the addresses and first bytes a PROXY header gave, if any. */
+  /**
+   * `lease`: what the gate admitted it under (its shares move to the connection); `origin`: the
+   * addresses and first bytes a PROXY header gave, if any.
+   */
   constructor(socket: Socket, host: ConnHost, lease: Lease, origin?: ConnOrigin) {
     super(host.options, deadlines.now());
     this.socket = socket;
-    this.lease = lease;
+    this.shares = lease.handOver();
     this.host = host;
     this.reader = new ConnReader(this, socket, this, host.options.maxReadBuffer);
     this.conn = newConn(this, lease.peer, origin);

@@ -16,7 +16,10 @@ import {
 } from './errors.js';
 import type { ConnTimeouts } from './options.js';
 
-/** A connection's timeouts (ms, 0 = no limit) and the clock readings they run from (0 = not started). */
+/**
+ * A connection's timeouts (ms, 0 = no limit) and the clock readings they run from (0 = not started).
+ * ConnCore extends it, so a connection's timers are fields of its core, not an object of their own.
+ */
 export class ConnTimers {
   /**
    * The timeouts in force: the server's options, shared by all its connections, until
@@ -93,19 +96,23 @@ export interface HandlerState {
 
 /** The earliest deadline in force that lies after `after` (default: any), or +Infinity. */
 export function nextDeadline(t: ConnTimers, after = Number.NEGATIVE_INFINITY): number {
+  // No closure to collect the minimum: this runs at every accept and first read, and a closure
+  // would be garbage made per connection.
   let at = Number.POSITIVE_INFINITY;
-  const consider = (d: number): void => {
-    if (d > after && d < at) at = d;
-  };
-  if (t.maxLifetime > 0) consider(t.startedAt + t.maxLifetime);
-  if (t.writeTimeout > 0 && t.writeBlockedSince > 0) consider(t.writeBlockedSince + t.writeTimeout);
+  if (t.maxLifetime > 0) at = earliest(at, t.startedAt + t.maxLifetime, after);
+  if (t.writeTimeout > 0 && t.writeBlockedSince > 0) at = earliest(at, t.writeBlockedSince + t.writeTimeout, after);
   if (t.lastReadAt === 0) {
-    if (t.firstByteTimeout > 0) consider(t.startedAt + t.firstByteTimeout);
+    if (t.firstByteTimeout > 0) at = earliest(at, t.startedAt + t.firstByteTimeout, after);
   } else if (t.idleTimeout > 0) {
-    consider(t.lastReadAt + t.idleTimeout);
+    at = earliest(at, t.lastReadAt + t.idleTimeout, after);
   }
-  if (t.frameTimeout > 0 && t.frameStartAt > 0) consider(t.frameStartAt + t.frameTimeout);
+  if (t.frameTimeout > 0 && t.frameStartAt > 0) at = earliest(at, t.frameStartAt + t.frameTimeout, after);
   return at;
+}
+
+/** `d` if it lies after `after` and before `at`, else `at`. */
+function earliest(at: number, d: number, after: number): number {
+  return d > after && d < at ? d : at;
 }
 
 /**

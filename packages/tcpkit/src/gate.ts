@@ -23,9 +23,12 @@ export interface GateHost {
   shed(socket: Socket): void;
 }
 
-const DESCRIPTOR = 1;
+/** The shares of the server's limits a socket may hold, as bits (see Lease). */
+export const DESCRIPTOR = 1;
 const PEER = 2;
 const SLOT = 4;
+/** The slot and the per-peer count: given back together, once the handler is done and its output delivered. */
+export const SLOT_SHARES = PEER | SLOT;
 
 /**
  * What one accepted socket holds of the server's limits: a descriptor (from accept to close), a
@@ -51,7 +54,7 @@ export class Lease {
 
   /** Gives back the slot and the per-peer count: the handler is done and its output delivered. */
   releaseSlot(): void {
-    this.#give(PEER | SLOT);
+    this.#give(SLOT_SHARES);
   }
 
   /** Gives back the descriptor: the socket is closed (a running handler keeps its slot until it ends). */
@@ -64,11 +67,19 @@ export class Lease {
     this.#give(DESCRIPTOR | PEER | SLOT);
   }
 
+  /**
+   * Hands what this lease holds to the connection admitted under it, which keeps the bits as a field
+   * of its own and gives them back with Gate#give (one object less per running connection). The
+   * lease holds nothing after.
+   */
+  handOver(): number {
+    const held = this.#held;
+    this.#held = 0;
+    return held;
+  }
+
   #give(what: number): void {
-    const given = this.#held & what;
-    if (given === 0) return;
-    this.#held &= ~what;
-    this.#gate.returned(this.peer, (given & PEER) !== 0, (given & SLOT) !== 0, (given & DESCRIPTOR) !== 0);
+    this.#held = this.#gate.give(this.peer, this.#held, what);
   }
 }
 
@@ -264,7 +275,17 @@ export class Gate {
     }
   }
 
-  /** @internal for Lease: what a lease gave back. A freed slot admits the longest-waiting connections. */
+  /**
+   * @internal gives back the shares `what` of `held` (a lease's, or those of the connection it was
+   * handed over to) taken for `peer`; returns the shares still held. Giving back twice gives nothing.
+   */
+  give(peer: string, held: number, what: number): number {
+    const given = held & what;
+    if (given !== 0) this.returned(peer, (given & PEER) !== 0, (given & SLOT) !== 0, (given & DESCRIPTOR) !== 0);
+    return held & ~what;
+  }
+
+  /** @internal what a lease gave back. A freed slot admits the longest-waiting connections. */
   returned(peer: string, perPeer: boolean, slot: boolean, descriptor: boolean): void {
     if (descriptor) this.#descriptors--;
     if (perPeer && this.#o.maxConnectionsPerPeer > 0) {

@@ -10,7 +10,7 @@ import { normalizeAddress } from './conn.js';
 import { ConnCore, type ConnHost } from './conn-core.js';
 import { CLOSED } from './conn-state.js';
 import { HandshakeTimeoutError, type ProxyProtocolError, SlowConsumerError, type TimeoutError } from './errors.js';
-import { Gate, type Lease, UNIX_PEER, type WaitedInput } from './gate.js';
+import { DESCRIPTOR, Gate, type Lease, SLOT_SHARES, UNIX_PEER, type WaitedInput } from './gate.js';
 import { keepAliveOf, type ResolvedOptions } from './options.js';
 import { type ConnOrigin, directOrigin, originOf, type ResolvedProxyProtocol, readProxyHeader } from './proxy-stage.js';
 import type { Handler, RejectReason, Server } from './server.js';
@@ -286,7 +286,7 @@ export class Connections {
   #releaseSlot(core: ConnCore): void {
     if (this.running.has(core)) return;
     if (core.phase !== CLOSED && core.queuedBytes > 0) return;
-    core.lease.releaseSlot();
+    core.shares = this.gate.give(core.conn.remoteAddress, core.shares, SLOT_SHARES);
   }
 
   /** The gate (or the PROXY stage) turned a socket away. */
@@ -308,7 +308,7 @@ export class Connections {
 
   #onSocketClosed(core: ConnCore): void {
     this.lingering.delete(core);
-    core.lease.releaseDescriptor();
+    core.shares = this.gate.give(core.conn.remoteAddress, core.shares, DESCRIPTOR);
     this.#releaseSlot(core);
     this.counters.bytesRead += core.socket.bytesRead;
     this.counters.bytesWritten += core.socket.bytesWritten;
