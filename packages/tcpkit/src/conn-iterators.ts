@@ -1,22 +1,11 @@
 /**
- * The handler's iterators over a connection's input: `for await (const chunk of conn)`,
- * `conn.frames(decoder)` and `conn.frameBatches(decoder)`. Each pulls from the connection's
- * {@link ConnReader}; the frame iterators decode what is buffered without waiting and park on the
- * reader only when it holds no whole frame.
+ * The handler's iterators over decoded frames: `conn.frames(decoder)` and `conn.frameBatches(decoder)`.
+ * Each pulls from the connection's {@link ConnReader}, decodes what is buffered without waiting and
+ * parks on the reader only when it holds no whole frame. (`for await (const chunk of conn)` needs no
+ * object of its own: the reader is its iterator, ConnReader#next.)
  */
 import { type ConnReader, END, NEED_MORE } from './conn-reader.js';
 import type { Decoder } from './framing/types.js';
-
-/** `for await (const chunk of conn)`. */
-export class ChunkIterator implements AsyncIterator<Buffer> {
-  #reader: ConnReader;
-  constructor(reader: ConnReader) {
-    this.#reader = reader;
-  }
-  next(): Promise<IteratorResult<Buffer>> {
-    return this.#reader.nextChunk();
-  }
-}
 
 const DONE: IteratorResult<never> = Object.freeze({ value: undefined, done: true }) as IteratorResult<never>;
 

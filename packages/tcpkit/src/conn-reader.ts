@@ -32,7 +32,7 @@ export const END: unique symbol = Symbol('end of input');
 const EOF = 1;
 const DRAINING = 2;
 
-export class ConnReader implements HandlerState {
+export class ConnReader implements HandlerState, AsyncIterator<Buffer> {
   #core: ConnCore;
   #socket: Socket;
   #timers: ConnTimers;
@@ -120,7 +120,11 @@ export class ConnReader implements HandlerState {
     return out;
   }
 
-  nextChunk(): Promise<IteratorResult<Buffer>> {
+  /**
+   * The next chunk as an iterator step: `for await (const chunk of conn)` iterates the reader itself
+   * (conn.ts), so a connection holds no iterator object of its own while it waits.
+   */
+  next(): Promise<IteratorResult<Buffer>> {
     if (this.buffered > 0) return Promise.resolve({ value: this.#takeChunk(), done: false });
     const error = this.#core.error;
     if (error !== null) return Promise.reject(error);

@@ -5,7 +5,7 @@
  */
 import { TLSSocket } from 'node:tls';
 import type { ConnCore } from './conn-core.js';
-import { ChunkIterator, FrameBatchIterator, FrameIterator } from './conn-iterators.js';
+import { FrameBatchIterator, FrameIterator } from './conn-iterators.js';
 import { CLOSED } from './conn-state.js';
 import type { Decoder, Encoder } from './framing/types.js';
 import type { ConnTimeouts } from './options.js';
@@ -153,7 +153,8 @@ export class Conn implements AsyncIterable<Buffer> {
 
   /** Chunks of input until end of stream. */
   [Symbol.asyncIterator](): AsyncIterator<Buffer> {
-    return new ChunkIterator(this.#core.reader);
+    // The reader is its own chunk iterator (ConnReader#next): no object made per `for await`.
+    return this.#core.reader;
   }
 
   /**
