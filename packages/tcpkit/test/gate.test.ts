@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { BlockList, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
-import { Gate, type Lease } from '../src/gate.js';
+import { DESCRIPTOR, Gate, type Lease, SLOT_SHARES } from '../src/gate.js';
 import { type Conn, type RejectReason, type ServeOptions, type Server, serve } from '../src/index.js';
 import { resolveOptions } from '../src/options.js';
 import { ChannelProbe, type Client, connect, deferred, LOOPBACK, portOf, stop, until, within } from './helpers.js';
@@ -369,6 +369,28 @@ describe('Lease', () => {
     admitted[0]!.lease.releaseDescriptor();
     admitted[0]!.lease.release();
     assert.equal(offer('d'), 'rejected', 'c still counts; releasing a twice gave nothing more back');
+  });
+
+  it('hands its shares over once: the lease gives nothing back after, the holder of the shares does, once', () => {
+    const { g, admitted, offer } = gate({ maxConnections: 1, maxWaiting: 5, waitTimeout: 0 });
+    assert.equal(offer('a'), 'run');
+    assert.equal(offer('b'), 'wait');
+    const lease = admitted[0]!.lease;
+    let shares = lease.handOver();
+    lease.release();
+    assert.equal(g.waiting, 1, 'the handed-over lease freed no slot');
+    shares = g.give(lease.peer, shares, SLOT_SHARES);
+    assert.equal(shares, DESCRIPTOR, 'the descriptor is still held');
+    assert.deepEqual(
+      admitted.map((x) => x.name),
+      ['a', 'b'],
+      'the slot given back admitted the waiter',
+    );
+    assert.equal(g.give(lease.peer, shares, SLOT_SHARES), DESCRIPTOR, 'the slot again: nothing more given');
+    assert.equal(offer('c'), 'wait', 'b holds the one slot');
+    assert.equal(g.descriptors.open, 3);
+    assert.equal(g.give(lease.peer, shares, DESCRIPTOR), 0);
+    assert.equal(g.descriptors.open, 2);
   });
 });
 

@@ -33,6 +33,31 @@ describe('Server#stats', () => {
       await stop(server);
     }
   });
+
+  it('counts a running handler whose socket closed as active, not lingering, its bytes once', TEST, async () => {
+    const release = deferred<void>();
+    const closes = new ChannelProbe<{ conn: Conn }>('tcpkit:connection:close');
+    const server = await serve({ ...LOOPBACK }, async (conn: Conn) => {
+      await conn.read();
+      await conn.read().catch(() => {}); // the reset
+      await release.promise; // still running after its socket closed
+    });
+    try {
+      const client = await connect(portOf(server));
+      client.write('hello');
+      await until(() => server.stats().bytesRead === 5, 'the server to read the five bytes');
+      client.socket.resetAndDestroy();
+      await closes.next(() => true);
+      const s = server.stats();
+      assert.deepEqual([s.active, s.lingering, s.bytesRead], [1, 0, 5]);
+      release.resolve();
+      await until(() => server.stats().active === 0, 'the handler to end');
+      assert.deepEqual([server.stats().lingering, server.stats().bytesRead], [0, 5]);
+    } finally {
+      closes.stop();
+      await stop(server);
+    }
+  });
 });
 
 describe('diagnostics channels', () => {
