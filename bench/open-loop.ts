@@ -1,12 +1,22 @@
 /**
  * Tail latency under a fixed open-loop rate: `tcpkit bench --mode open-loop` (64 B messages sent on a
  * schedule whatever the server does, latency from the intended send time) against tcpkit's echo, the
- * plain node:net echo and the Go echo of the anchors (when built), in the same run. Servers on CPU 0,
- * the generator on CPU 1; servers alternate across repeats; the table shows medians.
+ * plain node:net echo and the Go echo of the anchors (when built), in the same run; `--c` adds the anchors'
+ * C epoll echo, whose tail is the floor the generator and the machine set. Servers on CPU 0,
+ * the generator on CPU 1; servers alternate across repeats; the table shows medians and the spread.
  *
- *   node --import tsx bench/open-loop.ts [--rate 40000] [--connections 1000] [--duration 10s] [--repeats 3] [--write]
+ *   node --import tsx bench/open-loop.ts [--rate 40000] [--connections 1000] [--duration 10s] [--repeats 3]
+ *       [--c] [--samples FILE] [--from FILE] [--write]
  *   TCPKIT_BEFORE=/path/to/other/checkout adds that checkout's `tcpkit serve echo` as a column ("before").
+ *
+ * On a shared machine the tail is mostly other processes taking the server's core: each run also
+ * records how long the server's threads sat runnable but not running (their run-queue wait, from
+ * /proc/PID/task/TID/schedstat) and how much CPU other processes used. `--samples FILE` appends every
+ * run as a JSON line, so several short runs (each under the benchmark lock's few minutes) can be pooled;
+ * `--from FILE` prints the table of a samples file without running anything.
  */
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import {
   echoServerCommand,
@@ -14,6 +24,7 @@ import {
   goEchoBinary,
   machine,
   median,
+  otherCpuPercent,
   runLoadgen,
   type Spawned,
   startProcess,
@@ -30,115 +41,206 @@ const RATE = Number(value('--rate', '40000'));
 const CONNECTIONS = Number(value('--connections', '1000'));
 const DURATION = value('--duration', '10s');
 const REPEATS = Number(value('--repeats', '3'));
+const SAMPLES = value('--samples', '');
+const FROM = value('--from', '');
 const before = process.env.TCPKIT_BEFORE;
-
-const go = goEchoBinary();
 
 interface Server {
   name: string;
   start(port: number): Promise<Spawned>;
 }
 
-const tcpkitAt =
-  (checkout: string): Server['start'] =>
-  (port) =>
-    startProcess(echoServerCommand('tcpkit', port, checkout), {
-      cpu: 0,
-      timeoutMs: 20_000,
-      env: { NODE_OPTIONS: '--conditions=tcpkit-source' },
-    });
-
-const servers: Server[] = [
-  { name: 'tcpkit', start: tcpkitAt(fileURLToPath(new URL('..', import.meta.url))) },
-  ...(before ? [{ name: 'tcpkit (before)', start: tcpkitAt(before) }] : []),
-  {
-    name: 'plain node:net',
-    start: (port) =>
-      startProcess(echoServerCommand('plain', port), {
-        cpu: 0,
-        timeoutMs: 20_000,
-      }),
-  },
-  ...(go
-    ? [
-        {
-          name: 'Go',
-          start: (port: number) =>
-            startProcess([go, '-max-conns', '100000', String(port)], { cpu: 0, ready: 'listening', stream: 'stderr' }),
-        },
-      ]
-    : []),
-];
-
 interface Sample {
+  server: string;
   p50: number;
   p99: number;
   p999: number;
   rate: number;
   errors: number;
   cpuPerMessage: number | null;
+  /** The generator's CPU, percent of one core. */
+  generatorCpu: number;
+  /** CPU other processes used during the window, percent of one core. */
+  otherCpu: number | null;
+  /** The server's main thread's run-queue wait over the whole run, ms per second of run. */
+  serverWaitMsPerS: number | null;
+  /** The generator's send lag (how late messages left), µs; its tail is the generator's, not the server's. */
+  sendLagP99: number;
+  sendLagP999: number;
+  /** The worst per-second p99 of the window, µs (a stall shows here). */
+  worstSecondP99: number;
+  load1: number;
 }
 
-const samples = new Map<string, Sample[]>(servers.map((s) => [s.name, []]));
-for (let rep = 0; rep < REPEATS; rep++) {
-  for (const server of rep % 2 === 0 ? servers : [...servers].reverse()) {
-    const port = await freePort();
-    const process_ = await server.start(port);
-    try {
-      const r = await runLoadgen(
-        port,
-        [
-          '--mode',
-          'open-loop',
-          '--rate',
-          String(RATE),
-          '--connections',
-          String(CONNECTIONS),
-          '--duration',
-          DURATION,
-          '--warmup',
-          '2s',
-          '--ramp-up',
-          '1s',
-        ],
-        { serverPid: process_.pid },
-      );
-      const sample: Sample = {
-        p50: r.latencyUs.p50,
-        p99: r.latencyUs.p99,
-        p999: r.latencyUs.p999,
-        rate: r.messagesPerSec,
-        errors: r.errorsTotal,
-        cpuPerMessage: r.server?.cpuUsPerMessage ?? null,
-      };
-      samples.get(server.name)!.push(sample);
-      console.error(
-        `${server.name} #${rep + 1}: p99 ${(sample.p99 / 1000).toFixed(2)} ms, p99.9 ${(sample.p999 / 1000).toFixed(2)} ms, ${Math.round(sample.rate)} msg/s`,
-      );
-    } finally {
-      await process_.stop();
-    }
+/**
+ * Nanoseconds `pid`'s main thread (Node's event loop) has waited on a run queue, runnable but not
+ * running; null without /proc. (Go's goroutines run on any of its threads: for Go it is one of them.)
+ */
+function runQueueWaitNs(pid: number): number | null {
+  try {
+    return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[1]);
+  } catch {
+    return null;
   }
 }
 
+async function measure(servers: Server[]): Promise<Sample[]> {
+  const out: Sample[] = [];
+  for (let rep = 0; rep < REPEATS; rep++) {
+    for (const server of rep % 2 === 0 ? servers : [...servers].reverse()) {
+      const port = await freePort();
+      const process_ = await server.start(port);
+      try {
+        const waitBefore = runQueueWaitNs(process_.pid);
+        const startedAt = performance.now();
+        const load1 = os.loadavg()[0]!;
+        const r = await runLoadgen(
+          port,
+          [
+            '--mode',
+            'open-loop',
+            '--rate',
+            String(RATE),
+            '--connections',
+            String(CONNECTIONS),
+            '--duration',
+            DURATION,
+            '--warmup',
+            '2s',
+            '--ramp-up',
+            '1s',
+          ],
+          { serverPid: process_.pid },
+        );
+        const waitAfter = runQueueWaitNs(process_.pid);
+        const seconds = (performance.now() - startedAt) / 1000;
+        const window = r.timeline.filter((p) => p.phase === 'measure');
+        const sample: Sample = {
+          server: server.name,
+          p50: r.latencyUs.p50,
+          p99: r.latencyUs.p99,
+          p999: r.latencyUs.p999,
+          rate: r.messagesPerSec,
+          errors: r.errorsTotal,
+          cpuPerMessage: r.server?.cpuUsPerMessage ?? null,
+          generatorCpu: r.generatorCpuPercent,
+          otherCpu: otherCpuPercent(r),
+          serverWaitMsPerS: waitBefore === null || waitAfter === null ? null : (waitAfter - waitBefore) / 1e6 / seconds,
+          worstSecondP99: Math.max(0, ...window.map((p) => p.p99Us)),
+          sendLagP99: r.sendLagUs?.p99 ?? 0,
+          sendLagP999: r.sendLagUs?.p999 ?? 0,
+          load1,
+        };
+        out.push(sample);
+        if (SAMPLES) appendFileSync(SAMPLES, `${JSON.stringify(sample)}\n`);
+        console.error(
+          `${server.name} #${rep + 1}: p50 ${ms(sample.p50)} p99 ${ms(sample.p99)} p99.9 ${ms(sample.p999)} ms, ${Math.round(sample.rate)} msg/s, ` +
+            `server ${sample.cpuPerMessage?.toFixed(2)} µs/msg, waited ${sample.serverWaitMsPerS?.toFixed(1)} ms/s, ` +
+            `send lag p99 ${ms(sample.sendLagP99)} p99.9 ${ms(sample.sendLagP999)} ms, ` +
+            `generator ${sample.generatorCpu}%, others ${sample.otherCpu}%, worst second p99 ${ms(sample.worstSecondP99)} ms, load ${load1.toFixed(2)}`,
+        );
+      } finally {
+        await process_.stop();
+      }
+    }
+  }
+  return out;
+}
+
 const ms = (us: number): string => (us / 1000).toFixed(2);
-const rows = servers.map((s) => {
-  const xs = samples.get(s.name)!;
-  const cpu = stat(xs.map((x) => x.cpuPerMessage));
-  return `| ${s.name} | ${ms(median(xs.map((x) => x.p50)))} | ${ms(median(xs.map((x) => x.p99)))} | ${ms(median(xs.map((x) => x.p999)))} | ${Math.round(median(xs.map((x) => x.rate))).toLocaleString('en-US')} | ${cpu === null ? '-' : cpu.median.toFixed(2)} | ${xs.reduce((n, x) => n + x.errors, 0)} |`;
-});
+const spread = (xs: number[]): string => {
+  const s = stat(xs)!;
+  return `${ms(s.median)} (${ms(s.min)}–${ms(s.max)})`;
+};
+const fixed = (xs: Array<number | null>, digits: number): string => {
+  const s = stat(xs);
+  return s === null ? '-' : s.median.toFixed(digits);
+};
+
+function table(samples: Sample[], names: string[]): string {
+  const rows = names.map((name) => {
+    const xs = samples.filter((x) => x.server === name);
+    return `| ${name} | ${xs.length} | ${ms(median(xs.map((x) => x.p50)))} | ${spread(xs.map((x) => x.p99))} | ${spread(xs.map((x) => x.p999))} | ${Math.round(median(xs.map((x) => x.rate))).toLocaleString('en-US')} | ${fixed(
+      xs.map((x) => x.cpuPerMessage),
+      2,
+    )} | ${spread(xs.map((x) => x.sendLagP99))} | ${fixed(
+      xs.map((x) => x.serverWaitMsPerS),
+      1,
+    )} | ${fixed(
+      xs.map((x) => x.otherCpu),
+      0,
+    )} | ${xs.reduce((n, x) => n + x.errors, 0)} |`;
+  });
+  return `| server | runs | p50 ms | p99 ms, median (min–max) | p99.9 ms, median (min–max) | msg/s | server CPU µs/msg | generator send lag p99 ms | server run-queue wait ms/s | other processes' CPU % | errors |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+${rows.join('\n')}`;
+}
+
+let samples: Sample[];
+let names: string[];
+const loadStart = os.loadavg();
+if (FROM) {
+  samples = readFileSync(FROM, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l) as Sample);
+  names = [...new Set(samples.map((s) => s.server))];
+} else {
+  const go = goEchoBinary();
+  const c = process.env.TCPKIT_C_ECHO ?? '/tmp/tcpkit-anchors/c-echo';
+  const tcpkitAt =
+    (checkout: string): Server['start'] =>
+    (port) =>
+      startProcess(echoServerCommand('tcpkit', port, checkout), {
+        cpu: 0,
+        timeoutMs: 20_000,
+        env: { NODE_OPTIONS: '--conditions=tcpkit-source' },
+      });
+  const servers: Server[] = [
+    { name: 'tcpkit', start: tcpkitAt(fileURLToPath(new URL('..', import.meta.url))) },
+    ...(before ? [{ name: 'tcpkit (before)', start: tcpkitAt(before) }] : []),
+    {
+      name: 'plain node:net',
+      start: (port) => startProcess(echoServerCommand('plain', port), { cpu: 0, timeoutMs: 20_000 }),
+    },
+    ...(go
+      ? [
+          {
+            name: 'Go',
+            start: (port: number) =>
+              startProcess([go, '-max-conns', '100000', String(port)], {
+                cpu: 0,
+                ready: 'listening',
+                stream: 'stderr',
+              }),
+          },
+        ]
+      : []),
+    // The floor: an epoll loop in C costs the least a server can, so its tail is the generator's and the machine's.
+    ...(argv.includes('--c') && existsSync(c)
+      ? [
+          {
+            name: 'C epoll (floor)',
+            start: (port: number) => startProcess([c, String(port)], { cpu: 0, ready: 'listening', stream: 'stderr' }),
+          },
+        ]
+      : []),
+  ];
+  names = servers.map((s) => s.name);
+  samples = await measure(servers);
+}
+const loads = (l: number[]): string => l.map((x) => x.toFixed(2)).join(' ');
 const md = `Generated by \`node --import tsx bench/open-loop.ts\` on ${new Date().toISOString().slice(0, 10)}.
 
 \`tcpkit bench --mode open-loop --rate ${RATE} --connections ${CONNECTIONS} --duration ${DURATION}\` (64 B messages;
-latency from each message's intended send time, so a stall counts for every message it delays). ${REPEATS}
-runs per server, alternating the order; medians. The machine is shared with other work: compare the columns
-of one run, not runs.
+latency from each message's intended send time, so a stall counts for every message it delays). Runs per
+server as counted, alternating the order; medians, with the lowest and highest run. "Send lag" is how late
+the generator itself sent (its own stalls, included in the latency); "run-queue wait" is the time the server's
+main thread was runnable while another thread held its core. Compare the columns of one run, not runs.
 
 ${machine()}
-
-| server | p50 ms | p99 ms | p99.9 ms | msg/s | server CPU µs/msg | errors |
-|---|---:|---:|---:|---:|---:|---:|
-${rows.join('\n')}
+${FROM ? '' : `- Load average at the start ${loads(loadStart)}, at the end ${loads(os.loadavg())}\n`}
+${table(samples, names)}
 `;
 console.log(md);
 if (argv.includes('--write')) writeSection('open-loop', md);

@@ -155,6 +155,42 @@ describe('loadgen accounting against real sockets', () => {
     assert.ok(result.messages <= Math.ceil(scheduledByEnd) + connections, `${result.messages} > ${scheduledByEnd}`);
   });
 
+  it("reports open-loop send lag, the generator's own stall, within the latency", async () => {
+    let blocked = false;
+    const result = await runBench(
+      {
+        port: echo.port,
+        mode: 'open-loop',
+        rate: 400,
+        connections: 4,
+        durationMs: 800,
+        warmupMs: 100,
+        intervalMs: 200,
+      },
+      {
+        onInterval(point) {
+          if (point.phase !== 'measure' || blocked) return;
+          // The generator's thread stalls for 300 ms: every message due meanwhile leaves late.
+          blocked = true;
+          const until = performance.now() + 300;
+          while (performance.now() < until) {}
+        },
+      },
+    );
+    assert.ok(blocked, 'the window had an interval');
+    assert.equal(result.errorsTotal, 0, JSON.stringify(result.errors));
+    const lag = result.sendLagUs;
+    assert.ok(lag !== null && lag.count > 0, JSON.stringify(lag));
+    assert.ok(lag.max >= 250_000, `send lag max ${lag.max} µs after a 300 ms stall`);
+    // A message is answered after it left: its latency counts its send lag.
+    assert.ok(result.latencyUs.max >= lag.max, `latency max ${result.latencyUs.max} < send lag max ${lag.max}`);
+  });
+
+  it('reports no send lag outside open-loop mode', async () => {
+    const result = await runBench({ port: echo.port, connections: 2, durationMs: 300, warmupMs: 100, intervalMs: 100 });
+    assert.equal(result.sendLagUs, null);
+  });
+
   it('counts corrupted echoes as verify errors', async () => {
     // Flips one byte in the 10th chunk it echoes and every 1000th after: a run on a loaded machine that
     // gets through few messages still meets a corrupted one.

@@ -234,10 +234,16 @@ export class Client {
   #pump(): void {
     const count = Math.min(this.#owed, this.#depth - this.#inflight);
     if (count <= 0) return;
+    const engine = this.#engine;
+    const now = performance.now();
+    const stride = engine.config.connections;
+    for (let i = 0; i < count; i++) {
+      engine.recordSendLag(now, engine.intendedTime(this.#index + (this.#sentIndex + i) * stride));
+    }
     this.#owed -= count;
     this.#sentIndex += count;
     this.#inflight += count;
-    this.#engine.bytesSent += count * this.#size;
+    engine.bytesSent += count * this.#size;
     this.#socket!.write(this.#batches[count]!);
   }
 

@@ -46,6 +46,8 @@ export interface IntervalReport {
   errors: Record<string, number>;
   /** Latencies recorded in the interval, encoded with `encodeHistogram`. */
   histogram: string;
+  /** Open-loop: how late each message left after its intended send time, encoded; null in other modes. */
+  sendLag: string | null;
   /** Connections open now. */
   open: number;
   /** Connections established since the start. */
@@ -85,6 +87,12 @@ export class LoadEngine {
   resumed = 0;
   failed = 0;
   histogram: Histogram = createLatencyHistogram();
+  /**
+   * Open-loop: each message's send lag, how long after its intended time it left (µs). A generator that
+   * stalls (its own GC, its core taken by another process) sends late, and every late message's latency
+   * counts the stall: this is the part of the latency that is the generator's, not the server's.
+   */
+  sendLag: Histogram | null;
   readonly #errors = new Map<string, number>();
 
   readonly #clients: Client[] = [];
@@ -99,6 +107,7 @@ export class LoadEngine {
 
   constructor(config: EngineConfig) {
     this.config = config;
+    this.sendLag = config.mode === 'open-loop' ? createLatencyHistogram() : null;
     this.#payloadPool = Buffer.alloc(config.size + PAYLOAD_OFFSETS);
     if (config.payload === 'random') randomFillSync(this.#payloadPool);
     for (let i = 0; i < config.connections; i++) this.#clients.push(new Client(this, i));
@@ -203,6 +212,11 @@ export class LoadEngine {
     this.histogram.recordValue(Math.max(us, 1));
   }
 
+  /** Open-loop: a message intended for `intended` (ms) left at `now`. */
+  recordSendLag(now: number, intended: number): void {
+    this.sendLag!.recordValue(Math.max(Math.round((now - intended) * 1000), 1));
+  }
+
   error(kind: string): void {
     this.#errors.set(kind, (this.#errors.get(kind) ?? 0) + 1);
   }
@@ -215,6 +229,7 @@ export class LoadEngine {
       bytesReceived: this.bytesReceived,
       errors: Object.fromEntries(this.#errors),
       histogram: encodeHistogram(this.histogram),
+      sendLag: this.sendLag === null ? null : encodeHistogram(this.sendLag),
       open: this.open,
       established: this.established,
       resumed: this.resumed,
@@ -225,6 +240,7 @@ export class LoadEngine {
     this.bytesReceived = 0;
     this.#errors.clear();
     this.histogram.reset();
+    this.sendLag?.reset();
     return report;
   }
 

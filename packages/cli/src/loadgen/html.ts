@@ -204,6 +204,13 @@ export function renderHtml(result: BenchResult): string {
     ],
     ['generator CPU', `${result.generatorCpuPercent}% of one core`],
   ];
+  const lag = result.sendLagUs;
+  if (lag !== null) {
+    rows.splice(rows.length - 3, 0, [
+      'send lag',
+      `p50 ${formatLatency(lag.p50)}, p99 ${formatLatency(lag.p99)}, p99.9 ${formatLatency(lag.p999)}, max ${formatLatency(lag.max)} (the generator's own lateness, included in the latency)`,
+    ]);
+  }
   const env = result.environment;
   rows.push(
     ['command', env.commandLine],

@@ -66,6 +66,12 @@ export function formatSummary(result: BenchResult): string {
     lines.push(
       `  latency      p50 ${formatLatency(l.p50)}  p90 ${formatLatency(l.p90)}  p99 ${formatLatency(l.p99)}  p99.9 ${formatLatency(l.p999)}  max ${formatLatency(l.max)}`,
     );
+    const lag = result.sendLagUs;
+    if (lag !== null) {
+      lines.push(
+        `  send lag     p50 ${formatLatency(lag.p50)}  p90 ${formatLatency(lag.p90)}  p99 ${formatLatency(lag.p99)}  p99.9 ${formatLatency(lag.p999)}  max ${formatLatency(lag.max)}  (the generator's own lateness, included in the latency)`,
+      );
+    }
   }
   lines.push(
     `  connections  ${formatCount(result.connections.established)} established${options.tls ? ` (${formatCount(result.connections.resumed)} resumed)` : ''}, ${formatCount(result.connections.failed)} failed, ${formatCount(result.connections.open)} open at end${result.connections.openMs === null ? '' : `; all open after ${(result.connections.openMs / 1000).toFixed(2)} s`}`,

@@ -68,6 +68,12 @@ export interface BenchResult {
    * `messages` by what was outstanding).
    */
   latencyUs: LatencySummary;
+  /**
+   * Open-loop only (null otherwise): how long after its intended send time each message of the window left,
+   * microseconds. The latency includes it; a high tail here is the generator's own stall (its GC, its core
+   * taken by another process), not the server's.
+   */
+  sendLagUs: LatencySummary | null;
   percentiles: PercentilePoint[];
   /** Errors of the whole run (all phases) by kind, e.g. `ECONNRESET`, `connect ECONNREFUSED`, `verify`. */
   errors: Record<string, number>;

@@ -119,6 +119,7 @@ export async function runBench(input: BenchOptions, hooks: RunHooks = {}): Promi
   let rssPeak = baseline?.rssBytes ?? 0;
 
   const total = createLatencyHistogram();
+  const sendLag = options.mode === 'open-loop' ? createLatencyHistogram() : null;
   const errors: Record<string, number> = {};
   const timeline: TimelinePoint[] = [];
   let messages = 0;
@@ -156,6 +157,7 @@ export async function runBench(input: BenchOptions, hooks: RunHooks = {}): Promi
       failed += report.failed;
       open += report.open;
       if (phase === 'measure') {
+        if (sendLag !== null && report.sendLag !== null) sendLag.add(decodeHistogram(report.sendLag));
         messages += report.messages;
         bytesSent += report.bytesSent;
         bytesReceived += report.bytesReceived;
@@ -302,6 +304,7 @@ export async function runBench(input: BenchOptions, hooks: RunHooks = {}): Promi
     bytesReceived,
     mibPerSec: seconds > 0 ? Math.round((bytesReceived / MIB / seconds) * 100) / 100 : 0,
     latencyUs: summarize(total),
+    sendLagUs: sendLag === null ? null : summarize(sendLag),
     percentiles: percentileCurve(total),
     errors,
     errorsTotal: Object.values(errors).reduce((sum, count) => sum + count, 0),
