@@ -164,15 +164,18 @@ export interface LoadgenOptions {
   pin?: boolean;
   /** Kills a hung generator after this long (default 120 s); every run stops by itself well before. */
   timeoutMs?: number;
+  /**
+   * Run the built CLI (`packages/cli/dist/main.js`, after `npm run build`) instead of the source through tsx,
+   * whose module-loader thread (and its garbage collections) would share the generator's core.
+   */
+  built?: boolean;
 }
 
 /** Runs `tcpkit bench --json --quiet` from source (bench/loadgen.ts) against a loopback port; its parsed result. */
 export async function runLoadgen(port: number, args: string[], options: LoadgenOptions = {}): Promise<BenchResult> {
   const command = [
     process.execPath,
-    '--import',
-    'tsx',
-    'bench/loadgen.ts',
+    ...(options.built ? ['packages/cli/dist/main.js'] : ['--import', 'tsx', 'bench/loadgen.ts']),
     'bench',
     '--port',
     String(port),

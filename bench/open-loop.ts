@@ -6,7 +6,10 @@
  * the generator on CPU 1; servers alternate across repeats; the table shows medians and the spread.
  *
  *   node --import tsx bench/open-loop.ts [--rate 40000] [--connections 1000] [--duration 10s] [--repeats 3]
- *       [--c] [--samples FILE] [--from FILE] [--write]
+ *       [--c] [--source] [--samples FILE] [--from FILE] [--write]
+ *
+ * Runs the builds (`npm run build` first; the before checkout's too): `--source` runs the sources through
+ * tsx instead, as before, at the cost of tsx's loader thread in every Node process on the measured cores.
  *   TCPKIT_BEFORE=/path/to/other/checkout adds that checkout's `tcpkit serve echo` as a column ("before").
  *
  * On a shared machine the tail is mostly other processes taking the server's core: each run also
@@ -44,6 +47,12 @@ const REPEATS = Number(value('--repeats', '3'));
 const SAMPLES = value('--samples', '');
 const FROM = value('--from', '');
 const before = process.env.TCPKIT_BEFORE;
+const fromSource = argv.includes('--source');
+/** bench/plain-echo.ts as plain JavaScript, for a run without tsx. */
+const PLAIN_ECHO = `const net = require('node:net');
+const server = net.createServer((socket) => { socket.on('data', (d) => socket.write(d)); socket.on('error', () => {}); });
+server.listen({ port: Number(process.argv[1]), host: '127.0.0.1' }, () => process.stdout.write(server.address().port + '\\n'));
+process.on('SIGTERM', () => { server.close(); process.exit(0); });`;
 
 interface Server {
   name: string;
@@ -110,7 +119,7 @@ async function measure(servers: Server[]): Promise<Sample[]> {
             '--ramp-up',
             '1s',
           ],
-          { serverPid: process_.pid },
+          { serverPid: process_.pid, built: !fromSource },
         );
         const waitAfter = runQueueWaitNs(process_.pid);
         const seconds = (performance.now() - startedAt) / 1000;
@@ -188,20 +197,38 @@ if (FROM) {
 } else {
   const go = goEchoBinary();
   const c = process.env.TCPKIT_C_ECHO ?? '/tmp/tcpkit-anchors/c-echo';
+  // From the builds by default: run through tsx, every Node process (servers and generator) would carry
+  // tsx's module-loader thread, whose garbage collections (one of 19 ms seen) take the pinned core.
   const tcpkitAt =
     (checkout: string): Server['start'] =>
     (port) =>
-      startProcess(echoServerCommand('tcpkit', port, checkout), {
-        cpu: 0,
-        timeoutMs: 20_000,
-        env: { NODE_OPTIONS: '--conditions=tcpkit-source' },
-      });
+      fromSource
+        ? startProcess(echoServerCommand('tcpkit', port, checkout), {
+            cpu: 0,
+            timeoutMs: 20_000,
+            env: { NODE_OPTIONS: '--conditions=tcpkit-source' },
+          })
+        : startProcess(
+            [
+              process.execPath,
+              `${checkout}/packages/cli/dist/main.js`,
+              ...echoServerCommand('tcpkit', port, checkout).slice(4),
+            ],
+            { cpu: 0, timeoutMs: 20_000 },
+          );
   const servers: Server[] = [
     { name: 'tcpkit', start: tcpkitAt(fileURLToPath(new URL('..', import.meta.url))) },
     ...(before ? [{ name: 'tcpkit (before)', start: tcpkitAt(before) }] : []),
     {
       name: 'plain node:net',
-      start: (port) => startProcess(echoServerCommand('plain', port), { cpu: 0, timeoutMs: 20_000 }),
+      start: (port) =>
+        startProcess(
+          fromSource ? echoServerCommand('plain', port) : [process.execPath, '-e', PLAIN_ECHO, String(port)],
+          {
+            cpu: 0,
+            timeoutMs: 20_000,
+          },
+        ),
     },
     ...(go
       ? [
