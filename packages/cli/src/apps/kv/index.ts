@@ -5,19 +5,11 @@
  * Run it with `tcpkit serve kv --port 6380`, or pass `createApp().handler` to `serve()`.
  */
 
-import {
-  type Conn,
-  type Encoder,
-  FrameError,
-  type FrameSink,
-  protocolErrorReply,
-  resp,
-  type Server,
-  TcpkitError,
-} from 'tcpkit';
+import { type Conn, FrameError, protocolErrorReply, resp, type Server, TcpkitError } from 'tcpkit';
 import type { ClientState, ServerContext } from './commands.js';
 import { DATABASES } from './databases.js';
 import { InfoState, SAMPLE_INTERVAL } from './info.js';
+import { ReplyBuffer } from './replies.js';
 import { Store } from './store.js';
 import { execute } from './table.js';
 
@@ -63,39 +55,6 @@ const SWEEP_BUDGET_MS = 2;
 /** Encoded replies held before they are written (and awaited) within one batch of requests, in bytes. */
 const REPLY_FLUSH = 64 * 1024;
 
-/** The encoded replies of one batch of requests, written to the connection as one frame; one per connection, reused. */
-class ReplyBuffer implements FrameSink {
-  readonly #pieces: Array<Uint8Array | string> = [];
-  #count = 0;
-  /** Bytes held (strings counted by length: a bound, not an exact size). */
-  bytes = 0;
-
-  push(...chunks: Array<Uint8Array | string>): number {
-    for (const chunk of chunks) {
-      this.#pieces[this.#count++] = chunk;
-      this.bytes += typeof chunk === 'string' ? chunk.length : chunk.byteLength;
-    }
-    return this.#count;
-  }
-
-  /** Writes what is held, if anything, and empties the buffer (the write encodes synchronously). */
-  writeTo(conn: Conn): Promise<void> | undefined {
-    if (this.#count === 0) return undefined;
-    const written = conn.writeFrame(ReplyBuffer.#encoder, this);
-    // Slots are cleared, not the array shortened: its backing store is kept for the next batch.
-    for (let i = 0; i < this.#count; i++) this.#pieces[i] = '';
-    this.#count = 0;
-    this.bytes = 0;
-    return written;
-  }
-
-  static readonly #encoder: Encoder<ReplyBuffer> = {
-    encode(replies, out) {
-      for (let i = 0; i < replies.#count; i++) out.push(replies.#pieces[i]!);
-    },
-  };
-}
-
 /** `IP:port` as Redis prints addresses (IPv6 unbracketed, as Redis does). */
 function hostPort(address: string, port: number): string {
   return `${address}:${port}`;
@@ -105,6 +64,8 @@ export function createApp(options: KvOptions = {}): KvApp {
   const { sweepInterval = 100, maxBulkLength, version = '7.0.0', maxClients = 10_000 } = options;
   const databases = Array.from({ length: DATABASES }, () => new Store());
   const codec = resp({ maxBulkLength });
+  // One for every connection: each handler writes it out before it awaits (see ReplyBuffer).
+  const replies = new ReplyBuffer(codec);
   const info = new InfoState(maxClients);
   const clients = new Set<ClientState>();
   const ctx: ServerContext = { databases, version, info, clients: () => clients };
@@ -140,7 +101,6 @@ export function createApp(options: KvOptions = {}): KvApp {
       queuedBytes: () => conn.queuedBytes,
     };
     clients.add(client);
-    const replies = new ReplyBuffer();
     try {
       // A pipelined burst of requests is one batch: every command in it runs and its replies go out
       // as one write, awaited once (that await is the backpressure: it resolves at once while the
@@ -151,7 +111,7 @@ export function createApp(options: KvOptions = {}): KvApp {
         const now = Date.now();
         for (const args of batch) {
           if (args.length === 0) continue; // Redis ignores empty requests
-          codec.encode(execute(ctx, client, args, now), replies);
+          replies.add(execute(ctx, client, args, now));
           if (client.quit) break;
           if (replies.bytes >= REPLY_FLUSH) await replies.writeTo(conn);
         }
@@ -169,6 +129,8 @@ export function createApp(options: KvOptions = {}): KvApp {
       if (error instanceof TcpkitError && error.code === 'ERR_CONNECTION_CLOSED') return;
       throw error;
     } finally {
+      // Replies of a batch that failed part way are this connection's: not for the next one.
+      replies.discard();
       info.connectedClients--;
       clients.delete(client);
     }
