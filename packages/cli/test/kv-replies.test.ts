@@ -35,7 +35,11 @@ function recorder() {
       return Promise.resolve();
     },
     writeFrame<T>(encoder: Encoder<T>, item: T): Promise<void> {
-      encoder.encode(item, { push: (...c) => (c.forEach(take), c.length) });
+      const push = (...c: Array<Uint8Array | string>): number => {
+        for (const chunk of c) take(chunk);
+        return c.length;
+      };
+      encoder.encode(item, { push });
       return Promise.resolve();
     },
   };
