@@ -17,6 +17,16 @@ opens the connections, runs WARM ping-pongs per connection, switches instrumenta
     'plain=node --import tsx bench/plain-echo.ts PORT 127.0.0.1'
 (PORT is replaced by a free port; tcpkit listens on 127.0.0.1 by default.) --size and --depth (messages
 sent at once per connection) as in compare.py.
+
+Other protocols: --send is the message (Python escapes, instead of --size bytes of 'x'), --reply the bytes
+each message is answered with (default: the message's length, an echo), --setup a request sent once on one
+connection before the warm-up and --setup-reply its answer's length. The kv app, GET of a 3-byte value,
+16 requests pipelined:
+
+  python3 bench/instructions.py --depth 16 --conns 50 \\
+    --setup '*3\\r\\n$3\\r\\nSET\\r\\n$1\\r\\nk\\r\\n$3\\r\\nxxx\\r\\n' --setup-reply 5 \\
+    --send '*2\\r\\n$3\\r\\nGET\\r\\n$1\\r\\nk\\r\\n' --reply 9 \\
+    'kv=node packages/cli/dist/main.js serve kv --port PORT' 'redis=redis-server --port PORT --save ""'
 """
 import argparse, selectors, shlex, socket, sys, tempfile
 
@@ -28,12 +38,24 @@ ap.add_argument('--warm', type=int, default=300, help='ping-pongs per connection
 ap.add_argument('--msgs', type=int, default=300, help='ping-pongs per connection counted')
 ap.add_argument('--size', type=int, default=64)
 ap.add_argument('--depth', type=int, default=1)
+ap.add_argument('--send', help='the message, with Python escapes (default: --size bytes of x)')
+ap.add_argument('--reply', type=int, help='bytes of the answer to each message (default: an echo)')
+ap.add_argument('--setup', help='a request sent once, on one connection, before the warm-up (Python escapes)')
+ap.add_argument('--setup-reply', type=int, default=0, help="bytes of the setup request's answer")
 ap.add_argument('servers', nargs='+', help='name=command, PORT in the command replaced by the port')
 args = ap.parse_args()
 
 
-def rounds(socks, n, payload):
-    """n rounds on every socket: send payload (depth messages), wait for all of it back."""
+def unescape(text):
+    return text.encode('latin1').decode('unicode_escape').encode('latin1')
+
+
+MESSAGE = unescape(args.send) if args.send is not None else b'x' * args.size
+REPLY = len(MESSAGE) if args.reply is None else args.reply
+
+
+def rounds(socks, n, payload, answer):
+    """n rounds on every socket: send payload (depth messages), wait for answer bytes back."""
     sel = selectors.DefaultSelector()
     state = {}
     for s in socks:
@@ -52,8 +74,8 @@ def rounds(socks, n, payload):
                 sys.exit('the server closed a connection')
             st = state[s]
             st[1] += len(data)
-            while st[1] >= len(payload):
-                st[1] -= len(payload)
+            while st[1] >= answer:
+                st[1] -= answer
                 st[0] -= 1
                 if st[0] > 0:
                     s.send(payload)
@@ -74,10 +96,12 @@ def measure(name, command):
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             s.setblocking(False)
             socks.append(s)
-        payload = b'x' * (args.size * args.depth)
-        rounds(socks, args.warm, payload)
+        if args.setup is not None:
+            rounds(socks[:1], 1, unescape(args.setup), args.setup_reply)
+        payload = MESSAGE * args.depth
+        rounds(socks, args.warm, payload, REPLY * args.depth)
         counting(p, True)
-        rounds(socks, args.msgs, payload)
+        rounds(socks, args.msgs, payload, REPLY * args.depth)
         counting(p, False)
         for s in socks:
             s.close()
@@ -93,5 +117,6 @@ for spec in args.servers:
     results[name] = measure(name, command)
     print(f'{name}: {results[name]:.0f} instructions/msg', flush=True)
 first = next(iter(results))
-print(f'{args.conns} conns, {args.size} B, depth {args.depth}: ' +
+size = f'{args.size} B' if args.send is None else f'{len(MESSAGE)} B requests'
+print(f'{args.conns} conns, {size}, depth {args.depth}: ' +
       ', '.join(f'{n} {v:.0f} ({v / results[first]:.2f}x {first})' for n, v in results.items()))

@@ -189,7 +189,10 @@ async function main(): Promise<void> {
           const order = [...servers.slice(rep % servers.length), ...servers.slice(0, rep % servers.length)];
           for (const which of order) {
             console.error(`-P ${pipeline} ${test} #${rep + 1}: ${which}`);
-            runs[which].push(...(await benchmark(ports[which], pipeline, test)));
+            const got = await benchmark(ports[which], pipeline, test);
+            // Every run's figures, not only the medians the table shows: the spread is part of the result.
+            for (const row of got) console.error(`  ${row.test} ${fmt(row.rps)} req/s, p99 ${row.p99.toFixed(3)} ms`);
+            runs[which].push(...got);
           }
         }
       }
