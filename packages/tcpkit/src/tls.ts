@@ -96,8 +96,12 @@ export class TlsTerminator {
    * after a PROXY header, are taken as the first TLS bytes). `done` is called once.
    */
   handshake(socket: Socket, done: HandshakeDone): void {
-    const h = new Handshake(this, socket as RawSocket, done);
+    const h = new Handshake(this, socket as RawSocket, done, socket.allowHalfOpen);
     (socket as RawSocket)[kHandshake] = h;
+    // The TLS socket takes allowHalfOpen from this one: not half-open until secure, so a peer's FIN
+    // during the handshake ends it at once (tls.Server reports it as 'tlsClientError') instead of
+    // holding the connection's slot, per-peer count and descriptor until handshakeTimeout.
+    socket.allowHalfOpen = false;
     this.#pending.add(h);
     if (this.#timeout > 0) deadlines.schedule(h, deadlines.now() + this.#timeout);
     this.#server.emit('connection', socket);
@@ -150,6 +154,7 @@ class Handshake implements DeadlineEntry {
     readonly terminator: TlsTerminator,
     readonly socket: RawSocket,
     done: HandshakeDone,
+    readonly halfOpen: boolean,
   ) {
     this.#done = done;
   }
@@ -172,6 +177,8 @@ class Handshake implements DeadlineEntry {
       // exactly when output waits, and 'drain' when it is all out. tls.Server gives its sockets the
       // default mark; this is the one place Node lets it be changed after construction.
       (secure as unknown as { _writableState: { highWaterMark: number } })._writableState.highWaterMark = 1;
+      // Half-open again once secure (see TlsTerminator#handshake).
+      secure.allowHalfOpen = this.halfOpen;
     }
     done(error, secure);
   }

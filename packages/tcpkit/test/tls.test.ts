@@ -313,6 +313,37 @@ describe('tls', () => {
     assert.equal(server.stats().tlsErrors, 0, 'not a TLS failure');
   });
 
+  it(
+    'a peer that sends FIN during the handshake frees its slot, per-peer count and descriptor at once',
+    TEST,
+    async () => {
+      // No handshake deadline: before the fix the half-open TLS socket waited for it forever.
+      const server = await serve(
+        { ...LOOPBACK, tls: tlsOptions(), handshakeTimeout: 0, maxConnections: 1, maxConnectionsPerPeer: 1 },
+        async (conn) => {
+          await conn.end('hi');
+        },
+      );
+      try {
+        for (const sent of [Buffer.alloc(0), (await clientHello()).subarray(0, 3), await clientHello()]) {
+          const s = net.connect(portOf(server), '127.0.0.1');
+          s.on('error', () => {});
+          await once(s, 'connect');
+          s.end(sent);
+          await until(() => server.stats().descriptors.open === 0, 'the descriptor given back', 10_000);
+          s.destroy();
+        }
+        assert.equal(server.stats().tlsErrors, 3);
+        assert.equal(server.stats().timeouts.handshake, 0);
+        // The slot and the per-peer count are free: a full handshake is served.
+        const s = await tlsConnect(portOf(server));
+        assert.equal((await readAll(s)).toString(), 'hi');
+      } finally {
+        await stop(server);
+      }
+    },
+  );
+
   it('options: tls is validated at serve()', TEST, async () => {
     await assert.rejects(
       serve({ tls: {} }, () => {}),
