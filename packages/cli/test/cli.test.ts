@@ -301,7 +301,7 @@ describe('tcpkit serve logs', () => {
     for (const flags of [
       ['--log-level', 'loud'],
       ['--log-format', 'xml'],
-      ['--admin-host', '0.0.0.0'],
+      ['--admin-host', '127.0.0.1'],
     ]) {
       const proc = tcpkit('serve', 'echo', '--port', '0', ...flags);
       try {
