@@ -4,9 +4,11 @@
  * plain node:net echo and the Go echo of the anchors (when built), in the same run; `--c` adds the anchors'
  * C epoll echo, whose tail is the floor the generator and the machine set. Servers on CPU 0,
  * the generator on CPU 1; servers alternate across repeats; the table shows medians and the spread.
+ * `--generator c` replaces `tcpkit bench` with the compiled generator of bench/open-loop-gen.c (built with
+ * gcc on first use; see bench/c-open-loop.ts), whose own send lag is tens of microseconds, not milliseconds.
  *
- *   node --import tsx bench/open-loop.ts [--rate 40000] [--connections 1000] [--duration 10s] [--repeats 3]
- *       [--c] [--source] [--samples FILE] [--from FILE] [--write]
+ *   node --import tsx bench/open-loop.ts [--generator node|c] [--rate 40000] [--connections 1000] [--duration 10s]
+ *       [--warmup 2s] [--tick 0] [--repeats 3] [--c] [--source] [--samples FILE] [--from FILE] [--write]
  *
  * Runs the builds (`npm run build` first; the before checkout's too): `--source` runs the sources through
  * tsx instead, as before, at the cost of tsx's loader thread in every Node process on the measured cores.
@@ -21,6 +23,8 @@
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
+import type { BenchResult } from '../packages/cli/src/loadgen/result.js';
+import { buildGenerator, runGenerator } from './c-open-loop.js';
 import {
   echoServerCommand,
   freePort,
@@ -43,6 +47,17 @@ const value = (name: string, fallback: string): string => {
 const RATE = Number(value('--rate', '40000'));
 const CONNECTIONS = Number(value('--connections', '1000'));
 const DURATION = value('--duration', '10s');
+const WARMUP = value('--warmup', '2s');
+/** The compiled generator's send rounds (`--tick`): 0 sends each message when due. */
+const TICK = value('--tick', '0');
+const GENERATOR = value('--generator', 'node');
+if (GENERATOR !== 'node' && GENERATOR !== 'c') throw new Error('--generator must be node or c');
+const generatorBinary = GENERATOR === 'c' && !argv.includes('--from') ? buildGenerator() : null;
+if (GENERATOR === 'c' && generatorBinary === null && !argv.includes('--from')) {
+  throw new Error('--generator c needs gcc (it compiles bench/open-loop-gen.c)');
+}
+/** The anchors' plain node:net echo (compare.py's), when the anchors are there. */
+const RAW_ECHO = '/work/shared/anchors/servers/node-echo/raw.mjs';
 const REPEATS = Number(value('--repeats', '3'));
 const SAMPLES = value('--samples', '');
 const FROM = value('--from', '');
@@ -61,6 +76,8 @@ interface Server {
 
 interface Sample {
   server: string;
+  /** Which generator measured it (absent in samples from before the compiled one: `node`). */
+  generator?: 'node' | 'c';
   p50: number;
   p99: number;
   p999: number;
@@ -76,8 +93,10 @@ interface Sample {
   /** The generator's send lag (how late messages left), µs; its tail is the generator's, not the server's. */
   sendLagP99: number;
   sendLagP999: number;
-  /** The worst per-second p99 of the window, µs (a stall shows here). */
-  worstSecondP99: number;
+  /** The worst per-second p99 of the window, µs (a stall shows here); null from the compiled generator. */
+  worstSecondP99: number | null;
+  /** How long the compiled generator waited for its own core, ms per second of window; null from the Node one. */
+  generatorWaitMsPerS?: number | null;
   load1: number;
 }
 
@@ -103,50 +122,41 @@ async function measure(servers: Server[]): Promise<Sample[]> {
         const waitBefore = runQueueWaitNs(process_.pid);
         const startedAt = performance.now();
         const load1 = os.loadavg()[0]!;
-        const r = await runLoadgen(
-          port,
-          [
-            '--mode',
-            'open-loop',
-            '--rate',
-            String(RATE),
-            '--connections',
-            String(CONNECTIONS),
-            '--duration',
-            DURATION,
-            '--warmup',
-            '2s',
-            '--ramp-up',
-            '1s',
-          ],
-          { serverPid: process_.pid, built: !fromSource },
-        );
+        const measured = generatorBinary ? await measureC(generatorBinary, port, process_.pid) : null;
+        const r = measured
+          ? null
+          : await runLoadgen(
+              port,
+              [
+                '--mode',
+                'open-loop',
+                '--rate',
+                String(RATE),
+                '--connections',
+                String(CONNECTIONS),
+                '--duration',
+                DURATION,
+                '--warmup',
+                WARMUP,
+                '--ramp-up',
+                '1s',
+              ],
+              { serverPid: process_.pid, built: !fromSource },
+            );
         const waitAfter = runQueueWaitNs(process_.pid);
         const seconds = (performance.now() - startedAt) / 1000;
-        const window = r.timeline.filter((p) => p.phase === 'measure');
-        const sample: Sample = {
-          server: server.name,
-          p50: r.latencyUs.p50,
-          p99: r.latencyUs.p99,
-          p999: r.latencyUs.p999,
-          rate: r.messagesPerSec,
-          errors: r.errorsTotal,
-          cpuPerMessage: r.server?.cpuUsPerMessage ?? null,
-          generatorCpu: r.generatorCpuPercent,
-          otherCpu: otherCpuPercent(r),
-          serverWaitMsPerS: waitBefore === null || waitAfter === null ? null : (waitAfter - waitBefore) / 1e6 / seconds,
-          worstSecondP99: Math.max(0, ...window.map((p) => p.p99Us)),
-          sendLagP99: r.sendLagUs?.p99 ?? 0,
-          sendLagP999: r.sendLagUs?.p999 ?? 0,
-          load1,
-        };
+        const serverWaitMsPerS =
+          waitBefore === null || waitAfter === null ? null : (waitAfter - waitBefore) / 1e6 / seconds;
+        const sample: Sample = measured
+          ? { ...measured, server: server.name, serverWaitMsPerS, load1 }
+          : fromLoadgen(r!, server.name, serverWaitMsPerS, load1);
         out.push(sample);
         if (SAMPLES) appendFileSync(SAMPLES, `${JSON.stringify(sample)}\n`);
         console.error(
           `${server.name} #${rep + 1}: p50 ${ms(sample.p50)} p99 ${ms(sample.p99)} p99.9 ${ms(sample.p999)} ms, ${Math.round(sample.rate)} msg/s, ` +
             `server ${sample.cpuPerMessage?.toFixed(2)} µs/msg, waited ${sample.serverWaitMsPerS?.toFixed(1)} ms/s, ` +
             `send lag p99 ${ms(sample.sendLagP99)} p99.9 ${ms(sample.sendLagP999)} ms, ` +
-            `generator ${sample.generatorCpu}%, others ${sample.otherCpu}%, worst second p99 ${ms(sample.worstSecondP99)} ms, load ${load1.toFixed(2)}`,
+            `generator ${sample.generatorCpu}%${sample.generatorWaitMsPerS == null ? '' : ` (waited ${sample.generatorWaitMsPerS.toFixed(1)} ms/s)`}, others ${sample.otherCpu}%, worst second p99 ${sample.worstSecondP99 === null ? '-' : ms(sample.worstSecondP99)} ms, load ${load1.toFixed(2)}`,
         );
       } finally {
         await process_.stop();
@@ -154,6 +164,77 @@ async function measure(servers: Server[]): Promise<Sample[]> {
     }
   }
   return out;
+}
+
+/** A `tcpkit bench` run as a sample. */
+function fromLoadgen(r: BenchResult, server: string, serverWaitMsPerS: number | null, load1: number): Sample {
+  const window = r.timeline.filter((p) => p.phase === 'measure');
+  return {
+    server,
+    generator: 'node',
+    p50: r.latencyUs.p50,
+    p99: r.latencyUs.p99,
+    p999: r.latencyUs.p999,
+    rate: r.messagesPerSec,
+    errors: r.errorsTotal,
+    cpuPerMessage: r.server?.cpuUsPerMessage ?? null,
+    generatorCpu: r.generatorCpuPercent,
+    otherCpu: otherCpuPercent(r),
+    serverWaitMsPerS,
+    worstSecondP99: Math.max(0, ...window.map((p) => p.p99Us)),
+    sendLagP99: r.sendLagUs?.p99 ?? 0,
+    sendLagP999: r.sendLagUs?.p999 ?? 0,
+    load1,
+  };
+}
+
+/** One run of the compiled generator (its warm-up, then the window), as a sample but for the server's wait. */
+async function measureC(
+  binary: string,
+  port: number,
+  serverPid: number,
+): Promise<Omit<Sample, 'server' | 'serverWaitMsPerS' | 'load1'>> {
+  const duration = seconds(DURATION);
+  const {
+    result: r,
+    code,
+    stderr,
+  } = await runGenerator(binary, {
+    port,
+    connections: CONNECTIONS,
+    rate: RATE,
+    warmup: seconds(WARMUP),
+    duration,
+    tick: seconds(TICK),
+    serverPid,
+  });
+  if (r === null) throw new Error(`the compiled generator exited with ${code} and no JSON: ${stderr}`);
+  const known = (x: number): number | null => (x < 0 ? null : x);
+  return {
+    generator: 'c',
+    p50: r.latency_us.p50,
+    p99: r.latency_us.p99,
+    p999: r.latency_us.p999,
+    rate: r.msgs_per_s,
+    errors: r.errors + r.lost,
+    cpuPerMessage: known(r.server_cpu_us_per_msg),
+    generatorCpu: Math.round(r.generator_cpu_pct),
+    otherCpu:
+      r.machine_cpu_pct < 0
+        ? null
+        : Math.round(Math.max(0, r.machine_cpu_pct - r.generator_cpu_pct - Math.max(0, r.server_cpu_pct))),
+    worstSecondP99: null,
+    generatorWaitMsPerS: r.generator_wait_ms < 0 ? null : r.generator_wait_ms / duration,
+    sendLagP99: r.send_lag_us.p99,
+    sendLagP999: r.send_lag_us.p999,
+  };
+}
+
+/** `10s`, `500ms` or `10` (seconds) as seconds. */
+function seconds(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)(us|ms|s)?$/.exec(text);
+  if (!match) throw new Error(`${text} is not a duration (10s, 500ms, 200us)`);
+  return Number(match[1]) / (match[2] === 'ms' ? 1e3 : match[2] === 'us' ? 1e6 : 1);
 }
 
 const ms = (us: number): string => (us / 1000).toFixed(2);
@@ -172,7 +253,10 @@ function table(samples: Sample[], names: string[]): string {
     return `| ${name} | ${xs.length} | ${ms(median(xs.map((x) => x.p50)))} | ${spread(xs.map((x) => x.p99))} | ${spread(xs.map((x) => x.p999))} | ${Math.round(median(xs.map((x) => x.rate))).toLocaleString('en-US')} | ${fixed(
       xs.map((x) => x.cpuPerMessage),
       2,
-    )} | ${spread(xs.map((x) => x.sendLagP99))} | ${fixed(
+    )} | ${spread(xs.map((x) => x.sendLagP99))} | ${ms(median(xs.map((x) => x.sendLagP999)))} | ${fixed(
+      xs.map((x) => x.generatorCpu),
+      0,
+    )} | ${fixed(
       xs.map((x) => x.serverWaitMsPerS),
       1,
     )} | ${fixed(
@@ -180,8 +264,8 @@ function table(samples: Sample[], names: string[]): string {
       0,
     )} | ${xs.reduce((n, x) => n + x.errors, 0)} |`;
   });
-  return `| server | runs | p50 ms | p99 ms, median (min–max) | p99.9 ms, median (min–max) | msg/s | server CPU µs/msg | generator send lag p99 ms | server run-queue wait ms/s | other processes' CPU % | errors |
-|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+  return `| server | runs | p50 ms | p99 ms, median (min–max) | p99.9 ms, median (min–max) | msg/s | server CPU µs/msg | generator send lag p99 ms | send lag p99.9 ms | generator CPU % | server run-queue wait ms/s | other processes' CPU % | errors |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 ${rows.join('\n')}`;
 }
 
@@ -213,6 +297,8 @@ if (FROM) {
               process.execPath,
               `${checkout}/packages/cli/dist/main.js`,
               ...echoServerCommand('tcpkit', port, checkout).slice(4),
+              // As compare.py runs it: no deadline or connection cap in the way.
+              ...['--idle-timeout', '0', '--first-byte-timeout', '0', '--max-connections', '200000'],
             ],
             { cpu: 0, timeoutMs: 20_000 },
           );
@@ -222,13 +308,16 @@ if (FROM) {
     {
       name: 'plain node:net',
       start: (port) =>
-        startProcess(
-          fromSource ? echoServerCommand('plain', port) : [process.execPath, '-e', PLAIN_ECHO, String(port)],
-          {
-            cpu: 0,
-            timeoutMs: 20_000,
-          },
-        ),
+        fromSource
+          ? startProcess(echoServerCommand('plain', port), { cpu: 0, timeoutMs: 20_000 })
+          : existsSync(RAW_ECHO)
+            ? startProcess([process.execPath, RAW_ECHO, String(port)], {
+                cpu: 0,
+                timeoutMs: 20_000,
+                ready: 'listening',
+                stream: 'stderr',
+              })
+            : startProcess([process.execPath, '-e', PLAIN_ECHO, String(port)], { cpu: 0, timeoutMs: 20_000 }),
     },
     ...(go
       ? [
@@ -237,6 +326,7 @@ if (FROM) {
             start: (port: number) =>
               startProcess([go, '-max-conns', '100000', String(port)], {
                 cpu: 0,
+                env: { GOMAXPROCS: '1' },
                 ready: 'listening',
                 stream: 'stderr',
               }),
@@ -257,9 +347,14 @@ if (FROM) {
   samples = await measure(servers);
 }
 const loads = (l: number[]): string => l.map((x) => x.toFixed(2)).join(' ');
-const md = `Generated by \`node --import tsx bench/open-loop.ts\` on ${new Date().toISOString().slice(0, 10)}.
+const compiled = FROM ? samples.every((s) => s.generator === 'c') : GENERATOR === 'c';
+const md = `Generated by \`node --import tsx bench/open-loop.ts${compiled ? ' --generator c' : ''}\` on ${new Date().toISOString().slice(0, 10)}.
 
-\`tcpkit bench --mode open-loop --rate ${RATE} --connections ${CONNECTIONS} --duration ${DURATION}\` (64 B messages;
+${
+  compiled
+    ? `The compiled generator (bench/open-loop-gen.c: one thread, epoll) at ${RATE} msg/s over ${CONNECTIONS} connections, ${WARMUP} warm-up, ${DURATION} window${TICK === '0' ? '' : `, sends in rounds every ${TICK}`}`
+    : `\`tcpkit bench --mode open-loop --rate ${RATE} --connections ${CONNECTIONS} --duration ${DURATION}\``
+} (64 B messages;
 latency from each message's intended send time, so a stall counts for every message it delays). Runs per
 server as counted, alternating the order; medians, with the lowest and highest run. "Send lag" is how late
 the generator itself sent (its own stalls, included in the latency); "run-queue wait" is the time the server's
@@ -270,4 +365,4 @@ ${FROM ? '' : `- Load average at the start ${loads(loadStart)}, at the end ${loa
 ${table(samples, names)}
 `;
 console.log(md);
-if (argv.includes('--write')) writeSection('open-loop', md);
+if (argv.includes('--write')) writeSection(compiled ? 'open-loop-c' : 'open-loop', md);
