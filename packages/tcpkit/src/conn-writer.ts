@@ -2,9 +2,10 @@
  * The write path of a connection: writes queued (write-queue.ts), coalesced and flushed in one syscall,
  * backpressure against `maxWriteBuffer`, the slow-consumer cap `maxQueuedBytes`, write progress for
  * `writeTimeout`, and `end()`. Created on the first write (an idle connection needs none), as the
- * inbound queue is on the first read. Plain TCP output goes straight to the socket's libuv handle
- * (handle-writer.ts); TLS, and every socket where that hook is missing or `TCPKIT_WRITE_PATH=stream`,
- * through the socket's stream.
+ * inbound queue is on the first read. Output goes straight to the socket's handle (handle-writer.ts):
+ * the TCP handle, or over TLS the TLS handle, which encrypts it (its shutdown then waits for those
+ * writes: tls.ts's gateShutdown). Where that hook is missing or `TCPKIT_WRITE_PATH=stream`, through the
+ * socket's stream.
  *
  * Memory: `maxQueuedBytes` bounds what queued output costs, not only its payload. Small writes are
  * copied into one append buffer (not an object each), every queued piece and every write waiting for
@@ -23,6 +24,7 @@ import { ConnectionClosedError, SlowConsumerError } from './errors.js';
 import { scheduleFlush } from './flush-scheduler.js';
 import type { Encoder, FrameSink } from './framing/types.js';
 import { type HandleWriter, type HandleWriteSink, handleWritable, useHandleWrites } from './handle-writer.js';
+import { gateShutdown, type ShutdownGate } from './tls.js';
 import { byteLength, COALESCE_LIMIT, copyInto, WriteQueue } from './write-queue.js';
 
 const RESOLVED = Promise.resolve();
@@ -91,7 +93,7 @@ const MAX_SPARES = 64;
 const spares: (ConnWriter | null)[] = new Array(MAX_SPARES).fill(null);
 let spareCount = 0;
 
-export class ConnWriter extends WriteQueue implements HandleWriteSink {
+export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownGate {
   /** The connection served; null while a spare, so a closed connection is not kept alive by the spares. */
   #core: ConnCore | null;
   #socket: Socket | null;
@@ -110,16 +112,18 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink {
   #sink: FrameSink | null = null;
   #frameHasCallerBuffer = false;
 
-  /** A TLS socket: what its stream is handed leaves the caller's memory at once (see #settle). */
+  /** A TLS socket: what its handle is handed leaves the caller's memory at once (see #settle). */
   readonly #encrypts: boolean;
+  /** A TLS socket's shutdown, held back until the writes in flight complete (see whenWritten). */
+  #afterWrites: (() => void) | null = null;
 
   constructor(core: ConnCore, socket: Socket) {
     super();
     this.#core = core;
     this.#socket = socket;
-    // A TLS socket's handle takes ciphertext: its writes go through the stream that encrypts them.
     this.#encrypts = socket instanceof TLSSocket;
-    this.#handle = this.#encrypts ? null : useHandleWrites(socket, this);
+    this.#handle = useHandleWrites(socket, this);
+    if (this.#encrypts && this.#handle !== null) gateShutdown(socket as TLSSocket, this);
   }
 
   /** A writer for `core`: a spare one if any fits its socket, else a new one. */
@@ -142,6 +146,7 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink {
    */
   release(): boolean {
     if (
+      this.#encrypts ||
       this.#scheduled ||
       this.first !== null ||
       this.tail !== null ||
@@ -227,7 +232,7 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink {
       // The caller may reuse its buffer once the write resolves: that is once the kernel has it.
       this.flush();
       if (core.error !== null) return handled(Promise.reject(core.error));
-      // Over TLS the stream hands the bytes to OpenSSL, which encrypts (or copies) them at once: the
+      // Over TLS the handle hands the bytes to OpenSSL, which encrypts (or copies) them at once: the
       // caller's buffer is free as soon as it is handed out, though the ciphertext still waits.
       if (this.callerBuffers > 0 || (this.waitsForKernel && !this.#encrypts)) wait = this.#taken ??= new SharedWait();
     } else if (this.queuedBytes >= maxWriteBuffer) {
@@ -371,6 +376,17 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink {
   /** HandleWriteSink: the handle's last write in flight completed (the stream path's 'drain'). */
   onHandleDrained(): void {
     this.#core!.onDrain();
+    const shutdown = this.#afterWrites;
+    if (shutdown !== null && !this.#handle!.busy) {
+      this.#afterWrites = null;
+      shutdown();
+    }
+  }
+
+  /** ShutdownGate (TLS): the socket's shutdown runs once no write to its handle is in flight. */
+  whenWritten(shutdown: () => void): void {
+    if (this.#handle?.busy) this.#afterWrites = shutdown;
+    else shutdown();
   }
 
   /** HandleWriteSink: a handle write failed: end this connection with the error, as the socket's 'error' would. */
@@ -413,8 +429,10 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink {
     core.phase = ENDED;
     this.#scheduled = false;
     // Everything goes to the socket now, behind what it already holds: nothing is written after the FIN.
-    // (On the handle path libuv queues the stream's shutdown behind the writes still in flight.)
-    this.#handOut();
+    // (On the handle path libuv queues the stream's shutdown behind the writes still in flight. A TLS
+    // handle takes one write at a time: with one in flight the rest goes out as it completes (onDrain),
+    // and the shutdown waits for that: whenWritten.)
+    if (!(this.#encrypts && this.#handle?.busy)) this.#handOut();
     this.#endPromise = handled(
       new Promise<void>((resolve, reject) => {
         this.#socket!.end((err?: Error | null) => {

@@ -13,8 +13,9 @@
  *
  * Feature detection runs once, on the first socket. If any piece is missing (another Node version,
  * or `TCPKIT_WRITE_PATH=stream` in the environment), `useHandleWrites` returns null and the writer
- * keeps writing through the socket's stream: the fallback is the stream, never an error. TLS sockets
- * always take the stream (their handle encrypts through it).
+ * keeps writing through the socket's stream: the fallback is the stream, never an error. A TLS
+ * socket's handle (Node's TLSWrap) takes the same writes and encrypts them; every one of them completes
+ * asynchronously, a turn of the event loop later, even when the kernel took the ciphertext at once.
  */
 import type { Socket } from 'node:net';
 import { getSystemErrorName } from 'node:util';

@@ -205,3 +205,35 @@ export function tlsInfo(socket: TLSSocket, requestCert: boolean): ConnTlsInfo {
     resumed: socket.isSessionReused(),
   };
 }
+
+/** What holds a TLS socket's shutdown back: its writer, while its writes to the TLS handle are in flight. */
+export interface ShutdownGate {
+  /** Runs `shutdown` once no write to the handle is in flight (at once if none is). */
+  whenWritten(shutdown: () => void): void;
+}
+
+type FinalSocket = TLSSocket & { _final(cb: (err?: Error | null) => void): void; [kShutdownGate]?: ShutdownGate };
+const kShutdownGate = Symbol('tcpkit.shutdownGate');
+/** The socket's own `_final` (net.Socket's: the handle's shutdown), taken from the first socket gated. */
+let streamFinal: FinalSocket['_final'] | null = null;
+
+function gatedFinal(this: FinalSocket, cb: (err?: Error | null) => void): void {
+  this[kShutdownGate]!.whenWritten(() => streamFinal!.call(this, cb));
+}
+
+/**
+ * Makes `socket`'s shutdown wait for `gate`. tcpkit writes a TLS connection's output straight to its
+ * TLS handle (conn-writer.ts, as it writes plain TCP to the TCP handle), so the socket's Writable does
+ * not know of those writes: its `end()` would shut TLS down at once (close_notify, then the TCP
+ * shutdown), while the ciphertext of a write in flight may still wait inside the TLS layer, and it
+ * would then be lost behind the FIN. (libuv orders a TCP shutdown behind the writes it holds, but the
+ * TLS layer hands its ciphertext to libuv only as each earlier write completes.) Every path to the
+ * shutdown goes through the Writable's `_final`, tcpkit's `end()`, `destroySoon()` and Node's own end
+ * after the peer's FIN alike: that is the one place held back.
+ */
+export function gateShutdown(socket: TLSSocket, gate: ShutdownGate): void {
+  const s = socket as FinalSocket;
+  streamFinal ??= s._final;
+  s[kShutdownGate] = gate;
+  s._final = gatedFinal;
+}

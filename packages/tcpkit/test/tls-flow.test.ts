@@ -1,6 +1,7 @@
 // The write and read paths over TLS: a write of the caller's buffer resolves once OpenSSL has taken it
 // (the ciphertext may still wait for the kernel), yet backpressure, writeTimeout and the slow-consumer
-// cap still hold against a peer that stops reading; decrypted input reads into the shared buffer.
+// cap still hold against a peer that stops reading; the shutdown waits for the writes to the TLS
+// handle still in flight; decrypted input reads into the shared buffer.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import net from 'node:net';
@@ -115,6 +116,59 @@ describe('tls write and read paths', () => {
       assert.equal(error.code, 'ERR_SLOW_CONSUMER');
       assert.equal(server.stats().slowConsumers, 1);
       s.destroy();
+    } finally {
+      await stop(server);
+    }
+  });
+
+  // Writes go straight to the TLS handle, past the socket's Writable, so the shutdown must wait for
+  // the write in flight: otherwise close_notify and the FIN would overtake the ciphertext still held
+  // in the TLS layer and the peer would see a truncated stream. 32 MiB is more than the loopback's
+  // send and receive buffers take, so the write is in flight when the handler returns.
+  for (const lingerTimeout of [2_000, 0]) {
+    it(
+      `output still in flight when the handler returns reaches the peer whole before close_notify (lingerTimeout ${lingerTimeout})`,
+      TEST,
+      async () => {
+        const size = 32 * 1024 * 1024;
+        const payload = Buffer.alloc(size, 0x5a);
+        const server = await tlsServe({ lingerTimeout }, async (conn) => {
+          void conn.write(payload);
+        });
+        try {
+          const s = await tlsConnect(portOf(server));
+          let ended = false;
+          s.once('end', () => {
+            ended = true;
+          });
+          const errors: Error[] = [];
+          s.on('error', (e) => errors.push(e));
+          const data = await within(readAll(s), 20_000, 'every byte');
+          assert.deepEqual(errors, []);
+          assert.equal(data.length, size);
+          assert.ok(data.every((b) => b === 0x5a));
+          assert.ok(ended, "the peer's close_notify and FIN came after the data");
+        } finally {
+          await stop(server);
+        }
+      },
+    );
+  }
+
+  it('end() while a write is in flight: what was queued behind it follows it, then the close', TEST, async () => {
+    const size = 32 * 1024 * 1024;
+    // Room for the writes behind the first one, queued on top of it (not a slow consumer).
+    const server = await tlsServe({ maxQueuedBytes: 2 * size }, async (conn) => {
+      void conn.write(Buffer.alloc(size, 0x5a));
+      void conn.write('tail');
+      await conn.end('end');
+    });
+    try {
+      const s = await tlsConnect(portOf(server));
+      const data = await within(readAll(s), 20_000, 'every byte');
+      assert.equal(data.length, size + 7);
+      assert.equal(data.subarray(size).toString(), 'tailend');
+      assert.ok(data.subarray(0, size).every((b) => b === 0x5a));
     } finally {
       await stop(server);
     }

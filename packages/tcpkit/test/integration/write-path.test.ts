@@ -1,12 +1,12 @@
-// tcpkit writes plain TCP sockets straight to their libuv handle (src/handle-writer.ts). If a Node
-// version lacks the pieces, writes fall back to the socket's stream. This file runs the connection,
-// writer and echo suites again with the fallback forced (TCPKIT_WRITE_PATH=stream), so both write
-// paths are tested on every Node version CI runs.
+// tcpkit writes sockets straight to their handle (src/handle-writer.ts): the libuv TCP handle, or
+// over TLS the TLS handle. If a Node version lacks the pieces, writes fall back to the socket's stream.
+// This file runs the connection, writer, echo and TLS flow suites again with the fallback forced
+// (TCPKIT_WRITE_PATH=stream), so both write paths are tested on every Node version CI runs.
 import { describe, it } from 'node:test';
 import { runOnFallback } from './fallback-paths.js';
 
 describe('write path', () => {
-  it('passes the Conn, writer and echo suites on the stream fallback (TCPKIT_WRITE_PATH=stream)', {
+  it('passes the Conn, writer, echo and TLS flow suites on the stream fallback (TCPKIT_WRITE_PATH=stream)', {
     timeout: 300_000,
   }, async () => {
     await runOnFallback({ TCPKIT_WRITE_PATH: 'stream' }, [
@@ -15,6 +15,7 @@ describe('write path', () => {
       'test/conn-write-queue.test.ts',
       'test/handle-writer.test.ts',
       'test/integration/echo.test.ts',
+      'test/tls-flow.test.ts',
     ]);
   });
 });
