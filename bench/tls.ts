@@ -4,7 +4,7 @@
 // per message after it (64 B echo with and without it; `--before` adds that build's PROXY rows too).
 // Servers are pinned to CPU 0, the load generator (tcpkit bench's engine) to CPU 1; medians of `rounds`.
 // Usage: npm run build && node --import tsx bench/tls.ts [rounds=3] [seconds=5] [--before DIST] [--warmup S]
-//        [--only echo64,echo4k,churn,resumed,proxy,proxyecho] [--write]
+//        [--only echo64,echo4k,churn,resumed,proxy,proxyecho] [--rounds-file FILE] [--write]
 // The tcpkit server runs the built dist/, as users run it. `--before DIST` (another build's
 // packages/tcpkit/dist/index.js) adds it to every TLS case, in the same alternating rounds, for a before/after.
 // `--warmup` is the unmeasured load before each window (default 6 s for churn, 2 s for echo; every measurement
@@ -13,9 +13,13 @@
 // Each tcpkit row's CPU ratio is the median of its rounds' ratios to the first row's measurement of the same
 // round, with a distribution-free interval for that median (at least 90%, from 5 rounds): a goal such as
 // 1.10x is met when the interval lies below it, missed when above, undecided when it straddles it.
-// --write rewrites the tls section of docs/benchmarks.md.
+// `--rounds-file FILE` keeps every completed round in FILE (one JSON line per case and round) and counts
+// the rounds already there for the same case, servers and window: deciding a ratio near 1.10x takes about
+// 20 rounds, more than one short benchmark job holds the lock for, so several jobs pool into one interval
+// (rounds 0 with the file only reports what it holds). Keep one file per pair of builds: the file names
+// the servers, not the builds behind them. --write rewrites the tls section of docs/benchmarks.md.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import type { BenchOptions } from '../packages/cli/src/loadgen/options.js';
@@ -36,6 +40,8 @@ const warmupS = warmupAt === -1 ? null : Number(args.splice(warmupAt, 2)[1]);
  * measured 1.13x after 1 s of warm-up and 1.07x after 6 s (docs/benchmarks.md, the section of 2026-12-01 22:00).
  */
 const warmupOf = (load: BenchOptions): number => warmupS ?? (load.mode === 'churn' ? 6 : 2);
+const roundsFileAt = args.indexOf('--rounds-file');
+const roundsFile = roundsFileAt === -1 ? null : args.splice(roundsFileAt, 2)[1]!;
 const onlyAt = args.indexOf('--only');
 const only = onlyAt === -1 ? null : new Set(args.splice(onlyAt, 2)[1]!.split(','));
 if (only !== null && process.argv.includes('--write'))
@@ -109,15 +115,24 @@ interface Rows {
  * Rounds alternate between the servers (in turn reversed) so drift in the machine's load hits all alike;
  * `loads` gives each server its own load (the PROXY case sends the header only to the server expecting it).
  */
-async function compare(servers: string[], loads: BenchOptions[]): Promise<Rows[]> {
+async function compare(key: string, servers: string[], loads: BenchOptions[]): Promise<Rows[]> {
   const rows: Row[][] = servers.map(() => []);
-  for (let r = 0; r < rounds; r++) {
+  const kept = keptRounds(key, servers);
+  for (const round of kept) for (const [i, row] of round.entries()) rows[i]!.push(row);
+  if (kept.length > 0) console.error(`  ${kept.length} rounds from ${roundsFile}`);
+  for (let r = kept.length; r < kept.length + rounds; r++) {
     const order = servers.map((_, i) => i);
     if (r % 2 === 1) order.reverse();
+    const round: Row[] = [];
     for (const i of order) {
       const row = await measure(servers[i]!, loads[i]!);
-      rows[i]!.push(row);
+      round[i] = row;
       console.error(`  round ${r + 1} ${servers[i]}: ${row.cpuUs.toFixed(1)} µs, ${row.rate.toFixed(0)}/s`);
+    }
+    for (const [i, row] of round.entries()) rows[i]!.push(row);
+    if (roundsFile !== null) {
+      const line: KeptRound = { key, servers, seconds, warmup: warmupS, loadavg: os.loadavg(), rows: round };
+      appendFileSync(roundsFile, `${JSON.stringify(line)}\n`);
     }
   }
   return rows.map((xs) => ({
@@ -128,6 +143,34 @@ async function compare(servers: string[], loads: BenchOptions[]): Promise<Rows[]
     },
     rounds: xs,
   }));
+}
+
+/** One round as --rounds-file keeps it: the case, its servers in order, the window, and each server's row. */
+interface KeptRound {
+  key: string;
+  servers: string[];
+  seconds: number;
+  warmup: number | null;
+  loadavg: number[];
+  rows: Row[];
+}
+
+/** The rounds --rounds-file holds for this case measured the same way (same servers, window and warm-up). */
+function keptRounds(key: string, servers: string[]): Row[][] {
+  if (roundsFile === null || !existsSync(roundsFile)) return [];
+  return readFileSync(roundsFile, 'utf8')
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line) => JSON.parse(line) as KeptRound)
+    .filter(
+      (k) =>
+        k.key === key &&
+        k.seconds === seconds &&
+        k.warmup === warmupS &&
+        k.servers.length === servers.length &&
+        k.servers.every((s, i) => s === servers[i]),
+    )
+    .map((k) => k.rows);
 }
 
 /**
@@ -161,7 +204,7 @@ function pairedRatio(server: Rows, base: Rows): string {
   const s = stat(ratios)!;
   const spread =
     ci === null ? `rounds ${s.min.toFixed(2)}–${s.max.toFixed(2)}` : `90% CI ${ci[0].toFixed(2)}–${ci[1].toFixed(2)}`;
-  return `**${s.median.toFixed(2)}x** (${spread})`;
+  return `**${s.median.toFixed(2)}x** (${spread}, ${ratios.length} rounds)`;
 }
 
 const lines: string[] = [];
@@ -224,14 +267,15 @@ const load = (): string =>
     .join(' ');
 const loadAtStart = load();
 lines.push(
-  `Node ${process.version}, ${os.cpus()[0]?.model}, ${os.cpus().length} cores; server on CPU 0, generator on CPU 1${hasTaskset ? '' : ' (no taskset: unpinned)'}; median of ${rounds} alternating rounds of ${seconds} s after ${warmupS === null ? '6 s (churn) or 2 s (echo) of' : `${warmupS} s`} warm-up; EC P-256 certificate, TLS 1.3. The machine was shared with other engineers' builds and tests: absolute numbers are noisy, the ratios (same run, alternating, each round's pair measured back to back) are the result.${before === null ? '' : ' "before" is the build named by --before, measured in the same rounds.'}`,
+  `Node ${process.version}, ${os.cpus()[0]?.model}, ${os.cpus().length} cores; server on CPU 0, generator on CPU 1${hasTaskset ? '' : ' (no taskset: unpinned)'}; median of ${roundsFile === null ? `${rounds} alternating rounds` : 'the alternating rounds counted in each row (pooled across runs)'} of ${seconds} s after ${warmupS === null ? '6 s (churn) or 2 s (echo) of' : `${warmupS} s`} warm-up; EC P-256 certificate, TLS 1.3. The machine was shared with other engineers' builds and tests: absolute numbers are noisy, the ratios (same run, alternating, each round's pair measured back to back) are the result.${before === null ? '' : ' "before" is the build named by --before, measured in the same rounds.'}`,
   '',
   '| case | server | rate | server CPU µs per message / handshake / connection | CPU vs the first row, paired by round | rate vs the first row |',
   '|---|---|---|---|---|---|',
 );
 for (const [key, name, unit, servers, loads] of cases) {
   if (only !== null && !only.has(key)) continue;
-  const rows = await compare(servers, loads);
+  const rows = await compare(key, servers, loads);
+  if (rows[0]!.rounds.length === 0) continue;
   const base = rows[0]!;
   servers.forEach((server, i) => {
     const r = rows[i]!.median;
