@@ -13,6 +13,7 @@
  * share one promise, and while the kernel buffer is full output stays in this queue (compact) instead
  * of piling up as one request per write below it.
  */
+import { Buffer } from 'node:buffer';
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { defaultPool } from './buffer-pool.js';
@@ -21,11 +22,11 @@ import type { ConnCore } from './conn-core.js';
 import { CLOSED, ENDED, LINGERING, OPEN } from './conn-state.js';
 import { deadlines } from './deadlines.js';
 import { ConnectionClosedError, SlowConsumerError } from './errors.js';
-import { scheduleFlush } from './flush-scheduler.js';
+import { scheduleFlush, unscheduleFlush } from './flush-scheduler.js';
 import type { Encoder, FrameSink } from './framing/types.js';
 import { type HandleWriter, type HandleWriteSink, handleWritable, useHandleWrites } from './handle-writer.js';
 import { gateShutdown, type ShutdownGate } from './tls.js';
-import { byteLength, COALESCE_LIMIT, copyInto, WriteQueue } from './write-queue.js';
+import { COALESCE_LIMIT, copyInto, WriteQueue } from './write-queue.js';
 
 const RESOLVED = Promise.resolve();
 /**
@@ -94,9 +95,11 @@ const spares: (ConnWriter | null)[] = new Array(MAX_SPARES).fill(null);
 let spareCount = 0;
 
 export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownGate {
-  /** The connection served; null while a spare, so a closed connection is not kept alive by the spares. */
+  /**
+   * The connection served (its socket is the one written to); null while a spare, so a closed
+   * connection is not kept alive by the spares.
+   */
   #core: ConnCore | null;
-  #socket: Socket | null;
   /** Writes straight to the socket's handle (plain TCP); null: through the socket's stream. */
   #handle: HandleWriter | null;
   #scheduled = false;
@@ -120,7 +123,6 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
   constructor(core: ConnCore, socket: Socket) {
     super();
     this.#core = core;
-    this.#socket = socket;
     this.#encrypts = socket instanceof TLSSocket;
     this.#handle = useHandleWrites(socket, this);
     if (this.#encrypts && this.#handle !== null) gateShutdown(socket as TLSSocket, this);
@@ -132,8 +134,6 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
     const writer = spares[--spareCount]!;
     spares[spareCount] = null;
     writer.#core = core;
-    writer.#socket = socket;
-    writer.#handle!.moveTo(socket);
     writer.#seenLength = 0;
     writer.#seenQueue = 0;
     return writer;
@@ -161,29 +161,35 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
       return false;
     }
     this.#core = null;
-    this.#socket = null;
-    this.#handle.moveTo(null);
     spares[spareCount++] = this;
     return true;
   }
 
+  /** The socket written to (HandleWriteSink): the connection's. */
+  get socket(): Socket {
+    return this.#core!.socket;
+  }
+
+  // #handedOut and #charged are methods, not private getters: optimized code on Node 20 calls into the
+  // runtime for every private getter it reads (about 30 instructions each, three per write).
+
   /** Bytes handed to the socket that have not reached the kernel. */
-  get #handedOut(): number {
-    return this.#handle === null ? this.#socket!.writableLength : this.#handle.pendingBytes;
+  #handedOut(): number {
+    return this.#handle === null ? this.socket.writableLength : this.#handle.pendingBytes;
   }
 
   /** Output handed to the socket waits for the kernel (the deadline policy's writePending). */
   get waitsForKernel(): boolean {
-    return this.#handle === null ? this.#socket!.writableLength > 0 : this.#handle.busy;
+    return this.#handle === null ? this.socket.writableLength > 0 : this.#handle.busy;
   }
 
   /** Bytes accepted by `write()` and not yet handed to the kernel. */
   get queuedBytes(): number {
-    return this.pendingBytes + this.#handedOut;
+    return this.pendingBytes + this.#handedOut();
   }
 
   /** What queued output costs, as charged against `maxQueuedBytes`: bytes plus overhead per piece and per waiting write. */
-  get #charged(): number {
+  #charged(): number {
     const waiting = (this.#belowMark?.count ?? 0) + (this.#taken?.count ?? 0);
     return this.queuedBytes + (this.pieces + waiting) * ENTRY_OVERHEAD;
   }
@@ -191,7 +197,7 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
   write(data: WriteData): Promise<void> {
     const failed = this.#writeState();
     if (failed !== null) return handled(Promise.reject(failed));
-    const before = this.#charged;
+    const before = this.#charged();
     const callerBuffer = this.#enqueue(data);
     return this.#settle(before, callerBuffer);
   }
@@ -205,7 +211,7 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
         return chunks.length;
       },
     };
-    const before = this.#charged;
+    const before = this.#charged();
     const mark = this.mark();
     this.#frameHasCallerBuffer = false;
     try {
@@ -241,7 +247,7 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
     if (wait !== null) wait.count++;
     // Below the mark (nearly every write) the charge is not even added up.
     if (before >= maxWriteBuffer) {
-      const charged = this.#charged;
+      const charged = this.#charged();
       if (charged > maxQueuedBytes) {
         core.slowConsumer(new SlowConsumerError(charged, maxQueuedBytes));
         return handled(Promise.reject(core.error ?? new ConnectionClosedError()));
@@ -261,7 +267,9 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
   #enqueue(data: WriteData): boolean {
     const core = this.#core!;
     if (core.error !== null || core.phase !== OPEN) return false;
-    const len = byteLength(data);
+    // Not write-queue's byteLength(): a load of `byteLength` here has this call site's own feedback (the
+    // caller's buffers), where the shared function's sees every buffer of the process and goes megamorphic.
+    const len = typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength;
     if (len === 0) return false;
     const callerBuffer = this.add(data, len);
     if (!this.#scheduled) {
@@ -276,13 +284,21 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
     if (this.#scheduled) this.flush();
   }
 
+  /** Takes this writer off the flush scheduler: it is flushing now. */
+  #unschedule(): void {
+    if (this.#scheduled) {
+      this.#scheduled = false;
+      unscheduleFlush(this);
+    }
+  }
+
   /**
    * Hands the queued writes to the socket in one write (or one writev). While the kernel buffer is full
    * (output handed out still waits) they stay queued here until it drains: one compact queue instead
    * of a request per flush, and below it only what the kernel is taking (see progressed()).
    */
   flush(): void {
-    this.#scheduled = false;
+    this.#unschedule();
     const core = this.#core!;
     if (core.error !== null || core.phase === CLOSED || this.waitsForKernel) return;
     this.#handOut();
@@ -302,7 +318,7 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
     if (core.error !== null) return; // the write failed at once: the connection is over
     if (this.waitsForKernel) {
       const t = core.timers;
-      this.#seenLength = this.#handedOut;
+      this.#seenLength = this.#handedOut();
       this.#seenQueue = this.#queueSize();
       if (t.writeBlockedSince === 0) {
         t.writeBlockedSince = deadlines.now();
@@ -329,7 +345,7 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
 
   /** TLS and the fallback: through the socket's Writable. */
   #toStream(first: WriteData, rest: WriteData[] | null, pooled: Buffer[] | null, bytes: number): void {
-    const socket = this.#socket!;
+    const socket = this.socket;
     // A failed write may still be referenced by libuv: only a completed one gives its buffers back.
     const release = pooled === null ? undefined : (err?: Error | null): void => (err ? undefined : releaseAll(pooled));
     // The socket's writable high-water mark is 1 byte (see server.ts), so write() returns false
@@ -353,7 +369,7 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
 
   /** libuv's count of bytes it has not yet written to the kernel (updated as the kernel takes them). */
   #queueSize(): number {
-    const size = (this.#socket as unknown as { _handle: SocketHandle } | null)?._handle?.writeQueueSize;
+    const size = (this.socket as unknown as { _handle: SocketHandle })._handle?.writeQueueSize;
     return typeof size === 'number' ? size : 0;
   }
 
@@ -365,7 +381,7 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
    * its send buffer is free, so progress is seen in steps of that size.
    */
   progressed(): boolean {
-    const length = this.#handedOut;
+    const length = this.#handedOut();
     const queue = this.#queueSize();
     if (length === this.#seenLength && queue === this.#seenQueue) return false;
     this.#seenLength = length;
@@ -427,7 +443,7 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
     if (core.phase === CLOSED) return handled(Promise.reject(new ConnectionClosedError()));
     if (data !== undefined) this.#enqueue(data);
     core.phase = ENDED;
-    this.#scheduled = false;
+    this.#unschedule();
     // Everything goes to the socket now, behind what it already holds: nothing is written after the FIN.
     // (On the handle path libuv queues the stream's shutdown behind the writes still in flight. A TLS
     // handle takes one write at a time: with one in flight the rest goes out as it completes (onDrain),
@@ -435,7 +451,7 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
     if (!(this.#encrypts && this.#handle?.busy)) this.#handOut();
     this.#endPromise = handled(
       new Promise<void>((resolve, reject) => {
-        this.#socket!.end((err?: Error | null) => {
+        this.socket.end((err?: Error | null) => {
           // Destroyed before the flush finished (a deadline, a reset): the data did not all leave.
           if (core.error === null && err)
             core.error = new ConnectionClosedError(`connection closed: ${err.message}`, err);

@@ -24,6 +24,8 @@ import type { WriteData } from './conn.js';
 
 /** What a handle write reports back to the writer that made it. */
 export interface HandleWriteSink {
+  /** The socket written to (asked per write, so a writer handed to another connection needs no rebinding). */
+  readonly socket: Socket;
   /** The last write in flight completed: everything handed out reached the kernel. */
   onHandleDrained(): void;
   /** A write failed (EPIPE, ECONNRESET...): the connection is over. */
@@ -107,7 +109,7 @@ export function handleWriteBinding(): object | null {
  * unavailable: then write through the socket's stream.
  */
 export function useHandleWrites(socket: Socket, sink: HandleWriteSink): HandleWriter | null {
-  return handleWritable(socket) ? new HandleWriter(socket, sink) : null;
+  return handleWritable(socket) ? new HandleWriter(sink) : null;
 }
 
 /** Whether `socket`'s output can go straight to its handle (see useHandleWrites). */
@@ -149,20 +151,13 @@ function onWriteComplete(this: WriteReq, status: number): void {
 
 /** One connection's writes to its handle. */
 export class HandleWriter {
-  /** Null while its ConnWriter is a spare (see ConnWriter#release). */
-  #socket: Socket | null;
-  #sink: HandleWriteSink;
+  /** Its ConnWriter, which names the socket (a spare's moves to another connection with nothing in flight). */
+  readonly #sink: HandleWriteSink;
   /** Writes in flight (the kernel did not take them at once). */
   #inFlight = 0;
 
-  constructor(socket: Socket, sink: HandleWriteSink) {
-    this.#socket = socket;
+  constructor(sink: HandleWriteSink) {
     this.#sink = sink;
-  }
-
-  /** Moves this writer, with nothing in flight, to another connection's socket (see ConnWriter.acquire), or to none. */
-  moveTo(socket: Socket | null): void {
-    this.#socket = socket;
   }
 
   /** Output handed out waits for the kernel. */
@@ -173,7 +168,7 @@ export class HandleWriter {
   /** libuv's count of bytes handed to it and not yet written to the kernel. */
   get pendingBytes(): number {
     if (this.#inFlight === 0) return 0;
-    const handle = (this.#socket as unknown as { _handle: StreamHandle | null })._handle;
+    const handle = this.#handle();
     return handle === null ? 0 : handle.writeQueueSize;
   }
 
@@ -207,7 +202,7 @@ export class HandleWriter {
   }
 
   #handle(): StreamHandle | null {
-    return (this.#socket as unknown as { _handle: StreamHandle | null })._handle;
+    return (this.#sink.socket as unknown as { _handle: StreamHandle | null })._handle;
   }
 
   #dispatched(req: WriteReq, err: number, data: WriteData | WriteData[], pooled: Buffer[] | null): void {
@@ -234,7 +229,7 @@ export class HandleWriter {
   completed(status: number, pooled: Buffer[] | null): void {
     this.#inFlight--;
     // Destroyed meanwhile (a deadline, a reset, a slow consumer): libuv cancelled the write.
-    if (this.#socket!.destroyed) return;
+    if (this.#sink.socket.destroyed) return;
     if (status < 0) {
       this.#sink.onHandleError(writeError(status));
       return;

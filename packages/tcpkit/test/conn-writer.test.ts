@@ -227,6 +227,44 @@ describe('Conn#write', () => {
     );
   });
 
+  it('sends the pushes of one turn, around a reply whose handler parks, by the end of the turn', TEST, async () => {
+    // Three handlers resume in one turn, in this order: two push and wait for something else, the one
+    // between them answers and parks for input (which flushes it and takes it off the scheduler). Every
+    // push must still leave, with no read to flush it.
+    const roles = ['push1', 'reply', 'push2'] as const;
+    const go = new Map(roles.map((r) => [r, deferred()]));
+    const done = deferred();
+    let waiting = 0;
+    const allWaiting = deferred();
+    await withServer(
+      {},
+      async (conn) => {
+        const role = (await conn.read())!.toString() as (typeof roles)[number];
+        if (++waiting === roles.length) allWaiting.resolve();
+        await go.get(role)!.promise;
+        if (role === 'reply') {
+          // Parks in the same step as its write, before push2 resumes.
+          void conn.write('reply\n');
+          await conn.read();
+        } else {
+          void conn.write(`${role}\n`);
+          await done.promise;
+        }
+      },
+      async (port) => {
+        const clients = await Promise.all(roles.map(() => connect(port)));
+        clients.forEach((c, i) => c.write(roles[i]!));
+        await allWaiting.promise;
+        for (const r of roles) go.get(r)!.resolve();
+        const texts = await Promise.all(clients.map((c, i) => c.receiveText(`${roles[i]}\n`)));
+        assert.deepEqual(texts, ['push1\n', 'reply\n', 'push2\n']);
+        done.resolve();
+        for (const c of clients) c.end();
+        await Promise.all(clients.map((c) => c.waitClosed()));
+      },
+    );
+  });
+
   it('sends what a large buffer held: its write resolves once the kernel has it', TEST, async () => {
     const size = 256 * 1024;
     await withServer(
