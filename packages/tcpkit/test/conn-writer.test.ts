@@ -253,7 +253,7 @@ describe('Conn#write', () => {
       },
       async (port) => {
         const clients = await Promise.all(roles.map(() => connect(port)));
-        clients.forEach((c, i) => c.write(roles[i]!));
+        for (const [i, c] of clients.entries()) c.write(roles[i]!);
         await allWaiting.promise;
         for (const r of roles) go.get(r)!.resolve();
         const texts = await Promise.all(clients.map((c, i) => c.receiveText(`${roles[i]}\n`)));
