@@ -290,9 +290,9 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
   #enqueue(data: WriteData): boolean {
     const core = this.#core!;
     if (core.error !== null || core.phase !== OPEN) return false;
-    // Not write-queue's byteLength(): a load of `byteLength` here has this call site's own feedback (the
-    // caller's buffers), where the shared function's sees every buffer of the process and goes megamorphic.
-    const len = typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength;
+    // `length`, not `byteLength` (the same for a Uint8Array): optimized code on Node 20 reads a typed
+    // array's `byteLength` through a generic property load (about 150 instructions), its `length` inline.
+    const len = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
     if (len === 0) return false;
     const callerBuffer = this.add(data, len);
     if (!this.#scheduled) {

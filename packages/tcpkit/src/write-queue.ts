@@ -9,6 +9,12 @@ import { Buffer } from 'node:buffer';
 import { defaultPool } from './buffer-pool.js';
 import type { WriteData } from './conn.js';
 
+/**
+ * TypedArray#set, called as a function: `copy.set(data)` on a fresh buffer is a generic property load
+ * in optimized code on Node 20 (about 70 instructions a write); a call through a constant is not.
+ */
+const typedArraySet = Uint8Array.prototype.set;
+
 /** Batches up to this size are copied into one pooled buffer; larger ones go out with writev. */
 export const COALESCE_LIMIT = 16 * 1024;
 /** Writes shorter than this are copied at write(); a larger buffer is sent from the caller's memory. */
@@ -69,7 +75,7 @@ export class WriteQueue {
         if (typeof data === 'string') this.first = data;
         else {
           const copy = Buffer.allocUnsafe(len);
-          copy.set(data);
+          typedArraySet.call(copy, data);
           this.first = copy;
         }
         this.firstSmall = true;
