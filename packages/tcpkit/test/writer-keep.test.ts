@@ -3,23 +3,27 @@
 // The sweeps are run by hand here (sweepKept), so nothing waits for the interval.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { serve } from '../src/index.js';
+import { type Server, serve } from '../src/index.js';
 import { keptWriters, sweepKept } from '../src/writer-keep.js';
-import { connect, deferred, LOOPBACK, portOf, stop, until, within } from './helpers.js';
+import { type Client, connect, deferred, LOOPBACK, portOf, stop, until, within } from './helpers.js';
 
 const TEST = { timeout: 30_000 };
 
-async function echoServer() {
-  return serve({ ...LOOPBACK }, async (conn) => {
+/** Runs `body` against an echo server with one connected client, which it may close; stops the server. */
+async function withEchoClient(body: (client: Client, server: Server) => Promise<void>): Promise<void> {
+  const server = await serve({ ...LOOPBACK }, async (conn) => {
     for await (const chunk of conn) await conn.write(chunk);
   });
+  try {
+    await body(await connect(portOf(server)), server);
+  } finally {
+    await stop(server);
+  }
 }
 
 describe('writers kept by parked connections', () => {
-  it('keeps the writer of a connection that answered and parked, until two sweeps find it parked', TEST, async () => {
-    const server = await echoServer();
-    try {
-      const client = await connect(portOf(server));
+  it('keeps the writer of a connection that answered and parked, until two sweeps find it parked', TEST, () =>
+    withEchoClient(async (client) => {
       client.write('ping');
       await client.receive(4);
       // Its reply was flushed when the handler parked for the next read: it keeps the writer.
@@ -34,15 +38,11 @@ describe('writers kept by parked connections', () => {
       assert.equal(keptWriters(), 1);
       client.end();
       await client.waitClosed();
-    } finally {
-      await stop(server);
-    }
-  });
+    }),
+  );
 
-  it('a connection that parks again between sweeps keeps its writer', TEST, async () => {
-    const server = await echoServer();
-    try {
-      const client = await connect(portOf(server));
+  it('a connection that parks again between sweeps keeps its writer', TEST, () =>
+    withEchoClient(async (client) => {
       let expected = '';
       for (let i = 0; i < 3; i++) {
         client.write(`m${i};`);
@@ -53,15 +53,11 @@ describe('writers kept by parked connections', () => {
       }
       client.end();
       await client.waitClosed();
-    } finally {
-      await stop(server);
-    }
-  });
+    }),
+  );
 
-  it('drops a closed connection from the kept writers without a sweep', TEST, async () => {
-    const server = await echoServer();
-    try {
-      const client = await connect(portOf(server));
+  it('drops a closed connection from the kept writers without a sweep', TEST, () =>
+    withEchoClient(async (client, server) => {
       client.write('ping');
       await client.receive(4);
       assert.equal(keptWriters(), 1);
@@ -72,10 +68,8 @@ describe('writers kept by parked connections', () => {
         10_000,
       );
       assert.equal(keptWriters(), 0);
-    } finally {
-      await stop(server);
-    }
-  });
+    }),
+  );
 
   it('keeps a writer whose output still waits for the peer, and sends all of it', TEST, async () => {
     const size = 32 * 1024 * 1024;
