@@ -2,6 +2,7 @@
 // bytes, exact length, memory of its own, at every size class (Node's pool, the slab, a buffer of its own).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import { copyOut, sharedReadBuffer, WAITER_READ_SIZE, waiterReadBuffer } from '../src/shared-read-buffer.js';
 import { pseudoRandom } from './helpers.js';
 
@@ -40,5 +41,47 @@ describe('copyOut', () => {
         chunk.every((b) => b === (i & 0xff)),
         `chunk ${i} intact`,
       );
+  });
+
+  it('keeps every chunk intact and apart over any sequence of read sizes (property)', () => {
+    const source = sharedReadBuffer();
+    // Sizes from every class, weighted to the slab's (4 to 16 KiB) and to lengths that share a slot of
+    // the source-view cache, so that slabs fill, roll over and cached views are replaced.
+    const size = fc.oneof(
+      fc.integer({ min: 1, max: 4095 }),
+      fc.integer({ min: 4096, max: 16 * 1024 }),
+      fc.integer({ min: 16 * 1024 + 1, max: 64 * 1024 }),
+      fc.constantFrom(64, 128, 1024, 4096, 4097, 8192, 16 * 1024, 64 * 1024),
+    );
+    fc.assert(
+      fc.property(fc.array(size, { minLength: 1, maxLength: 60 }), fc.integer({ min: 1 }), (sizes, seed) => {
+        const kept = sizes.map((n, i) => {
+          const bytes = pseudoRandom(n, seed + i);
+          source.set(bytes);
+          const chunk = copyOut(source, n);
+          // The next read overwrites the shared buffer, as the kernel would.
+          source.fill(0xee, 0, n);
+          return { bytes, chunk };
+        });
+        for (const [i, { bytes, chunk }] of kept.entries()) {
+          assert.ok(Buffer.isBuffer(chunk));
+          assert.equal(chunk.length, bytes.length);
+          assert.ok(chunk.equals(bytes), `chunk ${i} (${bytes.length} bytes) intact`);
+          assert.ok(chunk.buffer !== source.buffer, 'a chunk never shares memory with the read buffer');
+        }
+        // Chunks carved out of one ArrayBuffer (a slab, Node's pool) never overlap.
+        const byBuffer = new Map<ArrayBufferLike, [number, number][]>();
+        for (const { chunk } of kept) {
+          const ranges = byBuffer.get(chunk.buffer) ?? [];
+          ranges.push([chunk.byteOffset, chunk.byteOffset + chunk.length]);
+          byBuffer.set(chunk.buffer, ranges);
+        }
+        for (const ranges of byBuffer.values()) {
+          ranges.sort((a, b) => a[0] - b[0]);
+          for (let i = 1; i < ranges.length; i++) assert.ok(ranges[i]![0] >= ranges[i - 1]![1], 'chunks overlap');
+        }
+      }),
+      { numRuns: 200 },
+    );
   });
 });
