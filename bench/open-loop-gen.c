@@ -129,6 +129,9 @@ static int64_t intended(uint64_t k) {
   return t0 + (int64_t)((double)k * 1e9 / opt.rate);
 }
 
+static uint64_t next_k;        /* the next message of the schedule to send */
+static int64_t last_round, tick; /* --tick: when due messages last left, and how often they may */
+
 static int measured(uint64_t k) {
   return k >= first_measured && k < total_messages;
 }
@@ -169,6 +172,19 @@ static void flush(conn *c) {
     if ((size_t)w < n) break;
   }
   if (!c->dead) watch_writable(c, c->sent < want);
+}
+
+/* Every message due by `now` leaves now (with --tick, once a round), each on its own connection. */
+static void send_due(int64_t now) {
+  if (now < last_round + tick) return;
+  uint64_t due = (uint64_t)floor((double)(now - t0) * opt.rate / 1e9) + 1;
+  if (due > total_messages) due = total_messages;
+  if (due > next_k) last_round = now;
+  for (; next_k < due; next_k++) {
+    conn *c = &conns[next_k % (uint64_t)opt.connections];
+    c->scheduled++;
+    if (!c->dead && !c->want_out) flush(c);
+  }
 }
 
 static void on_readable(conn *c, int64_t now) {
@@ -371,8 +387,8 @@ int main(int argc, char **argv) {
   struct epoll_event events[1024];
   sample start = {0}, end = {0};
   int started = 0, ended = 0;
-  uint64_t next_k = 0;
-  int64_t drain_until = 0, last_round = 0, tick = (int64_t)(opt.tick * 1e9);
+  int64_t drain_until = 0;
+  tick = (int64_t)(opt.tick * 1e9);
   if (ok) {
     t0 = now_ns();
     first_measured = (uint64_t)ceil(opt.warmup * opt.rate);
@@ -382,16 +398,7 @@ int main(int argc, char **argv) {
       int64_t now = now_ns();
       if (!started && now >= window_start) start = take_sample(), started = 1;
       if (!ended && now >= window_end) end = take_sample(), ended = 1, drain_until = now + (int64_t)(opt.drain * 1e9);
-      /* Every message due by now leaves now (with --tick, once a tick), each on its own connection. */
-      uint64_t due = (uint64_t)floor((double)(now - t0) * opt.rate / 1e9) + 1;
-      if (due > total_messages) due = total_messages;
-      if (now < last_round + tick) due = next_k;
-      else if (due > next_k) last_round = now;
-      for (; next_k < due; next_k++) {
-        conn *c = &conns[next_k % (uint64_t)opt.connections];
-        c->scheduled++;
-        if (!c->dead && !c->want_out) flush(c);
-      }
+      send_due(now);
       struct timespec timeout = {0, 0};
       if (next_k < total_messages) {
         int64_t at = intended(next_k) > last_round + tick ? intended(next_k) : last_round + tick;
@@ -408,6 +415,8 @@ int main(int argc, char **argv) {
       int n = epoll_pwait2(ep, events, 1024, &timeout, NULL);
       now = now_ns();
       for (int i = 0; i < n; i++) {
+        /* A burst of echoes (after a server's stall) must not hold back the messages falling due meanwhile. */
+        if (i % 64 == 63) send_due(now_ns());
         conn *c = events[i].data.ptr;
         if (c->dead) continue;
         if (events[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) on_readable(c, now);
