@@ -8,7 +8,8 @@
  * gcc on first use; see bench/c-open-loop.ts), whose own send lag is tens of microseconds, not milliseconds.
  *
  *   node --import tsx bench/open-loop.ts [--generator node|c] [--rate 40000] [--connections 1000] [--duration 10s]
- *       [--warmup 2s] [--tick 0] [--repeats 3] [--c] [--source] [--samples FILE] [--from FILE] [--write]
+ *       [--warmup 2s] [--tick 0] [--repeats 3] [--c] [--source] [--samples FILE] [--from FILE] [--max-others PCT]
+ *       [--write]
  *
  * Runs the builds (`npm run build` first; the before checkout's too): `--source` runs the sources through
  * tsx instead, as before, at the cost of tsx's loader thread in every Node process on the measured cores.
@@ -61,6 +62,8 @@ const RAW_ECHO = '/work/shared/anchors/servers/node-echo/raw.mjs';
 const REPEATS = Number(value('--repeats', '3'));
 const SAMPLES = value('--samples', '');
 const FROM = value('--from', '');
+/** Leaves out of the table the runs in which other processes used more than this much CPU, % of a core. */
+const MAX_OTHERS = Number(value('--max-others', 'Infinity'));
 const before = process.env.TCPKIT_BEFORE;
 const fromSource = argv.includes('--source');
 /** bench/plain-echo.ts as plain JavaScript, for a run without tsx. */
@@ -270,6 +273,7 @@ ${rows.join('\n')}`;
 }
 
 let samples: Sample[];
+const quiet = (s: Sample): boolean => s.otherCpu === null || s.otherCpu <= MAX_OTHERS;
 let names: string[];
 const loadStart = os.loadavg();
 if (FROM) {
@@ -362,7 +366,11 @@ main thread was runnable while another thread held its core. Compare the columns
 
 ${machine()}
 ${FROM ? '' : `- Load average at the start ${loads(loadStart)}, at the end ${loads(os.loadavg())}\n`}
-${table(samples, names)}
+${
+  Number.isFinite(MAX_OTHERS)
+    ? `Runs in which other processes used more than ${MAX_OTHERS}% of a core are left out (${samples.filter((s) => !quiet(s)).length} of ${samples.length}).\n\n`
+    : ''
+}${table(samples.filter(quiet), names)}
 `;
 console.log(md);
 if (argv.includes('--write')) writeSection(compiled ? 'open-loop-c' : 'open-loop', md);
