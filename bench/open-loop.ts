@@ -5,7 +5,7 @@
  * C epoll echo, whose tail is the floor the generator and the machine set. Servers on CPU 0,
  * the generator on CPU 1; servers alternate across repeats; the table shows medians and the spread.
  * `--generator c` replaces `tcpkit bench` with the compiled generator of bench/open-loop-gen.c (built with
- * gcc on first use; see bench/c-open-loop.ts), whose own send lag is tens of microseconds, not milliseconds.
+ * gcc on first use; see bench/c-open-loop.ts), which has no garbage collector to stall its schedule.
  *
  *   node --import tsx bench/open-loop.ts [--generator node|c] [--rate 40000] [--connections 1000] [--duration 10s]
  *       [--warmup 2s] [--tick 0] [--repeats 3] [--c] [--source] [--samples FILE] [--from FILE] [--max-others PCT]
