@@ -77,7 +77,7 @@ function releaseAll(pooled: Buffer[] | null): void {
   if (pooled !== null) for (const b of pooled) defaultPool.release(b);
 }
 
-type SocketHandle = { writeQueueSize?: number } | null;
+type SocketHandle = { writeQueueSize?: number; _parent?: { writeQueueSize?: number } | null } | null;
 
 /**
  * Idle writers of plain TCP connections (nothing queued, in flight, waited for or ended), for the next
@@ -395,9 +395,14 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
     }
   }
 
-  /** libuv's count of bytes it has not yet written to the kernel (updated as the kernel takes them). */
+  /**
+   * libuv's count of bytes it has not yet written to the kernel (updated as the kernel takes them). Over
+   * TLS that is the TCP handle's below the TLS one (`_parent`): the TLS handle's own count stays at the
+   * whole ciphertext until its write completes, so it shows no progress within one large write.
+   */
   #queueSize(): number {
-    const size = (this.socket as unknown as { _handle: SocketHandle })._handle?.writeQueueSize;
+    const handle = (this.socket as unknown as { _handle: SocketHandle })._handle;
+    const size = handle?._parent?.writeQueueSize ?? handle?.writeQueueSize;
     return typeof size === 'number' ? size : 0;
   }
 
