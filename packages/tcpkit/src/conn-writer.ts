@@ -265,6 +265,9 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
       // Over TLS the handle hands the bytes to OpenSSL, which encrypts (or copies) them at once: the
       // caller's buffer is free as soon as it is handed out, though the ciphertext still waits.
       if (this.callerBuffers > 0 || (this.waitsForKernel && !this.#encrypts)) wait = this.#taken ??= new SharedWait();
+      // Yet it resolves, as any write, only below maxWriteBuffer: resolved on top of a full buffer, the
+      // handler's next awaited write would be charged as a slow consumer's.
+      else if (this.#encrypts && this.queuedBytes >= maxWriteBuffer) wait = this.#belowMark ??= new SharedWait();
     } else if (this.queuedBytes >= maxWriteBuffer) {
       wait = this.#belowMark ??= new SharedWait();
     }

@@ -63,6 +63,13 @@ let streamState: Int32Array | null = null;
 let kLastWriteWasAsync = 0;
 /** The request the next write uses: untouched by every write the kernel took synchronously. */
 let spare: WriteReq | null = null;
+/**
+ * The request of the write call running now. A TLS handle completes a write inside the call when the
+ * TCP handle below it refuses the ciphertext at once (EPIPE, ECONNRESET: the peer's reset is in):
+ * `inCallStatus` keeps that status for #dispatched, which settles the write once the call returns.
+ */
+let dispatching: WriteReq | null = null;
+let inCallStatus: number | null = null;
 /** An option of Node's command line or NODE_OPTIONS that switches pending deprecations on. */
 function isPendingDeprecationFlag(arg: string): boolean {
   // Node takes `_` for `-` in option names: `--pending_deprecation` is the same option.
@@ -141,6 +148,10 @@ function writeError(status: number): Error {
 }
 
 function onWriteComplete(this: WriteReq, status: number): void {
+  if (this === dispatching) {
+    inCallStatus = status;
+    return;
+  }
   const writer = this.writer!;
   const pooled = this.pooled;
   this.writer = null;
@@ -177,6 +188,7 @@ export class HandleWriter {
     const handle = this.#handle();
     if (handle === null) return;
     const req = spare ?? newReq();
+    dispatching = req;
     const err = typeof data === 'string' ? handle.writeUtf8String(req, data) : handle.writeBuffer(req, data);
     this.#dispatched(req, err, data, pooled);
   }
@@ -197,6 +209,7 @@ export class HandleWriter {
         list[2 * i + 1] = 'utf8';
       }
     }
+    dispatching = req;
     const err = handle.writev(req, list, allBuffers);
     this.#dispatched(req, err, chunks, pooled);
   }
@@ -206,9 +219,21 @@ export class HandleWriter {
   }
 
   #dispatched(req: WriteReq, err: number, data: WriteData | WriteData[], pooled: Buffer[] | null): void {
+    dispatching = null;
+    const status = inCallStatus;
+    if (status !== null) {
+      // Completed inside the call (see `dispatching`): the request is spent, the next write takes a new one.
+      inCallStatus = null;
+      spare = null;
+      if (err === 0 && status < 0) err = status;
+      else if (err === 0) {
+        if (pooled !== null) for (const b of pooled) defaultPool.release(b);
+        return;
+      }
+    }
     if (err !== 0) {
       // Failed at once (the peer reset, the socket shut down): the request was never used.
-      spare = req;
+      if (status === null) spare = req;
       this.#sink.onHandleError(writeError(err));
       return;
     }

@@ -1,7 +1,8 @@
 // writeTimeout and the lingering close over TLS run from the kernel's last progress, as over plain TCP:
 // the TLS handle's own queue count stays at the whole ciphertext until its write completes, so progress
 // is read from the TCP handle below it. A peer that reads a large response slowly but steadily is kept
-// and gets every byte (a peer that stops reading is cut: tls-flow.test.ts).
+// and gets every byte (a peer that stops reading is cut: tls-flow.test.ts). And a write resolves, as
+// over TCP, only below maxWriteBuffer, so a handler awaiting each large write is not a slow consumer.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { describe, it } from 'node:test';
@@ -44,9 +45,8 @@ function tlsOptions(): { key: string | Buffer; cert: string | Buffer } {
 describe('tls: writeTimeout runs from the last progress', () => {
   it('awaited writes to a reader that drains slowly but steadily all complete', TEST, async () => {
     const half = RESPONSE / 2;
-    // Room for the second write on top of the first, which OpenSSL took at once (not a slow consumer).
     await withConn(
-      { writeTimeout: WRITE_TIMEOUT, maxQueuedBytes: 2 * RESPONSE, tls: tlsOptions() },
+      { writeTimeout: WRITE_TIMEOUT, tls: tlsOptions() },
       async (conn) => {
         await conn.write(Buffer.alloc(half, 'z'));
         await conn.write(Buffer.alloc(half, 'y'));
@@ -78,6 +78,31 @@ describe('tls: writeTimeout runs from the last progress', () => {
         assert.equal((await outcome).error, undefined);
         await reader.closed;
         assert.equal(reader.got().length, RESPONSE, 'every byte before the close');
+      },
+      SETTLE,
+    );
+  });
+});
+
+describe('tls: awaited writes are backpressure, not a slow consumer', () => {
+  it('awaited writes each larger than maxQueuedBytes reach a reading peer whole', TEST, async () => {
+    const size = 8 << 20;
+    const rounds = 4;
+    // On top of a write OpenSSL took but the kernel did not, the next one would pass maxQueuedBytes.
+    await withConn(
+      { maxQueuedBytes: 4 << 20, tls: tlsOptions() },
+      async (conn) => {
+        for (let i = 0; i < rounds; i++) await conn.write(Buffer.alloc(size, 0x30 + i));
+        await conn.end();
+      },
+      async (port, outcome) => {
+        const reader = steadyTlsReader(port, 1 << 20, 0);
+        const { error } = await outcome;
+        assert.equal(error, undefined, `every write resolved (${codeOf(error)})`);
+        await reader.closed;
+        const got = reader.got();
+        assert.equal(got.length, size * rounds);
+        for (let i = 0; i < rounds; i++) assert.ok(got.subarray(i * size, (i + 1) * size).every((b) => b === 0x30 + i));
       },
       SETTLE,
     );

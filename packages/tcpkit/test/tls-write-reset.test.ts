@@ -1,0 +1,73 @@
+// A TLS peer that resets the connection while the server writes to it: only that connection ends, the
+// server stays up and serves the next one. Over TLS a write the TCP handle refuses at once (the RST is
+// already in) completes inside the write call itself: the TLS handle reports it before the call
+// returns, which the handle writer must expect.
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import net from 'node:net';
+import { describe, it } from 'node:test';
+import tls from 'node:tls';
+import { type Conn, serve } from '../src/index.js';
+import { certs } from './fixtures/certs.js';
+import { codeOf, deferred, LOOPBACK, portOf, stop, within } from './helpers.js';
+import { readAll, tlsConnect } from './tls-client.js';
+
+const TEST = { timeout: 30_000 };
+
+/**
+ * The writes a handler may be making when the reset comes in. (Each flushes in the handler's own turn,
+ * so the write reaches the TCP handle before the server's event loop reads the reset.)
+ */
+const WRITES: Record<string, (conn: Conn) => Promise<void>> = {
+  'a buffer': (conn) => conn.write(Buffer.alloc(64 * 1024, 1)),
+  'a buffer, then end': (conn) => {
+    void conn.write(Buffer.alloc(64 * 1024, 1)).catch(() => {});
+    return conn.end();
+  },
+};
+
+describe('tls: a peer reset during a write', () => {
+  for (const [name, write] of Object.entries(WRITES)) {
+    it(`${name}: a write after the peer's RST ends that connection only, the server stays up`, TEST, async () => {
+      const c = certs();
+      const requested = deferred<void>();
+      const reset = deferred<void>();
+      const outcome = deferred<{ error: unknown; conn: Conn }>();
+      const server = await serve({ ...LOOPBACK, tls: { key: c.serverKey, cert: c.serverCert } }, async (conn) => {
+        if ((await conn.read()) === null) return;
+        requested.resolve();
+        await reset.promise;
+        try {
+          await write(conn);
+          outcome.resolve({ error: undefined, conn });
+        } catch (error) {
+          outcome.resolve({ error, conn });
+        }
+      });
+      try {
+        const raw = net.connect({ host: '127.0.0.1', port: portOf(server) });
+        const s = tls.connect({ socket: raw, ca: c.ca, servername: 'localhost' });
+        s.on('error', () => {});
+        await once(s, 'secureConnect');
+        s.write('go');
+        await within(requested.promise, 10_000, 'the request');
+        // The RST reaches the server's socket within this call; resolved in the same turn, the
+        // handler writes before the server's event loop reads the reset.
+        raw.resetAndDestroy();
+        reset.resolve();
+        const { error, conn } = await within(outcome.promise, 10_000, 'the write to settle');
+        if (error !== undefined) {
+          assert.ok(['EPIPE', 'ECONNRESET', 'ERR_CONNECTION_CLOSED'].includes(String(codeOf(error))), String(error));
+        }
+        await within(conn.closed, 10_000, 'the connection to close');
+        // The server is still up: the next client is served.
+        const next = await tlsConnect(portOf(server));
+        next.end('again');
+        await readAll(next);
+        assert.equal(server.stats().active, 0);
+      } finally {
+        await stop(server);
+      }
+    });
+  }
+});
