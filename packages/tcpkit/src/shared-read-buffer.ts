@@ -31,7 +31,8 @@ const SHARED_READ_BUFFER_SIZE = 64 * 1024;
 export const WAITER_READ_SIZE = 4 * 1024;
 let sharedBuffer: Buffer | null = null;
 let waiterBuffer: Buffer | null = null;
-/** A plain Uint8Array view of the waiters' buffer (see copyOut). */
+/** Plain Uint8Array views of the two (see copyOut). */
+let sharedView: Uint8Array | null = null;
 let waiterView: Uint8Array | null = null;
 
 /**
@@ -42,6 +43,7 @@ let waiterView: Uint8Array | null = null;
 export function sharedReadBuffer(): Buffer {
   if (sharedBuffer === null) {
     sharedBuffer = Buffer.allocUnsafeSlow(SHARED_READ_BUFFER_SIZE);
+    sharedView = new Uint8Array(sharedBuffer.buffer, sharedBuffer.byteOffset, SHARED_READ_BUFFER_SIZE);
   }
   return sharedBuffer;
 }
@@ -123,7 +125,7 @@ const SLAB_MIN = 4 * 1024;
 /** Reads up to this size are carved out of the slab; larger ones get a buffer of their own. */
 const SLAB_MAX = 16 * 1024;
 const SLAB_SIZE = 64 * 1024;
-let slab: ArrayBuffer | null = null;
+let slab: Buffer | null = null;
 let slabUsed = 0;
 
 /**
@@ -139,40 +141,19 @@ export function copyOut(buf: Buffer, nread: number): Buffer {
     chunk = Buffer.allocUnsafe(nread);
   } else {
     if (slab === null || slabUsed + nread > SLAB_SIZE) {
-      slab = Buffer.allocUnsafeSlow(SLAB_SIZE).buffer as ArrayBuffer;
+      slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
       slabUsed = 0;
     }
-    // Buffer.from over the slab's ArrayBuffer, not `slabBuffer.subarray`: Buffer#subarray reads the
-    // slab's `.buffer` on every call, a generic property load (about 200 instructions a 4 KiB read).
-    chunk = Buffer.from(slab, slabUsed, nread);
+    chunk = slab.subarray(slabUsed, slabUsed + nread);
     // Views start 8-byte aligned, as Node's pool aligns its slices.
     slabUsed = (slabUsed + nread + 7) & ~7;
   }
   // TypedArray#set from a plain Uint8Array view rather than Buffer#copy: Buffer#copy is one function
   // for every Buffer in the process, so its property loads are megamorphic (they and the view it makes
   // per call were about a tenth of a 64-byte echo's instructions).
-  chunk.set(buf === sharedBuffer ? sharedPrefix(nread) : (buf === waiterBuffer ? waiterView! : buf).subarray(0, nread));
+  const view = buf === sharedBuffer ? sharedView! : buf === waiterBuffer ? waiterView! : buf;
+  chunk.set(nread === view.length ? view : view.subarray(0, nread));
   return chunk;
-}
-
-/** Slots of the cache of views of the shared buffer's first bytes, as a power of two. */
-const PREFIX_SLOT_BITS = 6;
-const prefixViews: (Uint8Array | null)[] = Array.from({ length: 1 << PREFIX_SLOT_BITS }, () => null);
-
-/**
- * A view of the shared buffer's first `n` bytes, the source of a read's copy, from a small cache by
- * length (direct-mapped; a steady load reads a few sizes over and over). Made per read with
- * `subarray`, it cost about 450 instructions of a 64-byte echo's 9,000 (callgrind): the view, and the
- * `Symbol.species` lookup of its constructor through V8's generic property-load builtin.
- */
-function sharedPrefix(n: number): Uint8Array {
-  // Fibonacci hashing: the multiples of 64 that pipelined small messages read spread over the slots.
-  const slot = Math.imul(n, 0x9e3779b1) >>> (32 - PREFIX_SLOT_BITS);
-  const cached = prefixViews[slot]!;
-  if (cached !== null && cached.length === n) return cached;
-  const view = new Uint8Array(sharedBuffer!.buffer, sharedBuffer!.byteOffset, n);
-  prefixViews[slot] = view;
-  return view;
 }
 
 function onWaiterRead(this: Socket, nread: number, buf: Buffer): void {

@@ -45,8 +45,7 @@ describe('copyOut', () => {
 
   it('keeps every chunk intact and apart over any sequence of read sizes (property)', () => {
     const source = sharedReadBuffer();
-    // Sizes from every class, weighted to the slab's (4 to 16 KiB) and to lengths that share a slot of
-    // the source-view cache, so that slabs fill, roll over and cached views are replaced.
+    // Sizes from every class, weighted to the slab's (4 to 16 KiB), so that slabs fill and roll over.
     const size = fc.oneof(
       fc.integer({ min: 1, max: 4095 }),
       fc.integer({ min: 4096, max: 16 * 1024 }),
