@@ -18,6 +18,7 @@ import type { Lease } from './gate.js';
 import { type ConnTimeouts, type ResolvedOptions, validateTimeouts } from './options.js';
 import type { ConnOrigin } from './proxy-stage.js';
 import { useSharedReadBuffer } from './shared-read-buffer.js';
+import { hiddenReset } from './tls.js';
 
 /** What a connection needs from its server. */
 export interface ConnHost {
@@ -113,7 +114,7 @@ export class ConnCore extends ConnTimers implements DeadlineEntry {
       socket.smallReads(false);
       socket.on('data', onData);
     } else if (!useSharedReadBuffer(socket, onChunk)) socket.on('data', onData);
-    socket.on('end', onEnd);
+    socket.on('end', socket instanceof TLSSocket ? onTlsEnd : onEnd);
     socket.on('error', onError);
     socket.on('close', onClose);
     socket.on('drain', onDrain);
@@ -399,6 +400,12 @@ function onData(this: SocketWithCore, chunk: Buffer): void {
 }
 function onEnd(this: SocketWithCore): void {
   this[kCore].reader.onEnd();
+}
+/** A TLS socket's end of input may be a reset Node's TLS layer hid (see hiddenReset): then it fails as one. */
+function onTlsEnd(this: SocketWithCore & TLSSocket): void {
+  const reset = hiddenReset(this);
+  if (reset === null) this[kCore].reader.onEnd();
+  else this.destroy(reset);
 }
 function onError(this: SocketWithCore, err: Error): void {
   this[kCore].onError(err);

@@ -7,6 +7,7 @@
  * and turns every failed handshake into one callback, so a failure never reaches the handler.
  */
 import type { Socket } from 'node:net';
+import { constants } from 'node:os';
 import tls, { type PeerCertificate, type TLSSocket } from 'node:tls';
 import { type DeadlineEntry, deadlines } from './deadlines.js';
 import { HandshakeTimeoutError, InvalidOptionError, TlsHandshakeError } from './errors.js';
@@ -187,6 +188,33 @@ class Handshake implements DeadlineEntry {
 /** The socket tcpkit accepted: under a TLS socket, the one it wraps (Node's `_parent` link, see #handshakeOf). */
 export function acceptedSocket(socket: Socket): Socket {
   return (socket as Socket & { _parent?: Socket })._parent ?? socket;
+}
+
+/** libuv's code for ENOTCONN (a negative errno on every Unix). */
+const UV_ENOTCONN = -constants.errno.ENOTCONN;
+
+/**
+ * At the peer's end of input on a TLS socket: the error the peer's reset would have been, if the TCP
+ * connection is in fact gone (reset), else null. Node's TLS layer can hide a reset: a write of its own
+ * (a TLS 1.3 session ticket, sent after the handshake's last read) that the kernel refuses with
+ * ECONNRESET is dropped, as no JS write waits for it; the kernel reports a reset only once, so the next
+ * read sees a plain end of input; and the TLS handle counts that write as still in flight, so it never
+ * writes again: every later write would wait, unsettled, for the writeTimeout (forever with 0). A TCP
+ * socket that saw the peer's FIN is in CLOSE_WAIT and still has a peer; a reset one is closed and has
+ * none (getpeername: ENOTCONN). Asked only while tcpkit has not begun its own shutdown: after its FIN
+ * a clean close also leaves the socket without a peer.
+ */
+export function hiddenReset(socket: TLSSocket): Error | null {
+  if (socket.writableEnded) return null;
+  // The TLS handle passes getpeername on to the TCP handle below it (_tls_wrap.js proxies it; Node 20 to 24).
+  const handle = (socket as TLSSocket & { _handle: { getpeername?(out: object): number } | null })._handle;
+  if (typeof handle?.getpeername !== 'function' || handle.getpeername({}) !== UV_ENOTCONN) return null;
+  // As Node reports a reset seen by a read (its errnoException), so it ends the connection as on plain TCP.
+  return Object.assign(new Error('read ECONNRESET'), {
+    code: 'ECONNRESET',
+    errno: -constants.errno.ECONNRESET,
+    syscall: 'read',
+  });
 }
 
 /** `conn.tls` of a secure socket. */

@@ -1,7 +1,8 @@
 // A TLS peer that resets the connection while the server writes to it: only that connection ends, the
 // server stays up and serves the next one. Over TLS a write the TCP handle refuses at once (the RST is
 // already in) completes inside the write call itself: the TLS handle reports it before the call
-// returns, which the handle writer must expect.
+// returns, which the handle writer must expect. A write a turn or more after the reset, once the reset
+// reached the server only as an end of input (Node's TLS layer hides it), rejects with the reset too.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import net from 'node:net';
@@ -65,6 +66,64 @@ describe('tls: a peer reset during a write', () => {
         next.end('again');
         await readAll(next);
         assert.equal(server.stats().active, 0);
+      } finally {
+        await stop(server);
+      }
+    });
+  }
+});
+
+/**
+ * When the handler writes, a turn or more after the reset. (The client resets in the turn the handler
+ * gets the request: before the server's TLS layer sends its TLS 1.3 session tickets, which the kernel
+ * then refuses with the reset. Node drops that refusal, so the reset reaches the server only as a
+ * plain end of input, and its TLS handle then holds every later write.)
+ */
+const LATER: Record<string, (conn: Conn, clientClosed: Promise<unknown>) => Promise<unknown>> = {
+  'once its next read has settled': (conn) => conn.read().catch(() => null),
+  "once the client's socket has closed": (_conn, clientClosed) => clientClosed,
+};
+
+describe('tls: a write a turn or more after the peer reset', () => {
+  for (const [name, later] of Object.entries(LATER)) {
+    it(`${name}: rejects with the reset and the connection closes (not held until writeTimeout)`, TEST, async () => {
+      const c = certs();
+      const requested = deferred<void>();
+      const clientClosed = deferred<void>();
+      const outcome = deferred<{ error: unknown; conn: Conn }>();
+      // writeTimeout 0: no deadline ends a write the connection failed to notice was lost.
+      const server = await serve(
+        { ...LOOPBACK, writeTimeout: 0, tls: { key: c.serverKey, cert: c.serverCert } },
+        async (conn) => {
+          if ((await conn.read()) === null) return;
+          requested.resolve();
+          await later(conn, clientClosed.promise);
+          try {
+            await conn.write(Buffer.alloc(64 * 1024, 1));
+            outcome.resolve({ error: undefined, conn });
+          } catch (error) {
+            outcome.resolve({ error, conn });
+          }
+        },
+      );
+      try {
+        const raw = net.connect({ host: '127.0.0.1', port: portOf(server) });
+        raw.once('close', () => clientClosed.resolve());
+        const s = tls.connect({ socket: raw, ca: c.ca, servername: 'localhost' });
+        s.on('error', () => {});
+        await once(s, 'secureConnect');
+        s.write('go');
+        await within(requested.promise, 10_000, 'the request');
+        raw.resetAndDestroy();
+        const { error, conn } = await within(outcome.promise, 20_000, 'the write to settle');
+        assert.equal(codeOf(error), 'ERR_CONNECTION_CLOSED', String(error));
+        assert.equal(codeOf((error as Error).cause), 'ECONNRESET', String(error));
+        await within(conn.closed, 10_000, 'the connection to close');
+        assert.equal(conn.isClosed, true);
+        assert.deepEqual([server.stats().active, server.stats().queuedBytes], [0, 0]);
+        const next = await tlsConnect(portOf(server));
+        next.end('again');
+        await readAll(next);
       } finally {
         await stop(server);
       }

@@ -1,12 +1,12 @@
 // tcpkit writes sockets straight to their handle (src/handle-writer.ts): the libuv TCP handle, or
 // over TLS the TLS handle. If a Node version lacks the pieces, writes fall back to the socket's stream.
-// This file runs the connection, writer, echo and TLS flow suites again with the fallback forced
+// This file runs the connection, writer, echo, TLS flow and TLS reset suites again with the fallback forced
 // (TCPKIT_WRITE_PATH=stream), so both write paths are tested on every Node version CI runs.
 import { describe, it } from 'node:test';
 import { runOnFallback } from './fallback-paths.js';
 
 describe('write path', () => {
-  it('passes the Conn, writer, echo and TLS flow suites on the stream fallback (TCPKIT_WRITE_PATH=stream)', {
+  it('passes the Conn, writer, echo, TLS flow and TLS reset suites on the stream fallback (TCPKIT_WRITE_PATH=stream)', {
     timeout: 300_000,
   }, async () => {
     await runOnFallback({ TCPKIT_WRITE_PATH: 'stream' }, [
@@ -16,6 +16,7 @@ describe('write path', () => {
       'test/handle-writer.test.ts',
       'test/integration/echo.test.ts',
       'test/tls-flow.test.ts',
+      'test/tls-write-reset.test.ts',
     ]);
   });
 });
