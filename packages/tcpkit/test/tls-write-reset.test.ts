@@ -15,6 +15,35 @@ import { readAll, tlsConnect } from './tls-client.js';
 
 const TEST = { timeout: 30_000 };
 
+/** How `p` settled: what it rejected with, or undefined. */
+async function errorOf(p: Promise<unknown>): Promise<unknown> {
+  try {
+    await p;
+    return undefined;
+  } catch (error) {
+    return error;
+  }
+}
+
+/**
+ * A TLS client sends a request and, once the handler has it (`requested`), resets its TCP connection
+ * (RST) in that same turn. `onRaw` sees the TCP socket first.
+ */
+async function requestThenReset(
+  port: number,
+  requested: Promise<void>,
+  onRaw: (raw: net.Socket) => void = () => {},
+): Promise<void> {
+  const raw = net.connect({ host: '127.0.0.1', port });
+  onRaw(raw);
+  const s = tls.connect({ socket: raw, ca: certs().ca, servername: 'localhost' });
+  s.on('error', () => {});
+  await once(s, 'secureConnect');
+  s.write('go');
+  await within(requested, 10_000, 'the request');
+  raw.resetAndDestroy();
+}
+
 /**
  * The writes a handler may be making when the reset comes in. (Each flushes in the handler's own turn,
  * so the write reaches the TCP handle before the server's event loop reads the reset.)
@@ -38,23 +67,12 @@ describe('tls: a peer reset during a write', () => {
         if ((await conn.read()) === null) return;
         requested.resolve();
         await reset.promise;
-        try {
-          await write(conn);
-          outcome.resolve({ error: undefined, conn });
-        } catch (error) {
-          outcome.resolve({ error, conn });
-        }
+        outcome.resolve({ error: await errorOf(write(conn)), conn });
       });
       try {
-        const raw = net.connect({ host: '127.0.0.1', port: portOf(server) });
-        const s = tls.connect({ socket: raw, ca: c.ca, servername: 'localhost' });
-        s.on('error', () => {});
-        await once(s, 'secureConnect');
-        s.write('go');
-        await within(requested.promise, 10_000, 'the request');
-        // The RST reaches the server's socket within this call; resolved in the same turn, the
+        // The RST reaches the server's socket within the reset; resolved in the same turn, the
         // handler writes before the server's event loop reads the reset.
-        raw.resetAndDestroy();
+        await requestThenReset(portOf(server), requested.promise);
         reset.resolve();
         const { error, conn } = await within(outcome.promise, 10_000, 'the write to settle');
         if (error !== undefined) {
@@ -98,23 +116,13 @@ describe('tls: a write a turn or more after the peer reset', () => {
           if ((await conn.read()) === null) return;
           requested.resolve();
           await later(conn, clientClosed.promise);
-          try {
-            await conn.write(Buffer.alloc(64 * 1024, 1));
-            outcome.resolve({ error: undefined, conn });
-          } catch (error) {
-            outcome.resolve({ error, conn });
-          }
+          outcome.resolve({ error: await errorOf(conn.write(Buffer.alloc(64 * 1024, 1))), conn });
         },
       );
       try {
-        const raw = net.connect({ host: '127.0.0.1', port: portOf(server) });
-        raw.once('close', () => clientClosed.resolve());
-        const s = tls.connect({ socket: raw, ca: c.ca, servername: 'localhost' });
-        s.on('error', () => {});
-        await once(s, 'secureConnect');
-        s.write('go');
-        await within(requested.promise, 10_000, 'the request');
-        raw.resetAndDestroy();
+        await requestThenReset(portOf(server), requested.promise, (raw) =>
+          raw.once('close', () => clientClosed.resolve()),
+        );
         const { error, conn } = await within(outcome.promise, 20_000, 'the write to settle');
         assert.equal(codeOf(error), 'ERR_CONNECTION_CLOSED', String(error));
         assert.equal(codeOf((error as Error).cause), 'ECONNRESET', String(error));
