@@ -183,7 +183,6 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
       return false;
     }
     this.#core = null;
-    this.spareCopy = null;
     unkeep(this);
     if (spareCount < MAX_SPARES) spares[spareCount++] = this;
     return true;
@@ -338,8 +337,6 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
     const rest = this.rest;
     const pooled = this.pooled;
     const bytes = this.pendingBytes;
-    // A lone small write's own copy (not a string, not the caller's buffer): reusable once the kernel has it.
-    const ownCopy = this.firstSmall && rest === null && typeof first !== 'string';
     this.clear();
     if (this.#handle !== null) this.#toHandle(this.#handle, first, rest, pooled, bytes);
     else this.#toStream(first, rest, pooled, bytes);
@@ -354,8 +351,6 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
         if (t.writeTimeout > 0) core.armAt(t.writeBlockedSince + t.writeTimeout);
       }
     } else {
-      // The kernel took it all at once (libuv holds no reference): the copy may take the next write.
-      if (ownCopy && this.#handle !== null) this.spareCopy = first as Buffer;
       this.#allTaken();
     }
   }

@@ -63,12 +63,6 @@ export class WriteQueue {
   protected pieces = 0;
   /** Caller buffers queued here, not yet handed to the socket (their writes wait for the kernel). */
   protected callerBuffers = 0;
-  /**
-   * The copy of the last lone small write, once the kernel took it at once (ConnWriter#handOut): the next
-   * write of its length is copied into it, so a request/response protocol whose replies have one size
-   * allocates nothing per reply (in 64-byte echo a Buffer costs about 250 instructions).
-   */
-  protected spareCopy: Buffer | null = null;
 
   /** Queues `data` (`len` bytes, not 0); says whether it was queued as the caller's own buffer (not copied). */
   protected add(data: WriteData, len: number): boolean {
@@ -80,9 +74,7 @@ export class WriteQueue {
       if (this.tail === null && this.first === null) {
         if (typeof data === 'string') this.first = data;
         else {
-          let copy = this.spareCopy;
-          if (copy !== null && copy.length === len) this.spareCopy = null;
-          else copy = Buffer.allocUnsafe(len);
+          const copy = Buffer.allocUnsafe(len);
           typedArraySet.call(copy, data);
           this.first = copy;
         }
