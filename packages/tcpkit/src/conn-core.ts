@@ -155,15 +155,14 @@ export class ConnCore extends ConnTimers implements DeadlineEntry {
   }
 
   /**
-   * The handler waits for input: what it wrote leaves now. The writer stays for the next reply; if the
-   * connection is still parked at the next sweep, the writer goes back (writer-keep.ts), so an idle
-   * connection holds none.
+   * The handler waits for input: what it wrote leaves now, and a writer left with nothing to do goes
+   * back to the spares (conn-writer.ts), so a parked connection holds none.
    */
   flushWrites(): void {
     const writer = this.writer;
     if (writer === null) return;
     writer.flushIfScheduled();
-    if (this.error === null) writer.parked();
+    if (this.error === null && writer.release()) this.writer = null;
   }
 
   get queuedBytes(): number {
@@ -345,7 +344,6 @@ export class ConnCore extends ConnTimers implements DeadlineEntry {
     this.reader.notify();
     // Only for writes still waiting: an error per closed connection would be a stack trace per close.
     if (this.writer?.hasWaiters) this.writer.rejectWriters(this.error ?? new ConnectionClosedError());
-    this.writer?.connectionClosed();
     this.#rare?.closeResolve?.();
     this.host.onSocketClosed(this);
   }

@@ -27,7 +27,6 @@ import type { Encoder, FrameSink } from './framing/types.js';
 import { type HandleWriter, type HandleWriteSink, handleWritable, useHandleWrites } from './handle-writer.js';
 import { gateShutdown, type ShutdownGate } from './tls.js';
 import { COALESCE_LIMIT, copyInto, WriteQueue } from './write-queue.js';
-import { type Keepable, keep, unkeep } from './writer-keep.js';
 
 const RESOLVED = Promise.resolve();
 /**
@@ -81,9 +80,9 @@ type SocketHandle = { writeQueueSize?: number; _parent?: { writeQueueSize?: numb
 
 /**
  * Idle writers of plain TCP connections (nothing queued, in flight, waited for or ended), for the next
- * connection that writes: a connection that stays parked on a read gives its writer (about 260 bytes)
- * back at the next sweep (writer-keep.ts), and one that then writes again takes a spare without
- * allocating. A handful is enough; beyond it a writer given back is left to the collector.
+ * connection that writes: a connection parked on a read holds no writer (about 260 bytes), and a
+ * ping-pong connection takes one back for each reply without allocating (see ConnCore#flushWrites).
+ * A handful is enough: a writer goes back as soon as its connection waits for input again.
  */
 const MAX_SPARES = 64;
 /**
@@ -95,7 +94,7 @@ const MAX_SPARES = 64;
 const spares: (ConnWriter | null)[] = new Array(MAX_SPARES).fill(null);
 let spareCount = 0;
 
-export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownGate, Keepable {
+export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownGate {
   /**
    * The connection served (its socket is the one written to); null while a spare, so a closed
    * connection is not kept alive by the spares.
@@ -120,9 +119,6 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
   readonly #encrypts: boolean;
   /** A TLS socket's shutdown, held back until the writes in flight complete (see whenWritten). */
   #afterWrites: (() => void) | null = null;
-  /** Keepable (writer-keep.ts). */
-  keptActive = false;
-  keptAt = -1;
 
   constructor(core: ConnCore, socket: Socket) {
     super();
@@ -143,29 +139,10 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
     return writer;
   }
 
-  /** The connection parks on a read (ConnCore#flushWrites): it keeps a plain TCP writer until a sweep. */
-  parked(): void {
-    // A TLS writer never goes back (see release): the sweep need not look at it.
-    if (this.#handle !== null && !this.#encrypts) keep(this);
-  }
-
-  /** Keepable: the sweep found the connection still parked; give this writer back if it holds nothing. */
-  letGo(): boolean {
-    const core = this.#core;
-    if (core === null || !this.release()) return false;
-    core.writer = null;
-    return true;
-  }
-
-  /** The socket closed: nothing but the connection may keep this writer. */
-  connectionClosed(): void {
-    unkeep(this);
-  }
-
   /**
-   * Leaves its connection if it holds nothing for it: all output taken by the kernel, no write waiting,
-   * not ended, and no frame sink handed to an encoder (which might keep it); then it is a spare, if
-   * there is room. The caller forgets it.
+   * Goes back to the spares if it holds nothing for its connection: all output taken by the kernel,
+   * no write waiting, not ended, and no frame sink handed to an encoder (which might keep it). A
+   * spare may still sit in the flush scheduler's list: its flush() then finds nothing queued.
    */
   release(): boolean {
     if (
@@ -178,13 +155,13 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
       this.#belowMark !== null ||
       this.#taken !== null ||
       this.#endPromise !== null ||
-      this.#sink !== null
+      this.#sink !== null ||
+      spareCount === MAX_SPARES
     ) {
       return false;
     }
     this.#core = null;
-    unkeep(this);
-    if (spareCount < MAX_SPARES) spares[spareCount++] = this;
+    spares[spareCount++] = this;
     return true;
   }
 
