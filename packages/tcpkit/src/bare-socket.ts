@@ -19,9 +19,9 @@
  */
 import type { Server as NetServer, Socket } from 'node:net';
 import { constants } from 'node:os';
-import { getSystemErrorName } from 'node:util';
 import { handleWriteBinding } from './handle-writer.js';
 import { copyOut, sharedReadBuffer, waiterReadBuffer } from './shared-read-buffer.js';
+import { systemError } from './system-error.js';
 
 /** A listener of one of the events tcpkit listens to; `this` is the socket, as with an EventEmitter. */
 type Listener = (this: BareSocket, arg?: unknown) => void;
@@ -116,7 +116,7 @@ export function acceptBareHandles(
   const delay = Math.floor(options.keepAliveDelay / 1000);
   listening.onconnection = function (this: unknown, status, handle): void {
     if (status !== 0 || handle === undefined) {
-      onError(errnoError(status, 'accept'));
+      onError(systemError(status, 'accept'));
     } else if (!isUsable(handle)) {
       // Not the handle this module knows (another runtime): net.Server's own accept from here on.
       listening.onconnection = original;
@@ -139,18 +139,12 @@ function isUsable(handle: Partial<TcpHandle>): handle is TcpHandle {
   );
 }
 
-/** A failed call's status as the error Node's own would raise ('read ECONNRESET', code 'ECONNRESET'). */
-function errnoError(status: number, syscall: string): Error {
-  const name = status < 0 ? getSystemErrorName(status) : 'UNKNOWN';
-  return Object.assign(new Error(`${syscall} ${name}`), { code: name, errno: status, syscall });
-}
-
 function onBareRead(this: TcpHandle): void {
   const socket = this[kBare]!;
   const n = streamState![kReadBytesOrError]!;
   if (n > 0) socket._read(n);
   else if (n === UV_EOF) socket._eof();
-  else if (n < 0) socket.destroy(errnoError(n, 'read'));
+  else if (n < 0) socket.destroy(systemError(n, 'read'));
 }
 
 function onBareClose(this: TcpHandle): void {
@@ -292,7 +286,7 @@ export class BareSocket {
     if (!(this.#state & (READING | EOF)) && this._handle !== null) {
       this.#state |= READING;
       const err = this._handle.readStart();
-      if (err !== 0) this.destroy(errnoError(err, 'read'));
+      if (err !== 0) this.destroy(systemError(err, 'read'));
     }
     return this;
   }
@@ -323,7 +317,7 @@ export class BareSocket {
     const err = this._handle!.shutdown(req);
     // Done at once (1), or nothing to shut down: the callbacks still run later, as a net.Socket's would.
     if (err === 1 || err === UV_ENOTCONN) queueMicrotask(() => this._finished());
-    else if (err !== 0) this.destroy(errnoError(err, 'shutdown'));
+    else if (err !== 0) this.destroy(systemError(err, 'shutdown'));
     return this;
   }
 

@@ -18,9 +18,9 @@
  * asynchronously, a turn of the event loop later, even when the kernel took the ciphertext at once.
  */
 import type { Socket } from 'node:net';
-import { getSystemErrorName } from 'node:util';
 import { defaultPool } from './buffer-pool.js';
 import type { WriteData } from './conn.js';
+import { systemError } from './system-error.js';
 
 /** What a handle write reports back to the writer that made it. */
 export interface HandleWriteSink {
@@ -141,12 +141,6 @@ function newReq(): WriteReq {
   return req;
 }
 
-/** A failed write's status as the error Node's own write would raise ('write EPIPE', code 'EPIPE'). */
-function writeError(status: number): Error {
-  const name = getSystemErrorName(status);
-  return Object.assign(new Error(`write ${name}`), { code: name, errno: status, syscall: 'write' });
-}
-
 function onWriteComplete(this: WriteReq, status: number): void {
   if (this === dispatching) {
     inCallStatus = status;
@@ -234,7 +228,7 @@ export class HandleWriter {
     if (err !== 0) {
       // Failed at once (the peer reset, the socket shut down): the request was never used.
       if (status === null) spare = req;
-      this.#sink.onHandleError(writeError(err));
+      this.#sink.onHandleError(systemError(err, 'write'));
       return;
     }
     if (streamState![kLastWriteWasAsync] === 0) {
@@ -256,7 +250,7 @@ export class HandleWriter {
     // Destroyed meanwhile (a deadline, a reset, a slow consumer): libuv cancelled the write.
     if (this.#sink.socket.destroyed) return;
     if (status < 0) {
-      this.#sink.onHandleError(writeError(status));
+      this.#sink.onHandleError(systemError(status, 'write'));
       return;
     }
     if (pooled !== null) for (const b of pooled) defaultPool.release(b);

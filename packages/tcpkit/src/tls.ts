@@ -11,6 +11,7 @@ import { constants } from 'node:os';
 import tls, { type PeerCertificate, type TLSSocket } from 'node:tls';
 import { type DeadlineEntry, deadlines } from './deadlines.js';
 import { HandshakeTimeoutError, InvalidOptionError, TlsHandshakeError } from './errors.js';
+import { systemError } from './system-error.js';
 
 /**
  * The `tls` option of `serve()`: Node's `tls.createServer()` options (`key`, `cert`, `ca`, `pfx`,
@@ -210,11 +211,7 @@ export function hiddenReset(socket: TLSSocket): Error | null {
   const handle = (socket as TLSSocket & { _handle: { getpeername?(out: object): number } | null })._handle;
   if (typeof handle?.getpeername !== 'function' || handle.getpeername({}) !== UV_ENOTCONN) return null;
   // As Node reports a reset seen by a read (its errnoException), so it ends the connection as on plain TCP.
-  return Object.assign(new Error('read ECONNRESET'), {
-    code: 'ECONNRESET',
-    errno: -constants.errno.ECONNRESET,
-    syscall: 'read',
-  });
+  return systemError(-constants.errno.ECONNRESET, 'read');
 }
 
 /** `conn.tls` of a secure socket. */
