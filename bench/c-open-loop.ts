@@ -13,6 +13,8 @@ import { fileURLToPath } from 'node:url';
 import { pinned } from './common.js';
 
 const SOURCE = fileURLToPath(new URL('./open-loop-gen.c', import.meta.url));
+/** The header the source includes (its histogram): part of what names a build. */
+const HEADER = fileURLToPath(new URL('./open-loop-gen-histogram.h', import.meta.url));
 
 /** Latency percentiles of one histogram, microseconds (HdrHistogram-style: a bucket's highest value). */
 export interface GeneratorSummary {
@@ -100,7 +102,7 @@ export function buildGenerator(): string | null {
   } catch {
     return null;
   }
-  const source = readFileSync(SOURCE);
+  const source = Buffer.concat([readFileSync(SOURCE), readFileSync(HEADER)]);
   const binary = path.join(
     os.tmpdir(),
     `tcpkit-open-loop-gen-${createHash('sha256').update(source).digest('hex').slice(0, 16)}`,
