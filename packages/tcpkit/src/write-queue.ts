@@ -159,7 +159,11 @@ export class WriteQueue {
     this.first = m.first;
     if (m.first === null || m.restLength === 0) this.rest = null;
     else if (this.rest !== null) this.rest.length = m.restLength;
-    if (this.pooled !== null) this.pooled.length = m.pooledLength;
+    // Back to none, not an empty list: the append path reads a non-null list's last buffer to size the next.
+    if (this.pooled !== null) {
+      if (m.pooledLength === 0) this.pooled = null;
+      else this.pooled.length = m.pooledLength;
+    }
     this.pendingBytes = m.bytes;
     this.pieces = m.pieces;
     this.callerBuffers = m.callerBuffers;
