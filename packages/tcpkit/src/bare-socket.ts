@@ -18,10 +18,9 @@
  * its header through the bare handle's 'data' events).
  */
 import type { Server as NetServer, Socket } from 'node:net';
-import { constants } from 'node:os';
 import { handleWriteBinding } from './handle-writer.js';
 import { copyOut, sharedReadBuffer, waiterReadBuffer } from './shared-read-buffer.js';
-import { systemError } from './system-error.js';
+import { systemError, UV_ENOTCONN } from './system-error.js';
 
 /** A listener of one of the events tcpkit listens to; `this` is the socket, as with an EventEmitter. */
 type Listener = (this: BareSocket, arg?: unknown) => void;
@@ -57,7 +56,6 @@ interface TcpHandle {
 
 const kBare = Symbol('tcpkit.bare');
 const UV_EOF = -4095;
-const UV_ENOTCONN = -(constants.errno.ENOTCONN ?? 107);
 
 /** The state bits of a BareSocket (one small integer rather than a field each). */
 const READING = 1;

@@ -11,7 +11,7 @@ import { constants } from 'node:os';
 import tls, { type PeerCertificate, type TLSSocket } from 'node:tls';
 import { type DeadlineEntry, deadlines } from './deadlines.js';
 import { HandshakeTimeoutError, InvalidOptionError, TlsHandshakeError } from './errors.js';
-import { systemError } from './system-error.js';
+import { systemError, UV_ENOTCONN } from './system-error.js';
 
 /**
  * The `tls` option of `serve()`: Node's `tls.createServer()` options (`key`, `cert`, `ca`, `pfx`,
@@ -190,9 +190,6 @@ class Handshake implements DeadlineEntry {
 export function acceptedSocket(socket: Socket): Socket {
   return (socket as Socket & { _parent?: Socket })._parent ?? socket;
 }
-
-/** libuv's code for ENOTCONN (a negative errno on every Unix). */
-const UV_ENOTCONN = -constants.errno.ENOTCONN;
 
 /**
  * At the peer's end of input on a TLS socket: the error the peer's reset would have been, if the TCP
