@@ -259,17 +259,7 @@ function ipString(data: Buffer, offset: number, size: 4 | 16): string {
 
 function parseTlvs(data: Buffer, start: number, end: number, header: ProxyHeader): void {
   let crcAt = -1;
-  for (let at = start; at < end; ) {
-    if (end - at < 3)
-      throw new ProxyProtocolError(`PROXY v2 TLV truncated: ${end - at} bytes left, a TLV needs at least 3`);
-    const type = data[at]!;
-    const len = data.readUInt16BE(at + 1);
-    if (at + 3 + len > end) {
-      throw new ProxyProtocolError(
-        `PROXY v2 TLV 0x${type.toString(16)} declares ${len} bytes, only ${end - at - 3} remain in the header`,
-      );
-    }
-    const value = data.subarray(at + 3, at + 3 + len);
+  forEachTlv(data, start, end, (type, value, at) => {
     header.tlvs.push({ type, value });
     switch (type) {
       case PP2_TYPE.ALPN:
@@ -279,12 +269,15 @@ function parseTlvs(data: Buffer, start: number, end: number, header: ProxyHeader
         header.authority = value.toString('utf8');
         break;
       case PP2_TYPE.CRC32C:
-        if (len !== 4) throw new ProxyProtocolError(`PROXY v2 CRC32C TLV must be 4 bytes, got ${len}`);
+        if (value.length !== 4)
+          throw new ProxyProtocolError(`PROXY v2 CRC32C TLV must be 4 bytes, got ${value.length}`);
         crcAt = at + 3;
         break;
       case PP2_TYPE.UNIQUE_ID:
-        if (len > UNIQUE_ID_MAX)
-          throw new ProxyProtocolError(`PROXY v2 unique ID is ${len} bytes, more than the ${UNIQUE_ID_MAX} allowed`);
+        if (value.length > UNIQUE_ID_MAX)
+          throw new ProxyProtocolError(
+            `PROXY v2 unique ID is ${value.length} bytes, more than the ${UNIQUE_ID_MAX} allowed`,
+          );
         header.uniqueId = value;
         break;
       case PP2_TYPE.SSL:
@@ -294,8 +287,7 @@ function parseTlvs(data: Buffer, start: number, end: number, header: ProxyHeader
         header.netns = value.toString('latin1');
         break;
     }
-    at += 3 + len;
-  }
+  });
   if (crcAt !== -1) {
     const expected = data.readUInt32BE(crcAt);
     const copy = Buffer.from(data.subarray(0, end));
@@ -309,6 +301,28 @@ function parseTlvs(data: Buffer, start: number, end: number, header: ProxyHeader
   }
 }
 
+/** Walks the TLVs in `data[start, end)`, checking each one's bounds; `at` is where the TLV starts. */
+function forEachTlv(
+  data: Buffer,
+  start: number,
+  end: number,
+  visit: (type: number, value: Buffer, at: number) => void,
+): void {
+  for (let at = start; at < end; ) {
+    if (end - at < 3)
+      throw new ProxyProtocolError(`PROXY v2 TLV truncated: ${end - at} bytes left, a TLV needs at least 3`);
+    const type = data[at]!;
+    const len = data.readUInt16BE(at + 1);
+    if (at + 3 + len > end) {
+      throw new ProxyProtocolError(
+        `PROXY v2 TLV 0x${type.toString(16)} declares ${len} bytes, only ${end - at - 3} remain in the header`,
+      );
+    }
+    visit(type, data.subarray(at + 3, at + 3 + len), at);
+    at += 3 + len;
+  }
+}
+
 function parseSsl(value: Buffer): ProxySslInfo {
   if (value.length < 5) throw new ProxyProtocolError(`PROXY v2 SSL TLV must be at least 5 bytes, got ${value.length}`);
   const client = value[0]!;
@@ -318,17 +332,16 @@ function parseSsl(value: Buffer): ProxySslInfo {
     certSess: (client & 0x04) !== 0,
     verified: value.readUInt32BE(1) === 0,
   };
-  const sub: ProxyHeader = { version: 2, command: 'proxy', family: 'unspec', tlvs: [] };
-  // Sub-TLVs share the TLV layout; parsed with the same bounds checks.
-  parseTlvs(value, 5, value.length, sub);
-  for (const { type, value: v } of sub.tlvs) {
-    const s = v.toString('utf8');
-    if (type === PP2_TYPE.SSL_VERSION) info.version = s;
-    else if (type === PP2_TYPE.SSL_CN) info.cn = s;
-    else if (type === PP2_TYPE.SSL_CIPHER) info.cipher = s;
-    else if (type === PP2_TYPE.SSL_SIG_ALG) info.sigAlg = s;
-    else if (type === PP2_TYPE.SSL_KEY_ALG) info.keyAlg = s;
-  }
+  // Sub-TLVs are one flat level (the spec defines only the SSL_* strings there): a sub-TLV of type
+  // SSL, CRC32C or any other is not interpreted, so a header nesting SSL TLVs thousands deep costs
+  // one pass, not a recursion that would overflow the stack.
+  forEachTlv(value, 5, value.length, (type, v) => {
+    if (type === PP2_TYPE.SSL_VERSION) info.version = v.toString('utf8');
+    else if (type === PP2_TYPE.SSL_CN) info.cn = v.toString('utf8');
+    else if (type === PP2_TYPE.SSL_CIPHER) info.cipher = v.toString('utf8');
+    else if (type === PP2_TYPE.SSL_SIG_ALG) info.sigAlg = v.toString('utf8');
+    else if (type === PP2_TYPE.SSL_KEY_ALG) info.keyAlg = v.toString('utf8');
+  });
   return info;
 }
 

@@ -346,6 +346,27 @@ describe('parseProxyHeader: malformed headers', () => {
   });
 });
 
+describe('parseProxyHeader: SSL sub-TLVs are one flat level', () => {
+  /** An SSL TLV whose only sub-TLV is another SSL TLV, `depth` times over. */
+  function nestedSsl(depth: number): Buffer {
+    let inner = Buffer.alloc(0);
+    for (let i = 0; i < depth; i++) inner = tlv(0x20, Buffer.concat([Buffer.from([0x01, 0, 0, 0, 0]), inner]));
+    return v2(0x21, 0x11, Buffer.concat([INET, inner]));
+  }
+  it('SSL TLVs nested 8,000 deep (64 KiB of header) parse in one pass, the inner ones not interpreted', () => {
+    const bytes = nestedSsl(8000);
+    const r = parseProxyHeader(bytes);
+    assert.equal(r?.length, bytes.length);
+    assert.deepEqual(r?.header.ssl, { ssl: true, certConn: false, certSess: false, verified: true });
+    assert.equal(r?.header.tlvs.length, 1);
+  });
+  it('a malformed TLV deep inside the nesting is not looked at: only the first level of sub-TLVs is checked', () => {
+    const broken = tlv(0x20, Buffer.concat([Buffer.from([0x01, 0, 0, 0, 0]), Buffer.from([0x21, 0, 9])]));
+    const outer = tlv(0x20, Buffer.concat([Buffer.from([0x01, 0, 0, 0, 0]), broken]));
+    assert.equal(parseProxyHeader(v2(0x21, 0x11, Buffer.concat([INET, outer])))?.header.ssl?.ssl, true);
+  });
+});
+
 describe('detectProxyHeader', () => {
   const cases: [string, Buffer, 0 | 1 | 2 | -1][] = [
     ['empty', Buffer.alloc(0), -1],
