@@ -295,6 +295,7 @@ function explainServeError(error: unknown, options: ServeOptions): unknown {
   if (error instanceof InvalidOptionError) return new UsageError(inFlagTerms(ALL_FLAGS, error.message));
   if (!(error instanceof ListenError)) return error;
   const code = error.reason;
+  if (error.endpoint === 'admin') return explainAdminListenError(error, options);
   const where = options.path ?? `${options.host}:${options.port}`;
   switch (code) {
     case 'EADDRINUSE':
@@ -314,6 +315,26 @@ function explainServeError(error: unknown, options: ServeOptions): unknown {
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
       return new Error(`cannot resolve host "${options.host}"; check --host`);
+    default:
+      return error;
+  }
+}
+
+/** The admin endpoint could not listen: the same sentences, naming the admin flags. */
+function explainAdminListenError(error: ListenError, options: ServeOptions): unknown {
+  const host = options.admin?.host ?? ADMIN_HOST;
+  switch (error.reason) {
+    case 'EADDRINUSE':
+      return new Error(`admin port ${options.admin?.port} is in use on ${host}; choose another with --admin-port`);
+    case 'EACCES':
+      return new Error(
+        `permission denied to listen on ${error.address} for the admin endpoint; ports below 1024 need privileges: choose another with --admin-port`,
+      );
+    case 'EADDRNOTAVAIL':
+      return new Error(`${host} is not an address of this machine; choose another with --admin-host`);
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return new Error(`cannot resolve admin host "${host}"; check --admin-host`);
     default:
       return error;
   }

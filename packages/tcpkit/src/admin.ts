@@ -7,6 +7,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { InvalidOptionError } from './errors.js';
 import { eventLoop } from './event-loop.js';
+import { toListenError } from './listen-error.js';
 import type { MetricsCollector } from './metrics.js';
 import type { Server, ServerAddress } from './server.js';
 import { type WorkerProbe, workersMetricsText } from './workers/metrics.js';
@@ -81,7 +82,8 @@ export async function startAdmin(host: AdminHost, options: Required<AdminOptions
   } catch (error) {
     collector.close();
     eventLoop.stop();
-    throw error;
+    // The same typed error as the server's own listener (ERR_LISTEN, what to change), saying it is the admin's.
+    throw toListenError(error, { host: options.host, port: options.port }, 'admin');
   }
   const a = httpServer.address() as AddressInfo;
   return {

@@ -158,21 +158,25 @@ export class ProxyProtocolError extends TcpkitError {
  * `serve()` could not listen (with `workers`, a worker could not, and the primary stopped the others):
  * the port is in use, the host is not an address of this machine, the port needs privileges, the host
  * does not resolve. `reason` is the system's code, the message says what to change; the system error
- * (one process) is the `cause`.
+ * (one process) is the `cause`. `endpoint` says which listener failed: the server's own, or the
+ * admin endpoint's (`admin.port`, `admin.host`).
  */
 export class ListenError extends TcpkitError {
   /** Where the server tried to listen: `host:port` (`[v6]:port`), or the unix socket path. */
   readonly address: string;
   /** The system's error code: `EADDRINUSE`, `EADDRNOTAVAIL`, `EACCES`, `ENOTFOUND`, ... */
   readonly reason: string;
-  constructor(address: string, reason: string, hint: string, cause?: unknown) {
+  /** `'server'`: the listener of the connections; `'admin'`: the admin HTTP endpoint. */
+  readonly endpoint: 'server' | 'admin';
+  constructor(address: string, reason: string, hint: string, cause?: unknown, endpoint: 'server' | 'admin' = 'server') {
     super(
       'ERR_LISTEN',
-      `cannot listen on ${address}: ${hint} (${reason})`,
+      `cannot listen on ${address}${endpoint === 'admin' ? ' for the admin endpoint' : ''}: ${hint} (${reason})`,
       cause === undefined ? undefined : { cause },
     );
     this.address = address;
     this.reason = reason;
+    this.endpoint = endpoint;
   }
 }
 

@@ -39,15 +39,24 @@ function hintFor(reason: string, where: ListenPlace, detail: string): string {
   }
 }
 
-/** The ListenError for a listen that failed with a system error; any other error is returned as it is. */
-export function toListenError(error: unknown, where: ListenPlace): unknown {
+/**
+ * The ListenError for a listen that failed with a system error; any other error is returned as it is.
+ * `endpoint`: which listener failed (the server's, or the admin endpoint's).
+ */
+export function toListenError(error: unknown, where: ListenPlace, endpoint: 'server' | 'admin' = 'server'): unknown {
   const reason = (error as NodeJS.ErrnoException | undefined)?.code;
   // System codes (EADDRINUSE, EAI_AGAIN); Node's and tcpkit's own codes start with ERR_.
   if (typeof reason !== 'string' || !/^E(?!RR_)[A-Z_]+$/.test(reason)) return error;
-  return listenErrorOf(reason, where, (error as Error).message, error);
+  return listenErrorOf(reason, where, (error as Error).message, error, endpoint);
 }
 
 /** The ListenError for `reason` at `where` (`detail`: the system's message). */
-export function listenErrorOf(reason: string, where: ListenPlace, detail: string, cause?: unknown): ListenError {
-  return new ListenError(placeName(where), reason, hintFor(reason, where, detail), cause);
+export function listenErrorOf(
+  reason: string,
+  where: ListenPlace,
+  detail: string,
+  cause?: unknown,
+  endpoint: 'server' | 'admin' = 'server',
+): ListenError {
+  return new ListenError(placeName(where), reason, hintFor(reason, where, detail), cause, endpoint);
 }
