@@ -349,7 +349,7 @@ describe('parseProxyHeader: malformed headers', () => {
 describe('parseProxyHeader: SSL sub-TLVs are one flat level', () => {
   /** An SSL TLV whose only sub-TLV is another SSL TLV, `depth` times over. */
   function nestedSsl(depth: number): Buffer {
-    let inner = Buffer.alloc(0);
+    let inner: Buffer = Buffer.alloc(0);
     for (let i = 0; i < depth; i++) inner = tlv(0x20, Buffer.concat([Buffer.from([0x01, 0, 0, 0, 0]), inner]));
     return v2(0x21, 0x11, Buffer.concat([INET, inner]));
   }

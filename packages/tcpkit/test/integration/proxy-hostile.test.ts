@@ -31,7 +31,7 @@ function v2(body: Buffer, famProto = 0x11, declared = body.length): Buffer {
 
 /** SSL TLVs, each the only sub-TLV of the one around it, `depth` deep. */
 function nestedSsl(depth: number): Buffer {
-  let inner = Buffer.alloc(0);
+  let inner: Buffer = Buffer.alloc(0);
   for (let i = 0; i < depth; i++) inner = tlv(0x20, Buffer.concat([Buffer.from([0x01, 0, 0, 0, 0]), inner]));
   return inner;
 }
