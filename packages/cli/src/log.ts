@@ -27,6 +27,9 @@ export function parseLogFormat(v: string): LogFormat {
 export function createLogger(level: LogLevel, format: LogFormat | undefined, fd: 1 | 2 = 1): Logger {
   const tty = (fd === 1 ? process.stdout : process.stderr).isTTY === true;
   const usePretty = format === 'pretty' || (format === undefined && tty);
-  if (usePretty) return pino({ level }, pretty({ sync: true, colorize: tty, destination: fd }));
-  return pino({ level }, destination({ dest: fd, sync: true }));
+  // tcpkit's messages already end with their cause's ("connection closed: <the socket error>"): pino's
+  // default err serializer would append it once more; this one keeps the message and nests the cause.
+  const options = { level, serializers: { err: pino.stdSerializers.errWithCause } };
+  if (usePretty) return pino(options, pretty({ sync: true, colorize: tty, destination: fd }));
+  return pino(options, destination({ dest: fd, sync: true }));
 }

@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { certs } from '../../tcpkit/test/fixtures/certs.js';
 import { Child, within } from '../../tcpkit/test/helpers.js';
 
 const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
@@ -11,6 +12,22 @@ const SLOW = { timeout: 40_000 };
 
 function tcpkit(...args: string[]): Child {
   return new Child(process.execPath, ['--import', 'tsx', MAIN, ...args]);
+}
+
+type LogLine = { msg: string; peer?: string; code?: string; err?: { message: string; cause?: { message: string } } };
+
+async function listening(proc: Child): Promise<number> {
+  const line = await proc.line((l) => l.includes('"msg":"listening"'), 'the listening line', 30_000);
+  return Number(/:(\d+)$/.exec(String((JSON.parse(line) as { address: unknown }).address))?.[1]);
+}
+
+/** Sends `bytes` and waits for the server to close the connection. */
+async function refusedAfter(port: number, bytes: string): Promise<void> {
+  const s = net.connect({ host: '127.0.0.1', port });
+  s.on('error', () => {});
+  s.resume();
+  s.end(bytes);
+  await within(once(s, 'close'), 20_000, 'the server to close');
 }
 
 describe('tcpkit serve: an admin port in use', () => {
@@ -29,6 +46,72 @@ describe('tcpkit serve: an admin port in use', () => {
     } finally {
       proc.kill();
       taken.close();
+    }
+  });
+});
+
+describe('tcpkit serve --log-level debug: connections refused before any handler say why', () => {
+  it('a failed TLS handshake is logged with ERR_TLS_HANDSHAKE, its message once, the cause nested', SLOW, async () => {
+    const c = certs();
+    const proc = tcpkit(
+      'serve',
+      'echo',
+      '--port',
+      '0',
+      '--log-level',
+      'debug',
+      '--log-format',
+      'json',
+      '--tls-cert',
+      c.files.serverCert,
+      '--tls-key',
+      c.files.serverKey,
+    );
+    try {
+      const port = await listening(proc);
+      await refusedAfter(port, 'GET / HTTP/1.0\r\n\r\n');
+      const line = JSON.parse(
+        await proc.line((l) => l.includes('TLS handshake failed'), 'the TLS line', 20_000),
+      ) as LogLine;
+      assert.equal(line.code, 'ERR_TLS_HANDSHAKE');
+      assert.equal(line.peer, '127.0.0.1');
+      const cause = line.err?.cause?.message ?? '';
+      assert.ok(cause.length > 0, JSON.stringify(line.err));
+      // pino's default serializer appended the cause's message to one that already ends with it.
+      assert.equal(line.err?.message, `TLS handshake failed: ${cause}`);
+      proc.signal('SIGTERM');
+      assert.equal((await within(proc.exited, 30_000, 'exit')).code, 0);
+    } finally {
+      proc.kill();
+    }
+  });
+
+  it('a refused PROXY header is logged with ERR_PROXY_PROTOCOL and what was wrong', SLOW, async () => {
+    const proc = tcpkit(
+      'serve',
+      'echo',
+      '--port',
+      '0',
+      '--log-level',
+      'debug',
+      '--log-format',
+      'json',
+      '--proxy-protocol',
+      '--trusted-proxy',
+      '127.0.0.1',
+    );
+    try {
+      const port = await listening(proc);
+      await refusedAfter(port, 'PROXY TCP4 10.0.0.1 127.0.0.1 99999 80\r\n');
+      const line = JSON.parse(
+        await proc.line((l) => l.includes('PROXY header refused'), 'the PROXY line', 20_000),
+      ) as LogLine;
+      assert.equal(line.code, 'ERR_PROXY_PROTOCOL');
+      assert.match(line.err?.message ?? '', /source port must be a decimal from 0 to 65535, got "99999"/);
+      proc.signal('SIGTERM');
+      assert.equal((await within(proc.exited, 30_000, 'exit')).code, 0);
+    } finally {
+      proc.kill();
     }
   });
 });
