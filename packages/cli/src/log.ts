@@ -1,6 +1,6 @@
 // The CLI's logger: pino JSON lines on stdout, or pino-pretty for a person at a terminal.
 import { InvalidArgumentError } from 'commander';
-import { destination, type Logger, pino } from 'pino';
+import { destination, type Logger, pino, stdSerializers } from 'pino';
 import pretty from 'pino-pretty';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -29,7 +29,7 @@ export function createLogger(level: LogLevel, format: LogFormat | undefined, fd:
   const usePretty = format === 'pretty' || (format === undefined && tty);
   // tcpkit's messages already end with their cause's ("connection closed: <the socket error>"): pino's
   // default err serializer would append it once more; this one keeps the message and nests the cause.
-  const options = { level, serializers: { err: pino.stdSerializers.errWithCause } };
+  const options = { level, serializers: { err: stdSerializers.errWithCause } };
   if (usePretty) return pino(options, pretty({ sync: true, colorize: tty, destination: fd }));
   return pino(options, destination({ dest: fd, sync: true }));
 }
