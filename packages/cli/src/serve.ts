@@ -112,6 +112,8 @@ const OPTION_FLAGS: Flag<keyof ServeOptions>[] = withDefaults<keyof ServeOptions
     key: 'balance',
     type: choice('auto', 'kernel', 'primary'),
     help: 'with workers: how connections reach them',
+    // The library's own default (the workers' options are not in DEFAULTS); shown, not applied.
+    default: 'auto',
   },
   {
     name: '--abort-on-close',
