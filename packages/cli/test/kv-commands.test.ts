@@ -270,6 +270,12 @@ describe('globMatch', () => {
     test(`${pattern} ~ ${subject}: ${expected}`, () =>
       assert.equal(globMatch(Buffer.from(pattern), Buffer.from(subject)), expected));
   }
+  test('a pattern nesting more than 1000 stars fails to match, as in Redis 7 (no stack overflow)', () => {
+    const subject = Buffer.from('a'.repeat(300_000));
+    assert.equal(globMatch(Buffer.from('*a'.repeat(1000)), subject), true);
+    assert.equal(globMatch(Buffer.from('*a'.repeat(1001)), subject), false);
+    assert.equal(globMatch(Buffer.from('*a'.repeat(30_000)), subject), false);
+  });
 });
 
 describe('parseInt64 and addInt64', () => {

@@ -4,8 +4,14 @@
  * KEYS matches exactly what Redis matches.
  */
 export function globMatch(pattern: Buffer, subject: Buffer): boolean {
-  return match(pattern, 0, pattern.length, subject, 0, subject.length, { skipLonger: false });
+  return match(pattern, 0, pattern.length, subject, 0, subject.length, { skipLonger: false }, 0);
 }
+
+/**
+ * Redis's "protection against abusive patterns": a match nested deeper than this (one level a `*`)
+ * fails, as in Redis 7, instead of recursing once per star of a 64 KiB pattern until the stack overflows.
+ */
+const MAX_NESTING = 1000;
 
 function match(
   pat: Buffer,
@@ -15,7 +21,9 @@ function match(
   s: number,
   slen: number,
   state: { skipLonger: boolean },
+  nesting: number,
 ): boolean {
+  if (nesting > MAX_NESTING) return false;
   const at = (i: number): number => (i < pat.length ? pat[i]! : 0);
   while (plen > 0 && slen > 0) {
     const c = at(p);
@@ -26,7 +34,7 @@ function match(
       }
       if (plen === 1) return true;
       while (slen > 0) {
-        if (match(pat, p + 1, plen - 1, str, s, slen, state)) return true;
+        if (match(pat, p + 1, plen - 1, str, s, slen, state, nesting + 1)) return true;
         if (state.skipLonger) return false;
         s++;
         slen--;
