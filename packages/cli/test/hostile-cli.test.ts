@@ -50,68 +50,41 @@ describe('tcpkit serve: an admin port in use', () => {
   });
 });
 
+/**
+ * Runs `tcpkit serve echo` at debug level with `flags`, sends `bytes` on one connection, and returns the
+ * JSON log line whose message is `msg`; then checks the server drains and exits 0 at SIGTERM.
+ */
+async function refusalLogged(flags: string[], bytes: string, msg: string): Promise<LogLine> {
+  const proc = tcpkit('serve', 'echo', '--port', '0', '--log-level', 'debug', '--log-format', 'json', ...flags);
+  try {
+    const port = await listening(proc);
+    await refusedAfter(port, bytes);
+    const line = JSON.parse(await proc.line((l) => l.includes(`"msg":"${msg}"`), msg, 20_000)) as LogLine;
+    proc.signal('SIGTERM');
+    assert.equal((await within(proc.exited, 30_000, 'exit')).code, 0);
+    return line;
+  } finally {
+    proc.kill();
+  }
+}
+
 describe('tcpkit serve --log-level debug: connections refused before any handler say why', () => {
   it('a failed TLS handshake is logged with ERR_TLS_HANDSHAKE, its message once, the cause nested', SLOW, async () => {
     const c = certs();
-    const proc = tcpkit(
-      'serve',
-      'echo',
-      '--port',
-      '0',
-      '--log-level',
-      'debug',
-      '--log-format',
-      'json',
-      '--tls-cert',
-      c.files.serverCert,
-      '--tls-key',
-      c.files.serverKey,
-    );
-    try {
-      const port = await listening(proc);
-      await refusedAfter(port, 'GET / HTTP/1.0\r\n\r\n');
-      const line = JSON.parse(
-        await proc.line((l) => l.includes('TLS handshake failed'), 'the TLS line', 20_000),
-      ) as LogLine;
-      assert.equal(line.code, 'ERR_TLS_HANDSHAKE');
-      assert.equal(line.peer, '127.0.0.1');
-      const cause = line.err?.cause?.message ?? '';
-      assert.ok(cause.length > 0, JSON.stringify(line.err));
-      // pino's default serializer appended the cause's message to one that already ends with it.
-      assert.equal(line.err?.message, `TLS handshake failed: ${cause}`);
-      proc.signal('SIGTERM');
-      assert.equal((await within(proc.exited, 30_000, 'exit')).code, 0);
-    } finally {
-      proc.kill();
-    }
+    const tlsFlags = ['--tls-cert', c.files.serverCert, '--tls-key', c.files.serverKey];
+    const line = await refusalLogged(tlsFlags, 'GET / HTTP/1.0\r\n\r\n', 'TLS handshake failed');
+    assert.equal(line.code, 'ERR_TLS_HANDSHAKE');
+    assert.equal(line.peer, '127.0.0.1');
+    const cause = line.err?.cause?.message ?? '';
+    assert.ok(cause.length > 0, JSON.stringify(line.err));
+    // pino's default serializer appended the cause's message to one that already ends with it.
+    assert.equal(line.err?.message, `TLS handshake failed: ${cause}`);
   });
 
   it('a refused PROXY header is logged with ERR_PROXY_PROTOCOL and what was wrong', SLOW, async () => {
-    const proc = tcpkit(
-      'serve',
-      'echo',
-      '--port',
-      '0',
-      '--log-level',
-      'debug',
-      '--log-format',
-      'json',
-      '--proxy-protocol',
-      '--trusted-proxy',
-      '127.0.0.1',
-    );
-    try {
-      const port = await listening(proc);
-      await refusedAfter(port, 'PROXY TCP4 10.0.0.1 127.0.0.1 99999 80\r\n');
-      const line = JSON.parse(
-        await proc.line((l) => l.includes('PROXY header refused'), 'the PROXY line', 20_000),
-      ) as LogLine;
-      assert.equal(line.code, 'ERR_PROXY_PROTOCOL');
-      assert.match(line.err?.message ?? '', /source port must be a decimal from 0 to 65535, got "99999"/);
-      proc.signal('SIGTERM');
-      assert.equal((await within(proc.exited, 30_000, 'exit')).code, 0);
-    } finally {
-      proc.kill();
-    }
+    const proxyFlags = ['--proxy-protocol', '--trusted-proxy', '127.0.0.1'];
+    const line = await refusalLogged(proxyFlags, 'PROXY TCP4 10.0.0.1 127.0.0.1 99999 80\r\n', 'PROXY header refused');
+    assert.equal(line.code, 'ERR_PROXY_PROTOCOL');
+    assert.match(line.err?.message ?? '', /source port must be a decimal from 0 to 65535, got "99999"/);
   });
 });
