@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import net from 'node:net';
 import { describe, it } from 'node:test';
+import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { certs } from '../../tcpkit/test/fixtures/certs.js';
 import { Child, within } from '../../tcpkit/test/helpers.js';
@@ -87,4 +88,61 @@ describe('tcpkit serve --log-level debug: connections refused before any handler
     assert.equal(line.code, 'ERR_PROXY_PROTOCOL');
     assert.match(line.err?.message ?? '', /source port must be a decimal from 0 to 65535, got "99999"/);
   });
+});
+
+/** A TLS 1.2 client that, once its first echo is back, asks to renegotiate; resolves with how that ended. */
+async function renegotiate(port: number): Promise<string> {
+  const s = tls.connect({ host: '127.0.0.1', port, ca: certs().ca, servername: 'localhost', maxVersion: 'TLSv1.2' });
+  try {
+    await within(once(s, 'secureConnect'), 20_000, 'the handshake');
+    s.write('before');
+    await within(once(s, 'data'), 20_000, 'the first echo');
+    return await within(
+      new Promise<string>((resolve) => {
+        s.once('error', (e: NodeJS.ErrnoException) => resolve(String(e.code)));
+        s.renegotiate({}, (error) => resolve(error === null ? 'renegotiated' : `callback: ${error.message}`));
+      }),
+      20_000,
+      'the renegotiation to end',
+    );
+  } finally {
+    s.destroy();
+  }
+}
+
+describe('tcpkit serve --tls-cert: client-initiated renegotiation', () => {
+  it(
+    'is refused (ERR_SSL_NO_RENEGOTIATION at the client), after a SIGHUP reload too; others are served',
+    SLOW,
+    async () => {
+      const c = certs();
+      const proc = tcpkit(
+        'serve',
+        'echo',
+        '--port',
+        '0',
+        '--tls-cert',
+        c.files.serverCert,
+        '--tls-key',
+        c.files.serverKey,
+      );
+      try {
+        const port = await listening(proc);
+        const honest = tls.connect({ host: '127.0.0.1', port, ca: c.ca, servername: 'localhost' });
+        await within(once(honest, 'secureConnect'), 20_000, 'the honest handshake');
+        assert.equal(await renegotiate(port), 'ERR_SSL_NO_RENEGOTIATION');
+        proc.signal('SIGHUP');
+        await proc.line((l) => l.includes('reloaded TLS certificate'), 'the reload', 20_000);
+        assert.equal(await renegotiate(port), 'ERR_SSL_NO_RENEGOTIATION');
+        honest.write('still here');
+        const [echo] = (await within(once(honest, 'data'), 20_000, 'the honest echo')) as [Buffer];
+        assert.equal(echo.toString(), 'still here');
+        honest.destroy();
+        proc.signal('SIGTERM');
+        assert.equal((await within(proc.exited, 30_000, 'exit')).code, 0);
+      } finally {
+        proc.kill();
+      }
+    },
+  );
 });
