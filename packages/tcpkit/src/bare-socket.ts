@@ -19,7 +19,7 @@
  */
 import type { Server as NetServer, Socket } from 'node:net';
 import { handleWriteBinding } from './handle-writer.js';
-import { copyOut, sharedReadBuffer, waiterReadBuffer } from './shared-read-buffer.js';
+import { copyOut, type ReadSink, sharedReadBuffer, waiterReadBuffer } from './shared-read-buffer.js';
 import { systemError, UV_ENOTCONN } from './system-error.js';
 
 /** A listener of one of the events tcpkit listens to; `this` is the socket, as with an EventEmitter. */
@@ -66,6 +66,10 @@ const FINISHED = 16;
 const DESTROY_WHEN_FINISHED = 32;
 const SMALL_READS = 64;
 const DESTROYED = 128;
+const SINK_READS = 256;
+
+/** Where the reads of sockets switched to sinkReads go (one function for the whole process, as in shared-read-buffer.ts). */
+let readSink: ReadSink | null = null;
 
 /** undefined: not probed yet; null: the bare path is not available in this process. */
 let binding: StreamBinding | null | undefined;
@@ -299,6 +303,16 @@ export class BareSocket {
     this._handle.useUserBuffer(small ? waiterReadBuffer() : sharedReadBuffer());
   }
 
+  /**
+   * Hands each read to `onRead` as the read buffer's bytes, not copied (the sink copies them; one
+   * function for every socket), instead of emitting 'data' with a copy: an admitted connection's
+   * reader may copy a read straight into a lent buffer (lent-buffers.ts).
+   */
+  sinkReads(onRead: ReadSink): void {
+    readSink = onRead;
+    this.#state |= SINK_READS;
+  }
+
   /** Sends FIN once the writes on the handle are out; `callback` then (or with an error if it closes first). */
   end(callback?: (error?: Error | null) => void): this {
     if (callback !== undefined) {
@@ -348,7 +362,9 @@ export class BareSocket {
   /** @internal `n` bytes were read into the handle's buffer. */
   _read(n: number): void {
     if (this.destroyed) return;
-    emit(this.#data, this, copyOut(this.#state & SMALL_READS ? waiterReadBuffer() : sharedReadBuffer(), n));
+    const source = this.#state & SMALL_READS ? waiterReadBuffer() : sharedReadBuffer();
+    if (this.#state & SINK_READS) readSink!(this as unknown as Socket, source, n);
+    else emit(this.#data, this, copyOut(source, n));
   }
 
   /** @internal The peer's FIN: 'end', and the close if our FIN is out too (half-open until then). */

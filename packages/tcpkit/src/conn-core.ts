@@ -101,7 +101,7 @@ export class ConnCore extends ConnTimers implements DeadlineEntry {
     this.socket = socket;
     this.shares = lease.handOver();
     this.host = host;
-    this.reader = new ConnReader(this, socket, this, host.options.maxReadBuffer);
+    this.reader = new ConnReader(this, socket, host.options.maxReadBuffer);
     this.conn = newConn(this, lease.peer, origin);
     (socket as SocketWithCore)[kCore] = this;
     // A TLS socket's stream may hold input decrypted with the handshake (sent with the client's Finished):
@@ -109,11 +109,11 @@ export class ConnCore extends ConnTimers implements DeadlineEntry {
     if (socket instanceof TLSSocket && socket.readableLength > 0) {
       for (let c = socket.read(); c !== null; c = socket.read()) this.reader.onData(c);
     }
-    // A bare handle reads into the shared buffer itself (bare-socket.ts): its chunks come as 'data'.
+    // A bare handle reads into the shared buffer itself (bare-socket.ts) and hands each read to the reader.
     if (socket instanceof BareSocket) {
       socket.smallReads(false);
-      socket.on('data', onData);
-    } else if (!useSharedReadBuffer(socket, onChunk)) socket.on('data', onData);
+      socket.sinkReads(onRead);
+    } else if (!useSharedReadBuffer(socket, onRead)) socket.on('data', onData);
     socket.on('end', socket instanceof TLSSocket ? onTlsEnd : onEnd);
     socket.on('error', onError);
     socket.on('close', onClose);
@@ -390,8 +390,8 @@ export class ConnCore extends ConnTimers implements DeadlineEntry {
   }
 }
 
-function onChunk(socket: Socket, chunk: Buffer): void {
-  (socket as SocketWithCore)[kCore].reader.onData(chunk);
+function onRead(socket: Socket, source: Buffer, n: number): void {
+  (socket as SocketWithCore)[kCore].reader.onRead(source, n);
 }
 function onData(this: SocketWithCore, chunk: Buffer): void {
   this[kCore].reader.onData(chunk);

@@ -1,13 +1,18 @@
 /**
- * The handler's iterators over decoded frames: `conn.frames(decoder)` and `conn.frameBatches(decoder)`.
- * Each pulls from the connection's {@link ConnReader}, decodes what is buffered without waiting and
- * parks on the reader only when it holds no whole frame. (`for await (const chunk of conn)` needs no
- * object of its own: the reader is its iterator, ConnReader#next.)
+ * The handler's iterators over decoded frames, `conn.frames(decoder)` and `conn.frameBatches(decoder)`,
+ * and over lent chunks, `conn.chunks({ reuse: true })`. Each pulls from the connection's
+ * {@link ConnReader}; the frame iterators decode what is buffered without waiting and park on the
+ * reader only when it holds no whole frame. (`for await (const chunk of conn)` needs no object of its
+ * own: the reader is its iterator, ConnReader#next.)
  */
+import { Buffer } from 'node:buffer';
 import { type ConnReader, END, NEED_MORE } from './conn-reader.js';
 import type { Decoder } from './framing/types.js';
+import { giveBack, type LentBuffer, lendCopy } from './lent-buffers.js';
 
 const DONE: IteratorResult<never> = Object.freeze({ value: undefined, done: true }) as IteratorResult<never>;
+/** A lender's result between steps: no lent buffer stays reachable from it. */
+const EMPTY = Buffer.alloc(0);
 
 /**
  * What the frame iterators share: decode what is buffered, else park on the reader with one wake
@@ -143,5 +148,57 @@ export class FrameBatchIterator<T> extends FrameSource<T, T[]> implements AsyncI
       }
       batch.push(frame);
     }
+  }
+}
+
+/**
+ * `conn.chunks({ reuse: true })`: chunks in lent buffers (lent-buffers.ts), each valid until the next
+ * step (next(), return(), the loop's end). A read that arrives while the iterator is parked is copied
+ * straight into a lent buffer; input that arrived while the handler was busy was queued and is
+ * delivered as its own memory. One result object serves every step (the lifetime rule covers it too).
+ */
+export class ChunkLender implements AsyncIterableIterator<Buffer> {
+  readonly #reader: ConnReader;
+  /** The buffer of the last step, given back at the next. */
+  #lent: LentBuffer | null = null;
+  #done = false;
+  readonly #result: { value: Buffer; done: false };
+
+  constructor(reader: ConnReader) {
+    this.#reader = reader;
+    this.#result = { value: EMPTY, done: false };
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<Buffer> {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<Buffer>> {
+    this.#giveBack();
+    if (this.#done) return Promise.resolve(DONE);
+    return this.#reader.nextLent(this);
+  }
+
+  return(): Promise<IteratorResult<Buffer>> {
+    this.#giveBack();
+    this.#done = true;
+    this.#reader.unpark(this);
+    return Promise.resolve(DONE);
+  }
+
+  /** ConnReader#onRead, while this iterator is parked: the step's result, the read copied into a lent buffer. */
+  lend(source: Buffer, n: number): IteratorResult<Buffer> {
+    const lent = lendCopy(source, n);
+    this.#lent = lent;
+    this.#result.value = lent.view;
+    return this.#result;
+  }
+
+  #giveBack(): void {
+    const lent = this.#lent;
+    if (lent === null) return;
+    this.#lent = null;
+    this.#result.value = EMPTY;
+    giveBack(lent);
   }
 }

@@ -7,18 +7,13 @@ import type { Socket } from 'node:net';
 import { defaultPool } from './buffer-pool.js';
 import { ByteQueue } from './byte-queue.js';
 import type { ConnCore } from './conn-core.js';
-import {
-  type ConnTimers,
-  type HandlerState,
-  WAIT_CALLBACK,
-  WAIT_ITERATE,
-  WAIT_NONE,
-  WAIT_READ,
-} from './conn-deadlines.js';
+import { type HandlerState, WAIT_CALLBACK, WAIT_ITERATE, WAIT_NONE, WAIT_READ } from './conn-deadlines.js';
+import type { ChunkLender } from './conn-iterators.js';
 import { CLOSED, LINGERING } from './conn-state.js';
 import { deadlines } from './deadlines.js';
-import { FrameInvalidError } from './errors.js';
+import { FrameInvalidError, ReadPendingError } from './errors.js';
 import type { Decoder } from './framing/types.js';
+import { copyOut } from './shared-read-buffer.js';
 
 /** The reader whose promise is being made (see ConnReader#parked), and how it waits. */
 let parking: ConnReader | null = null;
@@ -32,10 +27,12 @@ export const END: unique symbol = Symbol('end of input');
 const EOF = 1;
 const DRAINING = 2;
 
-export class ConnReader implements HandlerState, AsyncIterator<Buffer> {
+const DONE: IteratorResult<never> = Object.freeze({ value: undefined, done: true }) as IteratorResult<never>;
+
+export class ConnReader implements HandlerState, AsyncIterableIterator<Buffer> {
+  /** The connection; also its timers (ConnCore extends ConnTimers). */
   #core: ConnCore;
   #socket: Socket;
-  #timers: ConnTimers;
   #maxReadBuffer: number;
   /** Input received and not yet read; created on first use (an idle connection needs none). */
   #inbound: ByteQueue | null = null;
@@ -46,13 +43,14 @@ export class ConnReader implements HandlerState, AsyncIterator<Buffer> {
    */
   waitMode = WAIT_NONE;
   #waitResolve: ((v: unknown) => void) | null = null;
+  /** The lending iterator parked here (mode WAIT_ITERATE): the next read is copied into a lent buffer (onRead). */
+  #lender: ChunkLender | null = null;
   #paused = false;
   #inputEnd = 0;
 
-  constructor(core: ConnCore, socket: Socket, timers: ConnTimers, maxReadBuffer: number) {
+  constructor(core: ConnCore, socket: Socket, maxReadBuffer: number) {
     this.#core = core;
     this.#socket = socket;
-    this.#timers = timers;
     this.#maxReadBuffer = maxReadBuffer;
   }
 
@@ -132,6 +130,35 @@ export class ConnReader implements HandlerState, AsyncIterator<Buffer> {
     return this.#parked(WAIT_ITERATE) as Promise<IteratorResult<Buffer>>;
   }
 
+  [Symbol.asyncIterator](): AsyncIterableIterator<Buffer> {
+    return this;
+  }
+
+  /**
+   * A step of `lender` (conn.chunks({ reuse: true })): as next(), but parked, the next read is copied
+   * straight into a lent buffer (see onRead). Input already queued is delivered as it is (its own memory).
+   */
+  nextLent(lender: ChunkLender): Promise<IteratorResult<Buffer>> {
+    if (this.waitMode !== WAIT_NONE) return Promise.reject(new ReadPendingError());
+    if (this.buffered > 0) return Promise.resolve({ value: this.#takeChunk(), done: false });
+    const error = this.#core.error;
+    if (error !== null) return Promise.reject(error);
+    if (this.#inputOver()) return Promise.resolve(DONE);
+    const promise = this.#parked(WAIT_ITERATE) as Promise<IteratorResult<Buffer>>;
+    this.#lender = lender;
+    return promise;
+  }
+
+  /** `lender` ends while parked here (its return()): its pending step ends the iteration. */
+  unpark(lender: ChunkLender): void {
+    if (this.#lender !== lender) return;
+    const resolve = this.#waitResolve!;
+    this.waitMode = WAIT_NONE;
+    this.#waitResolve = null;
+    this.#lender = null;
+    resolve(DONE);
+  }
+
   /**
    * One step of frame decoding for the frame iterators: the next frame, or NEED_MORE when it must
    * wait for input, or END at end of input. Returns the frame itself (no result object), so a
@@ -139,7 +166,7 @@ export class ConnReader implements HandlerState, AsyncIterator<Buffer> {
    */
   decodeNext<T>(decoder: Decoder<T>): T | typeof NEED_MORE | typeof END {
     const q = this.#queue();
-    const t = this.#timers;
+    const t = this.#core;
     if (q.length > 0) {
       const frame = decoder.decode(q);
       if (frame !== undefined) {
@@ -182,7 +209,7 @@ export class ConnReader implements HandlerState, AsyncIterator<Buffer> {
     // The idle clock runs while the handler waits for input: from now, or from the last byte. (Only
     // with an idle timeout in force: without one the reading is never used, and a clock read is a
     // call into the runtime per message; ConnTimers#set restarts the clock when one is set later.)
-    const t = this.#timers;
+    const t = this.#core;
     if (t.lastReadAt !== 0 && t.idleTimeout > 0) t.lastReadAt = deadlines.now();
     if (this.#paused) {
       this.#paused = false;
@@ -197,6 +224,7 @@ export class ConnReader implements HandlerState, AsyncIterator<Buffer> {
     const resolve = this.#waitResolve!;
     this.waitMode = WAIT_NONE;
     this.#waitResolve = null;
+    this.#lender = null;
     if (mode === WAIT_CALLBACK) {
       resolve(undefined);
     } else if (this.buffered > 0) {
@@ -224,9 +252,9 @@ export class ConnReader implements HandlerState, AsyncIterator<Buffer> {
   #afterConsume(): void {
     if (this.buffered === 0) {
       // The handler caught up: from here on, silence is the peer's.
-      const t = this.#timers;
+      const t = this.#core;
       if (t.lastReadAt !== 0 && t.idleTimeout > 0) t.lastReadAt = deadlines.now();
-      this.#timers.frameStartAt = 0;
+      this.#core.frameStartAt = 0;
     }
     if (this.#paused && this.buffered < this.#maxReadBuffer && !this.draining) {
       this.#paused = false;
@@ -234,21 +262,47 @@ export class ConnReader implements HandlerState, AsyncIterator<Buffer> {
     }
   }
 
-  /** A chunk from the socket (the 'data' event or the shared read buffer). */
-  onData(chunk: Buffer): void {
+  /**
+   * A read into the shared read buffer: its first `n` bytes of `source`, valid only during the call.
+   * A lending iterator parked on an empty queue gets them copied into a lent buffer; anything else
+   * gets them copied into a chunk of their own (copyOut), as from the socket's 'data'.
+   */
+  onRead(source: Buffer, n: number): void {
     if (this.#core.phase === LINGERING) return;
-    const t = this.#timers;
+    const lender = this.#lender;
+    if (lender === null || this.buffered !== 0) {
+      this.onData(copyOut(source, n));
+      return;
+    }
+    this.#arrived();
+    const resolve = this.#waitResolve!;
+    this.waitMode = WAIT_NONE;
+    this.#waitResolve = null;
+    this.#lender = null;
+    resolve(lender.lend(source, n));
+  }
+
+  /** Input arrived: the clocks it restarts. */
+  #arrived(): void {
+    const t = this.#core;
     const first = t.lastReadAt === 0;
     // The first byte's time is kept whatever the timeouts; later ones matter only to an idle timeout.
     if (first || t.idleTimeout > 0) t.lastReadAt = deadlines.now();
     // The first byte swaps firstByteTimeout for idleTimeout, which may be sooner or the only deadline.
     if (first) this.#core.onFirstInput();
+  }
+
+  /** A chunk from the socket (the 'data' event, or a read copied out of the shared read buffer). */
+  onData(chunk: Buffer): void {
+    if (this.#core.phase === LINGERING) return;
+    this.#arrived();
     const mode = this.waitMode;
     if ((mode === WAIT_READ || mode === WAIT_ITERATE) && this.buffered === 0) {
       // Hot path: a reader is parked on an empty queue; hand the chunk over without queueing it.
       const resolve = this.#waitResolve!;
       this.waitMode = WAIT_NONE;
       this.#waitResolve = null;
+      this.#lender = null;
       resolve(mode === WAIT_READ ? chunk : { value: chunk, done: false });
       return;
     }

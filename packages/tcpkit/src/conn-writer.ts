@@ -25,6 +25,7 @@ import { ConnectionClosedError, SlowConsumerError } from './errors.js';
 import { scheduleFlush, unscheduleFlush } from './flush-scheduler.js';
 import type { Encoder, FrameSink } from './framing/types.js';
 import { type HandleWriter, type HandleWriteSink, handleWritable, useHandleWrites } from './handle-writer.js';
+import { type CallerBufferHolder, noteHeld } from './lent-buffers.js';
 import { gateShutdown, type ShutdownGate } from './tls.js';
 import { COALESCE_LIMIT, copyInto, WriteQueue } from './write-queue.js';
 
@@ -94,7 +95,7 @@ const MAX_SPARES = 64;
 const spares: (ConnWriter | null)[] = new Array(MAX_SPARES).fill(null);
 let spareCount = 0;
 
-export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownGate {
+export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownGate, CallerBufferHolder {
   /**
    * The connection served (its socket is the one written to); null while a spare, so a closed
    * connection is not kept alive by the spares.
@@ -181,6 +182,17 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
   /** Output handed to the socket waits for the kernel (the deadline policy's writePending). */
   get waitsForKernel(): boolean {
     return this.#handle === null ? this.socket.writableLength > 0 : this.#handle.busy;
+  }
+
+  /**
+   * A buffer handed to write() may still be referenced here (queued) or below (a handle write in
+   * flight, the stream's buffer): lent-buffers.ts then leaves it to the collector.
+   */
+  get holdsCallerBuffers(): boolean {
+    if (this.first !== null) return true;
+    // A TLS handle encrypts (or copies) what it is handed at once: none of the caller's memory stays.
+    if (this.#handle !== null) return !this.#encrypts && this.#handle.busy;
+    return this.#core !== null && this.#core.socket.writableLength > 0;
   }
 
   /** Bytes accepted by `write()` and not yet handed to the kernel. */
@@ -275,6 +287,8 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
     const len = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
     if (len === 0) return false;
     const callerBuffer = this.add(data, len);
+    // A lent read buffer (conn.chunks({ reuse: true })) held here is not reused until it is out.
+    if (callerBuffer) noteHeld(data as Uint8Array, this);
     if (!this.#scheduled) {
       this.#scheduled = true;
       scheduleFlush(this);

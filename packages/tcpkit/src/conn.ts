@@ -5,15 +5,28 @@
  */
 import { TLSSocket } from 'node:tls';
 import type { ConnCore } from './conn-core.js';
-import { FrameBatchIterator, FrameIterator } from './conn-iterators.js';
+import { ChunkLender, FrameBatchIterator, FrameIterator } from './conn-iterators.js';
 import { CLOSED } from './conn-state.js';
 import type { Decoder, Encoder } from './framing/types.js';
 import type { ConnTimeouts } from './options.js';
 import type { ConnOrigin, ConnProxyInfo } from './proxy-stage.js';
 import { acceptedSocket, type ConnTlsInfo, tlsInfo } from './tls.js';
+import { boolean, optionsObject } from './validate.js';
 
 /** Data `conn.write()` accepts. Strings are sent as UTF-8. */
 export type WriteData = Uint8Array | string;
+
+/** How `conn.chunks()` hands out its chunks. */
+export interface ChunkOptions {
+  /**
+   * `true`: each chunk is lent, valid only until the iterator's next step (the next `next()`,
+   * `return()`, or leaving the loop), and its memory then serves a later read, as Go's
+   * `bufio.Scanner.Bytes()` or a released Netty `ByteBuf`. Copy what must outlive the step
+   * (`Buffer.from(chunk)`); a chunk passed to `write()` may be written as is (a write not awaited
+   * keeps the buffer out of reuse until it is sent). Default `false`: chunks are the handler's to keep.
+   */
+  reuse?: boolean;
+}
 
 let nextId = 1;
 
@@ -155,6 +168,20 @@ export class Conn implements AsyncIterable<Buffer> {
   [Symbol.asyncIterator](): AsyncIterator<Buffer> {
     // The reader is its own chunk iterator (ConnReader#next): no object made per `for await`.
     return this.#core.reader;
+  }
+
+  /**
+   * Chunks of input until end of stream, as `for await (const chunk of conn)`; with `{ reuse: true }`
+   * each chunk is lent until the next step (see {@link ChunkOptions.reuse}), so a loop that handles each
+   * chunk before the next (an echo, a proxy, a parser that copies what it keeps) allocates no buffer
+   * per read. Deadlines, errors, end of stream, draining and `maxReadBuffer` apply as to `for await`;
+   * one read of a connection may be pending at a time (a second rejects with `ERR_READ_PENDING`).
+   */
+  chunks(options?: ChunkOptions): AsyncIterableIterator<Buffer> {
+    if (options === undefined) return this.#core.reader;
+    const o = optionsObject('chunks', options, ['reuse'], '{ reuse: true }');
+    const reuse = o.reuse === undefined ? false : boolean('chunks.reuse', o.reuse);
+    return reuse ? new ChunkLender(this.#core.reader) : this.#core.reader;
   }
 
   /**

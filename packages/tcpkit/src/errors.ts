@@ -16,6 +16,7 @@ export type ErrorCode =
   | 'ERR_SERVER_CLOSING'
   | 'ERR_CONNECTION_CLOSED'
   | 'ERR_INVALID_OPTION'
+  | 'ERR_READ_PENDING'
   | 'ERR_HANDSHAKE_TIMEOUT'
   | 'ERR_TLS_HANDSHAKE'
   | 'ERR_PROXY_PROTOCOL'
@@ -127,6 +128,20 @@ export class InvalidOptionError extends TcpkitError {
   constructor(option: string, message: string) {
     super('ERR_INVALID_OPTION', `${option}: ${message}`);
     this.option = option;
+  }
+}
+
+/**
+ * A read was started while another read of the same connection is still pending (a step of
+ * `conn.chunks({ reuse: true })` not awaited before the next, or beside a `read()` or `frames()`):
+ * a connection has one reader at a time.
+ */
+export class ReadPendingError extends TcpkitError {
+  constructor() {
+    super(
+      'ERR_READ_PENDING',
+      'a read of this connection is already pending: await each step before the next (one reader at a time)',
+    );
   }
 }
 

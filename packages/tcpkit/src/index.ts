@@ -1,7 +1,7 @@
 export type { AdminOptions } from './admin.js';
 export { BufferPool, type BufferPoolOptions, defaultPool } from './buffer-pool.js';
 export { ByteQueue } from './byte-queue.js';
-export { Conn, type WriteData } from './conn.js';
+export { type ChunkOptions, Conn, type WriteData } from './conn.js';
 export * from './errors.js';
 export * from './framing/index.js';
 export type { LogFn, Logger } from './logging.js';

@@ -26,6 +26,12 @@ import type { Socket } from 'node:net';
 /** Receives every chunk read from a socket, as the 'data' listener would. */
 export type ChunkSink = (socket: Socket, chunk: Buffer) => void;
 
+/**
+ * Receives every read of an admitted connection as the shared buffer's first `n` bytes, valid only
+ * during the call: the reader copies them out (copyOut), or into a lent buffer (lent-buffers.ts).
+ */
+export type ReadSink = (socket: Socket, source: Buffer, n: number) => void;
+
 const SHARED_READ_BUFFER_SIZE = 64 * 1024;
 /** Reads of connections waiting at the cap: small, so a waiter holds at most this much unread input. */
 export const WAITER_READ_SIZE = 4 * 1024;
@@ -59,7 +65,7 @@ export function waiterReadBuffer(): Buffer {
 /** undefined: not probed yet; null: not available on this Node. */
 let kBuffer: symbol | null | undefined;
 let kBufferCb: symbol | null = null;
-let sink: ChunkSink | null = null;
+let sink: ReadSink | null = null;
 let waiterSink: ChunkSink | null = null;
 
 type HandleWithUserBuffer = { useUserBuffer?: (buf: Uint8Array) => void };
@@ -76,14 +82,14 @@ function probe(socket: Socket): void {
 }
 
 /**
- * Switches `socket` (accepted, not yet reading) to the shared read buffer, delivering each chunk to
- * `onChunk` (one sink for the whole process: every caller passes the same function). Returns false,
+ * Switches `socket` (accepted, not yet reading) to the shared read buffer, handing each read to
+ * `onRead` (one sink for the whole process: every caller passes the same function). Returns false,
  * leaving the socket untouched, where the hook is unavailable: then listen to 'data' as usual.
  */
-export function useSharedReadBuffer(socket: Socket, onChunk: ChunkSink): boolean {
+export function useSharedReadBuffer(socket: Socket, onRead: ReadSink): boolean {
   // A socket that waited at the cap reads into the waiters' buffer: switch it over.
   if (!install(socket, sharedReadBuffer, onSharedRead, waiterBuffer)) return false;
-  sink = onChunk;
+  sink = onRead;
   return true;
 }
 
@@ -161,5 +167,5 @@ function onWaiterRead(this: Socket, nread: number, buf: Buffer): void {
 }
 
 function onSharedRead(this: Socket, nread: number, buf: Buffer): void {
-  sink!(this, copyOut(buf, nread));
+  sink!(this, buf, nread);
 }
