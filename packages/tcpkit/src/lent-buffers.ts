@@ -58,13 +58,18 @@ export class LentBuffer {
   }
 }
 
+/**
+ * Per class a stack and a count, not push and pop (an array that pop() empties may give up its backing
+ * store, which the next push allocates again: see conn-writer.ts's spares). Grown as used, not made
+ * full size up front: 32 KiB of empty slots in the old generation at startup were enough to turn V8's
+ * collections of a 4 KiB echo's dead read chunks from scavenges into mark-compacts (docs/benchmarks.md).
+ */
 const free: (LentBuffer | null)[][] = [];
 const freeCount: number[] = [];
 const freeMax: number[] = [];
 for (let c = 0; c < CLASSES; c++) {
   freeMax.push(Math.max(2, FREE_BYTES_PER_CLASS >> (c + MIN_SHIFT)));
-  // A fixed-size stack and a count, not push and pop (see conn-writer.ts's spares).
-  free.push(new Array(freeMax[c]).fill(null));
+  free.push([]);
   freeCount.push(0);
 }
 
