@@ -13,6 +13,7 @@ describe('accept path', () => {
     await runOnFallback({ TCPKIT_ACCEPT_PATH: 'socket' }, [
       'test/conn.test.ts',
       'test/conn-reader.test.ts',
+      'test/conn-chunks.test.ts',
       'test/conn-writer.test.ts',
       'test/gate.test.ts',
       'test/gate-waiters.test.ts',

@@ -13,6 +13,7 @@ describe('read path', () => {
     await runOnFallback({ TCPKIT_READ_PATH: 'stream' }, [
       'test/conn.test.ts',
       'test/conn-reader.test.ts',
+      'test/conn-chunks.test.ts',
       'test/conn-frame-batches.test.ts',
       'test/integration/echo.test.ts',
       'test/tls-flow.test.ts',

@@ -12,6 +12,7 @@ describe('write path', () => {
     await runOnFallback({ TCPKIT_WRITE_PATH: 'stream' }, [
       'test/conn.test.ts',
       'test/conn-writer.test.ts',
+      'test/conn-chunks.test.ts',
       'test/conn-write-queue.test.ts',
       'test/handle-writer.test.ts',
       'test/integration/echo.test.ts',
