@@ -60,6 +60,8 @@ async function runVariant(): Promise<void> {
     const wheel = new Deadlines(100);
     class Entry implements DeadlineEntry {
       tick = -1;
+      wheelPrev: DeadlineEntry | null = null;
+      wheelNext: DeadlineEntry | null = null;
       lastReadAt = wheel.now();
       onDeadline(now: number): void {
         if (now >= this.lastReadAt + IDLE) fired++;

@@ -79,8 +79,10 @@ export class ConnCore extends ConnTimers implements DeadlineEntry {
   phase: Phase = OPEN;
   /** Why the connection failed (timeout, reset, slow consumer); pending and later operations reject with it. */
   error: Error | null = null;
-  /** DeadlineEntry slot. */
+  /** DeadlineEntry slot and links. */
   tick = -1;
+  wheelPrev: DeadlineEntry | null = null;
+  wheelNext: DeadlineEntry | null = null;
   /**
    * Its shares of the server's limits (slot, per-peer count, descriptor, as gate.ts's bits), handed
    * over from its Lease at admission and given back by the server through Gate#give.

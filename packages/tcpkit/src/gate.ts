@@ -101,6 +101,8 @@ type WaitingSocket = Socket & { [kWaiter]?: Waiter };
  */
 class Waiter implements DeadlineEntry, WaitedInput {
   tick = -1;
+  wheelPrev: DeadlineEntry | null = null;
+  wheelNext: DeadlineEntry | null = null;
   /** When it joined the queue, for the wait time published at admission. */
   readonly since = performance.now();
   chunks: Buffer[] = [];

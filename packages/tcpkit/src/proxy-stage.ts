@@ -153,6 +153,8 @@ export function readProxyHeader(socket: Socket, o: ResolvedProxyProtocol, peer: 
 
 class HeaderReader implements DeadlineEntry {
   tick = -1;
+  wheelPrev: DeadlineEntry | null = null;
+  wheelNext: DeadlineEntry | null = null;
   #received: Buffer = Buffer.alloc(0);
   #finished = false;
   readonly #onData = (chunk: Buffer): void => this.#data(chunk);

@@ -150,6 +150,8 @@ export class TlsTerminator {
 
 class Handshake implements DeadlineEntry {
   tick = -1;
+  wheelPrev: DeadlineEntry | null = null;
+  wheelNext: DeadlineEntry | null = null;
   #done: HandshakeDone | null;
 
   constructor(

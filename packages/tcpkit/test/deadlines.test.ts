@@ -8,6 +8,8 @@ const TEST = { timeout: 20_000 };
 /** An entry that records when it fired. */
 class Probe implements DeadlineEntry {
   tick = -1;
+  wheelPrev: DeadlineEntry | null = null;
+  wheelNext: DeadlineEntry | null = null;
   fired: number[] = [];
   #waiters: (() => void)[] = [];
   constructor(
@@ -220,5 +222,90 @@ describe('Deadlines (timer wheel)', () => {
     const t = wheel.now();
     assert.ok(Number.isInteger(t), `whole milliseconds, got ${t}`);
     assert.ok(t >= before && t <= Math.ceil(performance.now()), `${t} read between ${before} and now`);
+  });
+  describe('entries that share a slot', () => {
+    it('fires them in the order they were filed, each once', () => {
+      const { clock, wheel } = virtualWheel();
+      const log: string[] = [];
+      const at = wheel.now() + 50;
+      const probes = ['a', 'b', 'c', 'd'].map((n) => new Probe(n, log));
+      for (const p of probes) wheel.schedule(p, at);
+      // Moving one out and back files it last.
+      wheel.schedule(probes[1]!, at + 200);
+      wheel.schedule(probes[1]!, at);
+      clock.advance(70);
+      assert.deepEqual(log, ['a', 'c', 'd', 'b']);
+      assert.equal(wheel.size, 0);
+      for (const p of probes) assert.equal(p.tick, -1);
+    });
+
+    it('skips an entry that a callback cancelled before its turn in the same tick', () => {
+      const { clock, wheel } = virtualWheel();
+      const log: string[] = [];
+      const at = wheel.now() + 50;
+      const victim = new Probe('victim', log);
+      const killer = new Probe('killer', log, () => wheel.cancel(victim));
+      const after = new Probe('after', log);
+      wheel.schedule(killer, at);
+      wheel.schedule(victim, at);
+      wheel.schedule(after, at);
+      clock.advance(70);
+      assert.deepEqual(log, ['killer', 'after'], 'the next entry was cancelled: the tick goes on past it');
+      assert.equal(wheel.size, 0);
+    });
+
+    it('fires an entry that a callback moved to a later tick at that tick, and keeps the rest of the slot', () => {
+      const { clock, wheel } = virtualWheel();
+      const log: string[] = [];
+      const at = wheel.now() + 50;
+      const moved = new Probe('moved', log);
+      const mover = new Probe('mover', log, (_self, now) => wheel.schedule(moved, now + 30));
+      const last = new Probe('last', log);
+      wheel.schedule(mover, at);
+      wheel.schedule(moved, at);
+      wheel.schedule(last, at);
+      clock.advance(60);
+      assert.deepEqual(log, ['mover', 'last']);
+      assert.equal(wheel.size, 1);
+      clock.advance(40);
+      assert.deepEqual(log, ['mover', 'last', 'moved']);
+      assert.equal(wheel.size, 0);
+    });
+
+    it('keeps a later round filed in the slot that fires, including one a callback files there', () => {
+      // 512 slots of 2 ms: one round is 1024 ms.
+      const { clock, wheel } = virtualWheel(2);
+      const log: string[] = [];
+      const now = wheel.now();
+      const nextRound = new Probe('nextRound', log);
+      const refiled = new Probe('refiled', log);
+      const due = new Probe('due', log, () => wheel.schedule(refiled, now + 100 + 1024));
+      wheel.schedule(nextRound, now + 100 + 1024);
+      wheel.schedule(due, now + 100);
+      wheel.schedule(refiled, now + 100);
+      clock.advance(110);
+      assert.deepEqual(log, ['due'], 'refiled moved a round on before its turn; nextRound is not due');
+      assert.equal(wheel.size, 2);
+      clock.advance(1030);
+      assert.deepEqual(log, ['due', 'nextRound', 'refiled']);
+      assert.equal(wheel.size, 0);
+    });
+
+    it('cancels the first, a middle and the last entry of a slot, and files new ones after', () => {
+      const { clock, wheel } = virtualWheel();
+      const log: string[] = [];
+      const at = wheel.now() + 50;
+      const probes = ['a', 'b', 'c', 'd', 'e'].map((n) => new Probe(n, log));
+      for (const p of probes) wheel.schedule(p, at);
+      wheel.cancel(probes[0]!);
+      wheel.cancel(probes[2]!);
+      wheel.cancel(probes[4]!);
+      const f = new Probe('f', log);
+      wheel.schedule(f, at);
+      assert.equal(wheel.size, 3);
+      clock.advance(70);
+      assert.deepEqual(log, ['b', 'd', 'f']);
+      assert.equal(wheel.size, 0);
+    });
   });
 });
