@@ -5,11 +5,18 @@
  * (server.ts) owns the listener and the shutdown; it hands every accepted socket to `onConnection`.
  */
 import type { Server as NetServer, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { acceptBareHandles } from './bare-socket.js';
 import { normalizeAddress } from './conn.js';
 import { ConnCore, type ConnHost } from './conn-core.js';
 import { CLOSED } from './conn-state.js';
-import { HandshakeTimeoutError, type ProxyProtocolError, SlowConsumerError, type TimeoutError } from './errors.js';
+import {
+  HandshakeTimeoutError,
+  type ProxyProtocolError,
+  SlowConsumerError,
+  type TimeoutError,
+  type TlsHandshakeError,
+} from './errors.js';
 import { DESCRIPTOR, Gate, type Lease, SLOT_SHARES, UNIX_PEER, type WaitedInput } from './gate.js';
 import { keepAliveOf, type ResolvedOptions } from './options.js';
 import { type ConnOrigin, directOrigin, originOf, type ResolvedProxyProtocol, readProxyHeader } from './proxy-stage.js';
@@ -62,7 +69,12 @@ export class Connections {
       reject: (socket, peer, reason) => this.#reject(socket, peer, reason),
       shed: (socket) => this.#shed(socket),
     });
-    this.tls = options.tls === undefined ? null : new TlsTerminator(options.tls, options.handshakeTimeout);
+    this.tls =
+      options.tls === undefined
+        ? null
+        : new TlsTerminator(options.tls, options.handshakeTimeout, (error, secure, raw, lease, waitMs) =>
+            this.#handshakeDone(error, secure, raw, lease, waitMs),
+          );
     this.#connHost = {
       options,
       local: this.#local,
@@ -201,7 +213,7 @@ export class Connections {
   }
 
   #handshake(tls: TlsTerminator, socket: Socket, lease: Lease, waitMs: number, waited?: WaitedInput): void {
-    const origin = this.#origins.get(socket);
+    const origin = this.#originOf(socket);
     // Bytes already read (with the PROXY header, then while waiting in the gate) are the ClientHello's
     // first, in that order: TLS takes them from the socket's buffer, so they go back into it.
     if (waited !== undefined) for (let i = waited.chunks.length - 1; i >= 0; i--) socket.unshift(waited.chunks[i]!);
@@ -209,29 +221,43 @@ export class Connections {
       socket.unshift(origin.initial);
       origin.initial = null;
     }
-    tls.handshake(socket, (error, secure) => {
-      if (secure !== null) {
-        this.#start(secure, lease, socket, waitMs);
-        return;
-      }
-      if (this.#signal.aborted) {
-        this.counters.rejected.shutdown++;
-      } else {
-        this.counters.tlsErrors++;
-        if (error instanceof HandshakeTimeoutError) this.counters.timeouts.handshake++;
-        if (channels.tlsError.hasSubscribers)
-          channels.tlsError.publish({ server: this.#server, remoteAddress: lease.peer, error });
-      }
-      socket.destroy();
-      lease.release();
-    });
+    tls.handshake(socket, lease, waitMs);
+  }
+
+  /** A TLS handshake ended (see #handshake): the handler starts on the secure socket, or the failure is counted. */
+  #handshakeDone(
+    error: HandshakeTimeoutError | TlsHandshakeError | null,
+    secure: TLSSocket | null,
+    socket: Socket,
+    lease: Lease,
+    waitMs: number,
+  ): void {
+    if (secure !== null) {
+      this.#start(secure, lease, socket, waitMs);
+      return;
+    }
+    if (this.#signal.aborted) {
+      this.counters.rejected.shutdown++;
+    } else {
+      this.counters.tlsErrors++;
+      if (error instanceof HandshakeTimeoutError) this.counters.timeouts.handshake++;
+      if (channels.tlsError.hasSubscribers)
+        channels.tlsError.publish({ server: this.#server, remoteAddress: lease.peer, error });
+    }
+    socket.destroy();
+    lease.release();
+  }
+
+  /** What the PROXY stage learnt of `socket`, if anything (nothing to look up without it). */
+  #originOf(socket: Socket): ConnOrigin | undefined {
+    return this.#options.proxyProtocol === undefined ? undefined : this.#origins.get(socket);
   }
 
   /** Starts the handler on `socket`: the accepted one, or the TLS socket over `accepted`. */
   #start(socket: Socket, lease: Lease, accepted: Socket, waitMs: number, waited?: WaitedInput): void {
     // A socket that waited at the cap carries the ignoring listener (see #offer): its connection takes over.
     if (waited !== undefined && socket === accepted) socket.off('error', ignore);
-    const core = new ConnCore(socket, this.#connHost, lease, this.#origins.get(accepted));
+    const core = new ConnCore(socket, this.#connHost, lease, this.#originOf(accepted));
     if (waited !== undefined) {
       // What it sent while it waited comes first, as if it had just arrived.
       for (const chunk of waited.chunks) core.reader.onData(chunk);

@@ -11,6 +11,7 @@ import { constants } from 'node:os';
 import tls, { type PeerCertificate, type TLSSocket } from 'node:tls';
 import { type DeadlineEntry, deadlines } from './deadlines.js';
 import { HandshakeTimeoutError, InvalidOptionError, TlsHandshakeError } from './errors.js';
+import type { Lease } from './gate.js';
 import { systemError, UV_ENOTCONN } from './system-error.js';
 
 /**
@@ -40,8 +41,17 @@ export interface ConnTlsInfo {
   resumed: boolean;
 }
 
-/** @internal Called once per handshake: the secure socket, or why the handshake failed. */
-export type HandshakeDone = (error: HandshakeTimeoutError | TlsHandshakeError | null, socket: TLSSocket | null) => void;
+/**
+ * @internal Called once per handshake with what `handshake()` was given: the secure socket, or why the
+ * handshake failed. One function for the server's every handshake, not a closure per connection.
+ */
+export type HandshakeDone = (
+  error: HandshakeTimeoutError | TlsHandshakeError | null,
+  secure: TLSSocket | null,
+  raw: Socket,
+  lease: Lease,
+  waitMs: number,
+) => void;
 
 const kHandshake = Symbol('tcpkit.handshake');
 type RawSocket = Socket & { [kHandshake]?: Handshake };
@@ -74,10 +84,17 @@ export function resolveTlsOptions(value: unknown): TlsOptions | undefined {
 export class TlsTerminator {
   readonly #server: tls.Server;
   readonly #timeout: number;
-  readonly #pending = new Set<Handshake>();
+  readonly #done: HandshakeDone;
+  /**
+   * The handshakes in progress, for a shutdown to end: a list threaded through them (first filed
+   * first), which a handshake leaves without an allocation, as a Set's table is remade when it shrinks.
+   */
+  #first: Handshake | null = null;
+  #last: Handshake | null = null;
 
-  constructor(options: TlsOptions, handshakeTimeout: number) {
+  constructor(options: TlsOptions, handshakeTimeout: number, done: HandshakeDone) {
     this.#timeout = handshakeTimeout;
+    this.#done = done;
     // Node's handshake timer off: ours is absolute (see the file comment).
     this.#server = new tls.Server({ ...options, handshakeTimeout: 0 });
     this.#server.on('secureConnection', (socket: TLSSocket) => this.#handshakeOf(socket)?.finish(null, socket));
@@ -95,16 +112,20 @@ export class TlsTerminator {
 
   /**
    * Starts the handshake on an admitted socket (paused; bytes already read and unshifted, such as those
-   * after a PROXY header, are taken as the first TLS bytes). `done` is called once.
+   * after a PROXY header, are taken as the first TLS bytes). The terminator's `done` is called once,
+   * with `lease` and `waitMs` as given.
    */
-  handshake(socket: Socket, done: HandshakeDone): void {
-    const h = new Handshake(this, socket as RawSocket, done, socket.allowHalfOpen);
+  handshake(socket: Socket, lease: Lease, waitMs: number): void {
+    const h = new Handshake(this, socket as RawSocket, lease, waitMs, socket.allowHalfOpen);
     (socket as RawSocket)[kHandshake] = h;
     // The TLS socket takes allowHalfOpen from this one: not half-open until secure, so a peer's FIN
     // during the handshake ends it at once (tls.Server reports it as 'tlsClientError') instead of
     // holding the connection's slot, per-peer count and descriptor until handshakeTimeout.
     socket.allowHalfOpen = false;
-    this.#pending.add(h);
+    h.prev = this.#last;
+    if (this.#last === null) this.#first = h;
+    else this.#last.next = h;
+    this.#last = h;
     if (this.#timeout > 0) deadlines.schedule(h, deadlines.now() + this.#timeout);
     this.#server.emit('connection', socket);
   }
@@ -118,22 +139,25 @@ export class TlsTerminator {
     }
   }
 
-  /** Handshakes in progress. */
-  get pending(): number {
-    return this.#pending.size;
-  }
-
   /** Ends every handshake in progress (shutdown): their sockets close, their callbacks see `error`. */
   abortAll(error: TlsHandshakeError): void {
-    for (const h of this.#pending) {
+    // Each finish takes its handshake off the list.
+    for (let h = this.#first; h !== null; h = this.#first) {
       h.finish(error, null);
       h.socket.destroy();
     }
   }
 
-  /** @internal */
-  _settled(h: Handshake): void {
-    this.#pending.delete(h);
+  /** @internal a handshake ended: off the list, and its result to the server. */
+  _settled(h: Handshake, error: HandshakeTimeoutError | TlsHandshakeError | null, secure: TLSSocket | null): void {
+    const { prev, next } = h;
+    if (prev === null) this.#first = next;
+    else prev.next = next;
+    if (next === null) this.#last = prev;
+    else next.prev = prev;
+    h.prev = null;
+    h.next = null;
+    this.#done(error, secure, h.socket, h.lease, h.waitMs);
   }
 
   /** @internal */
@@ -152,30 +176,30 @@ class Handshake implements DeadlineEntry {
   tick = -1;
   wheelPrev: DeadlineEntry | null = null;
   wheelNext: DeadlineEntry | null = null;
-  #done: HandshakeDone | null;
+  /** Its neighbours in the terminator's list of handshakes in progress. */
+  prev: Handshake | null = null;
+  next: Handshake | null = null;
+  #finished = false;
 
   constructor(
     readonly terminator: TlsTerminator,
     readonly socket: RawSocket,
-    done: HandshakeDone,
+    readonly lease: Lease,
+    readonly waitMs: number,
     readonly halfOpen: boolean,
-  ) {
-    this.#done = done;
-  }
+  ) {}
 
   onDeadline(): void {
-    if (this.#done === null) return;
+    if (this.#finished) return;
     this.finish(new HandshakeTimeoutError(this.terminator._timeout), null);
     this.socket.destroy();
   }
 
   finish(error: HandshakeTimeoutError | TlsHandshakeError | null, secure: TLSSocket | null): void {
-    const done = this.#done;
-    if (done === null) return;
-    this.#done = null;
+    if (this.#finished) return;
+    this.#finished = true;
     deadlines.cancel(this);
     this.socket[kHandshake] = undefined;
-    this.terminator._settled(this);
     if (secure !== null) {
       // tcpkit's writer relies on a 1-byte writable high-water mark (see server.ts): write() then reports
       // exactly when output waits, and 'drain' when it is all out. tls.Server gives its sockets the
@@ -184,7 +208,7 @@ class Handshake implements DeadlineEntry {
       // Half-open again once secure (see TlsTerminator#handshake).
       secure.allowHalfOpen = this.halfOpen;
     }
-    done(error, secure);
+    this.terminator._settled(this, error, secure);
   }
 }
 
@@ -192,6 +216,13 @@ class Handshake implements DeadlineEntry {
 export function acceptedSocket(socket: Socket): Socket {
   return (socket as Socket & { _parent?: Socket })._parent ?? socket;
 }
+
+/**
+ * What hiddenReset's getpeername writes the peer's address into (it only reads the status). One object
+ * with the three fields already there: Node's C++ then sets existing properties, where a fresh `{}`
+ * per call took three property additions from C++ (each a map transition in the runtime).
+ */
+const peerScratch = { address: '', family: '', port: 0 };
 
 /**
  * At the peer's end of input on a TLS socket: the error the peer's reset would have been, if the TCP
@@ -208,7 +239,7 @@ export function hiddenReset(socket: TLSSocket): Error | null {
   if (socket.writableEnded) return null;
   // The TLS handle passes getpeername on to the TCP handle below it (_tls_wrap.js proxies it; Node 20 to 24).
   const handle = (socket as TLSSocket & { _handle: { getpeername?(out: object): number } | null })._handle;
-  if (typeof handle?.getpeername !== 'function' || handle.getpeername({}) !== UV_ENOTCONN) return null;
+  if (typeof handle?.getpeername !== 'function' || handle.getpeername(peerScratch) !== UV_ENOTCONN) return null;
   // As Node reports a reset seen by a read (its errnoException), so it ends the connection as on plain TCP.
   return systemError(-constants.errno.ECONNRESET, 'read');
 }

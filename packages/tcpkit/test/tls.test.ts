@@ -314,6 +314,71 @@ describe('tls', () => {
   });
 
   it(
+    'shutdown ends every handshake in progress, after others finished before, between and after them',
+    TEST,
+    async () => {
+      const hello = await clientHello();
+      let handlers = 0;
+      const server = await serve({ ...LOOPBACK, tls: tlsOptions(), handshakeTimeout: 0 }, async (conn) => {
+        handlers++;
+        await conn.end('hi');
+      });
+      try {
+        // Handshakes in progress, in the order they start: done (finishes), stalled, done, stalled, stalled, done.
+        const stalled: Promise<unknown>[] = [];
+        const served: Promise<Buffer>[] = [];
+        for (const finishes of [true, false, true, false, false, true]) {
+          if (finishes) {
+            served.push(tlsConnect(portOf(server)).then(readAll));
+            continue;
+          }
+          const s = net.connect(portOf(server), '127.0.0.1');
+          s.on('error', () => {});
+          s.write(hello);
+          await within(once(s, 'data'), 10_000, "the server's answer to a ClientHello");
+          stalled.push(once(s, 'close'));
+        }
+        for (const got of await within(Promise.all(served), 10_000, 'the finished handshakes served')) {
+          assert.equal(got.toString(), 'hi');
+        }
+        assert.equal(handlers, 3);
+        await stop(server);
+        await within(Promise.all(stalled), 10_000, 'every stalled handshake closed');
+        assert.equal(server.stats().rejected.shutdown, 3, 'each stalled handshake ended by the shutdown, once');
+        assert.equal(server.stats().tlsErrors, 0);
+        assert.equal(server.stats().descriptors.open, 0);
+      } finally {
+        await stop(server);
+      }
+    },
+  );
+
+  it('handshakes that time out one by one leave the others to finish', TEST, async () => {
+    const hello = await clientHello();
+    const server = await serve({ ...LOOPBACK, tls: tlsOptions(), handshakeTimeout: 500 }, async (conn) => {
+      await conn.end('hi');
+    });
+    try {
+      const stalled: Promise<unknown>[] = [];
+      for (let i = 0; i < 3; i++) {
+        const s = net.connect(portOf(server), '127.0.0.1');
+        s.on('error', () => {});
+        s.write(hello);
+        stalled.push(readAll(s));
+        // One that finishes between each pair of stalled ones.
+        assert.equal((await readAll(await tlsConnect(portOf(server)))).toString(), 'hi');
+      }
+      await within(Promise.all(stalled), 10_000, 'every stalled handshake cut');
+      assert.equal(server.stats().timeouts.handshake, 3);
+      assert.equal(server.stats().tlsErrors, 3);
+      assert.equal(server.stats().served, 3);
+      await until(() => server.stats().descriptors.open === 0, 'every descriptor given back');
+    } finally {
+      await stop(server);
+    }
+  });
+
+  it(
     'a peer that sends FIN during the handshake frees its slot, per-peer count and descriptor at once',
     TEST,
     async () => {
