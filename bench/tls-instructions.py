@@ -9,10 +9,11 @@ unnamed). Instructions are not time (cache misses, branch mispredictions, the ke
 with CPU time (bench/tls.ts) before calling a change a win.
 
 Each server runs under `valgrind --tool=callgrind` with instrumentation off; this script (Python's ssl,
-TLS 1.3, no certificate check, no session reuse) runs the warm-up, switches instrumentation on, runs
+TLS 1.3, no certificate check, no session reuse unless `--resume`) runs the warm-up, switches instrumentation on, runs
 the counted part, switches it off and dumps.
   churn: `--conns` connections at a time each connect, handshake, send `--size` bytes, read the echo
-         and close, until `--count` handshakes are done (warm-up: `--warm` handshakes);
+         and close, until `--count` handshakes are done (warm-up: `--warm` handshakes); with `--resume`
+         each loop offers the session (ticket) of its previous connection, so nearly all are resumed;
   echo:  `--conns` connections ping-pong `--size` bytes, `--count` messages each (warm-up: `--warm`).
 
   npm run build && python3 bench/tls-instructions.py --mode churn --warm 3000 --count 1000 \\
@@ -33,6 +34,9 @@ ap.add_argument('--conns', type=int, default=4)
 ap.add_argument('--warm', type=int, default=300, help='handshakes (churn) or messages per connection (echo) before counting')
 ap.add_argument('--count', type=int, default=300, help='handshakes (churn) or messages per connection (echo) counted')
 ap.add_argument('--size', type=int, default=64)
+ap.add_argument('--resume', action='store_true', help='churn: each loop resumes its previous session (a ticket)')
+ap.add_argument('--node-flag', action='append', default=[], help='a flag for node in the plain and NAME=DIST servers (repeatable), '
+                'e.g. --perf-basic-prof: with --keep, cgfuncs.py then names the JIT code')
 ap.add_argument('--keep', action='store_true')
 ap.add_argument('servers', nargs='+', help='plain, NAME=DIST or NAME=COMMAND (PORT replaced by the port)')
 args = ap.parse_args()
@@ -60,17 +64,17 @@ TCPKIT = (READ_PEM + "import(process.argv[2]).then(({serve})=>serve({host:'127.0
 def server_command(spec):
     """(name, argv template) of a server spec (see the usage)."""
     if spec == 'plain':
-        return 'plain', ['node', '-e', PLAIN, 'PORT']
+        return 'plain', ['node', *args.node_flag, '-e', PLAIN, 'PORT']
     name, rest = spec.split('=', 1)
     if rest.endswith('.js') and ' ' not in rest:
-        return name, ['node', '-e', TCPKIT, 'PORT', os.path.abspath(rest)]
+        return name, ['node', *args.node_flag, '-e', TCPKIT, 'PORT', os.path.abspath(rest)]
     return name, shlex.split(rest)
 
 
-def handshake(port):
+def handshake(port, session=None):
     raw = socket.create_connection(('127.0.0.1', port), timeout=120)
     raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return ctx.wrap_socket(raw)
+    return ctx.wrap_socket(raw, session=session)
 
 
 def receive_echo(s):
@@ -82,20 +86,28 @@ def receive_echo(s):
         got += len(data)
 
 
+resumed = [0]
+
+
 def churn(port, n):
-    """n handshakes, args.conns in flight (threads: each a blocking loop)."""
+    """n handshakes, args.conns in flight (threads: each a blocking loop); with --resume each resumes its last session."""
     left = [n]
     lock = threading.Lock()
 
     def loop():
+        session = None
         while True:
             with lock:
                 if left[0] == 0:
                     return
                 left[0] -= 1
-            s = handshake(port)
+            s = handshake(port, session)
             s.sendall(payload)
             receive_echo(s)
+            if s.session_reused:
+                resumed[0] += 1
+            if args.resume:
+                session = s.session  # the ticket came with (or before) the echo
             s.close()
 
     threads = [threading.Thread(target=loop) for _ in range(args.conns)]
@@ -126,8 +138,10 @@ def measure(name, argv):
             socks = [handshake(port) for _ in range(args.conns)]
             echo(socks, args.warm)
         counting(p, True)
+        resumed[0] = 0
         if args.mode == 'churn':
             churn(port, args.count)
+            print(f'{name}: {resumed[0]} of {args.count} handshakes resumed', flush=True)
         else:
             echo(socks, args.count)
         counting(p, False)
