@@ -58,11 +58,13 @@ execFileSync('openssl', ['ecparam', '-name', 'prime256v1', '-genkey', '-noout', 
 execFileSync('openssl', ['req', '-x509', '-new', '-key', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost']);
 
 const dist = new URL('../packages/tcpkit/dist/index.js', import.meta.url).pathname;
+// tcpkit's handler is the echo app's: lent chunks (`conn.chunks({ reuse: true })`), or, on a `--before` build
+// that predates them, `for await (const ch of conn)`.
 const readPem = `const fs=require('node:fs');const key=fs.readFileSync(${JSON.stringify(key)}),cert=fs.readFileSync(${JSON.stringify(cert)});`;
 const tcpkitTls = (build: string): string =>
-  `${readPem}import(${JSON.stringify(build)}).then(async({serve})=>{const s=await serve({host:'127.0.0.1',port:0,tls:{key,cert}},async(c)=>{for await(const ch of c) await c.write(ch)});console.log(s.address.port)})`;
+  `${readPem}import(${JSON.stringify(build)}).then(async({serve})=>{const s=await serve({host:'127.0.0.1',port:0,tls:{key,cert}},async(c)=>{for await(const ch of c.chunks?c.chunks({reuse:true}):c) await c.write(ch)});console.log(s.address.port)})`;
 const tcpkitTcp = (build: string, options: string): string =>
-  `import(${JSON.stringify(build)}).then(async({serve})=>{const s=await serve({host:'127.0.0.1',port:0${options}},async(c)=>{for await(const ch of c) await c.write(ch)});console.log(s.address.port)})`;
+  `import(${JSON.stringify(build)}).then(async({serve})=>{const s=await serve({host:'127.0.0.1',port:0${options}},async(c)=>{for await(const ch of c.chunks?c.chunks({reuse:true}):c) await c.write(ch)});console.log(s.address.port)})`;
 const SERVERS: Record<string, string> = {
   'plain tls': `${readPem}const tls=require('node:tls');const s=tls.createServer({key,cert},(c)=>{c.setNoDelay(true);c.on('data',(d)=>c.write(d));c.on('error',()=>{})});s.on('tlsClientError',()=>{});s.listen(0,'127.0.0.1',()=>console.log(s.address().port));`,
   'tcpkit tls': tcpkitTls(dist),
