@@ -46,6 +46,14 @@ export interface AdminHost {
 
 /** How long a scrape waits for a worker's histograms, in ms (a worker that is late is left out of that scrape). */
 const SCRAPE_WAIT_MS = 2000;
+/**
+ * @internal Connections the endpoint holds at once; more are closed as they arrive. Probes and scrapers need a
+ * handful, and these descriptors are outside the server's own budget (`maxConnections`), so idle or
+ * abandoned HTTP connections must not pile up without bound.
+ */
+export const ADMIN_MAX_CONNECTIONS = 64;
+/** An HTTP request's headers, and the whole request, must arrive within this (ms); Node's defaults are a minute and five. */
+const ADMIN_REQUEST_TIMEOUT_MS = 10_000;
 
 /** @internal a running admin endpoint. */
 export interface AdminEndpoint {
@@ -65,12 +73,24 @@ export async function startAdmin(host: AdminHost, options: Required<AdminOptions
     { stats: true, events: host.workers === undefined },
   );
   eventLoop.start();
-  const httpServer = http.createServer((req, res) => {
-    respond(host, options, registry, req, res).catch((error: unknown) => {
-      if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', `${String(error)}\n`);
-      else res.destroy();
+  // Scrapes that arrive while one is being rendered share its text: rendering is the costly part of /metrics.
+  let rendering: Promise<string> | null = null;
+  const render = (): Promise<string> => {
+    rendering ??= registry.metrics().finally(() => {
+      rendering = null;
     });
-  });
+    return rendering;
+  };
+  const httpServer = http.createServer(
+    { headersTimeout: ADMIN_REQUEST_TIMEOUT_MS, requestTimeout: ADMIN_REQUEST_TIMEOUT_MS },
+    (req, res) => {
+      respond(host, options, registry, render, req, res).catch((error: unknown) => {
+        if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', `${String(error)}\n`);
+        else res.destroy();
+      });
+    },
+  );
+  httpServer.maxConnections = ADMIN_MAX_CONNECTIONS;
   try {
     await new Promise<void>((resolve, reject) => {
       httpServer.once('error', reject);
@@ -103,6 +123,7 @@ async function respond(
   host: AdminHost,
   options: Required<AdminOptions>,
   registry: MetricsCollector['registry'],
+  render: () => Promise<string>,
   req: http.IncomingMessage,
   res: http.ServerResponse,
 ): Promise<void> {
@@ -119,7 +140,7 @@ async function respond(
         host.workers === undefined
           ? undefined
           : (await Promise.all([host.workers.probe(true, SCRAPE_WAIT_MS), host.workers.refresh(SCRAPE_WAIT_MS)]))[0];
-      let text = await registry.metrics();
+      let text = await render();
       if (probes !== undefined) text += await workersMetricsText(probes);
       send(res, 200, registry.contentType, text);
       return;

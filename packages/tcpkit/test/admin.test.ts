@@ -3,8 +3,9 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { ADMIN_MAX_CONNECTIONS } from '../src/admin.js';
 import { type Conn, type Server, serve } from '../src/index.js';
-import { connect, exchange, LOOPBACK, portOf, stop, within } from './helpers.js';
+import { type Client, connect, exchange, LOOPBACK, portOf, stop, within } from './helpers.js';
 import { parseMetrics, sampleValue } from './metrics-helpers.js';
 
 const TEST = { timeout: 30_000 };
@@ -120,6 +121,60 @@ describe('serve({ admin })', () => {
     assert.equal(out.code, 'ERR_INVALID_OPTION');
     assert.equal(out.option, 'admin');
     assert.match(out.message, /npm install prom-client/);
+  });
+
+  it(
+    'holds at most ADMIN_MAX_CONNECTIONS connections: the next is closed unanswered, and a probe gets in once one leaves',
+    TEST,
+    async () => {
+      const server = await serve({ ...LOOPBACK, admin: { port: 0 } }, echo);
+      const port = server.adminAddress!.port;
+      const held: Client[] = [];
+      try {
+        // Idle connections that never send a request (abandoned probes, or someone holding descriptors).
+        for (let i = 0; i < ADMIN_MAX_CONNECTIONS; i++) held.push(await connect(port));
+        // The server counts a connection once it accepted it: a request on the last one answered proves all are in.
+        const last = held[held.length - 1]!;
+        last.write('GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n');
+        assert.match(await last.receiveText('ready\n', 10_000), /^HTTP\/1\.1 200/);
+        const extra = await connect(port);
+        extra.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+        const closed = await extra.waitClosed(10_000);
+        assert.equal(
+          extra.receivedLength,
+          0,
+          `the connection over the cap is closed unanswered (${closed.error ?? 'FIN'})`,
+        );
+        held.shift()!.destroy();
+        // The server learns of that close asynchronously: a bounded number of attempts, each a new connection.
+        let status = 0;
+        for (let attempt = 0; attempt < 50 && status !== 200; attempt++) {
+          const probe = await connect(port);
+          probe.write('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+          await probe.waitClosed(10_000);
+          const head = /^HTTP\/1\.1 (\d+)/.exec(probe.received().toString());
+          status = head === null ? 0 : Number(head[1]);
+        }
+        assert.equal(status, 200, 'a probe is answered once a held connection left');
+      } finally {
+        for (const c of held) c.destroy();
+        await stop(server);
+      }
+    },
+  );
+
+  it('concurrent scrapes of /metrics (one render shared) are each answered in full', TEST, async () => {
+    const server = await serve({ ...LOOPBACK, admin: { port: 0 } }, echo);
+    try {
+      assert.equal((await exchange(portOf(server), 'ping')).toString(), 'ping');
+      const bodies = await Promise.all(Array.from({ length: 8 }, () => get(server, '/metrics')));
+      for (const b of bodies) {
+        assert.equal(b.status, 200);
+        assert.equal(sampleValue(parseMetrics(b.body), 'tcpkit_connections_accepted_total'), 1);
+      }
+    } finally {
+      await stop(server);
+    }
   });
 
   it('validates admin at serve()', async () => {
