@@ -16,6 +16,7 @@
 import { Buffer } from 'node:buffer';
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
+import { BareSocket } from './bare-socket.js';
 import { defaultPool } from './buffer-pool.js';
 import type { WriteData } from './conn.js';
 import type { ConnCore } from './conn-core.js';
@@ -27,7 +28,7 @@ import type { Encoder, FrameSink } from './framing/types.js';
 import { type HandleWriter, type HandleWriteSink, handleWritable, useHandleWrites } from './handle-writer.js';
 import { type CallerBufferHolder, noteHeld } from './lent-buffers.js';
 import { gateShutdown, type ShutdownGate } from './tls.js';
-import { COALESCE_LIMIT, copyInto, WriteQueue } from './write-queue.js';
+import { COALESCE_LIMIT, COPY_LIMIT, copyInto, WriteQueue } from './write-queue.js';
 
 const RESOLVED = Promise.resolve();
 /**
@@ -115,6 +116,13 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
   /** What encoders push to (created on the first writeFrame). */
   #sink: FrameSink | null = null;
   #frameHasCallerBuffer = false;
+  /**
+   * The copy of the last lone small write (a plain TCP writer's), reused for the next one of the same
+   * length: a request/response handler's replies cost no allocation. It is free again whenever the
+   * fast path in write() may take it: the queue is empty (it is not queued) and no handle write is in
+   * flight (the kernel has it: every write of it either completed or was taken at once).
+   */
+  #reply: Buffer | null = null;
 
   /** A TLS socket: what its handle is handed leaves the caller's memory at once (see #settle). */
   readonly #encrypts: boolean;
@@ -131,7 +139,13 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
 
   /** A writer for `core`: a spare one if any fits its socket, else a new one. */
   static acquire(core: ConnCore, socket: Socket): ConnWriter {
-    if (spareCount === 0 || socket instanceof TLSSocket || !handleWritable(socket)) return new ConnWriter(core, socket);
+    // A bare socket writes to its handle (the bare path exists only where handle writes do): the
+    // usual case needs no probe of the handle per write.
+    if (
+      spareCount === 0 ||
+      !(socket instanceof BareSocket || (!(socket instanceof TLSSocket) && handleWritable(socket)))
+    )
+      return new ConnWriter(core, socket);
     const writer = spares[--spareCount]!;
     spares[spareCount] = null;
     writer.#core = core;
@@ -146,13 +160,14 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
    * spare may still sit in the flush scheduler's list: its flush() then finds nothing queued.
    */
   release(): boolean {
+    const h = this.#handle;
     if (
-      this.#encrypts ||
+      h === null ||
+      h.inFlight !== 0 ||
       this.#scheduled ||
       this.first !== null ||
       this.tail !== null ||
-      this.#handle === null ||
-      this.#handle.busy ||
+      this.#encrypts ||
       this.#belowMark !== null ||
       this.#taken !== null ||
       this.#endPromise !== null ||
@@ -176,12 +191,15 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
 
   /** Bytes handed to the socket that have not reached the kernel. */
   #handedOut(): number {
-    return this.#handle === null ? this.socket.writableLength : this.#handle.pendingBytes;
+    const h = this.#handle;
+    if (h === null) return this.socket.writableLength;
+    return h.inFlight === 0 ? 0 : h.pendingBytes;
   }
 
   /** Output handed to the socket waits for the kernel (the deadline policy's writePending). */
   get waitsForKernel(): boolean {
-    return this.#handle === null ? this.socket.writableLength > 0 : this.#handle.busy;
+    const h = this.#handle;
+    return h === null ? this.socket.writableLength > 0 : h.inFlight !== 0;
   }
 
   /**
@@ -200,6 +218,16 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
     return this.pendingBytes + this.#handedOut();
   }
 
+  /**
+   * A copy for a lone small write of `len` bytes. A plain TCP writer keeps it as its reply buffer
+   * (see #reply); a TLS writer, which holds on to its connection, does not.
+   */
+  #newReply(len: number): Buffer {
+    const copy = Buffer.allocUnsafe(len);
+    if (!this.#encrypts) this.#reply = copy;
+    return copy;
+  }
+
   /** What queued output costs, as charged against `maxQueuedBytes`: bytes plus overhead per piece and per waiting write. */
   #charged(): number {
     const waiting = (this.#belowMark?.count ?? 0) + (this.#taken?.count ?? 0);
@@ -207,16 +235,33 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
   }
 
   write(data: WriteData): Promise<void> {
-    const failed = this.#writeState();
-    if (failed !== null) return handled(Promise.reject(failed));
+    const core = this.#core!;
+    if (core.error !== null || core.phase !== OPEN) return this.#refused();
+    const h = this.#handle;
+    // The common reply: a small buffer into an empty queue, with nothing handed out waiting for the
+    // kernel (so no write waits either, and nothing is charged yet). It is copied, as any small
+    // write, and resolves at once; the checks below come to that answer.
+    if (h !== null && h.inFlight === 0 && this.first === null && this.tail === null && typeof data !== 'string') {
+      const len = data.length;
+      if (len > 0 && len < COPY_LIMIT && len < core.options.maxWriteBuffer) {
+        let copy = this.#reply;
+        if (copy === null || copy.length !== len) copy = this.#newReply(len);
+        this.addLone(data, len, copy);
+        if (!this.#scheduled) {
+          this.#scheduled = true;
+          scheduleFlush(this);
+        }
+        return RESOLVED;
+      }
+    }
     const before = this.#charged();
     const callerBuffer = this.#enqueue(data);
     return this.#settle(before, callerBuffer);
   }
 
   writeFrame<T>(encoder: Encoder<T>, item: T): Promise<void> {
-    const failed = this.#writeState();
-    if (failed !== null) return handled(Promise.reject(failed));
+    const core = this.#core!;
+    if (core.error !== null || core.phase !== OPEN) return this.#refused();
     this.#sink ??= {
       push: (...chunks: WriteData[]): number => {
         for (const c of chunks) if (this.#enqueue(c)) this.#frameHasCallerBuffer = true;
@@ -271,11 +316,10 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
     return wait === null ? RESOLVED : wait.promise;
   }
 
-  #writeState(): Error | null {
-    const core = this.#core!;
-    if (core.error !== null) return core.error;
-    if (core.phase !== OPEN) return new ConnectionClosedError('write after end');
-    return null;
+  /** A write refused: the connection failed, or was ended. */
+  #refused(): Promise<void> {
+    const error = this.#core!.error;
+    return handled(Promise.reject(error ?? new ConnectionClosedError('write after end')));
   }
 
   /** Queues `data` and schedules the flush; says whether it was queued as the caller's own buffer (not copied). */
@@ -322,15 +366,17 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
   }
 
   #handOut(): void {
-    this.seal();
+    if (this.tail !== null) this.seal();
     const first = this.first;
     if (first === null) return;
     const rest = this.rest;
     const pooled = this.pooled;
     const bytes = this.pendingBytes;
     this.clear();
-    if (this.#handle !== null) this.#toHandle(this.#handle, first, rest, pooled, bytes);
-    else this.#toStream(first, rest, pooled, bytes);
+    const h = this.#handle;
+    if (h === null) this.#toStream(first, rest, pooled, bytes);
+    else if (rest === null) h.write(first, pooled);
+    else this.#toHandle(h, first, rest, pooled, bytes);
     const core = this.#core!;
     if (core.error !== null) return; // the write failed at once: the connection is over
     if (this.waitsForKernel) {
@@ -341,16 +387,17 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
         t.writeBlockedSince = deadlines.now();
         if (t.writeTimeout > 0) core.armAt(t.writeBlockedSince + t.writeTimeout);
       }
-    } else {
+    } else if (this.#taken !== null || this.#belowMark !== null) {
       this.#allTaken();
     }
   }
 
-  /** Plain TCP: libuv writes what the kernel takes now and reports the rest's completion (onHandleDrained). */
-  #toHandle(h: HandleWriter, first: WriteData, rest: WriteData[] | null, pooled: Buffer[] | null, bytes: number): void {
-    if (rest === null) {
-      h.write(first, pooled);
-    } else if (bytes <= COALESCE_LIMIT) {
+  /**
+   * Several pieces to the handle (a lone one is written by #handOut itself): libuv writes what the
+   * kernel takes now and reports the rest's completion (onHandleDrained).
+   */
+  #toHandle(h: HandleWriter, first: WriteData, rest: WriteData[], pooled: Buffer[] | null, bytes: number): void {
+    if (bytes <= COALESCE_LIMIT) {
       const batch = coalesce(first, rest, bytes);
       releaseAll(pooled);
       h.write(batch.length === bytes ? batch : batch.subarray(0, bytes), [batch]);
@@ -415,7 +462,7 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
   onHandleDrained(): void {
     this.#core!.onDrain();
     const shutdown = this.#afterWrites;
-    if (shutdown !== null && !this.#handle!.busy) {
+    if (shutdown !== null && this.#handle!.inFlight === 0) {
       this.#afterWrites = null;
       shutdown();
     }
@@ -423,7 +470,7 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
 
   /** ShutdownGate (TLS): the socket's shutdown runs once no write to its handle is in flight. */
   whenWritten(shutdown: () => void): void {
-    if (this.#handle?.busy) this.#afterWrites = shutdown;
+    if (this.#handle !== null && this.#handle.inFlight !== 0) this.#afterWrites = shutdown;
     else shutdown();
   }
 
@@ -470,7 +517,7 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
     // (On the handle path libuv queues the stream's shutdown behind the writes still in flight. A TLS
     // handle takes one write at a time: with one in flight the rest goes out as it completes (onDrain),
     // and the shutdown waits for that: whenWritten.)
-    if (!(this.#encrypts && this.#handle?.busy)) this.#handOut();
+    if (!(this.#encrypts && this.#handle !== null && this.#handle.inFlight !== 0)) this.#handOut();
     this.#endPromise = handled(
       new Promise<void>((resolve, reject) => {
         this.socket.end((err?: Error | null) => {

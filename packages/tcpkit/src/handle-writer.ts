@@ -61,14 +61,17 @@ let binding: StreamWrapBinding | null | undefined;
 /** The binding's shared state array and the slot saying whether the last write went asynchronous (read per write). */
 let streamState: Int32Array | null = null;
 let kLastWriteWasAsync = 0;
-/** The request the next write uses: untouched by every write the kernel took synchronously. */
+/**
+ * The request the next write uses (made by the first write that finds none): untouched by every write
+ * the kernel took synchronously, so it stays here until a write goes asynchronous with it.
+ */
 let spare: WriteReq | null = null;
 /**
- * The request of the write call running now. A TLS handle completes a write inside the call when the
- * TCP handle below it refuses the ciphertext at once (EPIPE, ECONNRESET: the peer's reset is in):
- * `inCallStatus` keeps that status for #dispatched, which settles the write once the call returns.
+ * A TLS handle completes a write inside the call when the TCP handle below it refuses the ciphertext
+ * at once (EPIPE, ECONNRESET: the peer's reset is in). Its request is not bound to a writer yet (that
+ * happens once the call returns): `inCallStatus` keeps the status for #dispatched, which settles the
+ * write then.
  */
-let dispatching: WriteReq | null = null;
 let inCallStatus: number | null = null;
 /** An option of Node's command line or NODE_OPTIONS that switches pending deprecations on. */
 function isPendingDeprecationFlag(arg: string): boolean {
@@ -141,12 +144,22 @@ function newReq(): WriteReq {
   return req;
 }
 
+/** A new spare request, for a write that found none. */
+function spareReq(): WriteReq {
+  spare = newReq();
+  return spare;
+}
+
+function releaseAll(pooled: Buffer[]): void {
+  for (let i = 0; i < pooled.length; i++) defaultPool.release(pooled[i]!);
+}
+
 function onWriteComplete(this: WriteReq, status: number): void {
-  if (this === dispatching) {
-    inCallStatus = status;
+  const writer = this.writer;
+  if (writer === null) {
+    inCallStatus = status; // inside the write call (see inCallStatus)
     return;
   }
-  const writer = this.writer!;
   const pooled = this.pooled;
   this.writer = null;
   this.chunks = null;
@@ -158,21 +171,19 @@ function onWriteComplete(this: WriteReq, status: number): void {
 export class HandleWriter {
   /** Its ConnWriter, which names the socket (a spare's moves to another connection with nothing in flight). */
   readonly #sink: HandleWriteSink;
-  /** Writes in flight (the kernel did not take them at once). */
-  #inFlight = 0;
+  /**
+   * Writes in flight (the kernel did not take them at once); 0: output handed out has all reached the
+   * kernel. A field, not a getter: the writer reads it on every write and flush.
+   */
+  inFlight = 0;
 
   constructor(sink: HandleWriteSink) {
     this.#sink = sink;
   }
 
-  /** Output handed out waits for the kernel. */
-  get busy(): boolean {
-    return this.#inFlight > 0;
-  }
-
   /** libuv's count of bytes handed to it and not yet written to the kernel. */
   get pendingBytes(): number {
-    if (this.#inFlight === 0) return 0;
+    if (this.inFlight === 0) return 0;
     const handle = this.#handle();
     return handle === null ? 0 : handle.writeQueueSize;
   }
@@ -181,9 +192,13 @@ export class HandleWriter {
   write(data: WriteData, pooled: Buffer[] | null): void {
     const handle = this.#handle();
     if (handle === null) return;
-    const req = spare ?? newReq();
-    dispatching = req;
+    const req = spare ?? spareReq();
     const err = typeof data === 'string' ? handle.writeUtf8String(req, data) : handle.writeBuffer(req, data);
+    // The common case first: the kernel took it all at once, so the request was never bound (it stays the spare).
+    if (err === 0 && inCallStatus === null && streamState![kLastWriteWasAsync] === 0) {
+      if (pooled !== null) releaseAll(pooled);
+      return;
+    }
     this.#dispatched(req, err, data, pooled);
   }
 
@@ -191,7 +206,7 @@ export class HandleWriter {
   writev(chunks: WriteData[], pooled: Buffer[] | null): void {
     const handle = this.#handle();
     if (handle === null) return;
-    const req = spare ?? newReq();
+    const req = spare ?? spareReq();
     let allBuffers = true;
     for (let i = 0; i < chunks.length; i++) if (typeof chunks[i] === 'string') allBuffers = false;
     let list: (WriteData | string)[] = chunks;
@@ -203,7 +218,6 @@ export class HandleWriter {
         list[2 * i + 1] = 'utf8';
       }
     }
-    dispatching = req;
     const err = handle.writev(req, list, allBuffers);
     this.#dispatched(req, err, chunks, pooled);
   }
@@ -213,47 +227,44 @@ export class HandleWriter {
   }
 
   #dispatched(req: WriteReq, err: number, data: WriteData | WriteData[], pooled: Buffer[] | null): void {
-    dispatching = null;
     const status = inCallStatus;
     if (status !== null) {
-      // Completed inside the call (see `dispatching`): the request is spent, the next write takes a new one.
+      // Completed inside the call (see inCallStatus): the request is spent, the next write takes a new one.
       inCallStatus = null;
       spare = null;
       if (err === 0 && status < 0) err = status;
       else if (err === 0) {
-        if (pooled !== null) for (const b of pooled) defaultPool.release(b);
+        if (pooled !== null) releaseAll(pooled);
         return;
       }
     }
     if (err !== 0) {
-      // Failed at once (the peer reset, the socket shut down): the request was never used.
-      if (status === null) spare = req;
+      // Failed at once (the peer reset, the socket shut down): the request was never used (it stays the spare).
       this.#sink.onHandleError(systemError(err, 'write'));
       return;
     }
     if (streamState![kLastWriteWasAsync] === 0) {
       // The kernel took it all: the request was never bound, the next write reuses it.
-      spare = req;
-      if (pooled !== null) for (const b of pooled) defaultPool.release(b);
+      if (pooled !== null) releaseAll(pooled);
       return;
     }
     spare = null;
     req.writer = this;
     req.chunks = data;
     req.pooled = pooled;
-    this.#inFlight++;
+    this.inFlight++;
   }
 
   /** A write in flight completed (`status` < 0: it failed). */
   completed(status: number, pooled: Buffer[] | null): void {
-    this.#inFlight--;
+    this.inFlight--;
     // Destroyed meanwhile (a deadline, a reset, a slow consumer): libuv cancelled the write.
     if (this.#sink.socket.destroyed) return;
     if (status < 0) {
       this.#sink.onHandleError(systemError(status, 'write'));
       return;
     }
-    if (pooled !== null) for (const b of pooled) defaultPool.release(b);
-    if (this.#inFlight === 0) this.#sink.onHandleDrained();
+    if (pooled !== null) releaseAll(pooled);
+    if (this.inFlight === 0) this.#sink.onHandleDrained();
   }
 }

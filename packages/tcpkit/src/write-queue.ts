@@ -18,7 +18,7 @@ const typedArraySet = Uint8Array.prototype.set;
 /** Batches up to this size are copied into one pooled buffer; larger ones go out with writev. */
 export const COALESCE_LIMIT = 16 * 1024;
 /** Writes shorter than this are copied at write(); a larger buffer is sent from the caller's memory. */
-const COPY_LIMIT = 4 * 1024;
+export const COPY_LIMIT = 4 * 1024;
 /** The first append buffer of a batch; each next one doubles, up to COALESCE_LIMIT. */
 const APPEND_MIN = 1024;
 
@@ -93,6 +93,18 @@ export class WriteQueue {
     if (typeof data === 'string') return false;
     this.callerBuffers++;
     return true;
+  }
+
+  /**
+   * Queues a small buffer (`len` bytes, 0 < len < COPY_LIMIT) into the empty queue as `copy` (a
+   * buffer of `len` bytes the queue may keep): add()'s common case, for the writer's fast path.
+   */
+  protected addLone(data: Uint8Array, len: number, copy: Buffer): void {
+    typedArraySet.call(copy, data);
+    this.first = copy;
+    this.firstSmall = true;
+    this.pieces = 1;
+    this.pendingBytes = len;
   }
 
   #push(piece: WriteData): void {

@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import { runOnFallback } from './fallback-paths.js';
 
 describe('write path', () => {
-  it('passes the Conn, writer, echo, TLS flow and TLS reset suites on the stream fallback (TCPKIT_WRITE_PATH=stream)', {
+  it('passes the Conn, writer, write fast path, echo, TLS flow and TLS reset suites on the stream fallback (TCPKIT_WRITE_PATH=stream)', {
     timeout: 300_000,
   }, async () => {
     await runOnFallback({ TCPKIT_WRITE_PATH: 'stream' }, [
@@ -15,6 +15,7 @@ describe('write path', () => {
       'test/conn-chunks.test.ts',
       'test/conn-write-queue.test.ts',
       'test/handle-writer.test.ts',
+      'test/write-fast-path.test.ts',
       'test/integration/echo.test.ts',
       'test/tls-flow.test.ts',
       'test/tls-write-reset.test.ts',
