@@ -238,12 +238,15 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
     const core = this.#core!;
     if (core.error !== null || core.phase !== OPEN) return this.#refused();
     const h = this.#handle;
-    // The common reply: a small buffer into an empty queue, with nothing handed out waiting for the
-    // kernel (so no write waits either, and nothing is charged yet). It is copied, as any small
-    // write, and resolves at once; the checks below come to that answer.
+    // A buffer into an empty queue, with nothing handed out waiting for the kernel (so no write waits
+    // either, and nothing is charged yet), takes a shorter way to the answers the general path below
+    // would give: the common reply.
     if (h !== null && h.inFlight === 0 && this.first === null && this.tail === null && typeof data !== 'string') {
       const len = data.length;
-      if (len > 0 && len < COPY_LIMIT && len < core.options.maxWriteBuffer) {
+      if (len >= COPY_LIMIT) {
+        if (!this.#encrypts) return this.#writeNow(h, data);
+      } else if (len > 0 && len < core.options.maxWriteBuffer) {
+        // Copied, as any small write, and resolved at once.
         let copy = this.#reply;
         if (copy === null || copy.length !== len) copy = this.#newReply(len);
         this.addLone(data, len, copy);
@@ -257,6 +260,21 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
     const before = this.#charged();
     const callerBuffer = this.#enqueue(data);
     return this.#settle(before, callerBuffer);
+  }
+
+  /**
+   * A large buffer into an empty queue (plain TCP): to the kernel now, from the caller's memory, as
+   * #settle flushes one; it resolves once the kernel has it.
+   */
+  #writeNow(h: HandleWriter, data: Uint8Array): Promise<void> {
+    h.write(data, null);
+    const core = this.#core!;
+    if (core.error !== null) return handled(Promise.reject(core.error));
+    if (h.inFlight === 0) return RESOLVED;
+    this.#blocked(core);
+    this.#taken ??= new SharedWait();
+    this.#taken.count++;
+    return this.#taken.promise;
   }
 
   writeFrame<T>(encoder: Encoder<T>, item: T): Promise<void> {
@@ -379,16 +397,18 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
     else this.#toHandle(h, first, rest, pooled, bytes);
     const core = this.#core!;
     if (core.error !== null) return; // the write failed at once: the connection is over
-    if (this.waitsForKernel) {
-      const t = core.timers;
-      this.#seenLength = this.#handedOut();
-      this.#seenQueue = this.#queueSize();
-      if (t.writeBlockedSince === 0) {
-        t.writeBlockedSince = deadlines.now();
-        if (t.writeTimeout > 0) core.armAt(t.writeBlockedSince + t.writeTimeout);
-      }
-    } else if (this.#taken !== null || this.#belowMark !== null) {
-      this.#allTaken();
+    if (this.waitsForKernel) this.#blocked(core);
+    else if (this.#taken !== null || this.#belowMark !== null) this.#allTaken();
+  }
+
+  /** Output handed out waits for the kernel: write progress is watched from here, and writeTimeout runs. */
+  #blocked(core: ConnCore): void {
+    const t = core.timers;
+    this.#seenLength = this.#handedOut();
+    this.#seenQueue = this.#queueSize();
+    if (t.writeBlockedSince === 0) {
+      t.writeBlockedSince = deadlines.now();
+      if (t.writeTimeout > 0) core.armAt(t.writeBlockedSince + t.writeTimeout);
     }
   }
 
