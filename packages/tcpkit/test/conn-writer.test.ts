@@ -290,36 +290,43 @@ describe('Conn#write', () => {
 });
 
 describe('Conn#write: writers handed back while parked', () => {
-  it(
-    "keeps every connection's replies its own while idle writers pass from one connection to the next",
-    TEST,
-    async () => {
-      // Each reply waits for the next read, so one connection's writer goes back to the spares as
-      // another's is taken: turns of many connections interleaved must never cross their output.
-      await withServer(
-        {},
-        async (conn) => {
-          for await (const chunk of conn) await conn.write(`${conn.remotePort}:${chunk.toString()};`);
-        },
-        async (port) => {
-          const clients = await Promise.all(Array.from({ length: 8 }, () => connect(port)));
-          const expected = clients.map(() => '');
-          for (let turn = 0; turn < 5; turn++) {
-            clients.forEach((c, i) => {
-              c.write(`${turn}.${i}`);
-              expected[i] += `${c.socket.localPort}:${turn}.${i};`;
-            });
-            await Promise.all(clients.map((c, i) => c.receive(expected[i]!.length)));
-          }
-          for (const [i, c] of clients.entries()) {
-            assert.equal(c.received().toString(), expected[i]);
-            c.end();
-            await c.waitClosed();
-          }
-        },
-      );
-    },
-  );
+  // Buffers: every reply has the same length, so each writer reuses its reply buffer whichever
+  // connection took it from the spares (the fast path in conn-writer.ts); strings take the general path.
+  for (const kind of ['string', 'Buffer'] as const) {
+    it(
+      `keeps every connection's replies its own while idle writers pass from one connection to the next (${kind} replies)`,
+      TEST,
+      async () => {
+        // Each reply waits for the next read, so one connection's writer goes back to the spares as
+        // another's is taken: turns of many connections interleaved must never cross their output.
+        await withServer(
+          {},
+          async (conn) => {
+            for await (const chunk of conn) {
+              const reply = `${conn.remotePort}:${chunk.toString()};`;
+              await conn.write(kind === 'string' ? reply : Buffer.from(reply));
+            }
+          },
+          async (port) => {
+            const clients = await Promise.all(Array.from({ length: 8 }, () => connect(port)));
+            const expected = clients.map(() => '');
+            for (let turn = 0; turn < 5; turn++) {
+              clients.forEach((c, i) => {
+                c.write(`${turn}.${i}`);
+                expected[i] += `${c.socket.localPort}:${turn}.${i};`;
+              });
+              await Promise.all(clients.map((c, i) => c.receive(expected[i]!.length)));
+            }
+            for (const [i, c] of clients.entries()) {
+              assert.equal(c.received().toString(), expected[i]);
+              c.end();
+              await c.waitClosed();
+            }
+          },
+        );
+      },
+    );
+  }
 
   it('keeps nothing of a closed connection alive through the spare writer it handed back', TEST, async () => {
     // In a child with --expose-gc: a connection answers once, parks (its writer goes to the spares), and
