@@ -209,7 +209,7 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
   get holdsCallerBuffers(): boolean {
     if (this.first !== null) return true;
     // A TLS handle encrypts (or copies) what it is handed at once: none of the caller's memory stays.
-    if (this.#handle !== null) return !this.#encrypts && this.#handle.busy;
+    if (this.#handle !== null) return !this.#encrypts && this.#handle.inFlight !== 0;
     return this.#core !== null && this.#core.socket.writableLength > 0;
   }
 
@@ -271,6 +271,8 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
     const core = this.#core!;
     if (core.error !== null) return handled(Promise.reject(core.error));
     if (h.inFlight === 0) return RESOLVED;
+    // A lent read buffer (conn.chunks({ reuse: true })) in flight is not reused until it is out.
+    noteHeld(data, this);
     this.#blocked(core);
     this.#taken ??= new SharedWait();
     this.#taken.count++;
