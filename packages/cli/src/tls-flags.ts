@@ -2,7 +2,6 @@
  * `tcpkit serve` flags for TLS and the PROXY protocol, and the certificate reload on SIGHUP.
  * `reloadCertificates` is the one function a SIGHUP handler (this one, or the workers' restart) calls.
  */
-import { constants } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { DEFAULTS, type ServeOptions, type Server, type TlsOptions } from 'tcpkit';
 import type { Flag } from './flags.js';
@@ -90,10 +89,7 @@ export function readCertificates(files: CertificateFiles): TlsOptions {
   const options: TlsOptions = {
     cert: read('--tls-cert', files.cert),
     key: read('--tls-key', files.key),
-    // A TLS 1.2 client may ask to renegotiate, each time making the server redo a full handshake's
-    // private-key work (a CPU flood from one connection; Node lets three through, then cuts it).
-    // Refused outright, as nginx and HAProxy do; TLS 1.3 has no renegotiation.
-    secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
+    // Client-initiated renegotiation is refused by the library's default (tls.ts's withDefaults).
   };
   if (files.ca !== undefined) options.ca = read('--tls-ca', files.ca);
   if (files.clientAuth) {

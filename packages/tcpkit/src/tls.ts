@@ -6,6 +6,8 @@
  * (Node's own `handshakeTimeout` is an inactivity timer, which a client trickling bytes never trips),
  * and turns every failed handshake into one callback, so a failure never reaches the handler.
  */
+
+import { constants as cryptoConstants } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { constants } from 'node:os';
 import tls, { type PeerCertificate, type TLSSocket } from 'node:tls';
@@ -80,6 +82,19 @@ export function resolveTlsOptions(value: unknown): TlsOptions | undefined {
   return o;
 }
 
+/**
+ * The user's TLS options with tcpkit's defaults under them: client-initiated renegotiation refused
+ * (`SSL_OP_NO_RENEGOTIATION`). A TLS 1.2 client may otherwise ask for one renegotiation after another,
+ * each making the server redo a full handshake's private-key work (Node lets three through per
+ * connection, then cuts it); nginx and HAProxy refuse them, and TLS 1.3 has none. `secureOptions` set
+ * by the user replaces this default whole (set it to 0 to allow renegotiation again).
+ */
+function withDefaults(options: TlsOptions): TlsOptions {
+  return options.secureOptions === undefined
+    ? { ...options, secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION }
+    : options;
+}
+
 /** @internal one server's TLS: the unlistened `tls.Server`, and the handshakes in progress. */
 export class TlsTerminator {
   readonly #server: tls.Server;
@@ -96,7 +111,7 @@ export class TlsTerminator {
     this.#timeout = handshakeTimeout;
     this.#done = done;
     // Node's handshake timer off: ours is absolute (see the file comment).
-    this.#server = new tls.Server({ ...options, handshakeTimeout: 0 });
+    this.#server = new tls.Server({ ...withDefaults(options), handshakeTimeout: 0 });
     this.#server.on('secureConnection', (socket: TLSSocket) => this.#handshakeOf(socket)?.finish(null, socket));
     this.#server.on('tlsClientError', (error: Error, socket: TLSSocket) => {
       const h = this.#handshakeOf(socket);
@@ -133,7 +148,7 @@ export class TlsTerminator {
   /** Replaces the certificate (and any other secure-context option) for handshakes from now on. */
   setSecureContext(options: TlsOptions): void {
     try {
-      this.#server.setSecureContext(options);
+      this.#server.setSecureContext(withDefaults(options));
     } catch (error) {
       throw new InvalidOptionError('tls', `Node could not build a secure context from it: ${(error as Error).message}`);
     }

@@ -409,6 +409,52 @@ describe('tls', () => {
     },
   );
 
+  it(
+    'refuses client-initiated renegotiation by default, after setSecureContext too; secureOptions: 0 allows it',
+    TEST,
+    async () => {
+      /** A TLS 1.2 client that, once its first echo is back, asks to renegotiate; resolves with how that ended. */
+      async function renegotiate(port: number): Promise<string> {
+        const s = tls.connect({
+          host: '127.0.0.1',
+          port,
+          ca: certs().ca,
+          servername: 'localhost',
+          maxVersion: 'TLSv1.2',
+        });
+        try {
+          await within(once(s, 'secureConnect'), 20_000, 'the handshake');
+          s.write('before\n');
+          await within(once(s, 'data'), 20_000, 'the first echo');
+          return await within(
+            new Promise<string>((resolve) => {
+              s.once('error', (e: NodeJS.ErrnoException) => resolve(String(e.code)));
+              s.renegotiate({}, (error) => resolve(error === null ? 'renegotiated' : `callback: ${error.message}`));
+            }),
+            20_000,
+            'the renegotiation to end',
+          );
+        } finally {
+          s.destroy();
+        }
+      }
+      const { server } = await lineEcho();
+      try {
+        assert.equal(await renegotiate(portOf(server)), 'ERR_SSL_NO_RENEGOTIATION');
+        server.setSecureContext(tlsOptions()!);
+        assert.equal(await renegotiate(portOf(server)), 'ERR_SSL_NO_RENEGOTIATION');
+      } finally {
+        await stop(server);
+      }
+      const allowing = await lineEcho({ tls: tlsOptions({ secureOptions: 0 }) });
+      try {
+        assert.equal(await renegotiate(portOf(allowing.server)), 'renegotiated');
+      } finally {
+        await stop(allowing.server);
+      }
+    },
+  );
+
   it('options: tls is validated at serve()', TEST, async () => {
     await assert.rejects(
       serve({ tls: {} }, () => {}),
