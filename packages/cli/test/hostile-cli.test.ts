@@ -7,6 +7,7 @@ import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { certs } from '../../tcpkit/test/fixtures/certs.js';
 import { Child, within } from '../../tcpkit/test/helpers.js';
+import { renegotiate } from '../../tcpkit/test/tls-client.js';
 
 const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
 const SLOW = { timeout: 40_000 };
@@ -89,26 +90,6 @@ describe('tcpkit serve --log-level debug: connections refused before any handler
     assert.match(line.err?.message ?? '', /source port must be a decimal from 0 to 65535, got "99999"/);
   });
 });
-
-/** A TLS 1.2 client that, once its first echo is back, asks to renegotiate; resolves with how that ended. */
-async function renegotiate(port: number): Promise<string> {
-  const s = tls.connect({ host: '127.0.0.1', port, ca: certs().ca, servername: 'localhost', maxVersion: 'TLSv1.2' });
-  try {
-    await within(once(s, 'secureConnect'), 20_000, 'the handshake');
-    s.write('before');
-    await within(once(s, 'data'), 20_000, 'the first echo');
-    return await within(
-      new Promise<string>((resolve) => {
-        s.once('error', (e: NodeJS.ErrnoException) => resolve(String(e.code)));
-        s.renegotiate({}, (error) => resolve(error === null ? 'renegotiated' : `callback: ${error.message}`));
-      }),
-      20_000,
-      'the renegotiation to end',
-    );
-  } finally {
-    s.destroy();
-  }
-}
 
 describe('tcpkit serve --tls-cert: client-initiated renegotiation', () => {
   it(

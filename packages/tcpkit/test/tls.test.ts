@@ -10,7 +10,7 @@ import tls from 'node:tls';
 import { type Conn, lines, type ServeOptions, type Server, serve } from '../src/index.js';
 import { certs, selfSignedLocalhost } from './fixtures/certs.js';
 import { ChannelProbe, deferred, LOOPBACK, portOf, stop, until, within } from './helpers.js';
-import { readAll, tlsConnect } from './tls-client.js';
+import { readAll, renegotiate, tlsConnect } from './tls-client.js';
 
 const TEST = { timeout: 30_000 };
 
@@ -413,31 +413,6 @@ describe('tls', () => {
     'refuses client-initiated renegotiation by default, after setSecureContext too; secureOptions: 0 allows it',
     TEST,
     async () => {
-      /** A TLS 1.2 client that, once its first echo is back, asks to renegotiate; resolves with how that ended. */
-      async function renegotiate(port: number): Promise<string> {
-        const s = tls.connect({
-          host: '127.0.0.1',
-          port,
-          ca: certs().ca,
-          servername: 'localhost',
-          maxVersion: 'TLSv1.2',
-        });
-        try {
-          await within(once(s, 'secureConnect'), 20_000, 'the handshake');
-          s.write('before\n');
-          await within(once(s, 'data'), 20_000, 'the first echo');
-          return await within(
-            new Promise<string>((resolve) => {
-              s.once('error', (e: NodeJS.ErrnoException) => resolve(String(e.code)));
-              s.renegotiate({}, (error) => resolve(error === null ? 'renegotiated' : `callback: ${error.message}`));
-            }),
-            20_000,
-            'the renegotiation to end',
-          );
-        } finally {
-          s.destroy();
-        }
-      }
       const { server } = await lineEcho();
       try {
         assert.equal(await renegotiate(portOf(server)), 'ERR_SSL_NO_RENEGOTIATION');
