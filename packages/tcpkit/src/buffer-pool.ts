@@ -80,3 +80,11 @@ export class BufferPool {
 
 /** The pool shared by tcpkit's connections (write coalescing) and codecs. */
 export const defaultPool = new BufferPool();
+
+/**
+ * @internal Gives back to defaultPool every buffer of `pooled` (each acquired from it; null: none): the
+ * writers' pooled buffers once the write that carried them is done with them.
+ */
+export function releaseAll(pooled: readonly Buffer[] | null): void {
+  if (pooled !== null) for (let i = 0; i < pooled.length; i++) defaultPool.release(pooled[i]!);
+}

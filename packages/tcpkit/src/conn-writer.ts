@@ -17,7 +17,7 @@ import { Buffer } from 'node:buffer';
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { BareSocket } from './bare-socket.js';
-import { defaultPool } from './buffer-pool.js';
+import { defaultPool, releaseAll } from './buffer-pool.js';
 import type { WriteData } from './conn.js';
 import type { ConnCore } from './conn-core.js';
 import { CLOSED, ENDED, LINGERING, OPEN } from './conn-state.js';
@@ -72,10 +72,6 @@ function coalesce(first: WriteData, rest: WriteData[], bytes: number): Buffer {
   let off = copyInto(batch, first, 0);
   for (let i = 0; i < rest.length; i++) off += copyInto(batch, rest[i]!, off);
   return batch;
-}
-
-function releaseAll(pooled: Buffer[] | null): void {
-  if (pooled !== null) for (const b of pooled) defaultPool.release(b);
 }
 
 type SocketHandle = { writeQueueSize?: number; _parent?: { writeQueueSize?: number } | null } | null;

@@ -18,7 +18,7 @@
  * asynchronously, a turn of the event loop later, even when the kernel took the ciphertext at once.
  */
 import type { Socket } from 'node:net';
-import { defaultPool } from './buffer-pool.js';
+import { releaseAll } from './buffer-pool.js';
 import type { WriteData } from './conn.js';
 import { systemError } from './system-error.js';
 
@@ -148,10 +148,6 @@ function newReq(): WriteReq {
 function spareReq(): WriteReq {
   spare = newReq();
   return spare;
-}
-
-function releaseAll(pooled: Buffer[]): void {
-  for (let i = 0; i < pooled.length; i++) defaultPool.release(pooled[i]!);
 }
 
 function onWriteComplete(this: WriteReq, status: number): void {
