@@ -296,47 +296,60 @@ function blockListOf(entries: Cidr[]): BlockList {
 function explainServeError(error: unknown, options: ServeOptions): unknown {
   if (error instanceof InvalidOptionError) return new UsageError(inFlagTerms(ALL_FLAGS, error.message));
   if (!(error instanceof ListenError)) return error;
-  const code = error.reason;
-  if (error.endpoint === 'admin') return explainAdminListenError(error, options);
-  const where = options.path ?? `${options.host}:${options.port}`;
-  switch (code) {
-    case 'EADDRINUSE':
-      return new Error(
-        options.path === undefined
-          ? `port ${options.port} is in use on ${options.host}; choose another with --port`
-          : `${options.path} is in use; choose another path with --path`,
-      );
-    case 'EACCES':
-      return new Error(
-        options.path === undefined
-          ? `permission denied to listen on ${where}; ports below 1024 need privileges: choose another with --port`
-          : `permission denied to create ${where}; choose another path with --path`,
-      );
-    case 'EADDRNOTAVAIL':
-      return new Error(`${options.host} is not an address of this machine; choose another with --host`);
-    case 'ENOTFOUND':
-    case 'EAI_AGAIN':
-      return new Error(`cannot resolve host "${options.host}"; check --host`);
-    default:
-      return error;
+  if (error.endpoint === 'admin') {
+    const host = options.admin?.host ?? ADMIN_HOST;
+    return explainListenError(error, {
+      name: 'admin ',
+      host,
+      port: options.admin?.port,
+      where: `${error.address} for the admin endpoint`,
+      portFlag: '--admin-port',
+      hostFlag: '--admin-host',
+    });
   }
+  if (options.path !== undefined) {
+    if (error.reason === 'EADDRINUSE') return new Error(`${options.path} is in use; choose another path with --path`);
+    if (error.reason === 'EACCES')
+      return new Error(`permission denied to create ${options.path}; choose another path with --path`);
+  }
+  return explainListenError(error, {
+    name: '',
+    host: options.host,
+    port: options.port,
+    where: `${options.host}:${options.port}`,
+    portFlag: '--port',
+    hostFlag: '--host',
+  });
 }
 
-/** The admin endpoint could not listen: the same sentences, naming the admin flags. */
-function explainAdminListenError(error: ListenError, options: ServeOptions): unknown {
-  const host = options.admin?.host ?? ADMIN_HOST;
+/**
+ * A TCP listener's error in terms of the flags that fix it: the server's (`--host`, `--port`) or the admin
+ * endpoint's (`--admin-host`, `--admin-port`). `name` starts the port's and host's names (`'admin '`),
+ * `where` says what was listened on.
+ */
+function explainListenError(
+  error: ListenError,
+  p: {
+    name: string;
+    host: string | undefined;
+    port: number | undefined;
+    where: string;
+    portFlag: string;
+    hostFlag: string;
+  },
+): unknown {
   switch (error.reason) {
     case 'EADDRINUSE':
-      return new Error(`admin port ${options.admin?.port} is in use on ${host}; choose another with --admin-port`);
+      return new Error(`${p.name}port ${p.port} is in use on ${p.host}; choose another with ${p.portFlag}`);
     case 'EACCES':
       return new Error(
-        `permission denied to listen on ${error.address} for the admin endpoint; ports below 1024 need privileges: choose another with --admin-port`,
+        `permission denied to listen on ${p.where}; ports below 1024 need privileges: choose another with ${p.portFlag}`,
       );
     case 'EADDRNOTAVAIL':
-      return new Error(`${host} is not an address of this machine; choose another with --admin-host`);
+      return new Error(`${p.host} is not an address of this machine; choose another with ${p.hostFlag}`);
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
-      return new Error(`cannot resolve admin host "${host}"; check --admin-host`);
+      return new Error(`cannot resolve ${p.name}host "${p.host}"; check ${p.hostFlag}`);
     default:
       return error;
   }
