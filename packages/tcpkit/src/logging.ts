@@ -111,16 +111,15 @@ export function attachLogger(server: Server, logger: Logger): () => void {
       if (m.server === server) logger.debug({ peer: m.remoteAddress, reason: m.reason }, 'connection rejected');
     });
     // Closed before any handler ran, so no connection line says why: these do (the error names what was wrong).
-    on('tcpkit:tls:error', (message) => {
-      const m = message as { server: Server; remoteAddress: string; error: Error & { code?: string } };
-      if (m.server === server)
-        logger.debug({ peer: m.remoteAddress, code: m.error.code, err: m.error }, 'TLS handshake failed');
-    });
-    on('tcpkit:proxy:error', (message) => {
-      const m = message as { server: Server; remoteAddress: string; error: Error & { code?: string } };
-      if (m.server === server)
-        logger.debug({ peer: m.remoteAddress, code: m.error.code, err: m.error }, 'PROXY header refused');
-    });
+    for (const [channel, line] of [
+      ['tcpkit:tls:error', 'TLS handshake failed'],
+      ['tcpkit:proxy:error', 'PROXY header refused'],
+    ] as const) {
+      on(channel, (message) => {
+        const m = message as { server: Server; remoteAddress: string; error: Error & { code?: string } };
+        if (m.server === server) logger.debug({ peer: m.remoteAddress, code: m.error.code, err: m.error }, line);
+      });
+    }
   }
 
   return () => {
