@@ -152,11 +152,7 @@ export class ConnReader implements HandlerState, AsyncIterableIterator<Buffer> {
   /** `lender` ends while parked here (its return()): its pending step ends the iteration. */
   unpark(lender: ChunkLender): void {
     if (this.#lender !== lender) return;
-    const resolve = this.#waitResolve!;
-    this.waitMode = WAIT_NONE;
-    this.#waitResolve = null;
-    this.#lender = null;
-    resolve(DONE);
+    this.#unparked()(DONE);
   }
 
   /**
@@ -217,14 +213,20 @@ export class ConnReader implements HandlerState, AsyncIterableIterator<Buffer> {
     }
   }
 
-  /** Hands what arrived (input, end of stream, error) to the parked reader, if any. */
-  notify(): void {
-    const mode = this.waitMode;
-    if (mode === WAIT_NONE) return;
+  /** Takes the parked reader off (the caller settles it): its resolve function. */
+  #unparked(): (v: unknown) => void {
     const resolve = this.#waitResolve!;
     this.waitMode = WAIT_NONE;
     this.#waitResolve = null;
     this.#lender = null;
+    return resolve;
+  }
+
+  /** Hands what arrived (input, end of stream, error) to the parked reader, if any. */
+  notify(): void {
+    const mode = this.waitMode;
+    if (mode === WAIT_NONE) return;
+    const resolve = this.#unparked();
     if (mode === WAIT_CALLBACK) {
       resolve(undefined);
     } else if (this.buffered > 0) {
@@ -275,11 +277,7 @@ export class ConnReader implements HandlerState, AsyncIterableIterator<Buffer> {
       return;
     }
     this.#arrived();
-    const resolve = this.#waitResolve!;
-    this.waitMode = WAIT_NONE;
-    this.#waitResolve = null;
-    this.#lender = null;
-    resolve(lender.lend(source, n));
+    this.#unparked()(lender.lend(source, n));
   }
 
   /** Input arrived: the clocks it restarts. */
@@ -299,11 +297,7 @@ export class ConnReader implements HandlerState, AsyncIterableIterator<Buffer> {
     const mode = this.waitMode;
     if ((mode === WAIT_READ || mode === WAIT_ITERATE) && this.buffered === 0) {
       // Hot path: a reader is parked on an empty queue; hand the chunk over without queueing it.
-      const resolve = this.#waitResolve!;
-      this.waitMode = WAIT_NONE;
-      this.#waitResolve = null;
-      this.#lender = null;
-      resolve(mode === WAIT_READ ? chunk : { value: chunk, done: false });
+      this.#unparked()(mode === WAIT_READ ? chunk : { value: chunk, done: false });
       return;
     }
     this.#queue().push(chunk);
