@@ -126,24 +126,62 @@ function install(
   return true;
 }
 
-/** Reads from this size up are carved out of the slab; smaller ones come from Node's pool (under 4 KiB). */
+/** Reads from this size up are carved out of the slab; smaller ones out of the small slab. */
 const SLAB_MIN = 4 * 1024;
 /** Reads up to this size are carved out of the slab; larger ones get a buffer of their own. */
 const SLAB_MAX = 16 * 1024;
 const SLAB_SIZE = 64 * 1024;
+/** The small reads' slab: the size of Node's own pool, which `Buffer.allocUnsafe` serves them from. */
+const SMALL_SLAB_SIZE = 8 * 1024;
 let slab: Buffer | null = null;
 let slabUsed = 0;
+let smallSlab: ArrayBuffer | null = null;
+let smallSlabUsed = 0;
+
+type BufferClass = new (buffer: ArrayBuffer, byteOffset: number, length: number) => Buffer;
+
+/**
+ * The class of Node's Buffers (`FastBuffer`, what `Buffer.allocUnsafe` and `subarray` make), as
+ * `Buffer[Symbol.species]` names it: constructing one is a typed array's construction, without
+ * `Buffer.allocUnsafe`'s argument check (a `validateNumber` call per read, about 77 instructions
+ * on Node 20). `Buffer.from` where a runtime has no such class.
+ */
+function bufferClass(): BufferClass {
+  const species = (Buffer as unknown as Record<symbol, unknown>)[Symbol.species];
+  if (typeof species === 'function') {
+    try {
+      const probe = new (species as BufferClass)(new ArrayBuffer(8), 4, 2);
+      if (Buffer.isBuffer(probe) && probe.byteOffset === 4 && probe.length === 2) return species as BufferClass;
+    } catch {
+      // Not constructible that way: Buffer.from below.
+    }
+  }
+  return function viewOf(buffer: ArrayBuffer, byteOffset: number, length: number): Buffer {
+    return Buffer.from(buffer, byteOffset, length);
+  } as unknown as BufferClass;
+}
+const NodeBuffer = bufferClass();
 
 /**
  * The `nread` bytes of `buf` copied into a chunk of their own (for every read into a shared buffer:
- * this file's sockets and bare-socket.ts's handles). A chunk of SLAB_MIN..SLAB_MAX bytes is
- * a view of a shared 64 KiB slab (as Node's pool serves smaller sizes from 8 KiB ones): one
- * ArrayBuffer per 64 KiB read instead of one per read. A chunk the handler keeps keeps its slab
- * alive, as a pooled Buffer keeps its pool: at most 64 KiB for a kept chunk of 4 KiB or more.
+ * this file's sockets and bare-socket.ts's handles). A chunk under SLAB_MIN bytes is a view of an
+ * 8 KiB small slab, as `Buffer.allocUnsafe` would carve it out of Node's pool (a kept chunk keeps
+ * at most 8 KiB alive, as there); a chunk of SLAB_MIN..SLAB_MAX bytes is a view of a shared 64 KiB
+ * slab: one ArrayBuffer per 64 KiB read instead of one per read. A chunk the handler keeps keeps its
+ * slab alive, as a pooled Buffer keeps its pool: at most 64 KiB for a kept chunk of 4 KiB or more.
  */
 export function copyOut(buf: Buffer, nread: number): Buffer {
   let chunk: Buffer;
-  if (nread < SLAB_MIN || nread > SLAB_MAX) {
+  if (nread < SLAB_MIN) {
+    if (smallSlab === null || smallSlabUsed + nread > SMALL_SLAB_SIZE) {
+      // Not zero-filled (as Node's pool): every byte of a chunk is written before it is handed out.
+      smallSlab = Buffer.allocUnsafeSlow(SMALL_SLAB_SIZE).buffer as ArrayBuffer;
+      smallSlabUsed = 0;
+    }
+    chunk = new NodeBuffer(smallSlab, smallSlabUsed, nread);
+    // Views start 8-byte aligned, as Node's pool aligns its slices.
+    smallSlabUsed = (smallSlabUsed + nread + 7) & ~7;
+  } else if (nread > SLAB_MAX) {
     chunk = Buffer.allocUnsafe(nread);
   } else {
     if (slab === null || slabUsed + nread > SLAB_SIZE) {

@@ -43,6 +43,24 @@ describe('copyOut', () => {
       );
   });
 
+  it('carves small chunks out of 8 KiB slabs, so a kept one keeps at most 8 KiB alive (as Node’s pool)', () => {
+    const source = sharedReadBuffer();
+    const kept: Buffer[] = [];
+    // 3,000-byte reads: each small slab holds two, so the third rolls over to a new one.
+    for (let i = 0; i < 7; i++) {
+      source.fill(i + 1, 0, 3000);
+      kept.push(copyOut(source, 3000));
+    }
+    for (const [i, chunk] of kept.entries()) {
+      assert.ok(chunk.buffer.byteLength <= 8 * 1024, `chunk ${i} is a view of ${chunk.buffer.byteLength} bytes`);
+      assert.ok(
+        chunk.every((b) => b === i + 1),
+        `chunk ${i} intact`,
+      );
+    }
+    assert.equal(new Set(kept.map((c) => c.buffer)).size, 4, 'two chunks a slab');
+  });
+
   it('keeps every chunk intact and apart over any sequence of read sizes (property)', () => {
     const source = sharedReadBuffer();
     // Sizes from every class, weighted to the slab's (4 to 16 KiB), so that slabs fill and roll over.
