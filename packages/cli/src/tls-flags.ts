@@ -2,6 +2,7 @@
  * `tcpkit serve` flags for TLS and the PROXY protocol, and the certificate reload on SIGHUP.
  * `reloadCertificates` is the one function a SIGHUP handler (this one, or the workers' restart) calls.
  */
+import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { DEFAULTS, type ServeOptions, type Server, type TlsOptions } from 'tcpkit';
 import type { Flag } from './flags.js';
@@ -77,7 +78,12 @@ export function certificateFiles(flags: Record<string, unknown>): CertificateFil
   return { cert, key, ca, clientAuth };
 }
 
-/** Reads the files into `tls` options. Throws an Error naming the file that could not be read. */
+/**
+ * Reads the files into `tls` options. Throws an Error naming the flag and the file that is wrong: one
+ * that cannot be read, a certificate file with no certificate (or one cut short), a key that is not a
+ * private key, is encrypted, or does not match the certificate. Node's own check is not enough for the
+ * CA file: it takes an empty or garbage `ca` without a word, and then refuses every client certificate.
+ */
 export function readCertificates(files: CertificateFiles): TlsOptions {
   const read = (flag: string, path: string): Buffer => {
     try {
@@ -86,17 +92,66 @@ export function readCertificates(files: CertificateFiles): TlsOptions {
       throw new Error(`${flag} ${path}: ${(error as Error).message}`);
     }
   };
-  const options: TlsOptions = {
-    cert: read('--tls-cert', files.cert),
-    key: read('--tls-key', files.key),
-    // Client-initiated renegotiation is refused by the library's default (tls.ts's withDefaults).
-  };
-  if (files.ca !== undefined) options.ca = read('--tls-ca', files.ca);
+  const cert = read('--tls-cert', files.cert);
+  const key = read('--tls-key', files.key);
+  const leaf = certificatesIn('--tls-cert', files.cert, cert)[0]!;
+  const privateKey = privateKeyIn(files.key, key);
+  if (!leaf.checkPrivateKey(privateKey)) {
+    throw new Error(
+      `--tls-key ${files.key} does not match --tls-cert ${files.cert} (${leaf.subject.replace(/\n/g, ', ')})`,
+    );
+  }
+  // Client-initiated renegotiation is refused by the library's default (tls.ts's withDefaults).
+  const options: TlsOptions = { cert, key };
+  if (files.ca !== undefined) {
+    options.ca = read('--tls-ca', files.ca);
+    certificatesIn('--tls-ca', files.ca, options.ca);
+  }
   if (files.clientAuth) {
     options.requestCert = true;
     options.rejectUnauthorized = true;
   }
   return options;
+}
+
+const PEM_BEGIN = /-----BEGIN (?:TRUSTED |X509 )?CERTIFICATE-----/g;
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
+
+/** The PEM certificates in a file: at least one, every one whole. Throws an Error naming the flag and file. */
+function certificatesIn(flag: string, path: string, pem: Buffer): X509Certificate[] {
+  const text = pem.toString('latin1');
+  const begun = text.match(PEM_BEGIN)?.length ?? 0;
+  if (begun === 0) throw new Error(`${flag} ${path}: no certificate in it (PEM, -----BEGIN CERTIFICATE-----)`);
+  const blocks = text.match(PEM_CERTIFICATE) ?? [];
+  const out: X509Certificate[] = [];
+  for (const [i, block] of blocks.entries()) {
+    try {
+      out.push(new X509Certificate(block));
+    } catch (error) {
+      throw new Error(`${flag} ${path}: certificate ${i + 1} does not parse (${(error as Error).message})`);
+    }
+  }
+  // A BEGIN line without its END: the file is cut short (being rewritten, or copied in part).
+  if (text.match(/-----END (?:TRUSTED |X509 )?CERTIFICATE-----/g)?.length !== begun) {
+    throw new Error(`${flag} ${path}: a certificate is cut short (a BEGIN line without its END)`);
+  }
+  if (out.length === 0) throw new Error(`${flag} ${path}: no certificate in it (PEM, -----BEGIN CERTIFICATE-----)`);
+  return out;
+}
+
+/** The private key in --tls-key's file. Throws an Error naming the file and what is wrong with it. */
+function privateKeyIn(path: string, pem: Buffer): KeyObject {
+  try {
+    return createPrivateKey(pem);
+  } catch (error) {
+    const e = error as Error & { code?: string };
+    if (e.code === 'ERR_MISSING_PASSPHRASE' || /ENCRYPTED/.test(pem.toString('latin1'))) {
+      throw new Error(
+        `--tls-key ${path}: the key is encrypted, and tcpkit takes no passphrase: decrypt it (openssl pkey -in ${path} -out <file>) and keep that file private`,
+      );
+    }
+    throw new Error(`--tls-key ${path}: not a PEM private key (${e.message})`);
+  }
 }
 
 /** The TLS and PROXY protocol part of ServeOptions from the flags. Throws an Error naming the flag. */

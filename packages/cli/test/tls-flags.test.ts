@@ -1,0 +1,116 @@
+/**
+ * The CLI's certificate files: what `readCertificates` refuses (naming the flag and the file), and a
+ * SIGHUP-style reload with a broken CA file keeping the old context, over real TLS connections.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import tls from 'node:tls';
+import { serve } from 'tcpkit';
+import { certs } from '../../tcpkit/test/fixtures/certs.js';
+import { within } from '../../tcpkit/test/helpers.js';
+import { type CertificateFiles, readCertificates, reloadCertificates } from '../src/tls-flags.js';
+
+const TEST = { timeout: 30_000 };
+const dir = mkdtempSync(join(tmpdir(), 'tcpkit-tls-flags-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function file(name: string, content: string | Buffer): string {
+  const path = join(dir, name);
+  writeFileSync(path, content);
+  return path;
+}
+
+describe('readCertificates: each file is checked for what its flag needs', () => {
+  const c = certs();
+  const good: CertificateFiles = { cert: c.files.serverCert, key: c.files.serverKey, clientAuth: false };
+  const cases: [string, Partial<CertificateFiles>, RegExp][] = [
+    [
+      'an empty --tls-ca',
+      { ca: file('empty-ca.pem', ''), clientAuth: true },
+      /--tls-ca .*empty-ca\.pem: no certificate/,
+    ],
+    ['a --tls-ca of garbage', { ca: file('junk-ca.pem', 'not a pem\n'), clientAuth: true }, /--tls-ca .*junk-ca\.pem/],
+    [
+      'a private key as --tls-ca',
+      { ca: c.files.serverKey, clientAuth: true },
+      /--tls-ca .*server\.key: no certificate/,
+    ],
+    [
+      'a --tls-ca whose second certificate is cut short',
+      { ca: file('cut-ca.pem', `${c.ca.toString()}-----BEGIN CERTIFICATE-----\nMIIB\n`), clientAuth: true },
+      /--tls-ca .*cut-ca\.pem/,
+    ],
+    ['a --tls-cert of garbage', { cert: file('junk-cert.pem', 'hello\n') }, /--tls-cert .*junk-cert\.pem/],
+    ['an empty --tls-cert', { cert: file('empty-cert.pem', '') }, /--tls-cert .*empty-cert\.pem: no certificate/],
+    ['a --tls-key of garbage', { key: file('junk-key.pem', 'hello\n') }, /--tls-key .*junk-key\.pem/],
+    ['a certificate as --tls-key', { key: c.files.serverCert }, /--tls-key .*server\.pem/],
+    [
+      'a --tls-key of another certificate',
+      { key: c.files.clientKey },
+      /--tls-key .*client\.key.* does not match --tls-cert/,
+    ],
+  ];
+  for (const [name, files, message] of cases) {
+    it(`refuses ${name}, naming the flag and the file`, TEST, () => {
+      assert.throws(() => readCertificates({ ...good, ...files }), message);
+    });
+  }
+
+  it('refuses an encrypted --tls-key, saying so (there is no passphrase flag)', TEST, () => {
+    const encrypted = join(dir, 'encrypted.key');
+    execFileSync('openssl', ['pkey', '-in', c.files.serverKey, '-aes256', '-passout', 'pass:x', '-out', encrypted], {
+      stdio: 'ignore',
+    });
+    assert.throws(() => readCertificates({ ...good, key: encrypted }), /--tls-key .*encrypted\.key: .*encrypted/);
+  });
+
+  it('takes a certificate chain and a CA bundle of several certificates', TEST, () => {
+    const chain = file('chain.pem', Buffer.concat([c.serverCert, c.ca]));
+    const bundle = file('bundle.pem', Buffer.concat([c.ca, readFileSync(c.files.clientCert)]));
+    const o = readCertificates({ ...good, cert: chain, ca: bundle, clientAuth: true });
+    assert.equal(o.requestCert, true);
+    tls.createSecureContext(o);
+  });
+});
+
+describe('reloadCertificates with a broken CA file', () => {
+  it('keeps the old context: a client with a good certificate still gets in', TEST, async () => {
+    const c = certs();
+    const ca = file('reload-ca.pem', c.ca);
+    const files: CertificateFiles = { cert: c.files.serverCert, key: c.files.serverKey, ca, clientAuth: true };
+    const server = await serve({ port: 0, host: '127.0.0.1', tls: readCertificates(files) }, async (conn) => {
+      for await (const chunk of conn.chunks()) await conn.write(chunk);
+    });
+    const logged: string[] = [];
+    const log = {
+      info: (_: object, m: string) => logged.push(m),
+      warn: (f: object, m: string) => logged.push(`${m} ${JSON.stringify(f)}`),
+    };
+    try {
+      // The CA file is being rewritten (empty for a moment) when the SIGHUP comes.
+      writeFileSync(ca, '');
+      assert.equal(reloadCertificates(server, files, log), false);
+      assert.match(logged.join('\n'), /reload failed, keeping the previous one .*--tls-ca/);
+      const s = tls.connect({
+        host: '127.0.0.1',
+        port: (server.address as { port: number }).port,
+        ca: c.ca,
+        servername: 'localhost',
+        key: c.clientKey,
+        cert: c.clientCert,
+      });
+      s.on('error', () => {});
+      s.write('still me');
+      const [echo] = (await within(once(s, 'data'), 20_000, 'the echo')) as [Buffer];
+      assert.equal(echo.toString(), 'still me');
+      s.destroy();
+    } finally {
+      await server.shutdown();
+    }
+  });
+});
