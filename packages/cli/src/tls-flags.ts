@@ -115,13 +115,15 @@ export function readCertificates(files: CertificateFiles): TlsOptions {
 }
 
 const PEM_BEGIN = /-----BEGIN (?:TRUSTED |X509 )?CERTIFICATE-----/g;
+const PEM_END = /-----END (?:TRUSTED |X509 )?CERTIFICATE-----/g;
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
 
 /** The PEM certificates in a file: at least one, every one whole. Throws an Error naming the flag and file. */
 function certificatesIn(flag: string, path: string, pem: Buffer): X509Certificate[] {
   const text = pem.toString('latin1');
+  const noCertificate = () => new Error(`${flag} ${path}: no certificate in it (PEM, -----BEGIN CERTIFICATE-----)`);
   const begun = text.match(PEM_BEGIN)?.length ?? 0;
-  if (begun === 0) throw new Error(`${flag} ${path}: no certificate in it (PEM, -----BEGIN CERTIFICATE-----)`);
+  if (begun === 0) throw noCertificate();
   const blocks = text.match(PEM_CERTIFICATE) ?? [];
   const out: X509Certificate[] = [];
   for (const [i, block] of blocks.entries()) {
@@ -132,10 +134,11 @@ function certificatesIn(flag: string, path: string, pem: Buffer): X509Certificat
     }
   }
   // A BEGIN line without its END: the file is cut short (being rewritten, or copied in part).
-  if (text.match(/-----END (?:TRUSTED |X509 )?CERTIFICATE-----/g)?.length !== begun) {
+  if ((text.match(PEM_END)?.length ?? 0) !== begun) {
     throw new Error(`${flag} ${path}: a certificate is cut short (a BEGIN line without its END)`);
   }
-  if (out.length === 0) throw new Error(`${flag} ${path}: no certificate in it (PEM, -----BEGIN CERTIFICATE-----)`);
+  // BEGIN lines, but only TRUSTED or X509 blocks, which this check does not parse.
+  if (out.length === 0) throw noCertificate();
   return out;
 }
 
