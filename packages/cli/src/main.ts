@@ -2,6 +2,7 @@
 // Every error is one line on stderr, `tcpkit: <what went wrong; what to change>`, never followed by
 // the usage text. Exit status: 0 done, 1 a runtime failure (port in use, unknown host, ...), 2 a usage
 // error (unknown flag or app, a value out of range).
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { registerBench } from './bench.js';
@@ -39,4 +40,7 @@ try {
     process.stderr.write(`tcpkit: ${(error as Error).message ?? String(error)}\n`);
     process.exitCode = 1;
   }
+  // A worker that fails before it serves (its module no longer loads, after a rolling restart) must end:
+  // its IPC channel to the primary would keep it alive, and the primary waiting for it to listen.
+  if (cluster.isWorker) process.exit();
 }

@@ -7,7 +7,7 @@ import { APPS, type AppSpec } from './apps/index.js';
 import { addFlags, type Flag, givenValues, inFlagTerms, UsageError, withDefaults } from './flags.js';
 import { createLogger, LOG_LEVELS, type LogFormat, type LogLevel } from './log.js';
 import { choice, count, duration, keepAlive, onOff, size, text, type ValueType } from './parse.js';
-import { certificateFiles, reloadOnSighup, TLS_FLAGS, tlsAndProxyOptions } from './tls-flags.js';
+import { certificateFiles, failureFields, reloadOnSighup, TLS_FLAGS, tlsAndProxyOptions } from './tls-flags.js';
 import { ADMIN_HOST, adminUrl, liveView } from './top.js';
 import { isModulePath, loadUserModule } from './user-module.js';
 
@@ -237,6 +237,17 @@ export function registerServe(program: Command): void {
     try {
       Object.assign(options, tlsAndProxyOptions(parsed));
     } catch (error) {
+      // A worker reads the certificate files again when it starts (a rolling restart on SIGHUP, or a
+      // replacement): files broken since the primary read them fail that one new worker, which says
+      // which file at error level and exits; the primary then stops the restart and the running
+      // workers keep serving with the certificate they have.
+      if (cluster.isWorker) {
+        logger.error(
+          failureFields(error),
+          'TLS certificate files not loaded: this new worker does not start; the running workers keep their certificate',
+        );
+        process.exit(1);
+      }
       throw new UsageError((error as Error).message);
     }
     // kv reports the cap as INFO maxclients.

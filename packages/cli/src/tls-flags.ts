@@ -8,6 +8,21 @@ import { DEFAULTS, type ServeOptions, type Server, type TlsOptions } from 'tcpki
 import type { Flag } from './flags.js';
 import { duration, text } from './parse.js';
 
+/**
+ * A certificate file that cannot be used: the message names the flag and the file and says what is wrong;
+ * `flag` and `file` are the same as fields, for a log line.
+ */
+export class CertificateFileError extends Error {
+  readonly flag: string;
+  readonly file: string;
+  constructor(flag: string, file: string, problem: string) {
+    super(`${flag} ${file}: ${problem}`);
+    this.name = 'CertificateFileError';
+    this.flag = flag;
+    this.file = file;
+  }
+}
+
 /** The certificate files named on the command line, re-read on every reload. */
 export interface CertificateFiles {
   cert: string;
@@ -89,7 +104,7 @@ export function readCertificates(files: CertificateFiles): TlsOptions {
     try {
       return readFileSync(path);
     } catch (error) {
-      throw new Error(`${flag} ${path}: ${(error as Error).message}`);
+      throw new CertificateFileError(flag, path, (error as Error).message);
     }
   };
   const cert = read('--tls-cert', files.cert);
@@ -97,8 +112,10 @@ export function readCertificates(files: CertificateFiles): TlsOptions {
   const leaf = certificatesIn('--tls-cert', files.cert, cert)[0]!;
   const privateKey = privateKeyIn(files.key, key);
   if (!leaf.checkPrivateKey(privateKey)) {
-    throw new Error(
-      `--tls-key ${files.key} does not match --tls-cert ${files.cert} (${leaf.subject.replace(/\n/g, ', ')})`,
+    throw new CertificateFileError(
+      '--tls-key',
+      files.key,
+      `does not match --tls-cert ${files.cert} (${leaf.subject.replace(/\n/g, ', ')})`,
     );
   }
   // Client-initiated renegotiation is refused by the library's default (tls.ts's withDefaults).
@@ -121,7 +138,8 @@ const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE
 /** The PEM certificates in a file: at least one, every one whole. Throws an Error naming the flag and file. */
 function certificatesIn(flag: string, path: string, pem: Buffer): X509Certificate[] {
   const text = pem.toString('latin1');
-  const noCertificate = () => new Error(`${flag} ${path}: no certificate in it (PEM, -----BEGIN CERTIFICATE-----)`);
+  const noCertificate = () =>
+    new CertificateFileError(flag, path, 'no certificate in it (PEM, -----BEGIN CERTIFICATE-----)');
   const begun = text.match(PEM_BEGIN)?.length ?? 0;
   if (begun === 0) throw noCertificate();
   const blocks = text.match(PEM_CERTIFICATE) ?? [];
@@ -130,12 +148,12 @@ function certificatesIn(flag: string, path: string, pem: Buffer): X509Certificat
     try {
       out.push(new X509Certificate(block));
     } catch (error) {
-      throw new Error(`${flag} ${path}: certificate ${i + 1} does not parse (${(error as Error).message})`);
+      throw new CertificateFileError(flag, path, `certificate ${i + 1} does not parse (${(error as Error).message})`);
     }
   }
   // A BEGIN line without its END: the file is cut short (being rewritten, or copied in part).
   if ((text.match(PEM_END)?.length ?? 0) !== begun) {
-    throw new Error(`${flag} ${path}: a certificate is cut short (a BEGIN line without its END)`);
+    throw new CertificateFileError(flag, path, 'a certificate is cut short (a BEGIN line without its END)');
   }
   // BEGIN lines, but only TRUSTED or X509 blocks, which this check does not parse.
   if (out.length === 0) throw noCertificate();
@@ -149,11 +167,13 @@ function privateKeyIn(path: string, pem: Buffer): KeyObject {
   } catch (error) {
     const e = error as Error & { code?: string };
     if (e.code === 'ERR_MISSING_PASSPHRASE' || /ENCRYPTED/.test(pem.toString('latin1'))) {
-      throw new Error(
-        `--tls-key ${path}: the key is encrypted, and tcpkit takes no passphrase: decrypt it (openssl pkey -in ${path} -out <file>) and keep that file private`,
+      throw new CertificateFileError(
+        '--tls-key',
+        path,
+        `the key is encrypted, and tcpkit takes no passphrase: decrypt it (openssl pkey -in ${path} -out <file>) and keep that file private`,
       );
     }
-    throw new Error(`--tls-key ${path}: not a PEM private key (${e.message})`);
+    throw new CertificateFileError('--tls-key', path, `not a PEM private key (${e.message})`);
   }
 }
 
@@ -181,6 +201,14 @@ export function tlsAndProxyOptions(flags: Record<string, unknown>): Partial<Serv
 export interface ReloadLog {
   info(fields: object, message: string): void;
   warn(fields: object, message: string): void;
+}
+
+/** A failed read's log fields: the flag and the file at fault, and the whole message. */
+export function failureFields(error: unknown): { flag?: string; file?: string; err: string } {
+  const message = (error as Error).message;
+  return error instanceof CertificateFileError
+    ? { flag: error.flag, file: error.file, err: message }
+    : { err: message };
 }
 
 /**
