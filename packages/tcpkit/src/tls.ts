@@ -95,6 +95,16 @@ function withDefaults(options: TlsOptions): TlsOptions {
     : options;
 }
 
+/**
+ * @internal What turns `tls.Server`'s own handshake timer off: ours is absolute (see the file comment).
+ * Not 0: Node reads `handshakeTimeout || 120000`, so 0 is its default of 120 s, and every TLS socket
+ * got an inactivity timer (a `Timeout` filed in Node's 120 s list at the handshake's start, refreshed by
+ * each read, unfiled at its end) that duplicated our deadline and, with `handshakeTimeout: 0` (no
+ * limit) or above 120 s, cut a slow handshake at 120 s of silence. Node arms its timer only for a value
+ * above 0 (Node 20 to 24: `if (options.handshakeTimeout > 0) this.setTimeout(...)`), and checks no range.
+ */
+export const NODE_HANDSHAKE_TIMER_OFF = -1;
+
 /** @internal one server's TLS: the unlistened `tls.Server`, and the handshakes in progress. */
 export class TlsTerminator {
   readonly #server: tls.Server;
@@ -110,8 +120,7 @@ export class TlsTerminator {
   constructor(options: TlsOptions, handshakeTimeout: number, done: HandshakeDone) {
     this.#timeout = handshakeTimeout;
     this.#done = done;
-    // Node's handshake timer off: ours is absolute (see the file comment).
-    this.#server = new tls.Server({ ...withDefaults(options), handshakeTimeout: 0 });
+    this.#server = new tls.Server({ ...withDefaults(options), handshakeTimeout: NODE_HANDSHAKE_TIMER_OFF });
     this.#server.on('secureConnection', (socket: TLSSocket) => this.#handshakeOf(socket)?.finish(null, socket));
     this.#server.on('tlsClientError', (error: Error, socket: TLSSocket) => {
       const h = this.#handshakeOf(socket);

@@ -301,6 +301,33 @@ describe('tls', () => {
     }
   });
 
+  it("arms no socket timer of Node's own during a handshake: handshakeTimeout is the only limit", TEST, async () => {
+    // tls.Server reads handshakeTimeout 0 as its default (120 s) and gives each TLS socket an inactivity
+    // timer (socket.setTimeout) for the handshake: a second, relative limit under tcpkit's absolute one,
+    // which would cut a handshake at 120 s of silence even with handshakeTimeout 0 (no limit).
+    const armed: number[] = [];
+    const setTimeout = net.Socket.prototype.setTimeout;
+    net.Socket.prototype.setTimeout = function (this: net.Socket, ms: number, cb?: () => void) {
+      if ((this as net.Socket & { _tlsOptions?: { isServer?: boolean } })._tlsOptions?.isServer) armed.push(ms);
+      return setTimeout.call(this, ms, cb);
+    } as typeof setTimeout;
+    try {
+      for (const handshakeTimeout of [0, 10_000]) {
+        const { server } = await lineEcho({ handshakeTimeout });
+        try {
+          const s = await tlsConnect(portOf(server));
+          s.end('hi\n');
+          assert.equal((await within(readAll(s), 10_000, 'the echo')).toString(), 'hi\n');
+        } finally {
+          await stop(server);
+        }
+      }
+    } finally {
+      net.Socket.prototype.setTimeout = setTimeout;
+    }
+    assert.deepEqual(armed, []);
+  });
+
   it('shutdown ends handshakes in progress', TEST, async () => {
     const hello = await clientHello();
     const server = await serve({ ...LOOPBACK, tls: tlsOptions(), handshakeTimeout: 0 }, () => {});
