@@ -197,10 +197,10 @@ export function tlsAndProxyOptions(flags: Record<string, unknown>): Partial<Serv
   return out;
 }
 
-/** What the reload logs to: a pino logger, or anything with its `info` and `warn`. */
+/** What the reload logs to: a pino logger, or anything with its `info` and `error`. */
 export interface ReloadLog {
   info(fields: object, message: string): void;
-  warn(fields: object, message: string): void;
+  error(fields: object, message: string): void;
 }
 
 /** A failed read's log fields: the flag and the file at fault, and the whole message. */
@@ -213,7 +213,8 @@ export function failureFields(error: unknown): { flag?: string; file?: string; e
 
 /**
  * Re-reads the certificate files and swaps them into `server` (new handshakes use them; open
- * connections keep theirs). A failed reload keeps the old certificate; either way it is logged.
+ * connections keep theirs). A failed reload keeps the old certificate and is logged at error with the
+ * `flag` and `file` at fault; a reload that works is logged at info.
  * The one function any SIGHUP handler calls (this file's, or a primary restarting its workers).
  */
 export function reloadCertificates(server: Server, files: CertificateFiles, log: ReloadLog): boolean {
@@ -222,7 +223,9 @@ export function reloadCertificates(server: Server, files: CertificateFiles, log:
     log.info({ cert: files.cert, key: files.key }, 'reloaded TLS certificate');
     return true;
   } catch (error) {
-    log.warn({ err: (error as Error).message }, 'TLS certificate reload failed, keeping the previous one');
+    // At error, not warn: the server goes on with a certificate the operator meant to replace (one about
+    // to expire, or revoked), which needs someone to act.
+    log.error(failureFields(error), 'TLS certificate reload failed, keeping the previous one');
     return false;
   }
 }

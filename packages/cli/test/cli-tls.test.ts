@@ -71,10 +71,16 @@ describe('tcpkit serve with TLS flags', () => {
       const second = await handshake(port, { ca: [c.ca, await readText(cert)] });
       assert.notEqual(second.getPeerCertificate().fingerprint256, before);
       second.destroy();
-      // A broken file keeps the old certificate and says so.
+      // A broken file keeps the old certificate and says so, at error, naming the flag and the file.
       copyFileSync(c.files.ca, key);
       proc.signal('SIGHUP');
-      await proc.line((l) => l.includes('reload failed, keeping the previous one'), 'the failed reload line', 20_000);
+      const failed = JSON.parse(
+        await proc.line((l) => l.includes('reload failed, keeping the previous one'), 'the failed reload line', 20_000),
+      ) as { level: number; flag: string; file: string; err: string };
+      assert.equal(failed.level, 50, 'pino level 50: error');
+      assert.equal(failed.flag, '--tls-key');
+      assert.equal(failed.file, key);
+      assert.match(failed.err, /^--tls-key .*key\.pem: not a PEM private key/);
       (await handshake(port, { ca: [c.ca, await readText(cert)] })).destroy();
       proc.signal('SIGTERM');
       assert.equal((await within(proc.exited, 30_000, 'exit')).code, 0);
