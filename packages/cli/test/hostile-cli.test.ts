@@ -23,13 +23,16 @@ async function listening(proc: Child): Promise<number> {
   return Number(/:(\d+)$/.exec(String((JSON.parse(line) as { address: unknown }).address))?.[1]);
 }
 
-/** Sends `bytes` and waits for the server to close the connection. */
-async function refusedAfter(port: number, bytes: string): Promise<void> {
+/** Sends `bytes` and waits for the server to close the connection; resolves with the client's port. */
+async function refusedAfter(port: number, bytes: string): Promise<number> {
   const s = net.connect({ host: '127.0.0.1', port });
   s.on('error', () => {});
   s.resume();
+  await within(once(s, 'connect'), 20_000, 'the connection');
+  const localPort = s.localPort!;
   s.end(bytes);
   await within(once(s, 'close'), 20_000, 'the server to close');
+  return localPort;
 }
 
 describe('tcpkit serve: an admin port in use', () => {
@@ -56,15 +59,15 @@ describe('tcpkit serve: an admin port in use', () => {
  * Runs `tcpkit serve echo` at debug level with `flags`, sends `bytes` on one connection, and returns the
  * JSON log line whose message is `msg`; then checks the server drains and exits 0 at SIGTERM.
  */
-async function refusalLogged(flags: string[], bytes: string, msg: string): Promise<LogLine> {
+async function refusalLogged(flags: string[], bytes: string, msg: string): Promise<LogLine & { clientPort: number }> {
   const proc = tcpkit('serve', 'echo', '--port', '0', '--log-level', 'debug', '--log-format', 'json', ...flags);
   try {
     const port = await listening(proc);
-    await refusedAfter(port, bytes);
+    const clientPort = await refusedAfter(port, bytes);
     const line = JSON.parse(await proc.line((l) => l.includes(`"msg":"${msg}"`), msg, 20_000)) as LogLine;
     proc.signal('SIGTERM');
     assert.equal((await within(proc.exited, 30_000, 'exit')).code, 0);
-    return line;
+    return { ...line, clientPort };
   } finally {
     proc.kill();
   }
@@ -83,12 +86,21 @@ describe('tcpkit serve --log-level debug: connections refused before any handler
     assert.equal(line.err?.message, `TLS handshake failed: ${cause}`);
   });
 
-  it('a refused PROXY header is logged with ERR_PROXY_PROTOCOL and what was wrong', SLOW, async () => {
-    const proxyFlags = ['--proxy-protocol', '--trusted-proxy', '127.0.0.1'];
-    const line = await refusalLogged(proxyFlags, 'PROXY TCP4 10.0.0.1 127.0.0.1 99999 80\r\n', 'PROXY header refused');
-    assert.equal(line.code, 'ERR_PROXY_PROTOCOL');
-    assert.match(line.err?.message ?? '', /source port must be a decimal from 0 to 65535, got "99999"/);
-  });
+  it(
+    'a refused PROXY header is logged with ERR_PROXY_PROTOCOL, the peer as ip:port, and what was wrong',
+    SLOW,
+    async () => {
+      const proxyFlags = ['--proxy-protocol', '--trusted-proxy', '127.0.0.1'];
+      const line = await refusalLogged(
+        proxyFlags,
+        'PROXY TCP4 10.0.0.1 127.0.0.1 99999 80\r\n',
+        'PROXY header refused',
+      );
+      assert.equal(line.code, 'ERR_PROXY_PROTOCOL');
+      assert.equal(line.peer, `127.0.0.1:${line.clientPort}`, "the sending socket's address and port");
+      assert.match(line.err?.message ?? '', /source port must be a decimal from 0 to 65535, got "99999"/);
+    },
+  );
 });
 
 describe('tcpkit serve --tls-cert: client-initiated renegotiation', () => {

@@ -26,12 +26,16 @@ const ACCEPT_ERROR_INTERVAL_MS = 1000;
 
 type ConnMessage = { server: Server; conn: Conn; error?: unknown };
 
+/** `ip:port` (`[ip]:port` for IPv6), or the address alone when the port is not known. */
+function hostPort(address: string, port: number | undefined): string {
+  if (port === undefined) return address;
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
 /** `ip:port` of a connection's peer. */
 function peerOf(conn: Conn): string {
   if (conn.remoteAddress === '') return 'unix socket';
-  return conn.remoteAddress.includes(':')
-    ? `[${conn.remoteAddress}]:${conn.remotePort}`
-    : `${conn.remoteAddress}:${conn.remotePort}`;
+  return hostPort(conn.remoteAddress, conn.remotePort);
 }
 
 /** @internal subscribes `logger` to `server`'s events; returns the unsubscribe. */
@@ -116,8 +120,16 @@ export function attachLogger(server: Server, logger: Logger): () => void {
       ['tcpkit:proxy:error', 'PROXY header refused'],
     ] as const) {
       on(channel, (message) => {
-        const m = message as { server: Server; remoteAddress: string; error: Error & { code?: string } };
-        if (m.server === server) logger.debug({ peer: m.remoteAddress, code: m.error.code, err: m.error }, line);
+        const m = message as {
+          server: Server;
+          remoteAddress: string;
+          remotePort?: number;
+          error: Error & { code?: string };
+        };
+        // `peer` as the connection lines give it, `ip:port`, where the message carries the port (a refused
+        // PROXY header: the port of the socket that sent it, which tells one balancer connection from another).
+        if (m.server !== server) return;
+        logger.debug({ peer: hostPort(m.remoteAddress, m.remotePort), code: m.error.code, err: m.error }, line);
       });
     }
   }

@@ -190,7 +190,12 @@ export class Connections {
   #proxyFailed(socket: Socket, balancer: string, error: ProxyProtocolError): void {
     this.counters.proxyErrors++;
     if (channels.proxyError.hasSubscribers)
-      channels.proxyError.publish({ server: this.#server, remoteAddress: balancer, error });
+      channels.proxyError.publish({
+        server: this.#server,
+        remoteAddress: balancer,
+        remotePort: socket.remotePort,
+        error,
+      });
     socket.destroy();
   }
 

@@ -95,7 +95,9 @@ describe('proxyProtocol', () => {
     'spoofing: an untrusted peer (127.0.0.3) sending a well-formed header is closed, its handler never runs',
     TEST,
     async () => {
-      const probe = new ChannelProbe<{ remoteAddress: string; error: Error & { code: string } }>('tcpkit:proxy:error');
+      const probe = new ChannelProbe<{ remoteAddress: string; remotePort: number; error: Error & { code: string } }>(
+        'tcpkit:proxy:error',
+      );
       for (const required of [true, false]) {
         const { server, conns } = await recording({ proxyProtocol: { trusted: ['127.0.0.1'], required } });
         try {
@@ -105,6 +107,7 @@ describe('proxyProtocol', () => {
           assert.equal(server.stats().proxyErrors, 1);
           const m = await probe.next((x) => x.remoteAddress === '127.0.0.3' && x.error.code === 'ERR_PROXY_PROTOCOL');
           assert.match(m.error.message, /127\.0\.0\.3, which is not in proxyProtocol\.trusted/);
+          assert.ok(Number.isInteger(m.remotePort) && m.remotePort > 0, `the sender's port: ${m.remotePort}`);
           probe.messages.length = 0;
         } finally {
           await stop(server);
@@ -139,16 +142,22 @@ describe('proxyProtocol', () => {
   ];
   for (const [name, writes, message, pp] of failures) {
     it(`${name} is closed with ERR_PROXY_PROTOCOL`, TEST, async () => {
-      const probe = new ChannelProbe<{ error: Error }>('tcpkit:proxy:error');
+      const probe = new ChannelProbe<{ remoteAddress: string; remotePort: number; error: Error }>('tcpkit:proxy:error');
       const { server, conns } = await recording({ proxyProtocol: pp ?? trusted.proxyProtocol });
       try {
         const s = net.connect(portOf(server), '127.0.0.1');
         s.on('error', () => {});
+        let localPort = 0;
+        s.once('connect', () => {
+          localPort = s.localPort!;
+        });
         const closed = new Promise((resolve) => s.once('close', resolve));
         for (const w of writes) s.write(w);
         if (/FIN/.test(name)) s.end();
         const m = await probe.next(() => true, 10_000);
         assert.match(m.error.message, message);
+        // The socket that sent it (the balancer's own), as the log's `peer` gives it.
+        assert.deepEqual([m.remoteAddress, m.remotePort], ['127.0.0.1', localPort]);
         await within(closed, 10_000, 'the close');
         assert.equal(conns.length, 0);
         assert.equal(server.stats().proxyErrors, 1);
