@@ -19,6 +19,7 @@ function newClient(id: number, db: Store): ClientState {
     quit: false,
     addr: '127.0.0.9:40000',
     laddr: '127.0.0.1:6380',
+    fd: 12,
     createdAt: 0,
     lastInteraction: 0,
     lastCommand: 'NULL',
@@ -77,7 +78,7 @@ describe('kv commands', () => {
     run(1000, 'CLIENT', 'SETNAME', 'worker-1');
     assert.equal(
       run(5500, 'CLIENT', 'INFO'),
-      '$159\r\nid=7 addr=127.0.0.9:40000 laddr=127.0.0.1:6380 name=worker-1 age=5 idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 omem=0 cmd=client|info user=default resp=2\n\r\n',
+      '$174\r\nid=7 addr=127.0.0.9:40000 laddr=127.0.0.1:6380 fd=12 name=worker-1 age=5 idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 omem=0 cmd=client|info user=default redir=-1 resp=2\n\r\n',
     );
   });
 

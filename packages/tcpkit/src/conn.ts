@@ -129,6 +129,18 @@ export class Conn implements AsyncIterable<Buffer> {
     return this.#core.socket.bytesWritten;
   }
 
+  /**
+   * The socket's file descriptor, as the OS numbers it (what `ls -l /proc/<pid>/fd`, `lsof` and `ss -p`
+   * show), or -1 where it is not known: on Windows (libuv has no descriptor there) and once the socket is
+   * closed. Over TLS it is the TCP socket's. For looking a connection up from outside, as Redis's
+   * `CLIENT LIST` prints `fd=`; reading or writing it directly would bypass the connection.
+   */
+  get fd(): number {
+    const handle = (acceptedSocket(this.#core.socket) as { _handle?: { fd?: unknown } | null })._handle;
+    const fd = handle?.fd;
+    return typeof fd === 'number' && fd >= 0 ? fd : -1;
+  }
+
   /** Bytes accepted by `write()` and not yet handed to the kernel. */
   get queuedBytes(): number {
     return this.#core.queuedBytes;

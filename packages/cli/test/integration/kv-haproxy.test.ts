@@ -101,7 +101,7 @@ describe('kv behind HAProxy (PROXY v2)', () => {
       await other.send('CLIENT', 'SETNAME', 'second');
       const list = (await client.send('CLIENT', 'LIST')) ?? '';
       assert.match(list, /addr=127\.0\.0\.9:\d+ /);
-      assert.match(list, /addr=127\.0\.0\.10:\d+ laddr=[^ ]+ name=second /);
+      assert.match(list, /addr=127\.0\.0\.10:\d+ laddr=[^ ]+ fd=\d+ name=second /);
       client.socket.destroy();
       other.socket.destroy();
     } finally {

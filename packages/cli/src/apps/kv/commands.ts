@@ -18,6 +18,8 @@ export interface ClientState {
   /** `IP:port` of the client (behind a PROXY-protocol balancer, the client's own) and of the server end. */
   readonly addr: string;
   readonly laddr: string;
+  /** The socket's file descriptor (`conn.fd`, -1 when unknown), CLIENT INFO's `fd`. */
+  readonly fd: number;
   /** Unix ms of the connection's start and of its latest command (CLIENT INFO age and idle). */
   readonly createdAt: number;
   lastInteraction: number;
@@ -327,15 +329,18 @@ const clientId: CommandHandler = (_x, client) => client.id;
 
 /**
  * One client as CLIENT INFO and CLIENT LIST print it: Redis 7's fields in Redis's order, those tcpkit
- * knows (no fd, no buffer internals; no pub/sub or MULTI in this app, so those are 0 and -1).
+ * knows. No pub/sub, MULTI or client tracking in this app, so those are 0 and -1 as Redis prints them
+ * for a client that uses none. Redis's buffer internals (qbuf, qbuf-free, argv-mem, multi-mem, rbs, rbp,
+ * obl, oll, tot-mem) and its event-loop flags (events) have no counterpart here and are left out rather
+ * than made up; omem is the bytes of replies queued (conn.queuedBytes).
  */
 function clientLine(ctx: ServerContext, client: ClientState, now: number): string {
   const name = client.name === null ? '' : cstr(client.name);
   const age = Math.floor((now - client.createdAt) / 1000);
   const idle = Math.floor((now - client.lastInteraction) / 1000);
   return (
-    `id=${client.id} addr=${client.addr} laddr=${client.laddr} name=${name} age=${age} idle=${idle} flags=N db=${ctx.databases.indexOf(client.db)}` +
-    ` sub=0 psub=0 ssub=0 multi=-1 omem=${client.queuedBytes()} cmd=${client.lastCommand} user=default resp=2\n`
+    `id=${client.id} addr=${client.addr} laddr=${client.laddr} fd=${client.fd} name=${name} age=${age} idle=${idle} flags=N db=${ctx.databases.indexOf(client.db)}` +
+    ` sub=0 psub=0 ssub=0 multi=-1 omem=${client.queuedBytes()} cmd=${client.lastCommand} user=default redir=-1 resp=2\n`
   );
 }
 

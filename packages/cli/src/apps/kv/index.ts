@@ -95,6 +95,8 @@ export function createApp(options: KvOptions = {}): KvApp {
       quit: false,
       addr: hostPort(conn.remoteAddress, conn.remotePort),
       laddr: hostPort(conn.localAddress, conn.localPort),
+      // Read once: a connection keeps its descriptor while it is listed.
+      fd: conn.fd,
       createdAt: now,
       lastInteraction: now,
       lastCommand: 'NULL',
