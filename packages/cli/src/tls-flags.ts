@@ -131,15 +131,22 @@ export function readCertificates(files: CertificateFiles): TlsOptions {
   return options;
 }
 
+// The three PEM labels OpenSSL reads as a certificate, as Node's `cert` and `ca` take them: CERTIFICATE,
+// TRUSTED CERTIFICATE (OpenSSL's, with trust settings after the DER: `openssl x509 -trustout`) and the old
+// X509 CERTIFICATE. A block ends with its own label.
 const PEM_BEGIN = /-----BEGIN (?:TRUSTED |X509 )?CERTIFICATE-----/g;
 const PEM_END = /-----END (?:TRUSTED |X509 )?CERTIFICATE-----/g;
-const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
+const PEM_CERTIFICATE = /-----BEGIN ((?:TRUSTED |X509 )?)CERTIFICATE-----[\s\S]*?-----END \1CERTIFICATE-----/g;
 
 /** The PEM certificates in a file: at least one, every one whole. Throws an Error naming the flag and file. */
 function certificatesIn(flag: string, path: string, pem: Buffer): X509Certificate[] {
   const text = pem.toString('latin1');
   const noCertificate = () =>
-    new CertificateFileError(flag, path, 'no certificate in it (PEM, -----BEGIN CERTIFICATE-----)');
+    new CertificateFileError(
+      flag,
+      path,
+      'no certificate in it (PEM, -----BEGIN CERTIFICATE-----, or TRUSTED CERTIFICATE, X509 CERTIFICATE)',
+    );
   const begun = text.match(PEM_BEGIN)?.length ?? 0;
   if (begun === 0) throw noCertificate();
   const blocks = text.match(PEM_CERTIFICATE) ?? [];
@@ -155,8 +162,10 @@ function certificatesIn(flag: string, path: string, pem: Buffer): X509Certificat
   if ((text.match(PEM_END)?.length ?? 0) !== begun) {
     throw new CertificateFileError(flag, path, 'a certificate is cut short (a BEGIN line without its END)');
   }
-  // BEGIN lines, but only TRUSTED or X509 blocks, which this check does not parse.
-  if (out.length === 0) throw noCertificate();
+  // BEGIN and END lines as many, but no block: a BEGIN of one label closed by an END of another.
+  if (out.length !== begun) {
+    throw new CertificateFileError(flag, path, 'a certificate block ends with another label than it begins with');
+  }
   return out;
 }
 

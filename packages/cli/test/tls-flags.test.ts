@@ -78,6 +78,87 @@ describe('readCertificates: each file is checked for what its flag needs', () =>
   });
 });
 
+/**
+ * A CA file in each PEM label OpenSSL reads as a certificate. What Node itself does with each, as `ca` of a
+ * server requiring client certificates (a real handshake), and that the CLI's check takes the same.
+ */
+describe('--tls-ca: every PEM label Node takes as a certificate', () => {
+  const c = certs();
+  const trustout = (name: string, ...extra: string[]): string => {
+    const out = join(dir, name);
+    execFileSync('openssl', ['x509', '-in', c.files.ca, '-trustout', ...extra, '-out', out], { stdio: 'ignore' });
+    return out;
+  };
+  const relabel = (name: string, label: string): string =>
+    file(name, c.ca.toString('latin1').replace(/(BEGIN|END) CERTIFICATE/g, `$1 ${label}`));
+
+  /** Whether a server with `ca` from `path` authorizes the test client's certificate (Node alone, no tcpkit). */
+  async function nodeAuthorizes(path: string): Promise<string> {
+    const server = tls.createServer(
+      { key: c.serverKey, cert: c.serverCert, ca: readFileSync(path), requestCert: true, rejectUnauthorized: false },
+      (s) => s.end(s.authorized ? 'authorized' : `refused ${s.authorizationError}`),
+    );
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      const s = tls.connect({
+        host: '127.0.0.1',
+        port: (server.address() as { port: number }).port,
+        ca: c.ca,
+        servername: 'localhost',
+        key: c.clientKey,
+        cert: c.clientCert,
+      });
+      s.on('error', () => {});
+      let got = '';
+      s.on('data', (d: Buffer) => {
+        got += d.toString();
+      });
+      await within(once(s, 'end'), 20_000, 'the answer');
+      return got;
+    } finally {
+      server.close();
+    }
+  }
+
+  const good: CertificateFiles = { cert: c.files.serverCert, key: c.files.serverKey, clientAuth: true };
+  for (const [label, make] of [
+    ['CERTIFICATE', () => c.files.ca],
+    ['TRUSTED CERTIFICATE', () => trustout('trusted-ca.pem')],
+    ['TRUSTED CERTIFICATE marked for clientAuth', () => trustout('trusted-client-ca.pem', '-addtrust', 'clientAuth')],
+    ['X509 CERTIFICATE', () => relabel('x509-ca.pem', 'X509 CERTIFICATE')],
+  ] as const) {
+    it(`${label}: Node authorizes a client certificate from it, and the CLI takes it`, TEST, async () => {
+      const path = make();
+      if (label.startsWith('TRUSTED'))
+        assert.match(readFileSync(path, 'latin1'), /^-----BEGIN TRUSTED CERTIFICATE-----/);
+      assert.equal(await nodeAuthorizes(path), 'authorized');
+      const o = readCertificates({ ...good, ca: path });
+      assert.deepEqual(o.ca, readFileSync(path));
+      tls.createSecureContext(o);
+    });
+  }
+
+  it(
+    "keeps a TRUSTED CERTIFICATE's trust settings, as OpenSSL does: one rejected for clientAuth refuses",
+    TEST,
+    async () => {
+      const path = trustout('rejecting-ca.pem', '-addreject', 'clientAuth');
+      assert.match(await nodeAuthorizes(path), /^refused /);
+      // The CLI does not second-guess OpenSSL: the file is a CA file, its trust settings apply.
+      readCertificates({ ...good, ca: path });
+    },
+  );
+
+  it('refuses a block that ends with another label than it begins with, saying so', TEST, () => {
+    const mixed = file('mixed-ca.pem', c.ca.toString('latin1').replace('END CERTIFICATE', 'END TRUSTED CERTIFICATE'));
+    assert.throws(
+      () => readCertificates({ ...good, ca: mixed }),
+      /--tls-ca .*mixed-ca\.pem: a certificate block ends with another label than it begins with/,
+    );
+  });
+});
+
 describe('reloadCertificates with a broken CA file', () => {
   it('keeps the old context: a client with a good certificate still gets in', TEST, async () => {
     const c = certs();
@@ -102,7 +183,7 @@ describe('reloadCertificates with a broken CA file', () => {
           fields: {
             flag: '--tls-ca',
             file: ca,
-            err: `--tls-ca ${ca}: no certificate in it (PEM, -----BEGIN CERTIFICATE-----)`,
+            err: `--tls-ca ${ca}: no certificate in it (PEM, -----BEGIN CERTIFICATE-----, or TRUSTED CERTIFICATE, X509 CERTIFICATE)`,
           },
           message: 'TLS certificate reload failed, keeping the previous one',
         },
