@@ -250,3 +250,55 @@ describe('tcpkit bench --tls and --proxy-protocol', () => {
     });
   }
 });
+
+describe('tcpkit bench --proxy-protocol as a process', () => {
+  for (const version of ['v1', 'v2'] as const) {
+    it(`--proxy-protocol ${version}: the server trusting the generator's address reads its header`, SLOW, async () => {
+      const seen = new Set<string>();
+      const server = await serve(
+        { host: '127.0.0.1', port: 0, proxyProtocol: { trusted: ['127.0.0.9'] } },
+        async (conn) => {
+          // The header names the connection's own addresses: the client is the balancer here.
+          seen.add(
+            `${conn.remoteAddress} v${conn.proxy?.version} from ${conn.proxy?.address} same port ${conn.remotePort === conn.proxy?.port}`,
+          );
+          for await (const chunk of conn) await conn.write(chunk);
+        },
+      );
+      try {
+        const port = (server.address as { port: number }).port;
+        const run = benchProcess(
+          ['--port', String(port), '--connections', '2', '--duration', '500ms', '--warmup', '0s'],
+          ['--source-addresses', '127.0.0.9', '--proxy-protocol', version, '--verify'],
+        );
+        const { code, stdout, stderr } = await within(run, 60_000, 'tcpkit bench');
+        assert.equal(code, 0, stderr);
+        const result = JSON.parse(stdout) as { messages: number; errorsTotal: number };
+        assert.ok(result.messages > 0, stdout);
+        assert.equal(result.errorsTotal, 0, stdout);
+        assert.deepEqual([...seen], [`127.0.0.9 v${version.slice(1)} from 127.0.0.9 same port true`]);
+        assert.equal(server.stats().proxyErrors, 0);
+      } finally {
+        await server.shutdown({ timeout: 2000 });
+      }
+    });
+  }
+
+  it('--proxy-protocol v3 is refused: exit 2, naming the flag and the versions it takes', SLOW, async () => {
+    const { code, stdout, stderr } = await within(
+      benchProcess(['--port', '1'], ['--proxy-protocol', 'v3']),
+      60_000,
+      'tcpkit bench',
+    );
+    assert.equal(code, 2);
+    assert.equal(stdout, '');
+    assert.match(stderr, /^tcpkit: option '--proxy-protocol <v1\|v2>' argument 'v3' is invalid\. expected v1 or v2\n/);
+  });
+});
+
+/** Runs `tcpkit bench --json --quiet` as a process; resolves with its exit code and output. */
+async function benchProcess(...args: string[][]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = new Child(process.execPath, ['--import', 'tsx', MAIN, 'bench', '--json', '--quiet', ...args.flat()]);
+  const { code } = await child.exited;
+  return { code, stdout: child.lines.join('\n'), stderr: child.stderr };
+}
