@@ -19,7 +19,7 @@ function newClient(id: number, db: Store): ClientState {
     quit: false,
     addr: '127.0.0.9:40000',
     laddr: '127.0.0.1:6380',
-    fd: 12,
+    fd: () => 12,
     createdAt: 0,
     lastInteraction: 0,
     lastCommand: 'NULL',

@@ -18,8 +18,8 @@ export interface ClientState {
   /** `IP:port` of the client (behind a PROXY-protocol balancer, the client's own) and of the server end. */
   readonly addr: string;
   readonly laddr: string;
-  /** The socket's file descriptor (`conn.fd`, -1 when unknown), CLIENT INFO's `fd`. */
-  readonly fd: number;
+  /** The socket's file descriptor (`conn.fd`, -1 when unknown), CLIENT INFO's `fd`: asked only when printed. */
+  fd(): number;
   /** Unix ms of the connection's start and of its latest command (CLIENT INFO age and idle). */
   readonly createdAt: number;
   lastInteraction: number;
@@ -339,7 +339,7 @@ function clientLine(ctx: ServerContext, client: ClientState, now: number): strin
   const age = Math.floor((now - client.createdAt) / 1000);
   const idle = Math.floor((now - client.lastInteraction) / 1000);
   return (
-    `id=${client.id} addr=${client.addr} laddr=${client.laddr} fd=${client.fd} name=${name} age=${age} idle=${idle} flags=N db=${ctx.databases.indexOf(client.db)}` +
+    `id=${client.id} addr=${client.addr} laddr=${client.laddr} fd=${client.fd()} name=${name} age=${age} idle=${idle} flags=N db=${ctx.databases.indexOf(client.db)}` +
     ` sub=0 psub=0 ssub=0 multi=-1 omem=${client.queuedBytes()} cmd=${client.lastCommand} user=default redir=-1 resp=2\n`
   );
 }

@@ -95,8 +95,8 @@ export function createApp(options: KvOptions = {}): KvApp {
       quit: false,
       addr: hostPort(conn.remoteAddress, conn.remotePort),
       laddr: hostPort(conn.localAddress, conn.localPort),
-      // Read once: a connection keeps its descriptor while it is listed.
-      fd: conn.fd,
+      // Asked of libuv only by CLIENT INFO/LIST, not once per connection.
+      fd: () => conn.fd,
       createdAt: now,
       lastInteraction: now,
       lastCommand: 'NULL',
