@@ -1,6 +1,6 @@
 // What a failed listen() means to the user: the system's code turned into a ListenError that names the
 // address and says what to change, the same whether one process or a worker of the primary failed.
-import { formatAddress } from './address.js';
+import { hostPort } from './address.js';
 import { ListenError } from './errors.js';
 
 /** Where a server was asked to listen. */
@@ -14,7 +14,7 @@ export interface ListenPlace {
 export function placeName(where: ListenPlace): string {
   if (where.path !== undefined) return where.path;
   const host = where.host ?? '0.0.0.0';
-  return formatAddress({ address: host, family: host.includes(':') ? 'IPv6' : 'IPv4', port: where.port });
+  return hostPort(host, where.port);
 }
 
 /** What to change, by the system's code. */

@@ -4,6 +4,7 @@
  * no logging code at all; lifecycle lines (listening, draining, shut down) are written by the server.
  */
 import diagnostics_channel from 'node:diagnostics_channel';
+import { hostPort } from './address.js';
 import type { Conn } from './conn.js';
 import { TcpkitError } from './errors.js';
 import type { Server } from './server.js';
@@ -25,12 +26,6 @@ export interface Logger {
 const ACCEPT_ERROR_INTERVAL_MS = 1000;
 
 type ConnMessage = { server: Server; conn: Conn; error?: unknown };
-
-/** `ip:port` (`[ip]:port` for IPv6), or the address alone when the port is not known. */
-function hostPort(address: string, port: number | undefined): string {
-  if (port === undefined) return address;
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
-}
 
 /** `ip:port` of a connection's peer. */
 function peerOf(conn: Conn): string {
