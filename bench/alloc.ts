@@ -16,7 +16,7 @@ import { once } from 'node:events';
 import { Session } from 'node:inspector/promises';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { machine, pinSelf } from './common.js';
+import { machine, pinSelf, type SamplingProfile, type Site, sitesOf } from './common.js';
 
 interface Scenario {
   /** Name on the command line and in the table. */
@@ -85,7 +85,7 @@ async function runServer(app: Scenario['app']): Promise<void> {
       process.send!({ ok: true });
     } else if (m.cmd === 'sampled') {
       const { profile } = await session.post('HeapProfiler.stopSampling');
-      process.send!({ sites: sitesOf(profile as unknown as Parameters<typeof sitesOf>[0]) });
+      process.send!({ sites: sitesOf(profile as unknown as SamplingProfile) });
     } else if (m.cmd === 'cpu') {
       cpuAt = process.cpuUsage();
       process.send!({ ok: true });
@@ -98,40 +98,6 @@ async function runServer(app: Scenario['app']): Promise<void> {
     }
   });
   process.send!({ port: (server.address as net.AddressInfo).port });
-}
-
-interface Site {
-  site: string;
-  bytes: number;
-  objects: number;
-}
-
-type ProfileNode = {
-  callFrame: { functionName: string; url: string; lineNumber: number };
-  selfSize: number;
-  id: number;
-  children: ProfileNode[];
-};
-
-/** Bytes and objects per allocating function (its name, file and line). */
-function sitesOf(profile: { head: ProfileNode; samples: Array<{ nodeId: number; size: number }> }): Site[] {
-  const byNode = new Map<number, ProfileNode>();
-  const walk = (n: ProfileNode): void => {
-    byNode.set(n.id, n);
-    for (const c of n.children) walk(c);
-  };
-  walk(profile.head);
-  const sites = new Map<string, Site>();
-  for (const s of profile.samples) {
-    const f = byNode.get(s.nodeId)!.callFrame;
-    const file = f.url.replace(/^.*\/(packages|node_modules)\//, '').replace(/^node:/, '');
-    const key = `${f.functionName || '(anonymous)'} ${file}:${f.lineNumber + 1}`;
-    const site = sites.get(key) ?? { site: key, bytes: 0, objects: 0 };
-    site.bytes += s.size;
-    site.objects++;
-    sites.set(key, site);
-  }
-  return [...sites.values()].sort((a, b) => b.bytes - a.bytes);
 }
 
 // ---- the client (parent) -----------------------------------------------------------------------

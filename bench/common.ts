@@ -392,3 +392,66 @@ export function writeSection(name: string, markdown: string, file = BENCHMARKS_M
   writeFileSync(file, `${current.slice(0, at + begin.length)}\n${markdown.trim()}\n${current.slice(stop)}`);
   console.log(`wrote the ${name} section of ${file}`);
 }
+
+// ---- heap sampling profiles (bench/alloc.ts, bench/tls-alloc.ts) ---------------------------------
+
+/** Bytes and objects allocated at one site of a sampling heap profile. */
+export interface Site {
+  site: string;
+  bytes: number;
+  objects: number;
+}
+
+/** A node of the inspector's `HeapProfiler.getSamplingProfile` tree, the fields read here. */
+export interface ProfileNode {
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  id: number;
+  children: ProfileNode[];
+}
+
+/** A sampling heap profile: its tree and its samples. */
+export interface SamplingProfile {
+  head: ProfileNode;
+  samples: Array<{ nodeId: number; size: number }>;
+}
+
+/** A frame as "function file:line", the file relative to packages/, node_modules/ or bench/. */
+export const frameName = (f: ProfileNode['callFrame']): string =>
+  `${f.functionName || '(anonymous)'} ${f.url.replace(/^.*\/(packages|node_modules|bench)\//, '').replace(/^node:/, '')}:${f.lineNumber + 1}`;
+
+/**
+ * Bytes and objects per allocating function, largest first; with `callerUrl`, per allocating function and the
+ * innermost frame under it whose URL matches, so what Node allocates on a caller's behalf is named by its caller.
+ */
+export function sitesOf(profile: SamplingProfile, callerUrl?: RegExp): Site[] {
+  const byNode = new Map<number, ProfileNode>();
+  const parentOf = new Map<number, ProfileNode>();
+  const walk = (n: ProfileNode): void => {
+    byNode.set(n.id, n);
+    for (const c of n.children) {
+      parentOf.set(c.id, n);
+      walk(c);
+    }
+  };
+  walk(profile.head);
+  const sites = new Map<string, Site>();
+  for (const s of profile.samples) {
+    const node = byNode.get(s.nodeId)!;
+    let key = frameName(node.callFrame);
+    if (callerUrl !== undefined) {
+      let caller = '';
+      for (let n: ProfileNode | undefined = node; n !== undefined; n = parentOf.get(n.id)) {
+        if (callerUrl.test(n.callFrame.url)) {
+          caller = frameName(n.callFrame);
+          break;
+        }
+      }
+      if (caller !== '' && caller !== key) key = `${key} <- ${caller}`;
+    }
+    const site = sites.get(key) ?? { site: key, bytes: 0, objects: 0 };
+    site.bytes += s.size;
+    site.objects++;
+    sites.set(key, site);
+  }
+  return [...sites.values()].sort((a, b) => b.bytes - a.bytes);
+}

@@ -22,61 +22,7 @@ import { PerformanceObserver } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { runBench } from '../packages/cli/src/loadgen/runner.js';
 import type { Conn, ServeOptions, Server } from '../packages/tcpkit/src/index.js';
-import { pinSelf } from './common.js';
-
-interface Site {
-  site: string;
-  bytes: number;
-  objects: number;
-}
-type ProfileNode = {
-  callFrame: { functionName: string; url: string; lineNumber: number };
-  id: number;
-  children: ProfileNode[];
-};
-
-const frameName = (f: ProfileNode['callFrame']): string =>
-  `${f.functionName || '(anonymous)'} ${f.url.replace(/^.*\/(packages|node_modules|bench)\//, '').replace(/^node:/, '')}:${f.lineNumber + 1}`;
-
-/**
- * Bytes and objects per allocating function; with `stacks`, per allocating function and the innermost
- * tcpkit (or handler) frame under it, so what Node allocates on tcpkit's behalf is named by its caller.
- */
-function sitesOf(
-  profile: { head: ProfileNode; samples: Array<{ nodeId: number; size: number }> },
-  stacks = false,
-): Site[] {
-  const byNode = new Map<number, ProfileNode>();
-  const parentOf = new Map<number, ProfileNode>();
-  const walk = (n: ProfileNode): void => {
-    byNode.set(n.id, n);
-    for (const c of n.children) {
-      parentOf.set(c.id, n);
-      walk(c);
-    }
-  };
-  walk(profile.head);
-  const sites = new Map<string, Site>();
-  for (const s of profile.samples) {
-    const node = byNode.get(s.nodeId)!;
-    let key = frameName(node.callFrame);
-    if (stacks) {
-      let caller = '';
-      for (let n: ProfileNode | undefined = node; n !== undefined; n = parentOf.get(n.id)) {
-        if (/tcpkit\/dist|tls-alloc/.test(n.callFrame.url)) {
-          caller = frameName(n.callFrame);
-          break;
-        }
-      }
-      if (caller !== '' && caller !== key) key = `${key} <- ${caller}`;
-    }
-    const site = sites.get(key) ?? { site: key, bytes: 0, objects: 0 };
-    site.bytes += s.size;
-    site.objects++;
-    sites.set(key, site);
-  }
-  return [...sites.values()].sort((a, b) => b.bytes - a.bytes);
-}
+import { pinSelf, type SamplingProfile, type Site, sitesOf } from './common.js';
 
 // ---- the server (child) ------------------------------------------------------------------------
 
@@ -134,7 +80,10 @@ async function child(kind: string, key: string, cert: string, stacks: boolean): 
     } else if (m.cmd === 'sampled') {
       const n = handshakes - at;
       const { profile } = await session.post('HeapProfiler.stopSampling');
-      process.send!({ handshakes: n, sites: sitesOf(profile as unknown as Parameters<typeof sitesOf>[0], stacks) });
+      process.send!({
+        handshakes: n,
+        sites: sitesOf(profile as unknown as SamplingProfile, stacks ? /tcpkit\/dist|tls-alloc/ : undefined),
+      });
     } else if (m.cmd === 'gc') {
       gcs = { minor: 0, major: 0 };
       obs.observe({ entryTypes: ['gc'] });
