@@ -74,17 +74,21 @@ async function refusalLogged(flags: string[], bytes: string, msg: string): Promi
 }
 
 describe('tcpkit serve --log-level debug: connections refused before any handler say why', () => {
-  it('a failed TLS handshake is logged with ERR_TLS_HANDSHAKE, its message once, the cause nested', SLOW, async () => {
-    const c = certs();
-    const tlsFlags = ['--tls-cert', c.files.serverCert, '--tls-key', c.files.serverKey];
-    const line = await refusalLogged(tlsFlags, 'GET / HTTP/1.0\r\n\r\n', 'TLS handshake failed');
-    assert.equal(line.code, 'ERR_TLS_HANDSHAKE');
-    assert.equal(line.peer, '127.0.0.1');
-    const cause = line.err?.cause?.message ?? '';
-    assert.ok(cause.length > 0, JSON.stringify(line.err));
-    // pino's default serializer appended the cause's message to one that already ends with it.
-    assert.equal(line.err?.message, `TLS handshake failed: ${cause}`);
-  });
+  it(
+    'a failed TLS handshake is logged with ERR_TLS_HANDSHAKE, the peer as ip:port, its message once, the cause nested',
+    SLOW,
+    async () => {
+      const c = certs();
+      const tlsFlags = ['--tls-cert', c.files.serverCert, '--tls-key', c.files.serverKey];
+      const line = await refusalLogged(tlsFlags, 'GET / HTTP/1.0\r\n\r\n', 'TLS handshake failed');
+      assert.equal(line.code, 'ERR_TLS_HANDSHAKE');
+      assert.equal(line.peer, `127.0.0.1:${line.clientPort}`, "the client's address and port");
+      const cause = line.err?.cause?.message ?? '';
+      assert.ok(cause.length > 0, JSON.stringify(line.err));
+      // pino's default serializer appended the cause's message to one that already ends with it.
+      assert.equal(line.err?.message, `TLS handshake failed: ${cause}`);
+    },
+  );
 
   it(
     'a refused PROXY header is logged with ERR_PROXY_PROTOCOL, the peer as ip:port, and what was wrong',

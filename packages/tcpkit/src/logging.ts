@@ -121,8 +121,9 @@ export function attachLogger(server: Server, logger: Logger): () => void {
           remotePort?: number;
           error: Error & { code?: string };
         };
-        // `peer` as the connection lines give it, `ip:port`, where the message carries the port (a refused
-        // PROXY header: the port of the socket that sent it, which tells one balancer connection from another).
+        // `peer` as the connection lines give it, `ip:port`: a failed handshake's client (behind a balancer,
+        // the PROXY header's address and port); a refused PROXY header's sending socket, which tells one
+        // balancer connection from another.
         if (m.server !== server) return;
         logger.debug({ peer: hostPort(m.remoteAddress, m.remotePort), code: m.error.code, err: m.error }, line);
       });

@@ -246,8 +246,11 @@ export class Connections {
     } else {
       this.counters.tlsErrors++;
       if (error instanceof HandshakeTimeoutError) this.counters.timeouts.handshake++;
-      if (channels.tlsError.hasSubscribers)
-        channels.tlsError.publish({ server: this.#server, remoteAddress: lease.peer, error });
+      if (channels.tlsError.hasSubscribers) {
+        // The client's port as its connection would give it: the PROXY header's, else the socket's.
+        const remotePort = this.#originOf(socket)?.remotePort ?? socket.remotePort;
+        channels.tlsError.publish({ server: this.#server, remoteAddress: lease.peer, remotePort, error });
+      }
     }
     socket.destroy();
     lease.release();

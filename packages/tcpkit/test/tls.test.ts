@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import tls from 'node:tls';
-import { type Conn, lines, type ServeOptions, type Server, serve } from '../src/index.js';
+import { type Conn, encodeProxyHeader, lines, type ServeOptions, type Server, serve } from '../src/index.js';
 import { certs, selfSignedLocalhost } from './fixtures/certs.js';
 import { ChannelProbe, deferred, LOOPBACK, portOf, stop, until, within } from './helpers.js';
 import { readAll, renegotiate, tlsConnect } from './tls-client.js';
@@ -221,6 +221,38 @@ describe('tls', () => {
       raw.resetAndDestroy();
     });
   });
+
+  it(
+    "tcpkit:tls:error carries the client's port: the socket's, or the PROXY header's behind a balancer",
+    TEST,
+    async () => {
+      const probe = new ChannelProbe<{ remoteAddress: string; remotePort?: number; error: Error }>('tcpkit:tls:error');
+      const direct = await serve({ ...LOOPBACK, tls: tlsOptions() }, () => {});
+      const behind = await serve(
+        { ...LOOPBACK, tls: tlsOptions(), proxyProtocol: { trusted: ['127.0.0.1'] } },
+        () => {},
+      );
+      try {
+        const raw = net.connect(portOf(direct), '127.0.0.1');
+        raw.on('error', () => {});
+        await once(raw, 'connect');
+        const clientPort = raw.localPort;
+        raw.end('GET / HTTP/1.1\r\n\r\n');
+        const m = await probe.next(() => true, 10_000);
+        assert.deepEqual([m.remoteAddress, m.remotePort], ['127.0.0.1', clientPort]);
+        const header = encodeProxyHeader(2, { address: '10.1.2.3', port: 4567 }, { address: '127.0.0.1', port: 443 });
+        const viaBalancer = net.connect(portOf(behind), '127.0.0.1');
+        viaBalancer.on('error', () => {});
+        viaBalancer.end(Buffer.concat([header, Buffer.from('GET / HTTP/1.1\r\n\r\n')]));
+        const b = await probe.next((x) => x.remoteAddress === '10.1.2.3', 10_000);
+        assert.equal(b.remotePort, 4567, "the header's source port");
+      } finally {
+        probe.stop();
+        await stop(direct);
+        await stop(behind);
+      }
+    },
+  );
 
   it('setSecureContext: new handshakes get the new certificate, established connections go on', TEST, async () => {
     const c = certs();
