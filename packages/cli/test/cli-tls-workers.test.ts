@@ -267,10 +267,17 @@ describe('tcpkit serve --workers 2 with TLS: SIGHUP reloads the certificate in e
           assert.equal(workerLine.flag, '--tls-cert');
           assert.equal(workerLine.file, cert);
           assert.match(String(workerLine.err), /no certificate/);
-          const primaryLine = parsed(
-            await proc.line((l) => l.includes('restart on SIGHUP failed'), "the primary's report", 60_000, from2),
-          )!;
+          const primaryRaw = await proc.line(
+            (l) => l.includes('restart on SIGHUP failed'),
+            "the primary's report",
+            60_000,
+            from2,
+          );
+          const primaryLine = parsed(primaryRaw)!;
           assert.equal(primaryLine.level, 50);
+          // pino's own pid, once: a second "pid" key in the line is a duplicate JSON key.
+          assert.equal(primaryRaw.match(/"pid":/g)?.length, 1, primaryRaw);
+          assert.equal(primaryLine.pid, proc.process.pid);
           assert.match(primaryLine.msg, /the running workers keep serving/);
           const kept = await workersOf(admin);
           assert.deepEqual(kept.map((w) => w.pid).sort(), renewed.map((w) => w.pid).sort(), 'the same workers serve');

@@ -64,9 +64,12 @@ interface Member {
   listenError: boolean;
 }
 
-/** Supervision events go to the `logger` option if there is one, else to stderr. */
+/**
+ * Supervision events go to the `logger` option if there is one, else to stderr. No `pid` field of our own:
+ * pino puts the process's in every line already, and a second would be a duplicate key in the JSON line.
+ */
 function log(options: ResolvedOptions, level: 'warn' | 'error', message: string): void {
-  if (options.logger !== undefined) options.logger[level]({ pid: process.pid }, message);
+  if (options.logger !== undefined) options.logger[level]({}, message);
   else process.stderr.write(`tcpkit: ${message}\n`);
 }
 
