@@ -1,6 +1,7 @@
 // `npm start` at the repository root, as the README's quick start runs it, and Ctrl-C: the terminal
 // sends SIGINT to the whole foreground process group (npm, the server) and npm forwards it once more.
-// The server drains and exits 0, and so does npm.
+// The server drains and exits 0, and so does npm. npm's copy may come after the drain is over: the
+// server must not die of it then (it did, when its signal listeners were gone before its exit: a flake).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -49,7 +50,8 @@ test('npm start, then Ctrl-C: a clean drain and exit 0 for npm too', { timeout: 
   npm.stderr.setEncoding('utf8').on('data', (d: string) => {
     output += d;
   });
-  const exited = once(npm, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+  // 'close', not 'exit': npm's stdout is read to its end by then, so the last line is in `output`.
+  const exited = once(npm, 'close') as Promise<[number | null, NodeJS.Signals | null]>;
   try {
     // prestart builds first.
     const listening = await logged((e) => e.msg === 'listening', 'listening line');

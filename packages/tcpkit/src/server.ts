@@ -99,6 +99,25 @@ export interface ServerAddress {
 function ignore(): void {}
 
 /**
+ * @internal At the end of a shutdown: takes the `shutdownOn` listeners off the process, so it handles
+ * those signals as before. When the process is about to exit (`exiting`), each is replaced by one that
+ * ignores the signal instead: with no listener left, a signal arriving between the drain's end and the
+ * exit takes its default action and the process dies of it (exit status 128+n instead of 0; npm then
+ * re-raises it) — what npm's forwarded copy of a Ctrl-C does when it comes later than the drain took.
+ * Nothing is left to force then. Returns the listeners now installed.
+ */
+export function releaseSignals(
+  handlers: [NodeJS.Signals, () => void][],
+  exiting: boolean,
+): [NodeJS.Signals, () => void][] {
+  for (const [sig, fn] of handlers) {
+    process.off(sig, fn);
+    if (exiting) process.on(sig, ignore);
+  }
+  return exiting ? handlers.map(([sig]) => [sig, ignore]) : [];
+}
+
+/**
  * A listening tcpkit server, from {@link serve}: one process, or with `workers` the primary that
  * supervises them (its `stats()` sums theirs, its `shutdown()` drains them all).
  */
@@ -171,6 +190,8 @@ class ProcessServer implements Server {
   #ready = false;
   #admin: AdminEndpoint | null = null;
   #detachLogger: () => void = ignore;
+  /** A shutdownOn signal started the shutdown and the process exits once it is done (`exitOnShutdown`). */
+  #exiting = false;
   /** When a shutdownOn signal started the shutdown (performance.now()); 0 when something else did. */
   #firstSignalAt = 0;
   #signalHandlers: [NodeJS.Signals, () => void][] = [];
@@ -271,7 +292,10 @@ class ProcessServer implements Server {
         // The drain is the end of the program: whatever else (a stubborn handler's timer, a client pool)
         // would keep the process alive, it exits once every socket is closed, forced or not. Deferred
         // past the promise reactions, so code awaiting `closed` still runs first (its last log line, say).
-        if (o.exitOnShutdown) this.closed.then(() => setImmediate(() => process.exit()));
+        if (o.exitOnShutdown) {
+          this.#exiting = true;
+          this.closed.then(() => setImmediate(() => process.exit()));
+        }
       };
       process.on(sig, onSignal);
       this.#signalHandlers.push([sig, onSignal]);
@@ -380,7 +404,7 @@ class ProcessServer implements Server {
     });
     const { graceful, forced } = await drainConnections(conns, reason, (r) => this.#abort.abort(r), deadline);
     clearTimeout(timer);
-    for (const [sig, fn] of this.#signalHandlers) process.off(sig, fn);
+    this.#signalHandlers = releaseSignals(this.#signalHandlers, this.#exiting);
     this.#removeAbortListener();
     await this.#admin?.close();
     this.#detachLogger();

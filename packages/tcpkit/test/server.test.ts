@@ -558,6 +558,28 @@ describe('shutdownOn', () => {
     }
   });
 
+  for (const mode of ['one process', 'workers']) {
+    it(`${mode}: the signal again after the drain, before the exit (npm's forwarded copy, late), is not a death by it`, {
+      timeout: 60_000,
+    }, async () => {
+      const exitChild = fileURLToPath(new URL('./fixtures/shutdown-exit-child.ts', import.meta.url));
+      const proc = new Child(process.execPath, ['--import', 'tsx', exitChild, mode === 'workers' ? 'workers' : '']);
+      try {
+        const { port } = await proc.json<{ port: number }>('port', 30_000);
+        const client = await connect(port);
+        client.write('before');
+        await client.receive(6);
+        proc.signal('SIGTERM');
+        assert.equal((await client.waitClosed(20_000)).ended, true);
+        await proc.json('closed', 20_000);
+        const exit = await within(proc.exited, 20_000, 'the child to exit');
+        assert.deepEqual(exit, { code: 0, signal: null }, proc.stderr);
+      } finally {
+        proc.kill();
+      }
+    });
+  }
+
   it('a signal repeated at once (Ctrl-C under npm arrives twice) does not force', { timeout: 30_000 }, async () => {
     const proc = new Child(process.execPath, ['--import', 'tsx', child, 'held']);
     try {

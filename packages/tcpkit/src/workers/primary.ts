@@ -14,6 +14,7 @@ import type { ResolvedOptions } from '../options.js';
 import {
   REPEATED_SIGNAL_MS,
   type RestartResult,
+  releaseSignals,
   type Server,
   type ServerAddress,
   type ServerStats,
@@ -117,6 +118,8 @@ export class WorkerPool implements Server {
   #listening = false;
   /** When the first shutdown signal arrived: a repeat within REPEATED_SIGNAL_MS is the same one (npm start). */
   #firstSignalAt = 0;
+  /** A shutdownOn signal started the shutdown and the process exits once it is done (`exitOnShutdown`). */
+  #exiting = false;
   /** Ends what is left of shutdownDelay (a second shutdown signal). */
   #skipDelay: () => void = () => {};
 
@@ -171,7 +174,10 @@ export class WorkerPool implements Server {
           this.shutdown().catch(() => {});
         } else if (performance.now() - this.#firstSignalAt >= REPEATED_SIGNAL_MS) this.#force(sig);
         // As one process does: exit once drained, after code awaiting `closed` has run.
-        if (o.exitOnShutdown) this.closed.then(() => setImmediate(() => process.exit()));
+        if (o.exitOnShutdown && !this.#exiting) {
+          this.#exiting = true;
+          this.closed.then(() => setImmediate(() => process.exit()));
+        }
       };
       process.on(sig, onSignal);
       this.#signalHandlers.push([sig, onSignal]);
@@ -371,7 +377,7 @@ export class WorkerPool implements Server {
     );
     await Promise.all([...this.#members].map((m) => m.exited.promise));
     await this.#admin?.close();
-    for (const [sig, fn] of this.#signalHandlers) process.off(sig, fn);
+    this.#signalHandlers = releaseSignals(this.#signalHandlers, this.#exiting);
     this.#removeAbortListener();
     this.#closedResolve();
     const result = {
