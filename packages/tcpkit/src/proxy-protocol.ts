@@ -174,13 +174,16 @@ function parseV1(data: Buffer): ParsedProxyHeader | undefined {
   }
   const sourcePort = v1Port('source', sport);
   const destinationPort = v1Port('destination', dport);
+  // IPv6 text has many spellings of one address (`2001:DB8:0:0::1`, `2001:db8::1`): the canonical one, as
+  // v2's binary addresses and Node's own sockets give it, so one client is one string (per-peer cap, logs).
+  const canonical = family === 'ipv6' ? canonicalIPv6 : (a: string) => a;
   return {
     header: {
       version: 1,
       command: 'proxy',
       family,
-      source: { address: src, port: sourcePort },
-      destination: { address: dst, port: destinationPort },
+      source: { address: canonical(src), port: sourcePort },
+      destination: { address: canonical(dst), port: destinationPort },
       tlvs: [],
     },
     length,
@@ -252,9 +255,12 @@ function ipString(data: Buffer, offset: number, size: 4 | 16): string {
   if (size === 4) return `${data[offset]}.${data[offset + 1]}.${data[offset + 2]}.${data[offset + 3]}`;
   const groups: string[] = [];
   for (let i = 0; i < 16; i += 2) groups.push(data.readUInt16BE(offset + i).toString(16));
-  // Through SocketAddress for the canonical (compressed) form, as Node reports socket addresses.
-  const full = groups.join(':');
-  return new net.SocketAddress({ address: full, family: 'ipv6' }).address;
+  return canonicalIPv6(groups.join(':'));
+}
+
+/** Through SocketAddress for the canonical (compressed, lower-case) form, as Node reports socket addresses. */
+function canonicalIPv6(address: string): string {
+  return new net.SocketAddress({ address, family: 'ipv6' }).address;
 }
 
 function parseTlvs(data: Buffer, start: number, end: number, header: ProxyHeader): void {

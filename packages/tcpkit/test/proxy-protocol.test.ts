@@ -81,6 +81,16 @@ const valid: Valid[] = [
     },
   },
   {
+    // As v2's binary addresses and Node's sockets give them: one client, one string (per-peer caps, logs).
+    name: 'v1 TCP6 written out in full and in capitals: read in the canonical form',
+    bytes: Buffer.from('PROXY TCP6 2001:DB8:0:0:0:0:0:1 ::FFFF:10.0.0.1 443 80\r\n'),
+    expect: {
+      family: 'ipv6',
+      source: { address: '2001:db8::1', port: 443 },
+      destination: { address: '::ffff:10.0.0.1', port: 80 },
+    },
+  },
+  {
     name: 'v1 TCP6 at the 107-byte maximum',
     bytes: Buffer.from(`PROXY TCP6 ${'ffff:'.repeat(7)}ffff ${'ffff:'.repeat(7)}ffff 65535 65535\r\n`),
     expect: { family: 'ipv6', source: { address: `${'ffff:'.repeat(7)}ffff`, port: 65535 } },
