@@ -22,7 +22,7 @@ import { keepAliveOf, type ResolvedOptions } from './options.js';
 import { type ConnOrigin, directOrigin, originOf, type ResolvedProxyProtocol, readProxyHeader } from './proxy-stage.js';
 import type { Handler, RejectReason, Server } from './server.js';
 import { type Counters, channels, countTimeout, newCounters } from './server-events.js';
-import { TlsTerminator } from './tls.js';
+import { PEER_LEFT, TlsTerminator } from './tls.js';
 
 function ignore(): void {}
 
@@ -231,7 +231,7 @@ export class Connections {
 
   /** A TLS handshake ended (see #handshake): the handler starts on the secure socket, or the failure is counted. */
   #handshakeDone(
-    error: HandshakeTimeoutError | TlsHandshakeError | null,
+    error: HandshakeTimeoutError | TlsHandshakeError | typeof PEER_LEFT | null,
     secure: TLSSocket | null,
     socket: Socket,
     lease: Lease,
@@ -243,6 +243,11 @@ export class Connections {
     }
     if (this.#signal.aborted) {
       this.counters.rejected.shutdown++;
+    } else if (error === PEER_LEFT) {
+      // Gone before its first TLS byte (a health check, a probe): turned away, not a failed handshake.
+      this.counters.rejected.abandoned++;
+      if (channels.reject.hasSubscribers)
+        channels.reject.publish({ server: this.#server, remoteAddress: lease.peer, reason: 'abandoned' });
     } else {
       this.counters.tlsErrors++;
       if (error instanceof HandshakeTimeoutError) this.counters.timeouts.handshake++;

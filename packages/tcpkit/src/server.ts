@@ -22,8 +22,8 @@ export type Handler = (conn: Conn) => Promise<void> | void;
 
 /**
  * Why a connection was turned away; the keys of `stats().rejected`. `abandoned`: its peer reset or
- * closed before its handler could start (while it waited at the cap, see `abortOnClose`, or before the
- * server looked at it); it never ran.
+ * closed before its handler could start (while it waited at the cap, see `abortOnClose`, before the
+ * server looked at it, or over TLS before sending its first TLS byte: a health check); it never ran.
  */
 export type RejectReason = 'full' | 'perPeer' | 'blocked' | 'waitTimeout' | 'shutdown' | 'abandoned';
 

@@ -44,11 +44,18 @@ export interface ConnTlsInfo {
 }
 
 /**
+ * @internal How a handshake that never began ended: the peer closed or reset its connection before
+ * sending a single TLS byte (a load balancer's health check, a TCP probe, a port scan). Not a failed
+ * handshake (nothing was tried): the server counts it as a connection turned away, `rejected.abandoned`.
+ */
+export const PEER_LEFT = 'peer left';
+
+/**
  * @internal Called once per handshake with what `handshake()` was given: the secure socket, or why the
  * handshake failed. One function for the server's every handshake, not a closure per connection.
  */
 export type HandshakeDone = (
-  error: HandshakeTimeoutError | TlsHandshakeError | null,
+  error: HandshakeTimeoutError | TlsHandshakeError | typeof PEER_LEFT | null,
   secure: TLSSocket | null,
   raw: Socket,
   lease: Lease,
@@ -124,8 +131,14 @@ export class TlsTerminator {
     this.#server.on('secureConnection', (socket: TLSSocket) => this.#handshakeOf(socket)?.finish(null, socket));
     this.#server.on('tlsClientError', (error: Error, socket: TLSSocket) => {
       const h = this.#handshakeOf(socket);
+      // Asked before the destroy, while the TCP handle counts what it read.
+      const silent = h !== undefined && h.socket.bytesRead === h.consumed;
       socket.destroy();
       if (h === undefined) return;
+      if (silent) {
+        h.finish(PEER_LEFT, null);
+        return;
+      }
       // A client certificate that failed verification ends as a plain close in Node: say why.
       const reason = socket.authorizationError
         ? `client certificate rejected: ${String(socket.authorizationError)}`
@@ -140,7 +153,9 @@ export class TlsTerminator {
    * with `lease` and `waitMs` as given.
    */
   handshake(socket: Socket, lease: Lease, waitMs: number): void {
-    const h = new Handshake(this, socket as RawSocket, lease, waitMs, socket.allowHalfOpen);
+    // What the socket read that is not for TLS (a PROXY header): all it read, less what waits unread.
+    const consumed = socket.bytesRead - socket.readableLength;
+    const h = new Handshake(this, socket as RawSocket, lease, waitMs, socket.allowHalfOpen, consumed);
     (socket as RawSocket)[kHandshake] = h;
     // The TLS socket takes allowHalfOpen from this one: not half-open until secure, so a peer's FIN
     // during the handshake ends it at once (tls.Server reports it as 'tlsClientError') instead of
@@ -173,7 +188,11 @@ export class TlsTerminator {
   }
 
   /** @internal a handshake ended: off the list, and its result to the server. */
-  _settled(h: Handshake, error: HandshakeTimeoutError | TlsHandshakeError | null, secure: TLSSocket | null): void {
+  _settled(
+    h: Handshake,
+    error: HandshakeTimeoutError | TlsHandshakeError | typeof PEER_LEFT | null,
+    secure: TLSSocket | null,
+  ): void {
     const { prev, next } = h;
     if (prev === null) this.#first = next;
     else prev.next = next;
@@ -211,6 +230,8 @@ class Handshake implements DeadlineEntry {
     readonly lease: Lease,
     readonly waitMs: number,
     readonly halfOpen: boolean,
+    /** Bytes the socket had read before the handshake that were not TLS's: more read since are TLS's. */
+    readonly consumed: number,
   ) {}
 
   onDeadline(): void {
@@ -219,7 +240,7 @@ class Handshake implements DeadlineEntry {
     this.socket.destroy();
   }
 
-  finish(error: HandshakeTimeoutError | TlsHandshakeError | null, secure: TLSSocket | null): void {
+  finish(error: HandshakeTimeoutError | TlsHandshakeError | typeof PEER_LEFT | null, secure: TLSSocket | null): void {
     if (this.#finished) return;
     this.#finished = true;
     deadlines.cancel(this);

@@ -457,13 +457,63 @@ describe('tls', () => {
           await until(() => server.stats().descriptors.open === 0, 'the descriptor given back', 10_000);
           s.destroy();
         }
-        assert.equal(server.stats().tlsErrors, 3);
+        // A FIN before any byte is a peer that left (rejected.abandoned, below); the two with bytes failed.
+        assert.equal(server.stats().tlsErrors, 2);
+        assert.equal(server.stats().rejected.abandoned, 1);
         assert.equal(server.stats().timeouts.handshake, 0);
         // The slot and the per-peer count are free: a full handshake is served.
         const s = await tlsConnect(portOf(server));
         assert.equal((await readAll(s)).toString(), 'hi');
       } finally {
         await stop(server);
+      }
+    },
+  );
+
+  it(
+    'a peer that leaves before its first TLS byte (a health check: connect, or a PROXY LOCAL header, then FIN or RST) is rejected.abandoned, not a failed handshake',
+    TEST,
+    async () => {
+      const rejected = new ChannelProbe<{ server: Server; reason: string }>('tcpkit:connection:reject');
+      const failed = new ChannelProbe<{ server: Server }>('tcpkit:tls:error');
+      const direct = await serve({ ...LOOPBACK, tls: tlsOptions() }, () => {});
+      const behind = await serve(
+        { ...LOOPBACK, tls: tlsOptions(), proxyProtocol: { trusted: ['127.0.0.1'] } },
+        () => {},
+      );
+      // What HAProxy's check-send-proxy sends before it closes: a v2 LOCAL header, no addresses.
+      const local = Buffer.from('0d0a0d0a000d0a515549540a20000000', 'hex');
+      try {
+        for (const [server, first] of [
+          [direct, Buffer.alloc(0)],
+          [behind, local],
+        ] as const) {
+          for (const how of ['fin', 'rst'] as const) {
+            const s = net.connect(portOf(server), '127.0.0.1');
+            s.on('error', () => {});
+            await once(s, 'connect');
+            if (first.length > 0) await new Promise((resolve) => s.write(first, resolve));
+            if (how === 'fin') s.end();
+            else s.resetAndDestroy();
+          }
+          await rejected.next(
+            () => rejected.messages.filter((m) => m.server === server && m.reason === 'abandoned').length === 2,
+            10_000,
+          );
+          assert.equal(server.stats().rejected.abandoned, 2);
+          assert.equal(server.stats().tlsErrors, 0, 'not counted as failed handshakes');
+          assert.equal(
+            failed.messages.filter((m) => m.server === server).length,
+            0,
+            'nothing published on tcpkit:tls:error',
+          );
+          await until(() => server.stats().descriptors.open === 0, 'the descriptors given back', 10_000);
+        }
+      } finally {
+        rejected.stop();
+        failed.stop();
+        await stop(direct);
+        await stop(behind);
       }
     },
   );
