@@ -14,6 +14,7 @@ import {
   type ProxyTlv,
   parseProxyHeader,
 } from './proxy-protocol.js';
+import { PEER_LEFT } from './tls.js';
 import { boolean, definedOnly, duration, optionsObject } from './validate.js';
 
 /** The `proxyProtocol` option of `serve()`. */
@@ -130,9 +131,13 @@ export function isTrustedProxy(o: ResolvedProxyProtocol, address: string): boole
   return trusted;
 }
 
-/** How the stage ended: the header (null when there was none and none was required) and the bytes after it. */
+/**
+ * How the stage ended: the header (null when there was none and none was required) and the bytes after it;
+ * or `PEER_LEFT`: the peer closed or reset before sending a byte (a health check, a probe), which is a
+ * connection turned away (`rejected.abandoned`), not a refused header.
+ */
 export type ProxyStageDone = (
-  error: ProxyProtocolError | null,
+  error: ProxyProtocolError | typeof PEER_LEFT | null,
   header: ProxyHeader | null,
   rest: Buffer | null,
 ) => void;
@@ -158,8 +163,8 @@ class HeaderReader implements DeadlineEntry {
   #received: Buffer = Buffer.alloc(0);
   #finished = false;
   readonly #onData = (chunk: Buffer): void => this.#data(chunk);
-  readonly #onEnd = (): void => this.#fail('connection ended before the PROXY header was complete');
-  readonly #onClose = (): void => this.#fail('connection closed before the PROXY header was complete');
+  readonly #onEnd = (): void => this.#left('connection ended before the PROXY header was complete');
+  readonly #onClose = (): void => this.#left('connection closed before the PROXY header was complete');
 
   constructor(
     readonly socket: Socket,
@@ -213,7 +218,13 @@ class HeaderReader implements DeadlineEntry {
     this.#finish(new ProxyProtocolError(message), null, null);
   }
 
-  #finish(error: ProxyProtocolError | null, header: ProxyHeader | null, rest: Buffer | null): void {
+  /** The peer closed: before its first byte it left (nothing refused), after it the header was cut short. */
+  #left(message: string): void {
+    if (this.#received.length === 0) this.#finish(PEER_LEFT, null, null);
+    else this.#fail(message);
+  }
+
+  #finish(error: ProxyProtocolError | typeof PEER_LEFT | null, header: ProxyHeader | null, rest: Buffer | null): void {
     if (this.#finished) return;
     this.#finished = true;
     deadlines.cancel(this);

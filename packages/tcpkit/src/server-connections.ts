@@ -170,6 +170,10 @@ export class Connections {
       if (this.#signal.aborted) {
         lease.release();
         this.#reject(socket, balancer, 'shutdown');
+      } else if (error === PEER_LEFT) {
+        // Gone before its first byte (a health check, a probe): turned away, not a refused header.
+        lease.release();
+        this.#reject(socket, balancer, 'abandoned');
       } else if (error !== null) {
         lease.release();
         this.#proxyFailed(socket, balancer, error);

@@ -44,7 +44,7 @@ export interface ConnTlsInfo {
 }
 
 /**
- * @internal How a handshake that never began ended: the peer closed or reset its connection before
+ * How a handshake that never began ended (not exported by the package; the PROXY stage shares it): the peer closed or reset its connection before
  * sending a single TLS byte (a load balancer's health check, a TCP probe, a port scan). Not a failed
  * handshake (nothing was tried): the server counts it as a connection turned away, `rejected.abandoned`.
  */
