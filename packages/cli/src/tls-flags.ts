@@ -90,6 +90,12 @@ export function certificateFiles(flags: Record<string, unknown>): CertificateFil
   if (clientAuth && ca === undefined) {
     throw new Error('--tls-client-auth needs --tls-ca: the CA that client certificates must be signed by');
   }
+  // Alone it would look like mutual TLS and require nothing: every client served, certificate or not.
+  if (ca !== undefined && !clientAuth) {
+    throw new Error(
+      '--tls-ca applies with --tls-client-auth (without it no client certificate is asked for, and every client is served)',
+    );
+  }
   return { cert, key, ca, clientAuth };
 }
 

@@ -168,6 +168,12 @@ describe('tcpkit serve with TLS flags', () => {
       /needs --tls-ca/,
     ],
     [
+      // It looks like mutual TLS and would require nothing: every client, with a certificate or without, served.
+      '--tls-ca without --tls-client-auth',
+      ['--tls-cert', 'a', '--tls-key', 'b', '--tls-ca', 'c'],
+      /--tls-ca applies with --tls-client-auth/,
+    ],
+    [
       'a missing certificate file',
       ['--tls-cert', '/nonexistent.pem', '--tls-key', '/nonexistent.key'],
       /--tls-cert \/nonexistent.pem/,
