@@ -116,6 +116,36 @@ describe('kv CLIENT INFO / CLIENT LIST: Redis 7 order, a real fd', {
     }
   });
 
+  test('over IPv6, addr and laddr are [ip]:port, as redis-server 7 prints them', TEST, async () => {
+    const redis = await startRedis('--bind', '::1');
+    const app = createApp();
+    const server = await serve({ host: '::1', port: 0 }, app.handler);
+    const kvPort = (server.address as { port: number }).port;
+    try {
+      for (const [who, port] of [
+        ['redis-server', redis.port],
+        ['kv', kvPort],
+      ] as const) {
+        const socket = net.connect({ host: '::1', port });
+        await within(once(socket, 'connect'), 10_000, `connect to ${who}`);
+        try {
+          const { fields } = fieldsOf(await clientInfo(socket));
+          assert.deepEqual(
+            [fields.get('addr'), fields.get('laddr')],
+            [`[::1]:${socket.localPort}`, `[::1]:${port}`],
+            who,
+          );
+        } finally {
+          socket.destroy();
+        }
+      }
+    } finally {
+      await redis.close();
+      await server.shutdown({ timeout: 2000 });
+      app.close();
+    }
+  });
+
   test('fd= is the TCP socket under the TLS session', { ...TEST, skip: linux }, async () => {
     const c = certs();
     const app = createApp();

@@ -55,9 +55,9 @@ const SWEEP_BUDGET_MS = 2;
 /** Encoded replies held before they are written (and awaited) within one batch of requests, in bytes. */
 const REPLY_FLUSH = 64 * 1024;
 
-/** `IP:port` as Redis prints addresses (IPv6 unbracketed, as Redis does). */
+/** `IP:port` as Redis prints addresses, an IPv6 one bracketed (`[::1]:6379`, Redis's anetFormatAddr). */
 function hostPort(address: string, port: number): string {
-  return `${address}:${port}`;
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
 export function createApp(options: KvOptions = {}): KvApp {
