@@ -161,6 +161,10 @@ export class TlsTerminator {
     // during the handshake ends it at once (tls.Server reports it as 'tlsClientError') instead of
     // holding the connection's slot, per-peer count and descriptor until handshakeTimeout.
     socket.allowHalfOpen = false;
+    // Paused, as at accept: a socket handed to tls.Server while flowing never completes its handshake
+    // (Node's TLS layer reads what the socket holds on the next tick, and a flowing socket has moved on:
+    // the handshake then waits for handshakeTimeout). One that waited at the cap was resumed to be polled.
+    socket.pause();
     h.prev = this.#last;
     if (this.#last === null) this.#first = h;
     else this.#last.next = h;

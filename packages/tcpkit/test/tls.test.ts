@@ -519,6 +519,43 @@ describe('tls', () => {
   );
 
   it(
+    'behind a balancer, at the cap: a connection whose ClientHello came while it waited completes its handshake once admitted',
+    TEST,
+    async () => {
+      const server = await serve(
+        { ...LOOPBACK, tls: tlsOptions(), proxyProtocol: { trusted: ['127.0.0.1'] }, maxConnections: 1 },
+        async (conn) => {
+          for await (const chunk of conn) await conn.write(chunk);
+        },
+      );
+      const clients: net.Socket[] = [];
+      /** A TLS client behind a PROXY v2 header from `port`: the header first, then the handshake. */
+      const behind = (port: number): tls.TLSSocket => {
+        const raw = net.connect(portOf(server), '127.0.0.1');
+        raw.write(encodeProxyHeader(2, { address: '10.0.0.1', port }, { address: '127.0.0.1', port: 443 }));
+        const s = tls.connect({ socket: raw, ca: certs().ca, servername: 'localhost' });
+        clients.push(raw, s);
+        return s;
+      };
+      try {
+        const first = behind(1111);
+        await within(once(first, 'secureConnect'), 10_000, 'the first handshake');
+        const second = behind(2222);
+        const secured = once(second, 'secureConnect');
+        await until(() => server.stats().waiting === 1, 'the second connection waiting at the cap');
+        first.end();
+        await within(secured, 10_000, "the waiting connection's handshake, once admitted");
+        second.end('after the wait');
+        assert.equal((await within(readAll(second), 10_000, 'its echo')).toString(), 'after the wait');
+        assert.equal(server.stats().tlsErrors, 0);
+      } finally {
+        for (const c of clients) c.destroy();
+        await stop(server);
+      }
+    },
+  );
+
+  it(
     'refuses client-initiated renegotiation by default, after setSecureContext too; secureOptions: 0 allows it',
     TEST,
     async () => {
