@@ -320,7 +320,17 @@ const RESOLVERS: { [K in keyof ServeOptions]-?: Resolver<K> } = {
   logger: (v) => (v === undefined ? undefined : resolveLogger(v)),
   tls: (v) => resolveTlsOptions(v),
   handshakeTimeout: (v) => duration('handshakeTimeout', v),
-  proxyProtocol: (v) => resolveProxyProtocol(v),
+  proxyProtocol: (v, before) => {
+    // A unix socket's peers have no address for `trusted` to vouch for: refused, rather than serving the
+    // header to the handler as the stream's first bytes.
+    if (v !== undefined && before.path !== undefined) {
+      throw new InvalidOptionError(
+        'proxyProtocol',
+        'reads PROXY headers on TCP listeners only: a unix socket peer has no address to check against trusted (listen on a TCP port, or drop proxyProtocol)',
+      );
+    }
+    return resolveProxyProtocol(v);
+  },
   workers: (v = 1, before) => {
     const workers = v === 'auto' ? availableParallelism() : integer('workers', v, 1, 1024);
     if (workers > before.maxConnections) {

@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
 import net, { BlockList } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import tls from 'node:tls';
 import { type Conn, encodeProxyHeader, type ServeOptions, type Server, serve } from '../src/index.js';
@@ -382,4 +385,29 @@ describe('proxyProtocol', () => {
     const ok = await serve({ ...LOOPBACK, proxyProtocol: { trusted: list } }, () => {});
     await stop(ok);
   });
+
+  it(
+    'options: proxyProtocol on a unix socket is refused, not ignored (the header reached the handler as data)',
+    TEST,
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'tcpkit-pp-'));
+      let handlers = 0;
+      try {
+        const served = serve({ path: join(dir, 's.sock'), proxyProtocol: { trusted: ['127.0.0.1'] } }, () => {
+          handlers++;
+        });
+        await assert.rejects(
+          // Served anyway (the bug): stopped, so the assertion fails instead of the server holding the test.
+          served.then(async (server) => {
+            await stop(server);
+            return server;
+          }),
+          { code: 'ERR_INVALID_OPTION', message: /proxyProtocol: .*unix socket/ },
+        );
+        assert.equal(handlers, 0);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
 });
