@@ -47,7 +47,11 @@ export interface ProxySslInfo {
   certConn: boolean;
   /** The client presented a certificate at least once in this TLS session (`PP2_CLIENT_CERT_SESS`). */
   certSess: boolean;
-  /** The balancer verified the client's certificate (the `verify` field was 0). */
+  /**
+   * The client presented a certificate and the balancer verified it: the `verify` field was 0 and
+   * `certConn` or `certSess` is set. (HAProxy sends verify 0 for a client with no certificate too; the
+   * spec's 0 means "presented and successfully verified", so that is not counted as verified.)
+   */
   verified: boolean;
   /** TLS version, e.g. `TLSv1.3` (`PP2_SUBTYPE_SSL_VERSION`). */
   version?: string;
@@ -332,11 +336,13 @@ function forEachTlv(
 function parseSsl(value: Buffer): ProxySslInfo {
   if (value.length < 5) throw new ProxyProtocolError(`PROXY v2 SSL TLV must be at least 5 bytes, got ${value.length}`);
   const client = value[0]!;
+  const certConn = (client & 0x02) !== 0;
+  const certSess = (client & 0x04) !== 0;
   const info: ProxySslInfo = {
     ssl: (client & 0x01) !== 0,
-    certConn: (client & 0x02) !== 0,
-    certSess: (client & 0x04) !== 0,
-    verified: value.readUInt32BE(1) === 0,
+    certConn,
+    certSess,
+    verified: value.readUInt32BE(1) === 0 && (certConn || certSess),
   };
   // Sub-TLVs are one flat level (the spec defines only the SSL_* strings there): a sub-TLV of type
   // SSL, CRC32C or any other is not interpreted, so a header nesting SSL TLVs thousands deep costs

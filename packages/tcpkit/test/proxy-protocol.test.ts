@@ -188,6 +188,13 @@ const valid: Valid[] = [
     },
   },
   {
+    // What HAProxy 2.6 sends for a TLS client that presented no certificate: verify 0. The spec's verify is
+    // 0 only "if the client presented a certificate and it was successfully verified": no certificate, none verified.
+    name: 'v2 SSL TLV, no client certificate, verify field 0 (HAProxy): not verified',
+    bytes: v2(0x21, 0x11, Buffer.concat([INET, tlv(0x20, Buffer.from([0x01, 0, 0, 0, 0]))])),
+    expect: { ssl: { ssl: true, certConn: false, certSess: false, verified: false } },
+  },
+  {
     name: 'v2 SSL TLV, not verified, no sub-TLVs',
     bytes: v2(0x21, 0x11, Buffer.concat([INET, tlv(0x20, Buffer.from([0x01, 0, 0, 0, 1]))])),
     expect: { ssl: { ssl: true, certConn: false, certSess: false, verified: false } },
@@ -367,7 +374,7 @@ describe('parseProxyHeader: SSL sub-TLVs are one flat level', () => {
     const bytes = nestedSsl(8000);
     const r = parseProxyHeader(bytes);
     assert.equal(r?.length, bytes.length);
-    assert.deepEqual(r?.header.ssl, { ssl: true, certConn: false, certSess: false, verified: true });
+    assert.deepEqual(r?.header.ssl, { ssl: true, certConn: false, certSess: false, verified: false });
     assert.equal(r?.header.tlvs.length, 1);
   });
   it('a malformed TLV deep inside the nesting is not looked at: only the first level of sub-TLVs is checked', () => {
