@@ -7,7 +7,14 @@ import { APPS, type AppSpec } from './apps/index.js';
 import { addFlags, type Flag, givenValues, inFlagTerms, UsageError, withDefaults } from './flags.js';
 import { createLogger, LOG_LEVELS, type LogFormat, type LogLevel } from './log.js';
 import { choice, count, duration, keepAlive, onOff, size, text, type ValueType } from './parse.js';
-import { certificateFiles, failureFields, reloadOnSighup, TLS_FLAGS, tlsAndProxyOptions } from './tls-flags.js';
+import {
+  certificateFiles,
+  failureFields,
+  onSighup,
+  reloadOnSighup,
+  TLS_FLAGS,
+  tlsAndProxyOptions,
+} from './tls-flags.js';
 import { ADMIN_HOST, adminUrl, liveView } from './top.js';
 import { isModulePath, loadUserModule } from './user-module.js';
 
@@ -267,10 +274,9 @@ export function registerServe(program: Command): void {
     if (cluster.isPrimary && server.stats().workers === undefined) {
       if (files !== undefined) reloadOnSighup(server, files, logger);
       else {
-        const onHup = (): void =>
-          logger.warn({}, 'SIGHUP: one process has no workers to restart (serve with --workers 2 or more)');
-        process.on('SIGHUP', onHup);
-        void server.closed.then(() => process.off('SIGHUP', onHup));
+        onSighup(server, () =>
+          logger.warn({}, 'SIGHUP: one process has no workers to restart (serve with --workers 2 or more)'),
+        );
       }
     }
     if (cli.top === true && cluster.isPrimary) {

@@ -247,9 +247,22 @@ export function reloadCertificates(server: Server, files: CertificateFiles, log:
 
 /** Reloads the certificates on every SIGHUP until the server closes. */
 export function reloadOnSighup(server: Server, files: CertificateFiles, log: ReloadLog): void {
-  const onHup = (): void => {
+  onSighup(server, () => {
     reloadCertificates(server, files, log);
-  };
-  process.on('SIGHUP', onHup);
-  void server.closed.then(() => process.off('SIGHUP', onHup));
+  });
 }
+
+/**
+ * Runs `onHup` at every SIGHUP until the server closes; from then on SIGHUP is ignored. The CLI's process
+ * ends with its server, and with no listener a SIGHUP in between (`systemctl reload` racing a stop) would
+ * take its default action: the process killed by it (exit status 129) instead of exiting 0 after its drain.
+ */
+export function onSighup(server: Server, onHup: () => void): void {
+  process.on('SIGHUP', onHup);
+  void server.closed.then(() => {
+    process.off('SIGHUP', onHup);
+    process.on('SIGHUP', ignoreSignal);
+  });
+}
+
+function ignoreSignal(): void {}

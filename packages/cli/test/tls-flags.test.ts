@@ -10,9 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import tls from 'node:tls';
+import { fileURLToPath } from 'node:url';
 import { serve } from 'tcpkit';
 import { certs } from '../../tcpkit/test/fixtures/certs.js';
-import { within } from '../../tcpkit/test/helpers.js';
+import { Child, within } from '../../tcpkit/test/helpers.js';
 import { type CertificateFiles, readCertificates, reloadCertificates } from '../src/tls-flags.js';
 
 const TEST = { timeout: 30_000 };
@@ -205,4 +206,26 @@ describe('reloadCertificates with a broken CA file', () => {
       await server.shutdown();
     }
   });
+});
+
+describe('SIGHUP after the drain, before the exit', () => {
+  const fixture = fileURLToPath(new URL('./fixtures/sighup-after-close.ts', import.meta.url));
+  for (const mode of ['reload', 'warn'] as const) {
+    it(`${mode === 'reload' ? 'with TLS (the reload)' : 'without TLS (the warning)'}: ignored, the process exits 0, not by SIGHUP`, {
+      timeout: 30_000,
+    }, async () => {
+      const c = certs();
+      const args = mode === 'reload' ? ['reload', c.files.serverCert, c.files.serverKey] : ['warn'];
+      const proc = new Child(process.execPath, ['--import', 'tsx', fixture, ...args]);
+      try {
+        assert.deepEqual(
+          await within(proc.exited, 20_000, 'the child to exit'),
+          { code: 0, signal: null },
+          proc.stderr,
+        );
+      } finally {
+        proc.kill();
+      }
+    });
+  }
 });
