@@ -173,10 +173,21 @@ export class ChunkLender implements AsyncIterableIterator<Buffer> {
     return this;
   }
 
+  /**
+   * Flush first, then give the buffer back. A lent chunk the handler wrote back is queued by reference
+   * (write-queue.ts addLent): a step that parks flushes the connection's writes synchronously
+   * (ConnReader#park), so in ping-pong the kernel has taken the chunk before its buffer goes back, and
+   * the buffer serves the next read. Whatever is still queued then (the step did not park, or the kernel
+   * was busy) is copied out, and a buffer still in flight is not reused (giveBack).
+   */
   next(): Promise<IteratorResult<Buffer>> {
-    this.#giveBack();
-    if (this.#done) return Promise.resolve(DONE);
-    return this.#reader.nextLent(this);
+    const lent = this.#lent;
+    if (lent === null) return this.#done ? Promise.resolve(DONE) : this.#reader.nextLent(this);
+    this.#lent = null;
+    this.#result.value = EMPTY;
+    const step = this.#reader.nextLent(this);
+    giveBack(lent);
+    return step;
   }
 
   return(): Promise<IteratorResult<Buffer>> {

@@ -26,7 +26,7 @@ import { ConnectionClosedError, SlowConsumerError } from './errors.js';
 import { scheduleFlush, unscheduleFlush } from './flush-scheduler.js';
 import type { Encoder, FrameSink } from './framing/types.js';
 import { type HandleWriter, type HandleWriteSink, handleWritable, useHandleWrites } from './handle-writer.js';
-import { type CallerBufferHolder, noteHeld } from './lent-buffers.js';
+import { type CallerBufferHolder, holdLent, type LentBuffer, noteHeld } from './lent-buffers.js';
 import { gateShutdown, type ShutdownGate } from './tls.js';
 import { COALESCE_LIMIT, COPY_LIMIT, copyInto, WriteQueue } from './write-queue.js';
 
@@ -199,11 +199,17 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
   }
 
   /**
-   * A buffer handed to write() may still be referenced here (queued) or below (a handle write in
-   * flight, the stream's buffer): lent-buffers.ts then leaves it to the collector.
+   * CallerBufferHolder: the handler steps past `lent`. A small lent chunk still queued by reference
+   * (addLent) is copied out now, as write() would have copied it; then whether the buffer may still be
+   * referenced here (a caller buffer of COPY_LIMIT or more queued: perhaps a view of it) or below (a
+   * handle write in flight, the stream's buffer): lent-buffers.ts then leaves it to the collector. Never
+   * false while a reference remains (the buffer would serve the next read under bytes not yet sent);
+   * true at times when none does (a write in flight of other bytes), which costs only its reuse.
    */
-  get holdsCallerBuffers(): boolean {
-    if (this.first !== null) return true;
+  holdsCallerBuffers(lent: LentBuffer): boolean {
+    const view = lent.view;
+    if (this.first === view && view.length < COPY_LIMIT) this.copyOutLent(view);
+    if (this.callerBuffers > 0) return true;
     // A TLS handle encrypts (or copies) what it is handed at once: none of the caller's memory stays.
     if (this.#handle !== null) return !this.#encrypts && this.#handle.inFlight !== 0;
     return this.#core !== null && this.#core.socket.writableLength > 0;
@@ -242,10 +248,15 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
       if (len >= COPY_LIMIT) {
         if (!this.#encrypts) return this.#writeNow(h, data);
       } else if (len > 0 && len < core.options.maxWriteBuffer) {
-        // Copied, as any small write, and resolved at once.
-        let copy = this.#reply;
-        if (copy === null || copy.length !== len) copy = this.#newReply(len);
-        this.addLone(data, len, copy);
+        // A lent chunk (conn.chunks({ reuse: true })) written back is queued by reference: the handler's
+        // next step flushes it (when it parks) or copies it out (holdsCallerBuffers). Any other is
+        // copied, as any small write. Either way it resolves at once.
+        if (holdLent(data, this)) this.addLent(data, len);
+        else {
+          let copy = this.#reply;
+          if (copy === null || copy.length !== len) copy = this.#newReply(len);
+          this.addLone(data, len, copy);
+        }
         if (!this.#scheduled) {
           this.#scheduled = true;
           scheduleFlush(this);
@@ -346,6 +357,21 @@ export class ConnWriter extends WriteQueue implements HandleWriteSink, ShutdownG
     // array's `byteLength` through a generic property load (about 150 instructions), its `length` inline.
     const len = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
     if (len === 0) return false;
+    // A lent chunk into the empty queue, as in write()'s fast path (here: the stream path, or the kernel still busy).
+    if (
+      len < COPY_LIMIT &&
+      this.first === null &&
+      this.tail === null &&
+      typeof data !== 'string' &&
+      holdLent(data, this)
+    ) {
+      this.addLent(data, len);
+      if (!this.#scheduled) {
+        this.#scheduled = true;
+        scheduleFlush(this);
+      }
+      return false;
+    }
     const callerBuffer = this.add(data, len);
     // A lent read buffer (conn.chunks({ reuse: true })) held here is not reused until it is out.
     if (callerBuffer) noteHeld(data as Uint8Array, this);

@@ -12,15 +12,22 @@
  * caller's memory (write-queue.ts), and one not awaited may still be queued or in flight on the
  * handle when the handler steps. The writer reports such a buffer ({@link noteHeld}); at the step it
  * goes back to the free list only if that writer holds no caller memory any more, else it is left
- * to the collector, never reused early.
+ * to the collector, never reused early. A smaller lent chunk written back is queued by reference, not
+ * copied ({@link holdLent}): the step flushes it first (in ping-pong the kernel takes it there and
+ * then), and the writer copies it out if it is still queued (CallerBufferHolder#holdsCallerBuffers).
  */
 // The imported Buffer, not the global (a getter that optimized code calls on every use).
 import { Buffer } from 'node:buffer';
 
 /** A writer that may keep a caller's buffer after `write()` returned (ConnWriter). */
 export interface CallerBufferHolder {
-  /** A buffer handed to write() may still be referenced: queued, or in flight below the writer. */
-  readonly holdsCallerBuffers: boolean;
+  /**
+   * `lent` goes back at the handler's step: the writer copies out what it still queues of it by
+   * reference and says whether it may still reference the buffer anyhow (queued, or in flight below
+   * the writer). Exact in one direction: true whenever a reference may remain (the buffer is then
+   * left to the collector); false only when none does.
+   */
+  holdsCallerBuffers(lent: LentBuffer): boolean;
 }
 
 /** The smallest lent buffer is 2^MIN_SHIFT bytes (64 B); each class doubles, up to the 64 KiB of the shared read buffer. */
@@ -82,6 +89,12 @@ function classOf(n: number): number {
   return bits <= MIN_SHIFT ? 0 : bits - MIN_SHIFT;
 }
 
+/**
+ * The buffer lent last (see holdLent): in ping-pong the handler writes the chunk back before any other
+ * read is lent, so one identity check tells a lent chunk without a look at its ArrayBuffer.
+ */
+let lastLent: LentBuffer | null = null;
+
 /** The last source view made (see lendCopy): in ping-pong every read has the same length. */
 let lastSource: Uint8Array | null = null;
 let lastLength = 0;
@@ -110,6 +123,7 @@ export function lendCopy(source: Uint8Array, n: number): LentBuffer {
     lastView = n === source.length ? source : new Uint8Array(source.buffer, source.byteOffset, n);
   }
   typedArraySet.call(lent.view, lastView!);
+  lastLent = lent;
   return lent;
 }
 
@@ -120,8 +134,11 @@ export function lendCopy(source: Uint8Array, n: number): LentBuffer {
 export function giveBack(lent: LentBuffer): void {
   lent.out = false;
   const holder = lent.holder;
-  if (lent.shared || holder?.holdsCallerBuffers) return;
-  lent.holder = null;
+  if (holder !== null) {
+    // Taken by two writers: only one of them would be asked. Else that one copies out what it queues.
+    if (lent.shared || holder.holdsCallerBuffers(lent)) return;
+    lent.holder = null;
+  }
   const c = lent.sizeClass;
   if (freeCount[c]! < freeMax[c]!) free[c]![freeCount[c]!++] = lent;
 }
@@ -135,4 +152,18 @@ export function noteHeld(data: Uint8Array, holder: CallerBufferHolder): void {
   if (lent === undefined || !lent.out) return;
   if (lent.holder === null) lent.holder = holder;
   else if (lent.holder !== holder) lent.shared = true;
+}
+
+/**
+ * `data` is the chunk lent last, still lent (the handler writes it back before its next step): its
+ * buffer is now held by `holder`, which may queue it by reference instead of copying it (write-queue.ts
+ * addLent). Says whether it is. A chunk lent earlier, or a view of one, is not recognized here (it is
+ * copied, as any small write): the check is one comparison, cheap enough for every small write.
+ */
+export function holdLent(data: Uint8Array, holder: CallerBufferHolder): boolean {
+  const lent = lastLent;
+  if (lent === null || lent.view !== data || !lent.out) return false;
+  if (lent.holder === null) lent.holder = holder;
+  else if (lent.holder !== holder) lent.shared = true;
+  return true;
 }

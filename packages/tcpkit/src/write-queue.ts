@@ -17,7 +17,10 @@ const typedArraySet = Uint8Array.prototype.set;
 
 /** Batches up to this size are copied into one pooled buffer; larger ones go out with writev. */
 export const COALESCE_LIMIT = 16 * 1024;
-/** Writes shorter than this are copied at write(); a larger buffer is sent from the caller's memory. */
+/**
+ * Writes shorter than this are copied at write() (a lent chunk written back is not: see addLent); a
+ * larger buffer is sent from the caller's memory.
+ */
 export const COPY_LIMIT = 4 * 1024;
 /** The first append buffer of a batch; each next one doubles, up to COALESCE_LIMIT. */
 const APPEND_MIN = 1024;
@@ -105,6 +108,33 @@ export class WriteQueue {
     this.firstSmall = true;
     this.pieces = 1;
     this.pendingBytes = len;
+  }
+
+  /**
+   * Queues a lent chunk (`len` bytes, 0 < len < COPY_LIMIT; conn.chunks({ reuse: true }), see
+   * lent-buffers.ts holdLent) into the empty queue by reference, not copied: its write still resolves
+   * at once, as a small write's, because the lent buffer is not reused while this queue holds it: the
+   * handler's next step flushes it, and copies it out (ConnWriter#holdsCallerBuffers) if it is still
+   * here. It is the lone small first piece, so a next small write copies it into the append buffer.
+   */
+  protected addLent(data: Uint8Array, len: number): void {
+    this.first = data;
+    this.firstSmall = true;
+    this.pieces = 1;
+    this.pendingBytes += len;
+  }
+
+  /**
+   * The lent chunk `view`, if queued by addLent (still the first piece, perhaps with larger pieces
+   * behind it), is replaced by a copy of its own; says whether it was. Only the first piece can be one:
+   * a small write after it copies it into the append buffer.
+   */
+  protected copyOutLent(view: Uint8Array): boolean {
+    if (this.first !== view) return false;
+    const copy = Buffer.allocUnsafe(view.length);
+    typedArraySet.call(copy, view);
+    this.first = copy;
+    return true;
   }
 
   #push(piece: WriteData): void {

@@ -2,14 +2,26 @@
 // chunk object, and a buffer a writer still holds never handed out again.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type CallerBufferHolder, giveBack, lendCopy, noteHeld } from '../src/lent-buffers.js';
+import {
+  type CallerBufferHolder,
+  giveBack,
+  holdLent,
+  type LentBuffer,
+  lendCopy,
+  noteHeld,
+} from '../src/lent-buffers.js';
 import { pseudoRandom } from './helpers.js';
 
 const source = pseudoRandom(64 * 1024, 3);
 
-/** A writer stand-in whose holding is set by the test. */
+/** A writer stand-in whose holding is set by the test; it records what it was asked. */
 class Holder implements CallerBufferHolder {
-  holdsCallerBuffers = true;
+  holds = true;
+  asked: LentBuffer[] = [];
+  holdsCallerBuffers(lent: LentBuffer): boolean {
+    this.asked.push(lent);
+    return this.holds;
+  }
 }
 
 describe('lent buffers', () => {
@@ -45,7 +57,7 @@ describe('lent buffers', () => {
     noteHeld(a.view.subarray(10, 20), holder);
     const kept = Buffer.from(a.view);
     giveBack(a);
-    holder.holdsCallerBuffers = false; // its write completes later: the buffer stays out of reuse anyway
+    holder.holds = false; // its write completes later: the buffer stays out of reuse anyway
     for (let i = 0; i < 8; i++) {
       const b = lendCopy(pseudoRandom(8192, 100 + i), 8192);
       assert.notEqual(b, a);
@@ -56,11 +68,48 @@ describe('lent buffers', () => {
 
   it('takes back a buffer whose writer no longer holds caller memory', () => {
     const holder = new Holder();
-    holder.holdsCallerBuffers = false;
+    holder.holds = false;
     const a = lendCopy(source, 2048);
     noteHeld(a.view, holder);
     giveBack(a);
     assert.equal(lendCopy(source, 2048), a);
+  });
+
+  it('holdLent recognizes the chunk lent last, still lent, and nothing else', () => {
+    const holder = new Holder();
+    holder.holds = false;
+    const a = lendCopy(source, 100);
+    assert.equal(holdLent(Buffer.from(a.view), holder), false, 'a copy is not lent');
+    assert.equal(holdLent(a.view.subarray(0, 50), holder), false, 'a view is not recognized (it is copied)');
+    assert.equal(a.holder, null);
+    assert.equal(holdLent(a.view, holder), true);
+    assert.equal(a.holder, holder);
+    const b = lendCopy(source, 200);
+    assert.equal(holdLent(a.view, holder), false, 'a chunk lent before the last one is copied');
+    giveBack(b);
+    assert.equal(holdLent(b.view, holder), false, 'a chunk given back is no longer lent');
+    giveBack(a);
+    assert.deepEqual(holder.asked, [a], 'the holder was asked whether it still holds the buffer');
+    assert.equal(a.holder, null, 'taken back: no holder any more');
+    assert.equal(lendCopy(source, 100), a, 'and reused');
+    giveBack(a);
+  });
+
+  it('a lent chunk held by two writers is never reused, whatever either says', () => {
+    const one = new Holder();
+    const two = new Holder();
+    one.holds = two.holds = false;
+    const a = lendCopy(source, 300);
+    const kept = Buffer.from(a.view);
+    assert.ok(holdLent(a.view, one));
+    assert.ok(holdLent(a.view, two));
+    giveBack(a);
+    for (let i = 0; i < 8; i++) {
+      const b = lendCopy(pseudoRandom(300, 200 + i), 300);
+      assert.notEqual(b, a);
+      giveBack(b);
+    }
+    assert.ok(a.view.equals(kept), 'its bytes were never overwritten');
   });
 
   it('keeps a bounded number of free buffers per class', () => {
