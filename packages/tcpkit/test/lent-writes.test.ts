@@ -81,6 +81,20 @@ function assertMessages(got: Buffer, messages: Buffer[], offset = 0): void {
   }
 }
 
+/** Sends each message and waits for its echo before the next (ping-pong), then checks every byte came back in order. */
+async function pingPong(port: number, messages: Buffer[]): Promise<void> {
+  const client = await connect(port);
+  let expected = 0;
+  for (const m of messages) {
+    client.write(m);
+    expected += m.length;
+    await client.receive(expected, 10_000);
+  }
+  client.end();
+  await client.waitClosed(10_000);
+  assertMessages(client.received(), messages);
+}
+
 /**
  * Records the objects the server's sockets hand to the layer plain TCP output reaches first (the handle's
  * writeBuffer, or on the stream path the socket's write), for sockets with local port `port()`.
@@ -143,17 +157,8 @@ describe('lent chunks written back by reference', () => {
         },
         async (p) => {
           port = p;
-          const client = await connect(p);
           const messages = messagesOf(200, 40, 2000, 10);
-          let expected = 0;
-          for (const m of messages) {
-            client.write(m);
-            expected += m.length;
-            await client.receive(expected, 10_000);
-          }
-          client.end();
-          await client.waitClosed(10_000);
-          assertMessages(client.received(), messages);
+          await pingPong(p, messages);
           // One buffer per size class at most, each taken back at every step and reused: none per message.
           const classes = new Set(messages.map((m) => Math.max(64, 2 ** Math.ceil(Math.log2(m.length))))).size;
           const n = await within(made.promise, 5000, 'the handler');
@@ -464,17 +469,7 @@ describe('lent chunks written back by reference', () => {
           for await (const chunk of conn.chunks({ reuse: true })) void conn.write(chunk);
         },
         async (port) => {
-          const client = await connect(port);
-          const messages = messagesOf(100, 520, 1000, 50);
-          let expected = 0;
-          for (const m of messages) {
-            client.write(m);
-            expected += m.length;
-            await client.receive(expected, 10_000);
-          }
-          client.end();
-          await client.waitClosed(10_000);
-          assertMessages(client.received(), messages);
+          await pingPong(port, messagesOf(100, 520, 1000, 50));
         },
       );
     },
